@@ -1,0 +1,372 @@
+"""Panoptic inference: image stack in, dendrite mask + spine instances + per-spine table out.
+
+normalise (percentiles over the stack) ▸ resample each plane to the model's native pixel size ▸
+overlapping tiles ▸ FCN (dendrite probability, blended) + Mask R-CNN (spine instances, kept by the
+tile whose core holds their centre) ▸ resample back ▸ link spines across neighbouring planes into
+3D objects ▸ panoptic merge (every voxel is background, dendrite or exactly one spine).
+
+:func:`iter_predict` is a generator of :class:`ProgressEvent` that ends with a
+:class:`PanopticResult`; the GUI and the CLI both drive it and can stop between tiles.
+:func:`predict` runs it to the end. This module never imports napari or Qt.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from .errors import Cancelled, InputError
+from .models.store import LoadedModels, load_models
+from .tables import spine_table
+from .zlink import link_planes
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """Settings of one inference job (validated on construction).
+
+    ``model``: a model folder, or None for the bundled model. ``pixel_size_um``: overrides the
+    image's (y, x) pixel size. Sizes in px are at the model's native pixel size.
+    """
+
+    model: str | None = None
+    device: str = "auto"
+    tile_size: int = 512
+    tile_overlap: int = 64
+    batch_tiles: int = 2
+    spine_score_threshold: float = 0.5
+    spine_mask_threshold: float = 0.5
+    dendrite_threshold: float = 0.5
+    min_spine_px: int = 6
+    link_iou: float = 0.2
+    pixel_size_um: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.tile_size < 64 or self.tile_size % 32:
+            raise InputError(f"tile_size must be a multiple of 32 and >= 64, got {self.tile_size}")
+        if not 0 <= self.tile_overlap <= self.tile_size // 2:
+            raise InputError("tile_overlap must be between 0 and half the tile size")
+        for name in ("spine_score_threshold", "spine_mask_threshold", "dendrite_threshold"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise InputError(f"{name} must be between 0 and 1, got {value}")
+        if self.pixel_size_um is not None and not (self.pixel_size_um > 0):
+            raise InputError(f"pixel size must be > 0 µm, got {self.pixel_size_um}")
+        if self.batch_tiles < 1 or self.min_spine_px < 0:
+            raise InputError("batch_tiles must be >= 1 and min_spine_px >= 0")
+
+
+@dataclass
+class ProgressEvent:
+    """``done`` of ``total`` units (tiles) finished; ``message`` says where."""
+
+    done: int
+    total: int
+    message: str = ""
+
+
+@dataclass
+class PanopticResult:
+    """Result of one image, all arrays ``(Z, Y, X)`` of the input's spatial shape.
+
+    ``dendrite`` uint8 0/1; ``spines`` uint32 ids (0 none), never overlapping the dendrite;
+    ``table`` one row per spine (see :func:`tables.spine_table`); ``voxel_size_um`` (z, y, x).
+    """
+
+    dendrite: np.ndarray
+    spines: np.ndarray
+    table: dict[str, np.ndarray]
+    voxel_size_um: tuple[float, float, float]
+    model_name: str
+    pixel_size_source: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+def _as_zyx(image: Any) -> Any:
+    ndim = len(image.shape)
+    if ndim == 2:
+        return image[None] if isinstance(image, np.ndarray) else np.asarray(image)[None]
+    if ndim != 3:
+        raise InputError(
+            f"expected a 2D (Y, X) or 3D (Z, Y, X) image, got shape {tuple(image.shape)}; "
+            "pick one channel and time point first"
+        )
+    return image
+
+
+def _stack_percentiles(volume: Any, low: float, high: float) -> tuple[float, float]:
+    """Percentiles over (at most 16 evenly spaced planes of) the stack, finite values only."""
+    nz = volume.shape[0]
+    zs = np.unique(np.linspace(0, nz - 1, min(nz, 16)).round().astype(int))
+    values = []
+    for z in zs:
+        plane = np.asarray(volume[int(z)], dtype=np.float32).ravel()
+        step = max(1, plane.size // 250_000)
+        values.append(plane[::step])
+    v = np.concatenate(values)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return 0.0, 1.0
+    lo, hi = np.percentile(v, [low, high])
+    return float(lo), float(hi)
+
+
+def _resize(t: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
+    """Resize (B, C, H, W) to ``size``; anti-aliased when shrinking."""
+    if tuple(t.shape[-2:]) == tuple(size):
+        return t
+    if mode == "nearest":
+        return F.interpolate(t, size=size, mode="nearest")
+    shrink = size[0] < t.shape[-2] or size[1] < t.shape[-1]
+    return F.interpolate(t, size=size, mode="bilinear", align_corners=False, antialias=shrink)
+
+
+def tile_origins(length: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of tiles of size ``tile`` covering ``length`` with at least ``overlap``."""
+    if length <= tile:
+        return [0]
+    stride = tile - overlap
+    n = int(np.ceil((length - tile) / stride)) + 1
+    starts = np.linspace(0, length - tile, n).round().astype(int)
+    return sorted(set(starts.tolist()))
+
+
+def _ceil32(n: int) -> int:
+    return max(64, int(np.ceil(n / 32)) * 32)
+
+
+def _ramp(length: int, overlap: int) -> torch.Tensor:
+    ramp = torch.ones(length)
+    if overlap > 0:
+        edge = torch.linspace(0.05, 1.0, overlap)
+        ramp[:overlap] = edge
+        ramp[-overlap:] = edge.flip(0)
+    return ramp
+
+
+def _blend_window(height: int, width: int, overlap: int) -> torch.Tensor:
+    """(height, width) weights that ramp up over the overlap so tiles blend without seams."""
+    return _ramp(height, overlap)[:, None] * _ramp(width, overlap)[None, :]
+
+
+def _core_bounds(start: int, size: int, length: int, overlap: int) -> tuple[float, float]:
+    """The part of a tile that owns detections: the tile minus half the overlap on inner sides."""
+    lo = start + (overlap / 2 if start > 0 else -np.inf)
+    hi = start + size - (overlap / 2 if start + size < length else -np.inf)
+    return lo, hi
+
+
+@torch.inference_mode()
+def _detect_spines(model: torch.nn.Module, tiles: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+    """Run Mask R-CNN on (B, 1, T, T) tiles; masks stay at the head's 28x28 resolution."""
+    images, _ = model.transform(list(tiles))
+    features = model.backbone(images.tensors)
+    proposals, _ = model.rpn(images, features)
+    detections, _ = model.roi_heads(features, proposals, images.image_sizes)
+    return detections
+
+
+def _paste_instances(
+    labels: np.ndarray,
+    scores: list[float],
+    detections: list[tuple[np.ndarray, float, np.ndarray]],
+    mask_threshold: float,
+    min_px: int,
+) -> None:
+    """Paste (box xyxy, score, mask probs MxM) detections into ``labels`` (H, W) int32, best
+    score first; a pixel already owned by a better spine stays with it."""
+    h, w = labels.shape
+    for box, score, mask in sorted(detections, key=lambda d: -d[1]):
+        x0, y0, x1, y1 = box
+        xi0, yi0 = max(int(np.floor(x0)), 0), max(int(np.floor(y0)), 0)
+        xi1, yi1 = min(int(np.ceil(x1)), w), min(int(np.ceil(y1)), h)
+        if xi1 <= xi0 or yi1 <= yi0:
+            continue
+        bw, bh = max(int(np.ceil(x1) - np.floor(x0)), 1), max(int(np.ceil(y1) - np.floor(y0)), 1)
+        m = F.interpolate(
+            torch.from_numpy(mask)[None, None], size=(bh, bw), mode="bilinear", align_corners=False
+        )[0, 0].numpy()
+        oy, ox = yi0 - int(np.floor(y0)), xi0 - int(np.floor(x0))
+        m = m[oy : oy + (yi1 - yi0), ox : ox + (xi1 - xi0)] >= mask_threshold
+        region = labels[yi0:yi1, xi0:xi1]
+        own = m & (region == 0)
+        if own.sum() < max(min_px, 1) or own.sum() < 0.5 * m.sum():
+            continue
+        scores.append(float(score))
+        region[own] = len(scores)
+
+
+def _plane_pass(
+    plane: torch.Tensor,
+    models: LoadedModels,
+    cfg: InferenceConfig,
+    should_stop: Callable[[], bool],
+) -> Iterator[int]:
+    """Both networks over one native-resolution plane (H, W) float32.
+
+    Yields once per tile batch (the caller reports progress and may stop); returns dendrite
+    probability (H, W), spine labels (H, W) int32 and the score of each id.
+    """
+    h, w = plane.shape
+    # tiles never larger than the plane (rounded up to a multiple of 32)
+    th = min(cfg.tile_size, _ceil32(h))
+    tw = min(cfg.tile_size, _ceil32(w))
+    ov = min(cfg.tile_overlap, th // 2, tw // 2)
+    ph, pw = max(h, th), max(w, tw)
+    padded = F.pad(plane[None, None], (0, pw - w, 0, ph - h))[0, 0] if (ph, pw) != (h, w) else plane
+    ys, xs = tile_origins(ph, th, ov), tile_origins(pw, tw, ov)
+    origins = [(y, x) for y in ys for x in xs]
+    window = _blend_window(th, tw, ov).to(models.device)
+    prob_sum = torch.zeros((ph, pw), device=models.device)
+    weight_sum = torch.zeros((ph, pw), device=models.device)
+    detections: list[tuple[np.ndarray, float, np.ndarray]] = []
+    for i in range(0, len(origins), cfg.batch_tiles):
+        if should_stop():
+            raise Cancelled("inference cancelled")
+        batch_org = origins[i : i + cfg.batch_tiles]
+        tiles = torch.stack([padded[y : y + th, x : x + tw] for y, x in batch_org])[:, None]
+        tiles = tiles.to(models.device)
+        with torch.inference_mode():
+            prob = models.dendrites(tiles)["out"].softmax(1)[:, 1]
+        dets = _detect_spines(models.spines, tiles)
+        for (y, x), p, det in zip(batch_org, prob, dets, strict=False):
+            prob_sum[y : y + th, x : x + tw] += p * window
+            weight_sum[y : y + th, x : x + tw] += window
+            ylo, yhi = _core_bounds(y, th, ph, ov)
+            xlo, xhi = _core_bounds(x, tw, pw, ov)
+            keep = det["scores"] >= cfg.spine_score_threshold
+            boxes = det["boxes"][keep].cpu().numpy()
+            scores = det["scores"][keep].cpu().numpy()
+            masks = det["masks"][keep][:, 0].float().cpu().numpy()
+            for box, score, mask in zip(boxes, scores, masks, strict=False):
+                cx, cy = (box[0] + box[2]) / 2 + x, (box[1] + box[3]) / 2 + y
+                if xlo <= cx < xhi and ylo <= cy < yhi:
+                    detections.append((box + np.array([x, y, x, y]), float(score), mask))
+        yield len(batch_org)
+    prob = (prob_sum / weight_sum.clamp_min(1e-6))[:h, :w]
+    labels = np.zeros((h, w), dtype=np.int32)
+    scores: list[float] = []
+    _paste_instances(labels, scores, detections, cfg.spine_mask_threshold, cfg.min_spine_px)
+    return prob, labels, scores
+
+
+def iter_predict(
+    image: Any,
+    voxel_size_um: tuple[float, float, float] | None,
+    config: InferenceConfig | None = None,
+    models: LoadedModels | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> Iterator[ProgressEvent | PanopticResult]:
+    """Segment a plane or stack, yielding progress events, then the :class:`PanopticResult`.
+
+    Parameters
+    ----------
+    image
+        (Y, X) or (Z, Y, X) array of any real dtype; lazy arrays (zarr, memmap, dask) are read
+        plane by plane.
+    voxel_size_um
+        (z, y, x) voxel size in µm, or None when unknown (then the model's native pixel size is
+        assumed, and ``pixel_size_source`` says "assumed").
+    config
+        Thresholds, tiling, device, model folder.
+    models
+        Already loaded models (else loaded from ``config.model`` on ``config.device``).
+    should_stop
+        Polled between tiles; raises :class:`Cancelled` when true.
+    """
+    cfg = config or InferenceConfig()
+    volume = _as_zyx(image)
+    nz, ny, nx = (int(s) for s in volume.shape)
+    if ny < 2 or nx < 2:
+        raise InputError(f"image planes of {ny}x{nx} px are too small to segment")
+    dtype = np.dtype(getattr(volume, "dtype", np.float32))
+    if dtype.kind not in "uifb":
+        raise InputError(f"image dtype {dtype} is not a real number type")
+    models = models or load_models(cfg.model, cfg.device)
+    native = models.card.pixel_size_um
+    if cfg.pixel_size_um is not None:
+        px, source = float(cfg.pixel_size_um), "pixel_size_um parameter"
+        vz = float(voxel_size_um[0]) if voxel_size_um else 1.0
+    elif voxel_size_um is not None:
+        vz, px, source = float(voxel_size_um[0]), float(voxel_size_um[-1]), "image metadata"
+    else:
+        vz, px, source = 1.0, native, "assumed (model native pixel size)"
+    if not (px > 0 and np.isfinite(px)):
+        raise InputError(f"pixel size must be a positive number of µm, got {px}")
+    voxel = (vz, px, px)
+    scale = px / native
+    nh, nw = max(int(round(ny * scale)), 8), max(int(round(nx * scale)), 8)
+    norm = models.card.normalisation
+    lo, hi = _stack_percentiles(volume, float(norm["low"]), float(norm["high"]))
+    span = hi - lo if hi > lo else 1.0
+    th, tw = min(cfg.tile_size, _ceil32(nh)), min(cfg.tile_size, _ceil32(nw))
+    ov = min(cfg.tile_overlap, th // 2, tw // 2)
+    tiles_per_plane = len(tile_origins(max(nh, th), th, ov)) * len(
+        tile_origins(max(nw, tw), tw, ov)
+    )
+    total = tiles_per_plane * nz
+    done = 0
+    yield ProgressEvent(0, total, f"{nz} plane(s), {ny}x{nx} px at {px:.4g} µm/px")
+    dendrite = np.zeros((nz, ny, nx), dtype=np.uint8)
+    plane_labels = np.zeros((nz, ny, nx), dtype=np.int32)
+    plane_scores: list[list[float]] = []
+    for z in range(nz):
+        raw = np.asarray(volume[z], dtype=np.float32)
+        raw = np.where(np.isfinite(raw), raw, lo)
+        plane = torch.from_numpy((raw - lo) / span)
+        native_plane = _resize(plane[None, None], (nh, nw))[0, 0]
+        passes = _plane_pass(native_plane.to(models.device), models, cfg, should_stop)
+        while True:
+            try:
+                done += next(passes)
+            except StopIteration as finished:
+                prob, labels, scores = finished.value
+                break
+            yield ProgressEvent(done, total, f"plane {z + 1}/{nz}")
+        prob_full = _resize(prob[None, None].float().cpu(), (ny, nx))[0, 0].numpy()
+        lab_full = _resize(torch.from_numpy(labels)[None, None].float(), (ny, nx), "nearest")
+        lab_full = lab_full[0, 0].numpy().astype(np.int32)
+        plane_labels[z] = lab_full
+        plane_scores.append(scores)
+        dendrite[z] = prob_full >= cfg.dendrite_threshold
+    spines, score_of = link_planes(plane_labels, plane_scores, cfg.link_iou)
+    dendrite[spines > 0] = 0
+    table = spine_table(spines, score_of, voxel)
+    params = {
+        k: getattr(cfg, k)
+        for k in cfg.__dataclass_fields__  # type: ignore[attr-defined]
+    }
+    params["device_used"] = str(models.device)
+    yield PanopticResult(
+        dendrite=dendrite,
+        spines=spines,
+        table=table,
+        voxel_size_um=voxel,
+        model_name=models.card.name,
+        pixel_size_source=source,
+        parameters=params,
+    )
+
+
+def predict(
+    image: Any,
+    voxel_size_um: tuple[float, float, float] | None = None,
+    config: InferenceConfig | None = None,
+    models: LoadedModels | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> PanopticResult:
+    """Run :func:`iter_predict` to the end and return its result."""
+    result = None
+    for event in iter_predict(image, voxel_size_um, config, models, should_stop):
+        if isinstance(event, PanopticResult):
+            result = event
+    assert result is not None
+    return result

@@ -1,0 +1,993 @@
+"""TIFF input and output for the engine: stacks with their voxel size, labels, provenance.
+
+This module never imports napari, Qt or torch. Stacks are returned in a canonical axis order,
+a subset of ``"TCZYX"`` in that order, with the voxel size in µm as (z, y, x).
+Stacks larger than a quarter of the machine's memory are opened lazily: as a ``numpy.memmap``
+when the pixels are stored uncompressed in one block, otherwise as a :class:`LazyArray` over a
+zarr view of the file, which reads only the planes that are indexed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import sys
+import tempfile
+import threading
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+
+from .errors import InputError, OutputExistsError, TiffReadError
+
+logger = logging.getLogger(__name__)
+
+CANONICAL_AXES = "TCZYX"
+VOXEL_SIZE_SOURCES = ("imagej", "ome", "resolution", "none")
+
+# Length units found in ImageJ descriptions and OME-XML, as µm per unit.
+_UM_PER_UNIT = {
+    **dict.fromkeys(("um", "µm", "μm", "micron", "microns", "micrometer", "micrometre"), 1.0),
+    **dict.fromkeys(("micrometers", "micrometres"), 1.0),
+    **dict.fromkeys(("nm", "nanometer", "nanometre", "nanometers", "nanometres"), 1e-3),
+    **dict.fromkeys(("mm", "millimeter", "millimetre", "millimeters", "millimetres"), 1e3),
+    **dict.fromkeys(("cm", "centimeter", "centimetre", "centimeters", "centimetres"), 1e4),
+    **dict.fromkeys(("m", "meter", "metre", "meters", "metres"), 1e6),
+    **dict.fromkeys(("in", "inch", "inches"), 25400.0),
+    **dict.fromkeys(("å", "angstrom", "ångström"), 1e-4),
+    "pm": 1e-6,
+}
+# TIFF ResolutionUnit values (4 and 5 are tifffile extensions) as µm per unit.
+_UM_PER_RESUNIT = {2: 25400.0, 3: 1e4, 4: 1e3, 5: 1.0}
+# Screen and print resolutions written by graphics software: not a microscope's pixel size.
+_GRAPHICS_DPI = (72.0, 96.0, 300.0)
+_IMAGEJ_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+_OTHER_FORMATS = {
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+    b"BM": "a BMP image",
+    b"PK\x03\x04": "a ZIP archive",
+    b"\x93NUMPY": "a NumPy .npy file",
+    b"\x89HDF": "an HDF5 file",
+}
+_DAMAGE_WORDS = ("offset", "corrupt", "failed to read", "truncat")
+
+
+@dataclass(frozen=True, eq=False)
+class ImageStack:
+    """An image stack read from a file, in canonical axis order, with its voxel size.
+
+    Attributes
+    ----------
+    data : numpy.ndarray or array-like
+        Pixels with one dimension per letter of `axes`. A ``numpy.ndarray`` when read eagerly;
+        a ``numpy.memmap`` or :class:`LazyArray` (``shape``, ``dtype``, ``__getitem__``,
+        ``__array__``) when `lazy` is True. The dtype is the file's (e.g. uint8, uint16, float32).
+    axes : str
+        Ordered subset of ``"TCZYX"`` that always ends in ``"YX"``, e.g. ``"ZYX"``, ``"CZYX"``.
+    voxel_size_um : tuple of float
+        (z, y, x) voxel size in µm; 1.0 where unknown (and z is 1.0 for 2D images).
+    voxel_size_source : str
+        Where the voxel size came from: ``"imagej"``, ``"ome"``, ``"resolution"`` (TIFF
+        resolution tags) or ``"none"`` (nothing usable was stored: all sizes are 1.0).
+    channel_names : tuple of str
+        One name per channel when `axes` has a C axis, else empty.
+    path : pathlib.Path
+        The file the stack was read from.
+    lazy : bool
+        True when `data` reads from the file on demand.
+    metadata : dict
+        JSON-compatible record stored with the file: the JSON object in the ImageJ ``Info``
+        property or under ``"metadata"`` in a tifffile JSON description (this is what
+        :func:`write_tiff_atomic` writes); otherwise the simple ImageJ or description entries.
+    """
+
+    data: Any
+    axes: str
+    voxel_size_um: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    voxel_size_source: str = "none"
+    channel_names: tuple[str, ...] = ()
+    path: Path = field(default_factory=Path)
+    lazy: bool = False
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_axes(self.axes)
+        if len(self.data.shape) != len(self.axes):
+            raise InputError(
+                f"Stack data has {len(self.data.shape)} dimensions {tuple(self.data.shape)} "
+                f"but axes '{self.axes}' name {len(self.axes)}."
+            )
+        if self.voxel_size_source not in VOXEL_SIZE_SOURCES:
+            raise InputError(f"Unknown voxel_size_source {self.voxel_size_source!r}.")
+        n_channels = self.data.shape[self.axes.index("C")] if "C" in self.axes else 0
+        if len(self.channel_names) != n_channels:
+            raise InputError(
+                f"{len(self.channel_names)} channel names given for {n_channels} channels."
+            )
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of `data`, one entry per letter of `axes`."""
+        return tuple(int(n) for n in self.data.shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        """Pixel data type."""
+        return np.dtype(self.data.dtype)
+
+
+class LazyArray:
+    """Read-on-demand view of a lazily indexed array (e.g. a zarr array over a TIFF file).
+
+    The view reorders the source's axes, fixes some source axes at one index and can insert
+    length-1 axes, without reading anything. Indexing with integers and slices reads only the
+    needed part; ``numpy.asarray(view)`` reads everything.
+
+    Parameters
+    ----------
+    source : array-like
+        Array with ``shape``, ``dtype`` and basic (integer and slice) ``__getitem__``.
+    axis_map : tuple of (int or None)
+        For each axis of the view, the source axis it shows, or None for an inserted axis
+        of length 1.
+    fixed : mapping of int to int, optional
+        Source axes that the view does not show, each read at the given index.
+    keepalive : object, optional
+        Object kept referenced while the view lives (e.g. the open ``tifffile.TiffFile``).
+    """
+
+    def __init__(
+        self,
+        source: Any,
+        axis_map: tuple[int | None, ...],
+        fixed: Mapping[int, int] | None = None,
+        keepalive: Any = None,
+    ) -> None:
+        self._source = source
+        self._axis_map = tuple(axis_map)
+        self._fixed = dict(fixed or {})
+        self._keepalive = keepalive
+        shown = [a for a in self._axis_map if a is not None]
+        if sorted(shown + list(self._fixed)) != list(range(len(source.shape))):
+            raise ValueError(f"axis_map {axis_map} and fixed {fixed} do not cover the source.")
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of the view."""
+        return tuple(1 if a is None else int(self._source.shape[a]) for a in self._axis_map)
+
+    @property
+    def dtype(self) -> np.dtype:
+        """Data type of the source."""
+        return np.dtype(self._source.dtype)
+
+    @property
+    def ndim(self) -> int:
+        """Number of dimensions of the view."""
+        return len(self._axis_map)
+
+    @property
+    def size(self) -> int:
+        """Number of elements of the view."""
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the view takes once read."""
+        return self.size * self.dtype.itemsize
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        return f"LazyArray(shape={self.shape}, dtype={self.dtype})"
+
+    def take_index(self, axis: int, index: int) -> LazyArray:
+        """Return a view without `axis`, fixed at `index` (nothing is read)."""
+        index = _normalise_index(index, self.shape[axis])
+        axis_map = list(self._axis_map)
+        source_axis = axis_map.pop(axis)
+        fixed = dict(self._fixed)
+        if source_axis is not None:
+            fixed[source_axis] = index
+        return LazyArray(self._source, tuple(axis_map), fixed, self._keepalive)
+
+    def expand_dims(self, axis: int) -> LazyArray:
+        """Return a view with a new axis of length 1 at position `axis` (nothing is read)."""
+        axis_map = list(self._axis_map)
+        axis_map.insert(axis, None)
+        return LazyArray(self._source, tuple(axis_map), self._fixed, self._keepalive)
+
+    def transpose(self, order: tuple[int, ...]) -> LazyArray:
+        """Return a view with the axes reordered as `order` (nothing is read)."""
+        axis_map = tuple(self._axis_map[i] for i in order)
+        return LazyArray(self._source, axis_map, self._fixed, self._keepalive)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        expanded = _expand_key(key, self.ndim)
+        if expanded is None:  # fancy indexing: read all, then index with numpy
+            return np.asarray(self)[key]
+        key = expanded
+        source_key: list[Any] = [slice(None)] * len(self._source.shape)
+        for source_axis, index in self._fixed.items():
+            source_key[source_axis] = index
+        kept: list[tuple[int | None, int]] = []  # (source axis, length) of each output axis
+        for (source_axis, item), n in zip(
+            zip(self._axis_map, key, strict=True), self.shape, strict=True
+        ):
+            if isinstance(item, slice):
+                kept.append((source_axis, len(range(n)[item])))
+                if source_axis is not None:
+                    source_key[source_axis] = item
+            elif source_axis is not None:
+                source_key[source_axis] = _normalise_index(item, n)
+            else:
+                _normalise_index(item, n)  # an inserted axis: only 0 and -1 are valid
+        block = np.asarray(self._source[tuple(source_key)])
+        read_axes = [a for a, k in enumerate(source_key) if isinstance(k, slice)]
+        order = [read_axes.index(a) for a, _ in kept if a is not None]
+        block = block.transpose(order)
+        for position, (source_axis, length) in enumerate(kept):
+            if source_axis is None:
+                block = np.expand_dims(block, position)[
+                    (slice(None),) * position + (slice(length),)
+                ]
+        return block
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        block = self[...]
+        return block if dtype is None else block.astype(dtype, copy=False)
+
+
+def read_tiff(path: str | os.PathLike[str], lazy: bool | None = None) -> ImageStack:
+    """Read the first image series of a TIFF file with its voxel size and channel names.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``.tif``/``.tiff`` file (plain, ImageJ hyperstack or OME-TIFF).
+    lazy : bool or None, optional
+        True reads pixels on demand, False reads them all now; None (default) reads lazily
+        only when the uncompressed pixels exceed a quarter of the machine's memory.
+
+    Returns
+    -------
+    ImageStack
+        `data` in canonical axis order (subset of "TCZYX"), same dtype as the file;
+        `voxel_size_um` is (z, y, x) in µm. Unknown leading axes (tifffile's Q, I, ...) become
+        Z, then T, then C. A greyscale image stored as RGB(A) is read as one channel.
+
+    Raises
+    ------
+    TiffReadError
+        When the file is missing, empty, not a TIFF, truncated or damaged, or holds colour RGB
+        data; the message names the file and the problem in plain words.
+    """
+    path = Path(path)
+    _check_file(path)
+    with _tifffile_errors() as damage:
+        try:
+            tif = tifffile.TiffFile(path)
+        except Exception as exc:
+            raise _read_error(path, exc) from exc
+        try:
+            stack = _read_open_file(tif, path, lazy, damage)
+        except TiffReadError:
+            tif.close()
+            raise
+        except Exception as exc:
+            tif.close()
+            raise _read_error(path, exc) from exc
+    if not isinstance(stack.data, LazyArray):
+        tif.close()
+    logger.info(
+        "Read '%s': axes %s, shape %s, %s, voxel size %s µm (%s)%s",
+        path,
+        stack.axes,
+        stack.shape,
+        stack.dtype,
+        stack.voxel_size_um,
+        stack.voxel_size_source,
+        ", lazily" if stack.lazy else "",
+    )
+    return stack
+
+
+def as_zyx(stack: ImageStack, channel: int = 0, time: int = 0) -> Any:
+    """Return one channel at one time point as a (Z, Y, X) array.
+
+    Parameters
+    ----------
+    stack : ImageStack
+        A stack from :func:`read_tiff`.
+    channel : int, optional
+        Channel index, ignored when the stack has no C axis.
+    time : int, optional
+        Time-point index, ignored when the stack has no T axis.
+
+    Returns
+    -------
+    numpy.ndarray or array-like
+        (Z, Y, X) pixels with the stack's dtype; a 2D image gets Z of length 1. Stays lazy
+        (nothing read) when the stack is lazy.
+
+    Raises
+    ------
+    InputError
+        When `channel` or `time` is out of range.
+    """
+    data, axes = stack.data, stack.axes
+    for letter, index, what in (("T", time, "time point"), ("C", channel, "channel")):
+        if letter in axes:
+            n = data.shape[axes.index(letter)]
+            if not -n <= index < n:
+                raise InputError(
+                    f"{what.capitalize()} {index} does not exist in '{stack.path}': "
+                    f"it has {n} {what}s (0 to {n - 1})."
+                )
+            data = _take(data, axes.index(letter), index)
+            axes = axes.replace(letter, "")
+    if "Z" not in axes:
+        data = _expand(data, 0)
+    return data
+
+
+def channel_data(stack: ImageStack, channel: int) -> Any:
+    """Return one channel of a stack, with the other axes in order ("TZYX" minus absent ones).
+
+    Parameters
+    ----------
+    stack : ImageStack
+        A stack from :func:`read_tiff`.
+    channel : int
+        Channel index; ignored (the whole stack is returned) when there is no C axis.
+
+    Returns
+    -------
+    numpy.ndarray or array-like
+        The channel's pixels, same dtype; a view (nothing read) for eager and lazy stacks.
+
+    Raises
+    ------
+    InputError
+        When `channel` is out of range.
+    """
+    if "C" not in stack.axes:
+        return stack.data
+    axis = stack.axes.index("C")
+    n = stack.data.shape[axis]
+    if not -n <= channel < n:
+        raise InputError(
+            f"Channel {channel} does not exist in '{stack.path}': it has {n} channels."
+        )
+    return _take(stack.data, axis, channel)
+
+
+def write_tiff_atomic(
+    path: str | os.PathLike[str],
+    array: Any,
+    voxel_size_um: tuple[float, float, float] | None = (1.0, 1.0, 1.0),
+    metadata: dict[str, Any] | None = None,
+    *,
+    axes: str | None = None,
+    overwrite: bool = True,
+) -> Path:
+    """Write an array to a TIFF file atomically, with its voxel size and a metadata record.
+
+    uint8, uint16 and float32 (and bool, stored as uint8) arrays are written as ImageJ
+    hyperstacks (resolution in pixels per µm, unit ``um``, z ``spacing``); other dtypes as a
+    plain TIFF with resolution tags in pixels per cm and a JSON description holding the axes,
+    the z spacing and the record. The file is written under a temporary name in the same
+    folder, then renamed: readers never see half a file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination file; missing parent folders are created.
+    array : array-like
+        Pixels, shape given by `axes` (e.g. (Z, Y, X)); any numeric dtype.
+    voxel_size_um : tuple of float or None, optional
+        (z, y, x) voxel size in µm, each finite and > 0. None writes no calibration.
+    metadata : dict, optional
+        JSON-serialisable record (e.g. provenance); :func:`read_tiff` returns it as
+        ``ImageStack.metadata``.
+    axes : str, optional
+        Canonical axes of `array` (subset of "TCZYX" ending in "YX"); default "YX", "ZYX",
+        "CZYX" or "TCZYX" by number of dimensions.
+    overwrite : bool, optional
+        False raises :class:`OutputExistsError` when `path` exists.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+
+    Raises
+    ------
+    InputError
+        For an unusable array, axes, voxel size or a record that is not JSON-serialisable.
+    OutputExistsError
+        When the file exists and `overwrite` is False.
+    """
+    path = Path(path)
+    data = np.asarray(array)
+    if data.dtype == bool:
+        data = data.astype(np.uint8)
+    if data.dtype.kind not in "biuf":
+        raise InputError(f"Cannot write {data.dtype} data to '{path}': only numbers can be saved.")
+    axes = _default_axes(data.ndim) if axes is None else axes
+    _check_axes(axes)
+    if len(axes) != data.ndim:
+        raise InputError(
+            f"Cannot write to '{path}': array of shape {data.shape} does not match axes '{axes}'."
+        )
+    if voxel_size_um is not None:
+        voxel_size_um = _check_voxel_size(voxel_size_um)
+    description = None
+    if metadata is not None:
+        try:
+            description = json.dumps(metadata)
+        except (TypeError, ValueError) as exc:
+            raise InputError(
+                f"Cannot write '{path}': its metadata is not JSON-serialisable ({exc})."
+            ) from exc
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"'{path}' exists; choose another name or allow overwriting.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    kwargs = _tiff_kwargs(data, axes, voxel_size_um, description)
+    if kwargs["imagej"]:
+        data = np.transpose(data, [axes.index(a) for a in kwargs["metadata"]["axes"]])
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    os.close(fd)
+    try:
+        tifffile.imwrite(tmp_name, data, **kwargs)
+        with open(tmp_name, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+        raise
+    logger.info("Wrote '%s': %s %s, voxel size %s µm", path, data.shape, data.dtype, voxel_size_um)
+    return path
+
+
+def write_labels_tiff(
+    path: str | os.PathLike[str],
+    labels: Any,
+    voxel_size_um: tuple[float, float, float] | None,
+    metadata: dict[str, Any] | None = None,
+    *,
+    axes: str | None = None,
+    overwrite: bool = True,
+) -> Path:
+    """Write a label image with the smallest unsigned dtype that holds its largest label.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination ``.tif`` file.
+    labels : array-like
+        Integer or bool label image, (Y, X) or (Z, Y, X) (or as given by `axes`); 0 is
+        background, values must be >= 0.
+    voxel_size_um : tuple of float or None
+        (z, y, x) voxel size in µm; None writes no calibration.
+    metadata : dict, optional
+        JSON-serialisable record stored with the file (see :func:`write_tiff_atomic`).
+    axes : str, optional
+        Canonical axes of `labels`; default from the number of dimensions.
+    overwrite : bool, optional
+        False raises :class:`OutputExistsError` when `path` exists.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file, stored as uint8 (max < 256, ImageJ), uint16 (max < 65536, ImageJ),
+        uint32 or, above 2**32 - 1, uint64 (plain TIFF).
+
+    Raises
+    ------
+    InputError
+        When the labels are not integers or hold negative values.
+    """
+    data = np.asarray(labels)
+    if data.dtype.kind not in "biu":
+        raise InputError(
+            f"Cannot save labels to '{path}': labels must be integers, got {data.dtype} values."
+        )
+    low = int(data.min()) if data.size else 0
+    high = int(data.max()) if data.size else 0
+    if low < 0:
+        raise InputError(
+            f"Cannot save labels to '{path}': labels must be >= 0, the smallest is {low}."
+        )
+    for dtype in (np.uint8, np.uint16, np.uint32, np.uint64):
+        if high <= np.iinfo(dtype).max:
+            break
+    return write_tiff_atomic(
+        path,
+        data.astype(dtype, copy=False),
+        voxel_size_um,
+        metadata,
+        axes=axes,
+        overwrite=overwrite,
+    )
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def _check_file(path: Path) -> None:
+    """Raise a plain-words TiffReadError for a missing, empty or non-TIFF file."""
+    if not path.exists():
+        raise TiffReadError(f"Cannot read '{path}': the file does not exist.")
+    if path.is_dir():
+        raise TiffReadError(f"Cannot read '{path}': it is a folder, not a TIFF file.")
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+    except OSError as exc:
+        raise TiffReadError(f"Cannot read '{path}': {exc.strerror or exc}.") from exc
+    if size == 0:
+        raise TiffReadError(f"Cannot read '{path}': the file is empty (0 bytes).")
+    if size < 8 and any(magic.startswith(head[:4]) for magic in _TIFF_MAGIC):
+        raise TiffReadError(
+            f"Cannot read '{path}': the file is incomplete (only {size} bytes; was it truncated "
+            "while copying or saving?)."
+        )
+    if head[:4] not in _TIFF_MAGIC:
+        kind = next((name for m, name in _OTHER_FORMATS.items() if head.startswith(m)), None)
+        what = f"it looks like {kind}" if kind else f"it starts with {head[:4]!r}"
+        raise TiffReadError(
+            f"Cannot read '{path}': the file is not a TIFF image ({what}); "
+            "convert it to TIFF, e.g. with Fiji."
+        )
+
+
+def _read_error(path: Path, exc: BaseException) -> TiffReadError:
+    """Wrap a tifffile/struct/OS exception in a TiffReadError that keeps its message."""
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, MemoryError):
+        problem = "there is not enough memory to load it; open it lazily (lazy=True)"
+    elif any(word in str(exc).lower() for word in (*_DAMAGE_WORDS, "unpack requires")):
+        problem = "the file is incomplete or damaged (was it truncated while copying or saving?)"
+    else:
+        problem = "the file is damaged or uses a TIFF variant that cannot be read"
+    return TiffReadError(f"Cannot read '{path}': {problem}. Details: {text}")
+
+
+@contextlib.contextmanager
+def _tifffile_errors() -> Iterator[list[str]]:
+    """Collect the error messages tifffile logs in this thread (it logs, not raises, damage)."""
+    messages: list[str] = []
+    thread = threading.get_ident()
+
+    class _Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.thread == thread and record.levelno >= logging.ERROR:
+                messages.append(record.getMessage())
+
+    handler = _Collect()
+    tiff_logger = logging.getLogger("tifffile")
+    tiff_logger.addHandler(handler)
+    try:
+        yield messages
+    finally:
+        tiff_logger.removeHandler(handler)
+
+
+def _check_damage(path: Path, messages: list[str], tif: tifffile.TiffFile) -> None:
+    """Raise when tifffile reported damage or the pixel data runs past the end of the file."""
+    damaged = [m for m in messages if any(w in m.lower() for w in _DAMAGE_WORDS)]
+    if damaged:
+        raise TiffReadError(
+            f"Cannot read '{path}': the file is incomplete or damaged (was it truncated while "
+            f"copying or saving?). Details: {damaged[0]}"
+        )
+    size = path.stat().st_size
+    series = tif.series[0]
+    if series.dataoffset is not None:
+        end = series.dataoffset + series.nbytes
+    else:
+        end = 0
+        for page in series.pages:
+            if page is None or not page.dataoffsets:
+                continue
+            end = max(
+                end, max(o + n for o, n in zip(page.dataoffsets, page.databytecounts, strict=False))
+            )
+    if end > size:
+        raise TiffReadError(
+            f"Cannot read '{path}': the file is incomplete (truncated?): its pixels should end "
+            f"at byte {end} but the file has {size} bytes."
+        )
+
+
+def _read_open_file(
+    tif: tifffile.TiffFile, path: Path, lazy: bool | None, damage: list[str]
+) -> ImageStack:
+    """Build the ImageStack of series 0 of an open TiffFile."""
+    if not tif.series:
+        raise TiffReadError(f"Cannot read '{path}': the file holds no image.")
+    series = tif.series[0]
+    _check_damage(path, damage, tif)
+    src_axes, src_shape = series.axes, tuple(series.shape)
+    photometric = int(series.keyframe.photometric)
+    out_axes, axis_map, fixed, rgb_axis = _plan_axes(src_axes, src_shape, photometric, path)
+    if lazy is None:
+        lazy = series.nbytes > _physical_memory() // 4
+    if lazy:
+        source: Any = _lazy_source(tif, series)
+        if rgb_axis is not None:
+            first_plane = series.keyframe.asarray()
+            rgb_plane_axis = series.keyframe.axes.index("S")
+            _require_grey(first_plane, rgb_plane_axis, path, sampled=True)
+            fixed[rgb_axis] = 0
+        if isinstance(source, np.memmap):
+            data: Any = _apply_plan(source, axis_map, fixed)
+        else:
+            data = LazyArray(source, axis_map, fixed, keepalive=tif)
+    else:
+        source = series.asarray()
+        if damage:
+            _check_damage(path, damage, tif)
+        if rgb_axis is not None:
+            _require_grey(source, rgb_axis, path, sampled=False)
+            fixed[rgb_axis] = 0
+        data = np.ascontiguousarray(_apply_plan(source, axis_map, fixed))
+    voxel, source_name = _voxel_size(tif, "Z" in out_axes, path)
+    n_channels = data.shape[out_axes.index("C")] if "C" in out_axes else 0
+    return ImageStack(
+        data=data,
+        axes=out_axes,
+        voxel_size_um=voxel,
+        voxel_size_source=source_name,
+        channel_names=_channel_names(tif, n_channels),
+        path=path,
+        lazy=bool(lazy),
+        metadata=_stored_metadata(tif),
+    )
+
+
+def _plan_axes(
+    axes: str, shape: tuple[int, ...], photometric: int, path: Path
+) -> tuple[str, tuple[int, ...], dict[int, int], int | None]:
+    """Map tifffile axes to canonical ones.
+
+    Returns the canonical axes, the source axis shown by each canonical axis, the source
+    axes dropped at index 0 (length 1) and the source axis of RGB samples (or None).
+    """
+    assigned: dict[str, int] = {}
+    fixed: dict[int, int] = {}
+    unknown: list[int] = []
+    rgb_axis = None
+    colour = photometric in (2, 5, 6)  # RGB, SEPARATED (CMYK), YCBCR
+    for i, (letter, n) in enumerate(zip(axes, shape, strict=True)):
+        if letter in CANONICAL_AXES and letter not in assigned and (n > 1 or letter in "YX"):
+            assigned[letter] = i
+        elif n == 1:
+            fixed[i] = 0
+        elif letter == "S" and colour and n in (3, 4):
+            rgb_axis = i
+        else:
+            unknown.append(i)
+    if "Y" not in assigned or "X" not in assigned:
+        raise TiffReadError(f"Cannot read '{path}': its image has no Y and X axes (axes {axes}).")
+    # Extra samples become channels; other unknown axes Z, then T, then C, innermost first.
+    for i in sorted(unknown, key=lambda i: (axes[i] != "S", -i)):
+        preference = "CZT" if axes[i] == "S" else "ZTC"
+        free = [letter for letter in preference if letter not in assigned]
+        if not free:
+            raise TiffReadError(
+                f"Cannot read '{path}': it has more dimensions than time, channel, Z, Y and X "
+                f"(tifffile axes '{axes}', shape {shape})."
+            )
+        logger.info("'%s': reading tifffile axis '%s' as %s.", path, axes[i], free[0])
+        assigned[free[0]] = i
+    out_axes = "".join(letter for letter in CANONICAL_AXES if letter in assigned)
+    return out_axes, tuple(assigned[letter] for letter in out_axes), fixed, rgb_axis
+
+
+def _apply_plan(source: np.ndarray, axis_map: tuple[int, ...], fixed: dict[int, int]) -> Any:
+    """Index fixed axes and reorder a numpy array as planned (views only)."""
+    key = tuple(fixed.get(a, slice(None)) for a in range(source.ndim))
+    remaining = [a for a in range(source.ndim) if a not in fixed]
+    return source[key].transpose([remaining.index(a) for a in axis_map])
+
+
+def _require_grey(data: np.ndarray, axis: int, path: Path, sampled: bool) -> None:
+    """Raise unless the R, G and B samples along `axis` are equal (a grey image stored as RGB)."""
+    red = np.take(data, 0, axis=axis)
+    if all(np.array_equal(red, np.take(data, c, axis=axis)) for c in (1, 2)):
+        if sampled:
+            logger.info("'%s': RGB file is grey in its first plane; reading one channel.", path)
+        return
+    raise TiffReadError(
+        f"Cannot read '{path}': it is a colour RGB image, which is not supported yet. Convert it "
+        "to greyscale or split its channels into a multichannel TIFF (e.g. in Fiji: "
+        "Image > Color > Split Channels, then Image > Color > Merge Channels as a composite)."
+    )
+
+
+def _lazy_source(tif: tifffile.TiffFile, series: tifffile.TiffPageSeries) -> Any:
+    """A memmap of contiguous, uncompressed, native-endian pixels, else a zarr array."""
+    keyframe = series.keyframe
+    native = "<" if sys.byteorder == "little" else ">"
+    if (
+        series.dataoffset is not None
+        and tif.byteorder == native
+        and int(keyframe.compression) == 1
+        and int(keyframe.predictor) == 1
+        and int(keyframe.fillorder) == 1
+        and keyframe.bitspersample == keyframe.dtype.itemsize * 8
+    ):
+        return np.memmap(
+            tif.filehandle.path,
+            dtype=keyframe.dtype,
+            mode="r",
+            offset=series.dataoffset,
+            shape=tuple(series.shape),
+        )
+    import zarr
+
+    return zarr.open(tif.aszarr(series=0, level=0), mode="r")
+
+
+def _physical_memory() -> int:
+    """Bytes of RAM (without psutil); 8 GiB where the OS does not say."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return 8 * 1024**3
+
+
+# --- voxel size and metadata -----------------------------------------------------------------
+
+
+def _unit_factor(unit: Any) -> float | None:
+    """µm per `unit` (a length unit name), or None when it is not a length unit."""
+    if not isinstance(unit, str):
+        return None
+    text = unit.strip().replace("\\u00B5", "µ").replace("\\u00b5", "µ").replace("\\u03bc", "µ")
+    return _UM_PER_UNIT.get(text.lower(), _UM_PER_UNIT.get(text))
+
+
+def _rational(tag: Any) -> float | None:
+    """Value of a RATIONAL resolution tag (pixels per unit), or None."""
+    if tag is None:
+        return None
+    value = tag.value
+    try:
+        num, den = value if isinstance(value, tuple) else (value, 1)
+        return float(num) / float(den)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+
+
+def _voxel_size(
+    tif: tifffile.TiffFile, has_z: bool, path: Path
+) -> tuple[tuple[float, float, float], str]:
+    """Voxel size (z, y, x) in µm and its source: ImageJ, OME-XML, TIFF resolution, or none."""
+    page = tif.series[0].keyframe
+    x_ppu = _rational(page.tags.get("XResolution"))
+    y_ppu = _rational(page.tags.get("YResolution"))
+    found = None
+    if tif.is_imagej and tif.imagej_metadata:
+        meta = tif.imagej_metadata
+        unit = meta.get("unit")
+        factors = [_unit_factor(meta.get(key, unit)) for key in ("zunit", "yunit", "unit")]
+        if None not in factors:
+            sizes = (_to_float(meta.get("spacing", 1.0)), _inverse(y_ppu), _inverse(x_ppu))
+            found = (tuple(s * f for s, f in zip(sizes, factors, strict=True)), "imagej")
+    if found is None and tif.is_ome and tif.ome_metadata:
+        found = _ome_voxel_size(tif.ome_metadata, path)
+    if found is None and x_ppu is not None and int(page.resolutionunit) in _UM_PER_RESUNIT:
+        um_per_unit = _UM_PER_RESUNIT[int(page.resolutionunit)]
+        y_ppu = x_ppu if y_ppu is None else y_ppu
+        if um_per_unit == 25400.0 and x_ppu == y_ppu and x_ppu in _GRAPHICS_DPI:
+            logger.info("'%s': %g dpi is a screen/print resolution; ignored.", path, x_ppu)
+        else:
+            shaped = tif.shaped_metadata[0] if tif.is_shaped and tif.shaped_metadata else {}
+            z_factor = _unit_factor(shaped.get("unit"))
+            z = _to_float(shaped.get("spacing", 1.0)) * z_factor if z_factor else 1.0
+            y, x = um_per_unit * _inverse(y_ppu), um_per_unit * _inverse(x_ppu)
+            found = ((z, y, x), "resolution")
+    if found is None:
+        return (1.0, 1.0, 1.0), "none"
+    voxel, source = found
+    if not has_z:
+        voxel = (1.0, voxel[1], voxel[2])
+    if not all(math.isfinite(v) and v > 0 for v in voxel):
+        logger.warning(
+            "'%s': stored voxel size %s µm (%s) is not usable; using 1 pixel.", path, voxel, source
+        )
+        return (1.0, 1.0, 1.0), "none"
+    return tuple(float(f"{v:.9g}") for v in voxel), source
+
+
+def _to_float(value: Any) -> float:
+    """`value` as a float; NaN when it is not a number (so the voxel size is rejected)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _inverse(pixels_per_unit: float | None) -> float:
+    """Unit per pixel; 1.0 when not stored, NaN when stored as 0."""
+    if pixels_per_unit is None:
+        return 1.0
+    return 1.0 / pixels_per_unit if pixels_per_unit != 0 else math.nan
+
+
+def _ome_pixels(ome_xml: str) -> ET.Element | None:
+    """The Pixels element of the first Image of an OME-XML document, or None."""
+    try:
+        root = ET.fromstring(ome_xml)
+    except ET.ParseError:
+        return None
+    return next((e for e in root.iter() if e.tag.rsplit("}", 1)[-1] == "Pixels"), None)
+
+
+def _ome_voxel_size(ome_xml: str, path: Path) -> tuple[tuple[float, float, float], str] | None:
+    """(z, y, x) µm from PhysicalSize attributes, or None when X and Y are not both stored."""
+    pixels = _ome_pixels(ome_xml)
+    if pixels is None or "PhysicalSizeX" not in pixels.attrib:
+        return None
+    sizes = []
+    for letter in "ZYX":
+        value = pixels.get(f"PhysicalSize{letter}")
+        if value is None:
+            sizes.append(1.0 if letter == "Z" else _to_float(pixels.get("PhysicalSizeX")))
+            continue
+        factor = _unit_factor(pixels.get(f"PhysicalSize{letter}Unit", "µm"))
+        sizes.append(_to_float(value) * factor if factor else math.nan)
+    return (sizes[0], sizes[1], sizes[2]), "ome"
+
+
+def _channel_names(tif: tifffile.TiffFile, n_channels: int) -> tuple[str, ...]:
+    """Names from OME Channel elements or ImageJ Labels, else 'channel 0', 'channel 1', ..."""
+    if n_channels == 0:
+        return ()
+    names: list[str] = []
+    if tif.is_ome and tif.ome_metadata:
+        pixels = _ome_pixels(tif.ome_metadata)
+        if pixels is not None:
+            channels = [e for e in pixels if e.tag.rsplit("}", 1)[-1] == "Channel"]
+            names = [c.get("Name", "") for c in channels]
+    elif tif.is_imagej and tif.imagej_metadata:
+        labels = tif.imagej_metadata.get("Labels")
+        if isinstance(labels, list | tuple):
+            names = [str(label) for label in labels[:n_channels]]
+    if len(names) == n_channels and all(name.strip() for name in names):
+        return tuple(name.strip() for name in names)
+    return tuple(f"channel {i}" for i in range(n_channels))
+
+
+def _stored_metadata(tif: tifffile.TiffFile) -> dict[str, Any]:
+    """The JSON record written with the file, else its simple ImageJ/description entries."""
+    entries: dict[str, Any] = {}
+    if tif.is_imagej and tif.imagej_metadata:
+        entries = dict(tif.imagej_metadata)
+        with contextlib.suppress(TypeError, ValueError):
+            record = json.loads(entries.get("Info", ""))
+            if isinstance(record, dict):
+                return record
+    elif tif.is_shaped and tif.shaped_metadata:
+        entries = dict(tif.shaped_metadata[0])
+        if isinstance(entries.get("metadata"), dict):
+            return dict(entries["metadata"])
+    return {k: v for k, v in entries.items() if isinstance(v, str | int | float | bool)}
+
+
+# --- writing and array helpers ---------------------------------------------------------------
+
+
+def _tiff_kwargs(
+    data: np.ndarray,
+    axes: str,
+    voxel_size_um: tuple[float, float, float] | None,
+    description: str | None,
+) -> dict[str, Any]:
+    """tifffile.imwrite keyword arguments: ImageJ hyperstack when the dtype allows it."""
+    if data.dtype in _IMAGEJ_DTYPES:
+        ij_axes = "".join(a for a in "TZCYX" if a in axes)
+        meta: dict[str, Any] = {"axes": ij_axes}
+        kwargs: dict[str, Any] = {"imagej": True, "metadata": meta}
+        if voxel_size_um is not None:
+            z, y, x = voxel_size_um
+            meta.update(spacing=z, unit="um")
+            kwargs["resolution"] = (1.0 / x, 1.0 / y)
+        if description is not None:
+            meta["Info"] = description
+        return kwargs
+    meta = {"axes": axes}
+    kwargs = {"imagej": False, "metadata": meta, "photometric": "minisblack"}
+    if voxel_size_um is not None:
+        z, y, x = voxel_size_um
+        meta.update(spacing=z, unit="um")
+        kwargs.update(resolution=(1e4 / x, 1e4 / y), resolutionunit="CENTIMETER")
+    if description is not None:
+        meta["metadata"] = json.loads(description)
+    return kwargs
+
+
+def _check_voxel_size(voxel_size_um: Any) -> tuple[float, float, float]:
+    """Return (z, y, x) as floats, or raise InputError unless three finite values > 0."""
+    try:
+        values = tuple(float(v) for v in voxel_size_um)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"Voxel size must be three numbers (z, y, x) in µm: {exc}") from exc
+    if len(values) != 3 or not all(math.isfinite(v) and v > 0 for v in values):
+        raise InputError(
+            f"Voxel size must be three finite numbers > 0 (z, y, x) in µm, got {voxel_size_um}."
+        )
+    return values[0], values[1], values[2]
+
+
+def _check_axes(axes: str) -> None:
+    """Raise InputError unless `axes` is an ordered subset of 'TCZYX' ending in 'YX'."""
+    remaining = CANONICAL_AXES
+    for letter in axes:
+        if letter not in remaining:
+            raise InputError(f"Axes '{axes}' must be an ordered subset of 'TCZYX'.")
+        remaining = remaining[remaining.index(letter) + 1 :]
+    if not axes.endswith("YX"):
+        raise InputError(f"Axes '{axes}' must end with 'YX'.")
+
+
+def _default_axes(ndim: int) -> str:
+    """Canonical axes assumed for an array of `ndim` dimensions."""
+    defaults = {2: "YX", 3: "ZYX", 4: "CZYX", 5: "TCZYX"}
+    if ndim not in defaults:
+        raise InputError(f"Only 2D to 5D arrays can be saved as TIFF, got {ndim}D.")
+    return defaults[ndim]
+
+
+def _normalise_index(index: Any, n: int) -> int:
+    """A non-negative int index into an axis of length `n`, or IndexError."""
+    index = int(index)
+    if not -n <= index < n:
+        raise IndexError(f"index {index} is out of bounds for an axis of length {n}")
+    return index % n
+
+
+def _expand_key(key: Any, ndim: int) -> tuple[Any, ...] | None:
+    """Key as one int or slice per axis; None when it needs numpy's advanced indexing."""
+    key = key if isinstance(key, tuple) else (key,)
+    if any(k is None or not isinstance(k, slice | int | np.integer | type(...)) for k in key):
+        return None
+    if sum(k is Ellipsis for k in key) > 1:
+        return None
+    if Ellipsis in key:
+        i = key.index(Ellipsis)
+        key = key[:i] + (slice(None),) * (ndim - len(key) + 1) + key[i + 1 :]
+    if len(key) > ndim:
+        raise IndexError(f"too many indices: {len(key)} for {ndim} dimensions")
+    return key + (slice(None),) * (ndim - len(key))
+
+
+def _take(data: Any, axis: int, index: int) -> Any:
+    """`data` without `axis`, at `index`: a view for numpy arrays, lazy for LazyArray."""
+    if isinstance(data, LazyArray):
+        return data.take_index(axis, index)
+    return data[(slice(None),) * axis + (index,)]
+
+
+def _expand(data: Any, axis: int) -> Any:
+    """`data` with a new length-1 axis at `axis`, without reading it."""
+    if isinstance(data, LazyArray):
+        return data.expand_dims(axis)
+    return np.expand_dims(data, axis)

@@ -1,0 +1,106 @@
+"""Model cards: what a model folder is, as plain data (JSON), validated on load."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ModelError
+
+CARD_FILE = "card.json"
+CARD_FORMAT = 1
+KNOWN_ARCHITECTURES = ("maskrcnn_resnet18_fpn_lite", "fcn_resnet18_fpn_lite")
+
+
+@dataclass(frozen=True)
+class NetworkCard:
+    """One network of a model folder.
+
+    ``architecture`` names a builder in :mod:`.builders`; ``config`` holds its arguments (anchor
+    sizes in px at the native pixel size, channel widths, ...). ``sha256`` is the hash of the
+    safetensors file, checked when the weights are loaded.
+    """
+
+    architecture: str
+    weights_file: str
+    sha256: str
+    config: dict[str, Any] = field(default_factory=dict)
+    classes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.architecture not in KNOWN_ARCHITECTURES:
+            raise ModelError(
+                f"unknown architecture {self.architecture!r}; this version knows "
+                + ", ".join(KNOWN_ARCHITECTURES)
+            )
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """A model folder's card: both networks, the pixel size they work at, normalisation, history.
+
+    ``pixel_size_um`` is the native (y, x) pixel size in µm: images are resampled to it before
+    inference. ``normalisation`` is ``{"kind": "percentile", "low": p_lo, "high": p_hi}``.
+    """
+
+    name: str
+    version: str
+    pixel_size_um: float
+    spines: NetworkCard
+    dendrites: NetworkCard
+    normalisation: dict[str, Any] = field(
+        default_factory=lambda: {"kind": "percentile", "low": 1.0, "high": 99.8}
+    )
+    provenance: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    format: int = CARD_FORMAT
+
+    def __post_init__(self) -> None:
+        if not (self.pixel_size_um > 0):
+            raise ModelError(f"model card {self.name!r}: pixel_size_um must be > 0")
+        if self.normalisation.get("kind") != "percentile":
+            raise ModelError(
+                f"model card {self.name!r}: unknown normalisation {self.normalisation}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], origin: str = "card") -> ModelCard:
+        """Build and validate a card from its dict; errors name ``origin``."""
+        try:
+            nets = {
+                k: NetworkCard(**{**data[k], "classes": tuple(data[k].get("classes", ()))})
+                for k in ("spines", "dendrites")
+            }
+            rest = {k: v for k, v in data.items() if k not in ("spines", "dendrites")}
+            return cls(**rest, **nets)
+        except ModelError as exc:
+            raise ModelError(f"{origin}: {exc}") from None
+        except (KeyError, TypeError) as exc:
+            raise ModelError(f"{origin}: not a valid model card ({exc})") from None
+
+    def save(self, folder: Path) -> Path:
+        """Write ``card.json`` into ``folder`` atomically; returns its path."""
+        from ..atomic import atomic_write_text
+
+        path = Path(folder) / CARD_FILE
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True))
+        return path
+
+    @classmethod
+    def load(cls, folder: Path) -> ModelCard:
+        """Read ``card.json`` from a model folder."""
+        path = Path(folder) / CARD_FILE
+        if not path.is_file():
+            raise ModelError(f"'{folder}' is not a model folder: it has no {CARD_FILE}")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"cannot read model card '{path}': {exc}") from None
+        return cls.from_dict(data, origin=str(path))

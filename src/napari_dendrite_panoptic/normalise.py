@@ -1,0 +1,31 @@
+"""Intensity normalisation shared by inference and training."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def percentile_normalise(
+    image: np.ndarray, low: float = 1.0, high: float = 99.8, sample: int = 2_000_000
+) -> np.ndarray:
+    """Map the ``low``..``high`` percentiles of ``image`` to 0..1 (not clipped), as float32.
+
+    Percentiles are taken over the whole array (a plane or a stack), from at most ``sample``
+    evenly strided values so huge stacks stay cheap. Non-finite values become 0. A constant
+    image maps to zeros.
+    """
+    arr = np.asarray(image)
+    flat = arr.reshape(-1)
+    step = max(1, flat.size // sample)
+    values = flat[::step].astype(np.float32)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return np.zeros(arr.shape, dtype=np.float32)
+    lo, hi = np.percentile(values, [low, high])
+    out = arr.astype(np.float32, copy=True)
+    out[~np.isfinite(out)] = lo
+    if hi - lo <= 0:
+        return np.zeros(arr.shape, dtype=np.float32)
+    out -= lo
+    out /= hi - lo
+    return out

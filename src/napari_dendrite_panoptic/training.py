@@ -1,0 +1,317 @@
+"""Training engine: fit the spine Mask R-CNN and the dendrite FCN, resumably.
+
+In the spirit of torchvision's detection references: AdamW, linear warm-up then cosine decay, a
+finite-loss check that raises, and a full checkpoint (networks, optimisers, step, config) written
+atomically every ``checkpoint_every`` steps. :func:`iter_fit` is a generator of
+:class:`TrainEvent` that ends by saving a model folder; it stops cleanly between batches when
+``should_stop()`` turns true. :func:`fit` runs it to the end.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from .atomic import atomic_path
+from .datasets import SampleSource, TrainingSample, augment, generator_sample, instance_targets
+from .errors import DendritePanopticError, InputError, OutputExistsError
+from .models.builders import (
+    DENDRITE_DEFAULTS,
+    SPINE_DEFAULTS,
+    build_dendrite_model,
+    build_spine_model,
+)
+from .models.card import ModelCard, NetworkCard
+from .models.store import load_models, save_models
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+class NonFiniteLossError(DendritePanopticError):
+    """A loss became NaN or infinite: training stops instead of saving a broken model."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training job.
+
+    ``which``: "both", "spines" or "dendrites". ``base_model``: a model folder to fine-tune, or
+    None to start from random weights. ``work_dir`` holds the resumable checkpoint; the finished
+    model is written to ``output_model``.
+    """
+
+    work_dir: str
+    output_model: str
+    steps: int = 1000
+    batch_size: int = 4
+    crop_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    which: str = "both"
+    base_model: str | None = None
+    pixel_size_um: float = 0.08
+    checkpoint_every: int = 50
+    seed: int = 0
+    model_name: str = "dendrite-panoptic"
+    model_version: str = "0"
+    threads: int | None = None
+    data_description: str = "generator"
+
+    def __post_init__(self) -> None:
+        if self.which not in ("both", "spines", "dendrites"):
+            raise InputError(f"which must be both, spines or dendrites, not {self.which!r}")
+        if self.steps < 1 or self.batch_size < 1 or self.crop_size < 64:
+            raise InputError("steps and batch_size must be >= 1 and crop_size >= 64")
+        if not (self.lr > 0):
+            raise InputError("learning rate must be > 0")
+
+
+@dataclass
+class TrainEvent:
+    """Progress of a training job. ``kind``: "start", "step", "checkpoint", "done", "stopped"."""
+
+    kind: str
+    step: int
+    total_steps: int
+    losses: dict[str, float] = field(default_factory=dict)
+    lr: float = 0.0
+    elapsed_s: float = 0.0
+    model_folder: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def lr_factor(step: int, warmup: int, total: int) -> float:
+    """Linear warm-up from 1 % to 100 % over ``warmup`` steps, then cosine decay to 2 %."""
+    if step < warmup:
+        return 0.01 + 0.99 * step / max(1, warmup)
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def dendrite_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy + soft Dice on the dendrite class. ``logits`` (B, 2, H, W), ``target``
+    (B, H, W) int64."""
+    ce = F.cross_entropy(logits, target)
+    prob = logits.softmax(1)[:, 1]
+    tgt = (target == 1).float()
+    inter = (prob * tgt).sum()
+    dice = 1 - (2 * inter + 1) / (prob.sum() + tgt.sum() + 1)
+    return ce + dice
+
+
+def _default_card(cfg: TrainConfig) -> ModelCard:
+    return ModelCard(
+        name=cfg.model_name,
+        version=cfg.model_version,
+        pixel_size_um=cfg.pixel_size_um,
+        spines=NetworkCard(
+            "maskrcnn_resnet18_fpn_lite", "spines.safetensors", "", dict(SPINE_DEFAULTS), ("spine",)
+        ),
+        dendrites=NetworkCard(
+            "fcn_resnet18_fpn_lite",
+            "dendrites.safetensors",
+            "",
+            dict(DENDRITE_DEFAULTS),
+            ("background", "dendrite"),
+        ),
+    )
+
+
+def _build(cfg: TrainConfig) -> tuple[ModelCard, torch.nn.Module, torch.nn.Module]:
+    if cfg.base_model:
+        base = load_models(cfg.base_model, device="cpu")
+        card = base.card
+        spines = build_spine_model(card.spines.config)
+        dendrites = build_dendrite_model(card.dendrites.config)
+        spines.load_state_dict(base.spines.state_dict())
+        dendrites.load_state_dict(base.dendrites.state_dict())
+        return card, spines, dendrites
+    card = _default_card(cfg)
+    return card, build_spine_model(card.spines.config), build_dendrite_model(card.dendrites.config)
+
+
+def _batch(
+    source: SampleSource, rng: np.random.Generator, n: int
+) -> tuple[torch.Tensor, torch.Tensor, list[dict[str, torch.Tensor]]]:
+    samples: list[TrainingSample] = [augment(source(rng), rng) for _ in range(n)]
+    images = torch.from_numpy(np.stack([s.image for s in samples]))[:, None]
+    dendrite = torch.from_numpy(np.stack([s.dendrite for s in samples]).astype(np.int64))
+    targets = [instance_targets(s.spines) for s in samples]
+    return images, dendrite, targets
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write a training checkpoint atomically (a killed run never leaves half a file)."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load a checkpoint as data only (``weights_only=True``)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def iter_fit(
+    cfg: TrainConfig,
+    source: SampleSource | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    resume: bool = True,
+    provenance: dict[str, Any] | None = None,
+) -> Iterator[TrainEvent]:
+    """Train (or fine-tune) and yield progress events; the last event carries the model folder.
+
+    Parameters
+    ----------
+    cfg
+        The job.
+    source
+        Draws one :class:`TrainingSample` from a random generator; default: the synthetic
+        generator at ``cfg.pixel_size_um``.
+    should_stop
+        Polled between batches; when true the last complete checkpoint is kept, a model folder is
+        written from the current weights and a "stopped" event ends the run.
+    resume
+        Continue from ``work_dir/checkpoint.pt`` when it exists.
+    """
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if source is None:
+        px = cfg.pixel_size_um
+        crop = cfg.crop_size
+
+        def source(rng: np.random.Generator) -> TrainingSample:
+            return generator_sample(rng, crop, px)
+
+    if (Path(cfg.output_model) / "card.json").exists():
+        raise OutputExistsError(
+            f"model folder '{cfg.output_model}' exists already; choose a new output name"
+        )
+    work = Path(cfg.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    ckpt_path = work / CHECKPOINT_FILE
+    card, spines, dendrites = _build(cfg)
+    params_s = [p for p in spines.parameters() if p.requires_grad]
+    params_d = [p for p in dendrites.parameters() if p.requires_grad]
+    opt_s = torch.optim.AdamW(params_s, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt_d = torch.optim.AdamW(params_d, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    start = 0
+    elapsed_before = 0.0
+    if resume and ckpt_path.is_file():
+        state = load_checkpoint(ckpt_path)
+        spines.load_state_dict(state["spines"])
+        dendrites.load_state_dict(state["dendrites"])
+        opt_s.load_state_dict(state["opt_spines"])
+        opt_d.load_state_dict(state["opt_dendrites"])
+        start = int(state["step"])
+        elapsed_before = float(state.get("elapsed_s", 0.0))
+        logger.info("resumed from %s at step %d", ckpt_path, start)
+    train_s = cfg.which in ("both", "spines")
+    train_d = cfg.which in ("both", "dendrites")
+    spines.train(train_s)
+    dendrites.train(train_d)
+    t0 = time.perf_counter()
+    yield TrainEvent("start", start, cfg.steps)
+
+    def checkpoint(step: int) -> None:
+        save_checkpoint(
+            ckpt_path,
+            {
+                "step": step,
+                "spines": spines.state_dict(),
+                "dendrites": dendrites.state_dict(),
+                "opt_spines": opt_s.state_dict(),
+                "opt_dendrites": opt_d.state_dict(),
+                "config": asdict(cfg),
+                "elapsed_s": elapsed_before + time.perf_counter() - t0,
+            },
+        )
+
+    step = start
+    stopped = False
+    while step < cfg.steps:
+        if should_stop():
+            stopped = True
+            break
+        rng = np.random.default_rng([cfg.seed, step])
+        images, dendrite_t, targets = _batch(source, rng, cfg.batch_size)
+        factor = lr_factor(step, cfg.warmup_steps, cfg.steps)
+        losses: dict[str, float] = {}
+        if train_s:
+            for g in opt_s.param_groups:
+                g["lr"] = cfg.lr * factor
+            loss_dict = spines(list(images), targets)
+            loss = sum(loss_dict.values())
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(
+                    f"spine loss is not finite at step {step}: "
+                    + ", ".join(f"{k}={v.item():.4g}" for k, v in loss_dict.items())
+                )
+            opt_s.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params_s, 10.0)
+            opt_s.step()
+            losses.update({k: v.item() for k, v in loss_dict.items()})
+            losses["spines"] = loss.item()
+        if train_d:
+            for g in opt_d.param_groups:
+                g["lr"] = cfg.lr * factor
+            logits = dendrites(images)["out"]
+            loss_d = dendrite_loss(logits, dendrite_t)
+            if not torch.isfinite(loss_d):
+                raise NonFiniteLossError(f"dendrite loss is not finite at step {step}")
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            torch.nn.utils.clip_grad_norm_(params_d, 10.0)
+            opt_d.step()
+            losses["dendrites"] = loss_d.item()
+        step += 1
+        elapsed = elapsed_before + time.perf_counter() - t0
+        yield TrainEvent("step", step, cfg.steps, losses, cfg.lr * factor, elapsed)
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            checkpoint(step)
+            yield TrainEvent("checkpoint", step, cfg.steps, losses, cfg.lr * factor, elapsed)
+
+    if stopped and step > start:
+        checkpoint(step)
+    elapsed = elapsed_before + time.perf_counter() - t0
+    spines.eval()
+    dendrites.eval()
+    prov = dict(card.provenance)
+    prov.update(
+        {
+            "base_model": cfg.base_model,
+            "trained_networks": cfg.which,
+            "steps": step,
+            "train_seconds": round(elapsed, 1),
+            "data": cfg.data_description,
+            "config": asdict(cfg),
+            "torch": torch.__version__,
+            **(provenance or {}),
+        }
+    )
+    out_card = replace(card, name=cfg.model_name, version=cfg.model_version, provenance=prov)
+    out_card = save_models(Path(cfg.output_model), out_card, spines, dendrites)
+    yield TrainEvent(
+        "stopped" if stopped else "done",
+        step,
+        cfg.steps,
+        elapsed_s=elapsed,
+        model_folder=str(cfg.output_model),
+    )
+
+
+def fit(cfg: TrainConfig, **kwargs: Any) -> Sequence[TrainEvent]:
+    """Run :func:`iter_fit` to the end; returns the list of non-step events."""
+    return [e for e in iter_fit(cfg, **kwargs) if e.kind != "step"]
