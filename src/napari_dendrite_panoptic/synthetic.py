@@ -303,6 +303,7 @@ def generate(seed: int, config: SyntheticConfig | None = None) -> SyntheticSampl
     weights = weights / weights.sum()
     next_id = 1
     free = dendrite == 0
+    shaft_rim = ndi.binary_dilation(dendrite > 0)
     for path, radius in paths:
         seglen = np.linalg.norm(np.diff(path, axis=0), axis=1)
         arclen = np.concatenate([[0.0], np.cumsum(seglen)])
@@ -329,16 +330,11 @@ def generate(seed: int, config: SyntheticConfig | None = None) -> SyntheticSampl
             overlap = trial & (spines > 0)
             if n_set >= 3 and overlap.sum() <= 0.05 * n_set:
                 trial &= spines == 0
-                lab, nlab = ndi.label(trial)
-                if nlab > 1:  # keep the part attached to the shaft only
-                    touching = np.unique(lab[ndi.binary_dilation(dendrite > 0) & trial])
-                    touching = touching[touching > 0]
-                    keep = (
-                        touching[0]
-                        if touching.size
-                        else np.argmax(np.bincount(lab.ravel())[1:]) + 1
-                    )
-                    trial = lab == keep
+                # keep the piece attached to the shaft; a spine cut off from it is dropped
+                lab, _ = ndi.label(trial)
+                touching = np.unique(lab[shaft_rim & trial])
+                touching = touching[touching > 0]
+                trial = lab == touching[0] if touching.size else np.zeros_like(trial)
                 if trial.sum() >= 3:
                     spines[trial] = next_id
                     spine_types[next_id] = kind

@@ -1,0 +1,1 @@
+"""napari dock widgets: thin adapters between viewer layers and the engine."""

@@ -1,0 +1,215 @@
+"""Helpers shared by the plugin's widgets: layer scale ↔ voxel size, result layers in the viewer,
+a model folder picker.
+
+Result layers that this plugin writes carry ``metadata["dendrite_panoptic"]``; only those are
+ever updated in place, so a layer the user made is never overwritten.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from napari.utils.notifications import show_error, show_warning
+from qtpy.QtWidgets import QComboBox, QFileDialog
+
+from ..errors import ModelError
+
+if TYPE_CHECKING:
+    import napari
+    import napari.layers
+
+logger = logging.getLogger(__name__)
+
+OURS = "dendrite_panoptic"
+"""Metadata key that marks a layer as written by this plugin."""
+BROWSE = "Browse…"
+
+
+def voxel_size_from_scale(scale: Sequence[float]) -> tuple[float, float, float]:
+    """(z, y, x) voxel size of a layer's ``scale``: the last three axes, z = 1.0 for 2D.
+
+    Parameters
+    ----------
+    scale : sequence of float
+        A layer's scale, one value per axis (at least two).
+    """
+    values = [float(s) for s in scale]
+    if len(values) < 2:
+        raise ValueError(f"a spatial layer has at least two axes, got scale {values}")
+    if len(values) == 2:
+        return (1.0, values[0], values[1])
+    return (values[-3], values[-2], values[-1])
+
+
+def scale_is_calibrated(scale: Sequence[float]) -> bool:
+    """True unless every axis of ``scale`` (the last three at most) is 1.0: napari's default
+    when the pixel size is unknown."""
+    return not np.allclose([float(s) for s in scale][-3:], 1.0)
+
+
+def spatial_data(
+    layer: napari.layers.Image, viewer: napari.viewer.Viewer
+) -> tuple[Any, tuple[int, ...]]:
+    """A layer's (Y, X) or (Z, Y, X) data; for 4D+ layers the volume at the viewer's current
+    position on the leading axes (time, ...).
+
+    Returns
+    -------
+    data, index
+        The (possibly lazy) array and the indices taken on the leading axes (empty for 2D/3D).
+        A multiscale layer gives its full-resolution level.
+    """
+    data = layer.data[0] if layer.multiscale else layer.data
+    n_lead = max(len(data.shape) - 3, 0)
+    if n_lead == 0:
+        return data, ()
+    point = layer.world_to_data(viewer.dims.point)[:n_lead]
+    index = tuple(
+        int(np.clip(round(float(p)), 0, size - 1))
+        for p, size in zip(point, data.shape[:n_lead], strict=True)
+    )
+    return data[index], index
+
+
+def is_ours(layer: Any) -> bool:
+    """True for a layer this plugin wrote (its metadata holds the :data:`OURS` key)."""
+    return bool(getattr(layer, "metadata", {}).get(OURS))
+
+
+def add_or_update_labels(
+    viewer: napari.viewer.Viewer,
+    name: str,
+    data: np.ndarray,
+    *,
+    scale: Sequence[float],
+    translate: Sequence[float],
+    metadata: Mapping[str, Any],
+    features: Any = None,
+) -> napari.layers.Labels:
+    """Put ``data`` in the viewer as the Labels layer ``name``, replacing our previous result.
+
+    A Labels layer with that name written by this plugin is updated in place (same position in
+    the layer list). When the name belongs to another layer (the user's own), ``"<name> [2]"``,
+    ``"<name> [3]"``, ... is used instead and a warning says so. ``metadata`` is stored under
+    ``layer.metadata["dendrite_panoptic"]``.
+
+    Returns
+    -------
+    napari.layers.Labels
+        The updated or newly added layer.
+    """
+    from napari.layers import Labels
+
+    layer_metadata = {OURS: dict(metadata)}
+    candidate, k = name, 1
+    while candidate in viewer.layers:
+        existing = viewer.layers[candidate]
+        if isinstance(existing, Labels) and is_ours(existing):
+            if existing.ndim == data.ndim:
+                existing.data = data
+                existing.scale = list(scale)
+                existing.translate = list(translate)
+                existing.metadata = layer_metadata
+                if features is not None:
+                    existing.features = features
+                return existing
+            position = viewer.layers.index(existing)
+            viewer.layers.remove(existing)
+            layer = _new_labels(viewer, candidate, data, scale, translate, layer_metadata, features)
+            viewer.layers.move(viewer.layers.index(layer), position)
+            return layer
+        k += 1
+        candidate = f"{name} [{k}]"
+    if candidate != name:
+        show_warning(
+            f"A layer named '{name}' exists already and was not made by this plugin: "
+            f"the result goes into '{candidate}' instead."
+        )
+    return _new_labels(viewer, candidate, data, scale, translate, layer_metadata, features)
+
+
+def _new_labels(viewer, name, data, scale, translate, metadata, features) -> napari.layers.Labels:
+    kwargs: dict[str, Any] = {
+        "name": name,
+        "scale": list(scale),
+        "translate": list(translate),
+        "metadata": metadata,
+    }
+    if features is not None:
+        kwargs["features"] = features
+    logger.debug("adding labels layer %r with shape %s", name, data.shape)
+    return viewer.add_labels(data, **kwargs)
+
+
+class ModelPicker(QComboBox):
+    """Model folders by card name: bundled and user folders, folders chosen before, ``Browse…``.
+
+    Listing the folders imports the model store (and so torch).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._extra: list[str] = []
+        self._last: str | None = None
+        self.activated.connect(self._on_activated)
+        self.currentIndexChanged.connect(self._remember)
+        self.refresh()
+
+    def folder(self) -> str | None:
+        """The selected model folder, or None when none is selected."""
+        data = self.currentData()
+        return data if isinstance(data, str) and data != BROWSE else None
+
+    def refresh(self) -> None:
+        """Re-list the model folders, keeping the selection when it still exists."""
+        from ..models.store import list_model_folders
+
+        current = self.folder()
+        folders = [str(p) for p in list_model_folders()]
+        folders += [f for f in self._extra if f not in folders]
+        self.clear()
+        if not folders:
+            self.addItem("(no model installed: Browse… for a folder)", None)
+        for folder in folders:
+            self.addItem(_model_label(folder), folder)
+        self.addItem(BROWSE, BROWSE)
+        self.setCurrentIndex(max(self.findData(current), 0))
+
+    def set_folder(self, path: str | Path) -> None:
+        """Add a model folder (if new) and select it; raises ModelError without a valid card."""
+        from ..models.card import ModelCard
+
+        folder = str(Path(path))
+        ModelCard.load(Path(folder))
+        if self.findData(folder) < 0:
+            self._extra.append(folder)
+            self.refresh()
+        self.setCurrentIndex(self.findData(folder))
+
+    def _remember(self, _index: int) -> None:
+        if self.folder() is not None:
+            self._last = self.folder()
+
+    def _on_activated(self, index: int) -> None:
+        if self.itemData(index) != BROWSE:
+            return
+        self.setCurrentIndex(max(self.findData(self._last), 0))
+        folder = QFileDialog.getExistingDirectory(self, "Choose a model folder")
+        if folder:
+            try:
+                self.set_folder(folder)
+            except ModelError as exc:
+                show_error(str(exc))
+
+
+def _model_label(folder: str) -> str:
+    from ..models.card import ModelCard
+
+    try:
+        return f"{ModelCard.load(Path(folder)).name} ({folder})"
+    except ModelError:
+        return f"(unreadable card) {folder}"

@@ -1,0 +1,300 @@
+"""Dock widget: run panoptic inference on an image layer, results as two Labels layers.
+
+The engine (:func:`napari_dendrite_panoptic.inference.iter_predict`) runs in a napari
+``thread_worker``; its progress events drive the progress bar on the GUI thread. torch is
+imported when the widget is built (model and device lists), never when the plugin is listed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..errors import Cancelled, DendritePanopticError
+from ._common import (
+    ModelPicker,
+    add_or_update_labels,
+    scale_is_calibrated,
+    spatial_data,
+    voxel_size_from_scale,
+)
+
+if TYPE_CHECKING:
+    import napari
+
+logger = logging.getLogger(__name__)
+
+
+def _job(image: Any, voxel: Any, config: Any, should_stop: Callable[[], bool]) -> Iterator[Any]:
+    """Worker body: yields the engine's progress events, returns its result or the exception
+    that stopped it (so that the GUI shows one clean message instead of a traceback)."""
+    from ..inference import PanopticResult, iter_predict
+
+    try:
+        for event in iter_predict(image, voxel, config, should_stop=should_stop):
+            if isinstance(event, PanopticResult):
+                return event
+            yield event
+    except Exception as exc:  # noqa: BLE001 - reported on the GUI thread
+        if not isinstance(exc, DendritePanopticError):
+            logger.exception("inference failed")
+        return exc
+    return None
+
+
+class PanopticInferenceWidget(QWidget):
+    """Segment dendrites and spines of an Image layer with a model folder.
+
+    Parameters
+    ----------
+    napari_viewer : napari.viewer.Viewer
+        The viewer whose Image layers are offered and which receives ``<image> dendrites``
+        (uint8) and ``<image> spines`` (uint32, one ``features`` row per spine) Labels layers.
+    """
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.worker: Any = None  # the running GeneratorWorker, None when idle
+        self._stop = threading.Event()
+        self._job: dict[str, Any] = {}
+
+        self.image_combo = QComboBox()
+        self.model_combo = ModelPicker()
+        self.device_combo = QComboBox()
+        self.score_threshold = self._spin(0.0, 1.0, 0.5, 0.05, 2)
+        self.dendrite_threshold = self._spin(0.0, 1.0, 0.5, 0.05, 2)
+        self.pixel_size = self._spin(0.0, 100.0, 0.0, 0.01, 4)
+        self.pixel_size.setSpecialValueText("from layer scale")
+        self.pixel_size.setSuffix(" µm")
+        self.run_button = QPushButton("Run")
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.cancel)
+        self.cancel_button.setEnabled(False)
+        self.progress_bar = QProgressBar()
+        self.status_label = QLabel("Ready.")
+        self.status_label.setWordWrap(True)
+
+        form = QFormLayout()
+        form.addRow("Image", self.image_combo)
+        form.addRow("Model", self.model_combo)
+        form.addRow("Device", self.device_combo)
+        form.addRow("Spine score ≥", self.score_threshold)
+        form.addRow("Dendrite prob. ≥", self.dendrite_threshold)
+        form.addRow("Pixel size", self.pixel_size)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.cancel_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress_bar)
+        layout.addWidget(self.status_label)
+        layout.addStretch(1)
+
+        events = self.viewer.layers.events
+        for name in ("inserted", "removed", "reordered", "renamed"):
+            if hasattr(events, name):
+                getattr(events, name).connect(self.refresh_layers)
+        self.refresh_layers()
+        from ..models.store import available_devices
+
+        self.device_combo.addItems(available_devices())
+
+    @staticmethod
+    def _spin(lo: float, hi: float, value: float, step: float, decimals: int) -> QDoubleSpinBox:
+        spin = QDoubleSpinBox()
+        spin.setRange(lo, hi)
+        spin.setDecimals(decimals)
+        spin.setSingleStep(step)
+        spin.setValue(value)
+        return spin
+
+    # --- pickers ---------------------------------------------------------------------------
+    def refresh_layers(self, *_: Any) -> None:
+        """Offer the viewer's Image layers, keeping the current choice when it still exists."""
+        from napari.layers import Image
+
+        current = self.image_combo.currentText()
+        names = [layer.name for layer in self.viewer.layers if isinstance(layer, Image)]
+        self.image_combo.clear()
+        self.image_combo.addItems(names)
+        if current in names:
+            self.image_combo.setCurrentText(current)
+
+    def refresh_models(self) -> None:
+        """Re-list the bundled and user model folders (keeps the selection when it still exists)."""
+        self.model_combo.refresh()
+
+    def set_model_folder(self, path: str | Path) -> None:
+        """Add a model folder to the picker (if new) and select it.
+
+        Raises
+        ------
+        ModelError
+            When ``path`` holds no valid ``card.json``.
+        """
+        self.model_combo.set_folder(path)
+
+    # --- running ---------------------------------------------------------------------------
+    def run(self) -> None:
+        """Validate the inputs and start inference in a worker thread."""
+        if self.worker is not None:
+            return
+        name = self.image_combo.currentText()
+        if name not in self.viewer.layers:
+            show_error("Choose an image layer to segment first.")
+            return
+        folder = self.model_combo.folder()
+        if folder is None:
+            show_error("No model selected: choose a model folder with 'Browse…'.")
+            return
+        layer = self.viewer.layers[name]
+        if getattr(layer, "rgb", False):
+            show_error(f"'{name}' is an RGB image: split the channels and pick one.")
+            return
+        try:
+            image, index = spatial_data(layer, self.viewer)
+            job = self._job_settings(layer, folder, len(image.shape))
+        except (DendritePanopticError, ValueError) as exc:
+            show_error(str(exc))
+            return
+        job["image_name"], job["index"] = name, index
+        self._job = job
+        self._stop = threading.Event()
+        self._start_worker(image, job)
+
+    def _job_settings(self, layer: Any, folder: str, ndim: int) -> dict[str, Any]:
+        from ..inference import InferenceConfig
+
+        scale = [float(s) for s in layer.scale[-ndim:]]
+        override = self.pixel_size.value()
+        voxel = voxel_size_from_scale(scale) if scale_is_calibrated(scale) else None
+        if voxel is None and override == 0:
+            from ..models.card import ModelCard
+
+            native = ModelCard.load(Path(folder)).pixel_size_um
+            show_info(
+                f"'{layer.name}' has no pixel size (scale 1): assuming the model's pixel size "
+                f"of {native:g} µm. Set 'Pixel size' if that is wrong."
+            )
+        config = InferenceConfig(
+            model=folder,
+            device=self.device_combo.currentText() or "auto",
+            spine_score_threshold=self.score_threshold.value(),
+            dendrite_threshold=self.dendrite_threshold.value(),
+            pixel_size_um=override if override > 0 else None,
+        )
+        return {
+            "config": config,
+            "voxel": voxel,
+            "scale": scale,
+            "translate": [float(t) for t in layer.translate[-ndim:]],
+            "ndim": ndim,
+        }
+
+    def _start_worker(self, image: Any, job: dict[str, Any]) -> None:
+        from napari.qt.threading import create_worker
+
+        handlers = {
+            "yielded": self._on_progress,
+            "returned": self._on_returned,
+            "errored": self._on_errored,
+            "finished": self._on_finished,
+        }
+        args = (image, job["voxel"], job["config"], self._stop.is_set)
+        self.worker = worker = create_worker(_job, *args, _connect=handlers, _start_thread=False)
+        self.run_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.progress_bar.setRange(0, 0)
+        self.status_label.setText(f"Loading the model for '{job['image_name']}'…")
+        worker.start()
+
+    def cancel(self) -> None:
+        """Ask the running job to stop; the viewer's layers stay as they are."""
+        if self.worker is None:
+            return
+        self._stop.set()
+        self.worker.quit()
+        self.status_label.setText("Cancelling…")
+
+    def _on_progress(self, event: Any) -> None:
+        if self._stop.is_set():
+            return
+        self.progress_bar.setRange(0, max(int(event.total), 1))
+        self.progress_bar.setValue(int(event.done))
+        if event.message:
+            self.status_label.setText(event.message)
+
+    def _on_returned(self, outcome: Any) -> None:
+        if isinstance(outcome, Cancelled) or self._stop.is_set():
+            self.status_label.setText("Cancelled: no layer was changed.")
+        elif isinstance(outcome, Exception):
+            show_error(
+                str(outcome) if isinstance(outcome, DendritePanopticError) else repr(outcome)
+            )
+            self.status_label.setText(f"Failed: {outcome}")
+        elif outcome is not None:
+            self._show_result(outcome)
+
+    def _on_errored(self, exc: Exception) -> None:
+        show_error(f"Inference failed: {exc}")
+        self.status_label.setText(f"Failed: {exc}")
+
+    def _on_finished(self) -> None:
+        if self._stop.is_set():
+            self.status_label.setText("Cancelled: no layer was changed.")
+        self.worker = None
+        self.run_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setValue(0)
+
+    def _show_result(self, result: Any) -> None:
+        import pandas as pd
+
+        job = self._job
+        dendrite, spines = result.dendrite, result.spines
+        if job["ndim"] == 2:
+            dendrite, spines = dendrite[0], spines[0]
+        features = pd.DataFrame(result.table)
+        features.insert(0, "index", features["id"].astype(int))
+        info = {
+            "source_layer": job["image_name"],
+            "source_index": list(job["index"]),
+            "model_name": result.model_name,
+            "model_folder": job["config"].model,
+            "pixel_size_source": result.pixel_size_source,
+            "voxel_size_um": list(result.voxel_size_um),
+            "parameters": dict(result.parameters),
+        }
+        place = {"scale": job["scale"], "translate": job["translate"]}
+        outputs = (
+            ("dendrites", dendrite, {}),
+            ("spines", spines.astype("uint32", copy=False), {"features": features}),
+        )
+        for role, data, extra in outputs:
+            name = f"{job['image_name']} {role}"
+            meta = {**info, "role": role}
+            add_or_update_labels(self.viewer, name, data, metadata=meta, **place, **extra)
+        self.status_label.setText(
+            f"Done: {len(features)} spine(s), model '{result.model_name}', "
+            f"pixel size {result.voxel_size_um[-1]:g} µm ({result.pixel_size_source})."
+        )

@@ -1,0 +1,64 @@
+import csv
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_dendrite_panoptic.cli import main
+from napari_dendrite_panoptic.io import read_tiff
+
+
+def test_sample_then_segment_writes_three_files_per_input(tiny_model_dir, tmp_path, capsys):
+    stack = tmp_path / "in" / "stack.tif"
+    plane = tmp_path / "in" / "plane.tif"
+    assert main(["sample", str(stack)]) == 0
+    assert main(["sample", str(plane), "--plane"]) == 0
+    out = tmp_path / "out"
+    args = ["segment", str(stack), str(plane), "--out", str(out), "--model", str(tiny_model_dir)]
+    assert main([*args, "--device", "cpu", "--score-threshold", "0", "--overlay"]) == 0
+    for stem, shape in (("stack", (12, 256, 256)), ("plane", (384, 384))):
+        dend = read_tiff(out / f"{stem}_dendrite.tif")
+        spines = read_tiff(out / f"{stem}_spines.tif")
+        assert dend.data.shape == spines.data.shape == shape
+        assert dend.dtype == np.uint8 and spines.dtype in (np.uint8, np.uint16, np.uint32)
+        assert dend.voxel_size_um[1:] == pytest.approx((0.1, 0.1))
+        with open(out / f"{stem}_spines.csv") as fh:
+            rows = list(csv.DictReader(fh))
+        size_col = "volume_um3" if len(shape) == 3 else "area_um2"
+        expected = {"id", "centroid_y_px", "centroid_x_um", "size_px", size_col, "score"}
+        assert rows == [] or expected <= set(rows[0])
+        assert len(rows) == len(np.unique(np.asarray(spines.data))) - 1
+        assert (out / f"{stem}_overlay.png").stat().st_size > 1000
+
+
+def test_existing_outputs_are_kept_without_overwrite(tiny_model_dir, tmp_path, capsys):
+    img = tmp_path / "a.tif"
+    tifffile.imwrite(img, np.zeros((64, 64), np.uint16))
+    (tmp_path / "out").mkdir()
+    kept = tmp_path / "out" / "a_spines.csv"
+    kept.write_text("precious")
+    args = ["segment", str(img), "--out", str(tmp_path / "out"), "--model", str(tiny_model_dir)]
+    assert main(args) == 1
+    assert "exists already; pass --overwrite" in capsys.readouterr().err
+    assert kept.read_text() == "precious"
+    assert main([*args, "--overwrite"]) == 0
+    assert kept.read_text().startswith("id,")
+
+
+def test_bad_input_gives_one_line_reason_and_nonzero_exit(tiny_model_dir, tmp_path):
+    fake = tmp_path / "notes.tif"
+    fake.write_text("this is not an image")
+    cmd = [sys.executable, "-m", "napari_dendrite_panoptic.cli", "segment", str(fake)]
+    cmd += ["--out", str(tmp_path / "o"), "--model", str(tiny_model_dir)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 1
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "notes.tif" in lines[0] and "Traceback" not in proc.stderr
+    missing = subprocess.run(
+        [sys.executable, "-m", "napari_dendrite_panoptic.cli", "segment", str(fake), "--out", "o",
+         "--model", str(tmp_path / "nope")],
+        capture_output=True, text=True,
+    )
+    assert missing.returncode == 2 and "is not a model folder" in missing.stderr

@@ -1,0 +1,25 @@
+import subprocess
+import sys
+
+
+def _run(code: str) -> str:
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def test_engine_imports_neither_napari_nor_qt():
+    code = (
+        "import sys\n"
+        "import napari_dendrite_panoptic.inference, napari_dendrite_panoptic.training\n"
+        "import napari_dendrite_panoptic.io, napari_dendrite_panoptic.synthetic\n"
+        "import napari_dendrite_panoptic.models, napari_dendrite_panoptic.cli\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in "
+        "('napari', 'qtpy', 'PyQt5', 'PyQt6', 'PySide2', 'PySide6', 'magicgui', 'vispy')]\n"
+        "print(','.join(sorted(bad)))"
+    )
+    assert _run(code) == ""
+
+
+def test_importing_the_package_is_light():
+    code = "import sys, napari_dendrite_panoptic\nprint('torch' in sys.modules)"
+    assert _run(code) == "False"

@@ -1,0 +1,104 @@
+import numpy as np
+import pytest
+
+from napari_dendrite_panoptic.errors import Cancelled, InputError
+from napari_dendrite_panoptic.inference import (
+    InferenceConfig,
+    PanopticResult,
+    ProgressEvent,
+    iter_predict,
+    predict,
+    tile_origins,
+)
+
+
+def _cfg(model, **kw):
+    return InferenceConfig(model=str(model), device="cpu", spine_score_threshold=0.0, **kw)
+
+
+def test_stack_gives_panoptic_labels_of_the_input_shape(tiny_model_dir, small_stack):
+    events = list(iter_predict(small_stack.image, small_stack.voxel_size_um, _cfg(tiny_model_dir)))
+    progress = [e for e in events if isinstance(e, ProgressEvent)]
+    result = events[-1]
+    assert isinstance(result, PanopticResult)
+    assert [e.done for e in progress] == sorted(e.done for e in progress)
+    assert progress[-1].done == progress[-1].total > 0
+    assert result.dendrite.shape == result.spines.shape == small_stack.image.shape
+    assert result.dendrite.dtype == np.uint8 and result.spines.dtype == np.uint32
+    # every voxel is background, dendrite or exactly one spine
+    assert not np.any((result.dendrite > 0) & (result.spines > 0))
+    ids = np.unique(result.spines[result.spines > 0])
+    np.testing.assert_array_equal(result.table["id"], ids)
+    assert "volume_um3" in result.table and result.pixel_size_source == "image metadata"
+    assert result.voxel_size_um == small_stack.voxel_size_um
+
+
+def test_other_pixel_size_is_resampled_and_returned_at_input_shape(tiny_model_dir):
+    image = np.random.default_rng(0).integers(0, 500, size=(70, 130)).astype(np.uint16)
+    result = predict(image, (1.0, 0.2, 0.2), _cfg(tiny_model_dir))
+    assert result.dendrite.shape == (1, 70, 130)
+    assert result.voxel_size_um == (1.0, 0.2, 0.2)
+    assert "area_um2" in result.table
+    # an explicit pixel size wins over the metadata
+    result = predict(image, (1.0, 0.2, 0.2), _cfg(tiny_model_dir, pixel_size_um=0.05))
+    assert result.voxel_size_um[1:] == (0.05, 0.05)
+    assert result.pixel_size_source == "pixel_size_um parameter"
+
+
+def test_large_plane_is_tiled_and_stitched(tiny_model_dir):
+    image = np.random.default_rng(1).normal(100, 10, size=(300, 700)).astype(np.float32)
+    events = list(iter_predict(image, None, _cfg(tiny_model_dir, tile_size=128, tile_overlap=32)))
+    total = events[0].total
+    assert total == len(tile_origins(300, 128, 32)) * len(tile_origins(700, 128, 32))
+    result = events[-1]
+    assert result.spines.shape == (1, 300, 700)
+    assert result.pixel_size_source.startswith("assumed")
+
+
+def test_tile_origins_cover_the_axis_with_overlap():
+    for length in (64, 129, 500, 4096):
+        starts = tile_origins(length, 128, 32)
+        assert starts[0] == 0 and starts[-1] + 128 >= length
+        gaps = np.diff(starts)
+        assert (gaps <= 128 - 32).all()
+
+
+def test_cancel_between_tiles(tiny_model_dir, small_stack):
+    calls = []
+
+    def stop():
+        calls.append(1)
+        return len(calls) > 1
+
+    with pytest.raises(Cancelled):
+        predict(small_stack.image, small_stack.voxel_size_um, _cfg(tiny_model_dir), should_stop=stop)
+
+
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        (np.zeros((2, 3, 4, 5)), "expected a 2D"),
+        (np.zeros((1, 1)), "too small"),
+        (np.array([["a", "b"], ["c", "d"]]), "not a real number type"),
+    ],
+)
+def test_bad_images_get_readable_errors(tiny_model_dir, image, message):
+    with pytest.raises(InputError, match=message):
+        predict(image, None, _cfg(tiny_model_dir))
+
+
+def test_non_finite_and_constant_images_segment(tiny_model_dir):
+    image = np.full((64, 64), 5.0, dtype=np.float32)
+    image[3, 3] = np.nan
+    image[4, 4] = np.inf
+    result = predict(image, None, _cfg(tiny_model_dir))
+    assert result.dendrite.shape == (1, 64, 64)
+
+
+def test_config_is_validated():
+    with pytest.raises(InputError, match="multiple of 32"):
+        InferenceConfig(tile_size=100)
+    with pytest.raises(InputError, match="between 0 and 1"):
+        InferenceConfig(spine_score_threshold=2)
+    with pytest.raises(InputError, match="pixel size"):
+        InferenceConfig(pixel_size_um=0)

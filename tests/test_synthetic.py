@@ -1,0 +1,48 @@
+import numpy as np
+from scipy import ndimage as ndi
+
+from napari_dendrite_panoptic import synthetic
+
+
+def test_same_seed_same_sample_and_exact_ground_truth():
+    cfg = synthetic.SyntheticConfig(shape=(1, 160, 160), spine_density_per_um=2.0)
+    a = synthetic.generate(3, cfg)
+    b = synthetic.generate(3, cfg)
+    np.testing.assert_array_equal(a.image, b.image)
+    np.testing.assert_array_equal(a.spines, b.spines)
+    assert a.image.dtype == np.uint16 and a.image.shape == (1, 160, 160)
+    assert a.dendrite.any() and len(a.spine_types) > 3
+    # panoptic: no voxel is dendrite and spine at once
+    assert not np.any((a.dendrite > 0) & (a.spines > 0))
+    # ids are 1..N and every spine is one connected piece touching the shaft
+    ids = np.unique(a.spines[a.spines > 0])
+    np.testing.assert_array_equal(ids, np.arange(1, len(a.spine_types) + 1))
+    shaft = ndi.binary_dilation(a.dendrite[0] > 0, iterations=1)
+    for i in ids:
+        mask = a.spines[0] == i
+        assert ndi.label(mask)[1] == 1
+        assert (mask & shaft).any(), f"spine {i} floats free of the dendrite"
+
+
+def test_spines_are_brighter_than_background():
+    s = synthetic.generate(1, synthetic.SyntheticConfig(shape=(1, 128, 128), n_puncta=0, n_axons=0))
+    img = s.image.astype(float)
+    assert img[s.spines > 0].mean() > 2 * img[(s.spines == 0) & (s.dendrite == 0)].mean()
+
+
+def test_3d_stack_with_anisotropic_voxels():
+    cfg = synthetic.SyntheticConfig(shape=(6, 96, 96), pixel_size_um=0.1, z_step_um=0.5)
+    s = synthetic.generate(2, cfg)
+    assert s.image.shape == (6, 96, 96)
+    assert s.voxel_size_um == (0.5, 0.1, 0.1)
+    assert s.dendrite[:, :, :].sum(axis=(1, 2)).max() > 0
+    assert set(s.spine_types.values()) <= set(synthetic.SPINE_TYPES)
+
+
+def test_random_configs_vary_within_documented_ranges():
+    rng = np.random.default_rng(0)
+    cfgs = [synthetic.random_config(rng) for _ in range(50)]
+    px = [c.pixel_size_um for c in cfgs]
+    dens = [c.spine_density_per_um for c in cfgs]
+    assert 0.06 <= min(px) and max(px) <= 0.2 and max(px) - min(px) > 0.08
+    assert 0.5 <= min(dens) and max(dens) <= 3.0

@@ -1,0 +1,82 @@
+import numpy as np
+import pytest
+import torch
+
+from napari_dendrite_panoptic import training
+from napari_dendrite_panoptic.datasets import TrainingSample, instance_targets
+from napari_dendrite_panoptic.errors import OutputExistsError
+from napari_dendrite_panoptic.models import load_models
+from napari_dendrite_panoptic.training import TrainConfig, fit, iter_fit, load_checkpoint
+
+
+def _source(rng):
+    from napari_dendrite_panoptic import synthetic
+    from napari_dendrite_panoptic.normalise import percentile_normalise
+
+    s = synthetic.generate(int(rng.integers(1000)), synthetic.SyntheticConfig(shape=(1, 64, 64)))
+    return TrainingSample(percentile_normalise(s.image[0]), s.dendrite[0], s.spines[0])
+
+
+def _cfg(tmp_path, base, **kw):
+    kw = {
+        "steps": 2,
+        "batch_size": 1,
+        "crop_size": 64,
+        "checkpoint_every": 1,
+        "output_model": str(tmp_path / "model"),
+        **kw,
+    }
+    return TrainConfig(work_dir=str(tmp_path / "work"), base_model=str(base), **kw)
+
+
+def test_fine_tune_writes_a_loadable_model_and_resumes(tmp_path, tiny_model_dir):
+    events = fit(_cfg(tmp_path, tiny_model_dir), source=_source)
+    assert [e.kind for e in events][-1] == "done"
+    model = load_models(tmp_path / "model", "cpu")
+    assert model.card.provenance["base_model"] == str(tiny_model_dir)
+    assert model.card.provenance["steps"] == 2
+    assert load_checkpoint(tmp_path / "work" / "checkpoint.pt")["step"] == 2
+    # resume: a longer job starts where the checkpoint ended
+    cfg = _cfg(tmp_path, tiny_model_dir, steps=3, output_model=str(tmp_path / "model2"))
+    steps = [e.step for e in iter_fit(cfg, source=_source) if e.kind == "step"]
+    assert steps == [3]
+
+
+def test_stop_keeps_a_checkpoint_and_a_model(tmp_path, tiny_model_dir):
+    seen = []
+
+    def stop():
+        return len(seen) >= 1
+
+    for e in iter_fit(_cfg(tmp_path, tiny_model_dir, steps=50), source=_source, should_stop=stop):
+        if e.kind == "step":
+            seen.append(e)
+    assert load_checkpoint(tmp_path / "work" / "checkpoint.pt")["step"] == 1
+    assert load_models(tmp_path / "model", "cpu").card.provenance["steps"] == 1
+
+
+def test_non_finite_loss_raises(tmp_path, tiny_model_dir, monkeypatch):
+    monkeypatch.setattr(training, "dendrite_loss", lambda *a: torch.tensor(float("nan")))
+    with pytest.raises(training.NonFiniteLossError, match="not finite"):
+        fit(_cfg(tmp_path, tiny_model_dir, which="dendrites"), source=_source)
+
+
+def test_existing_output_model_is_not_overwritten(tmp_path, tiny_model_dir):
+    with pytest.raises(OutputExistsError):
+        fit(_cfg(tmp_path, tiny_model_dir, output_model=str(tiny_model_dir)), source=_source)
+
+
+def test_instance_targets_from_labels():
+    labels = np.zeros((20, 30), dtype=np.int32)
+    labels[2:5, 3:9] = 1
+    labels[10:15, 20:22] = 4
+    t = instance_targets(labels)
+    assert t["boxes"].tolist() == [[3, 2, 9, 5], [20, 10, 22, 15]]
+    assert t["masks"].shape == (2, 20, 30) and t["labels"].tolist() == [1, 1]
+    empty = instance_targets(np.zeros((8, 8), dtype=np.int32))
+    assert empty["boxes"].shape == (0, 4)
+
+
+def test_learning_rate_warms_up_then_decays():
+    f = [training.lr_factor(s, 10, 100) for s in range(100)]
+    assert f[0] < 0.05 and max(f) == pytest.approx(1.0, abs=0.01) and f[-1] < 0.05

@@ -1,0 +1,167 @@
+"""Inference dock widget, loaded through the manifest, driven like a user would (tiny model)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from napari.layers import Labels
+
+from napari_dendrite_panoptic._widgets import _common
+from napari_dendrite_panoptic._widgets import inference as widget_module
+from napari_dendrite_panoptic.errors import ModelError
+from napari_dendrite_panoptic.models.store import MODELS_DIR_ENV
+
+PLUGIN = "napari-dendrite-panoptic"
+WAIT_MS = 120_000
+
+
+@pytest.fixture
+def open_widget(make_napari_viewer, tiny_model_dir, monkeypatch, tmp_path):
+    """A viewer and the inference widget, set to the tiny model on the CPU, keeping all spines."""
+    monkeypatch.setenv(MODELS_DIR_ENV, str(tmp_path / "no-user-models"))
+
+    def _open():
+        viewer = make_napari_viewer()
+        _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Panoptic inference")
+        widget.set_model_folder(tiny_model_dir)
+        widget.device_combo.setCurrentText("cpu")
+        widget.score_threshold.setValue(0.0)
+        return viewer, widget
+
+    return _open
+
+
+def _run(qtbot, widget) -> None:
+    widget.run_button.click()
+    assert widget.worker is not None
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
+    assert widget.run_button.isEnabled() and not widget.cancel_button.isEnabled()
+
+
+def _record(monkeypatch, module, name) -> list[str]:
+    messages: list[str] = []
+    monkeypatch.setattr(module, name, lambda message, *a, **k: messages.append(str(message)))
+    return messages
+
+
+def _check_spine_features(layer: Labels) -> None:
+    ids = set(np.unique(layer.data).tolist()) - {0}
+    features = layer.features
+    assert len(features) == len(ids) > 0
+    assert set(features["index"].tolist()) == ids
+    assert (features["index"] == features["id"]).all()
+    assert "score" in features.columns
+
+
+def test_run_on_stack_adds_two_labels_layers_on_the_image_grid(
+    open_widget, qtbot, small_stack, monkeypatch
+):
+    viewer, widget = open_widget()
+    errors = _record(monkeypatch, widget_module, "show_error")
+    viewer.add_image(small_stack.image, name="cell", scale=(0.5, 0.1, 0.1), translate=(1, 2, 3))
+    assert widget.image_combo.currentText() == "cell"
+
+    _run(qtbot, widget)
+
+    assert errors == []
+    assert [layer.name for layer in viewer.layers] == ["cell", "cell dendrites", "cell spines"]
+    dendrites, spines = viewer.layers["cell dendrites"], viewer.layers["cell spines"]
+    for layer in (dendrites, spines):
+        assert isinstance(layer, Labels)
+        assert layer.data.shape == small_stack.image.shape
+        np.testing.assert_allclose(layer.scale, (0.5, 0.1, 0.1))
+        np.testing.assert_allclose(layer.translate, (1, 2, 3))
+        info = layer.metadata["dendrite_panoptic"]
+        assert info["model_name"] == "tiny-test-model"
+        assert info["pixel_size_source"] == "image metadata"
+        assert info["parameters"]["spine_score_threshold"] == 0.0
+    assert dendrites.data.dtype == np.uint8 and spines.data.dtype == np.uint32
+    _check_spine_features(spines)
+    assert "Done" in widget.status_label.text()
+
+    # a second run updates the same two layers
+    widget.dendrite_threshold.setValue(0.9)
+    _run(qtbot, widget)
+    assert [layer.name for layer in viewer.layers] == ["cell", "cell dendrites", "cell spines"]
+    assert viewer.layers["cell spines"] is spines
+    assert spines.metadata["dendrite_panoptic"]["parameters"]["dendrite_threshold"] == 0.9
+    _check_spine_features(spines)
+
+
+def test_plane_gives_2d_labels_and_says_pixel_size_is_assumed(
+    open_widget, qtbot, small_plane, monkeypatch
+):
+    viewer, widget = open_widget()
+    infos = _record(monkeypatch, widget_module, "show_info")
+    viewer.add_image(small_plane.image[0], name="plane")  # no scale: uncalibrated
+
+    _run(qtbot, widget)
+
+    assert any("pixel size" in m and "0.1" in m for m in infos)
+    spines = viewer.layers["plane spines"]
+    assert spines.data.shape == viewer.layers["plane dendrites"].data.shape == (128, 128)
+    np.testing.assert_allclose(spines.scale, (1, 1))
+    assert spines.metadata["dendrite_panoptic"]["pixel_size_source"].startswith("assumed")
+    _check_spine_features(spines)
+
+
+def test_cancel_leaves_the_layer_list_as_it_was(open_widget, qtbot, small_stack):
+    viewer, widget = open_widget()
+    viewer.add_image(small_stack.image, name="cell", scale=(0.5, 0.1, 0.1))
+    before = [(layer.name, id(layer)) for layer in viewer.layers]
+
+    widget.run_button.click()
+    widget.cancel_button.click()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
+
+    assert [(layer.name, id(layer)) for layer in viewer.layers] == before
+    assert "Cancelled" in widget.status_label.text()
+    assert widget.run_button.isEnabled() and not widget.cancel_button.isEnabled()
+
+
+def test_run_without_image_shows_an_error(open_widget, monkeypatch):
+    viewer, widget = open_widget()
+    errors = _record(monkeypatch, widget_module, "show_error")
+
+    widget.run_button.click()
+
+    assert len(errors) == 1 and "image" in errors[0]
+    assert widget.worker is None and len(viewer.layers) == 0
+    assert widget.run_button.isEnabled()
+
+
+def test_users_own_layer_with_the_result_name_is_kept(open_widget, qtbot, small_plane, monkeypatch):
+    viewer, widget = open_widget()
+    warnings = _record(monkeypatch, _common, "show_warning")
+    viewer.add_image(small_plane.image[0], name="plane", scale=(0.1, 0.1))
+    mine = viewer.add_labels(np.full((128, 128), 7, dtype=np.uint8), name="plane spines")
+    widget.image_combo.setCurrentText("plane")
+
+    _run(qtbot, widget)
+    _run(qtbot, widget)
+
+    assert [layer.name for layer in viewer.layers] == [
+        "plane",
+        "plane spines",
+        "plane dendrites",
+        "plane spines [2]",
+    ]
+    assert viewer.layers["plane spines"] is mine and (mine.data == 7).all()
+    assert "dendrite_panoptic" not in mine.metadata
+    assert "dendrite_panoptic" in viewer.layers["plane spines [2]"].metadata
+    assert len(warnings) == 1 and "plane spines [2]" in warnings[0]
+
+
+def test_model_picker_offers_browse_and_rejects_a_folder_without_card(
+    open_widget, tiny_model_dir, tmp_path
+):
+    _, widget = open_widget()
+    items = [widget.model_combo.itemText(i) for i in range(widget.model_combo.count())]
+    assert items[-1] == "Browse…"
+    assert any("tiny-test-model" in text for text in items)
+    assert widget.model_combo.folder() == str(tiny_model_dir)
+    with pytest.raises(ModelError):
+        widget.set_model_folder(tmp_path)
+    assert widget.model_combo.folder() == str(tiny_model_dir)
+    widget.refresh_models()
+    assert widget.model_combo.folder() == str(tiny_model_dir)

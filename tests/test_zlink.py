@@ -1,0 +1,25 @@
+import numpy as np
+
+from napari_dendrite_panoptic.zlink import link_planes
+
+
+def test_overlapping_instances_in_neighbouring_planes_become_one_spine():
+    planes = np.zeros((3, 20, 20), dtype=np.int32)
+    planes[0, 2:6, 2:6] = 1  # spine A in planes 0 and 1
+    planes[1, 3:7, 3:7] = 1
+    planes[1, 12:16, 12:16] = 2  # spine B appears in plane 1 only
+    planes[2, 2:4, 15:18] = 1  # spine C far from anything before
+    labels, scores = link_planes(planes, [[0.9], [0.8, 0.7], [0.6]], min_iou=0.2)
+    assert labels.dtype == np.uint32
+    assert labels[0, 3, 3] == labels[1, 5, 5] != 0
+    assert len(np.unique(labels[labels > 0])) == 3
+    assert sorted(np.unique(labels[labels > 0]).tolist()) == [1, 2, 3]
+    assert scores[int(labels[0, 3, 3])] == 0.9  # the best score of the linked planes
+
+
+def test_weak_overlap_does_not_link():
+    planes = np.zeros((2, 20, 20), dtype=np.int32)
+    planes[0, 0:10, 0:10] = 1
+    planes[1, 9:19, 9:19] = 1  # 1 px of overlap
+    labels, _ = link_planes(planes, [[1.0], [1.0]], min_iou=0.2)
+    assert len(np.unique(labels[labels > 0])) == 2
