@@ -30,7 +30,11 @@ def tiny_model_dir(tmp_path_factory) -> Path:
             "maskrcnn_resnet18_fpn_lite", "spines.safetensors", "", spine_cfg, ("spine",)
         ),
         dendrites=NetworkCard(
-            "fcn_resnet18_fpn_lite", "dendrites.safetensors", "", dend_cfg, ("background", "dendrite")
+            "fcn_resnet18_fpn_lite",
+            "dendrites.safetensors",
+            "",
+            dend_cfg,
+            ("background", "dendrite"),
         ),
         provenance={"note": "random weights for tests"},
     )

@@ -57,8 +57,18 @@ def test_bad_input_gives_one_line_reason_and_nonzero_exit(tiny_model_dir, tmp_pa
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "notes.tif" in lines[0] and "Traceback" not in proc.stderr
     missing = subprocess.run(
-        [sys.executable, "-m", "napari_dendrite_panoptic.cli", "segment", str(fake), "--out", "o",
-         "--model", str(tmp_path / "nope")],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "napari_dendrite_panoptic.cli",
+            "segment",
+            str(fake),
+            "--out",
+            "o",
+            "--model",
+            str(tmp_path / "nope"),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert missing.returncode == 2 and "is not a model folder" in missing.stderr

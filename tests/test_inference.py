@@ -71,7 +71,9 @@ def test_cancel_between_tiles(tiny_model_dir, small_stack):
         return len(calls) > 1
 
     with pytest.raises(Cancelled):
-        predict(small_stack.image, small_stack.voxel_size_um, _cfg(tiny_model_dir), should_stop=stop)
+        predict(
+            small_stack.image, small_stack.voxel_size_um, _cfg(tiny_model_dir), should_stop=stop
+        )
 
 
 @pytest.mark.parametrize(

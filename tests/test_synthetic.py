@@ -44,5 +44,5 @@ def test_random_configs_vary_within_documented_ranges():
     cfgs = [synthetic.random_config(rng) for _ in range(50)]
     px = [c.pixel_size_um for c in cfgs]
     dens = [c.spine_density_per_um for c in cfgs]
-    assert 0.06 <= min(px) and max(px) <= 0.2 and max(px) - min(px) > 0.08
-    assert 0.5 <= min(dens) and max(dens) <= 3.0
+    assert min(px) >= 0.06 and max(px) <= 0.2 and max(px) - min(px) > 0.08
+    assert min(dens) >= 0.5 and max(dens) <= 3.0

@@ -165,3 +165,26 @@ def test_model_picker_offers_browse_and_rejects_a_folder_without_card(
     assert widget.model_combo.folder() == str(tiny_model_dir)
     widget.refresh_models()
     assert widget.model_combo.folder() == str(tiny_model_dir)
+
+
+def test_time_series_segments_the_current_time_point(open_widget, qtbot, small_stack):
+    viewer, widget = open_widget()
+    volume = small_stack.image[:2, :64, :64]
+    movie = np.stack([np.zeros_like(volume), volume])  # (T, Z, Y, X): only t = 1 has signal
+    viewer.add_image(movie, name="movie", scale=(1, 0.5, 0.1, 0.1))
+    viewer.dims.set_current_step(0, 1)
+
+    _run(qtbot, widget)
+
+    spines = viewer.layers["movie spines"]
+    assert spines.data.shape == (2, 64, 64)
+    np.testing.assert_allclose(spines.scale, (0.5, 0.1, 0.1))
+    assert spines.metadata["dendrite_panoptic"]["source_index"] == [1]
+    _check_spine_features(spines)
+
+
+def test_scale_helpers():
+    assert _common.voxel_size_from_scale((0.2, 0.1)) == (1.0, 0.2, 0.1)
+    assert _common.voxel_size_from_scale((1, 0.5, 0.1, 0.1)) == (0.5, 0.1, 0.1)
+    assert not _common.scale_is_calibrated((1.0, 1.0, 1.0))
+    assert _common.scale_is_calibrated((1.0, 0.1, 0.1))

@@ -20,8 +20,9 @@ from .normalise import percentile_normalise
 
 @dataclass
 class TrainingSample:
-    """One 2D crop: ``image`` (H, W) float32 normalised, ``dendrite`` (H, W) uint8 0/1,
-    ``spines`` (H, W) int32 ids (0 none), ``spine_weight`` 1.0 when spine masks are exact."""
+    """One 2D crop: ``image`` (H, W) float32 normalised, ``dendrite`` (H, W) uint8 0/1 (255 where
+    the dendrite is not annotated), ``spines`` (H, W) int32 ids (0 none), ``spine_weight`` 1.0
+    when spine masks are exact, lower for pseudo-masks grown from centres."""
 
     image: np.ndarray
     dendrite: np.ndarray

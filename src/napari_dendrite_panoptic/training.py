@@ -100,11 +100,21 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
     return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+IGNORE = 255
+"""Dendrite target value of pixels without dendrite annotation (centre-only real sets)."""
+
+
 def dendrite_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy + soft Dice on the dendrite class. ``logits`` (B, 2, H, W), ``target``
-    (B, H, W) int64."""
-    ce = F.cross_entropy(logits, target)
-    prob = logits.softmax(1)[:, 1]
+    """Cross-entropy + soft Dice on the dendrite class over annotated pixels.
+
+    ``logits`` (B, 2, H, W); ``target`` (B, H, W) int64 with 0 background, 1 dendrite and
+    :data:`IGNORE` for pixels without annotation. A batch without annotated pixels gives 0.
+    """
+    known = target != IGNORE
+    if not known.any():
+        return logits.sum() * 0.0
+    ce = F.cross_entropy(logits, target, ignore_index=IGNORE)
+    prob = logits.softmax(1)[:, 1] * known
     tgt = (target == 1).float()
     inter = (prob * tgt).sum()
     dice = 1 - (2 * inter + 1) / (prob.sum() + tgt.sum() + 1)

@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+
+from napari_dendrite_panoptic.errors import InputError
+from napari_dendrite_panoptic.metrics import (
+    match_instances,
+    match_points,
+    pixel_scores,
+    pool_instance_scores,
+)
+
+
+def _squares(positions, shape=(40, 40), size=4):
+    lab = np.zeros(shape, dtype=np.int32)
+    for i, (y, x) in enumerate(positions, start=1):
+        lab[y : y + size, x : x + size] = i
+    return lab
+
+
+def test_three_of_four_spines_matched_and_one_false_positive_gives_f1_075():
+    truth = _squares([(2, 2), (2, 20), (20, 2), (20, 20)])
+    pred = _squares([(2, 2), (2, 20), (20, 2), (33, 33)])
+    scores, match = match_instances(pred, truth, 0.5)
+    assert (scores.tp, scores.fp, scores.fn) == (3, 1, 1)
+    assert scores.f1 == pytest.approx(0.75)
+    assert scores.sq == pytest.approx(1.0) and scores.pq == pytest.approx(0.75)
+    assert match.false_positives == [4] and match.false_negatives == [4]
+
+
+def test_partial_overlap_counts_only_above_the_threshold():
+    truth = _squares([(0, 0)], size=10)
+    pred = np.zeros_like(truth)
+    pred[0:10, 5:15] = 7  # IoU = 50 / 150
+    assert match_instances(pred, truth, 0.5)[0].tp == 0
+    s = match_instances(pred, truth, 0.25)[0]
+    assert s.tp == 1 and s.sq == pytest.approx(1 / 3)
+
+
+def test_pixel_scores_and_shape_mismatch():
+    truth = np.zeros((10, 10), bool)
+    truth[:5] = True
+    pred = np.zeros((10, 10), bool)
+    pred[:, :5] = True
+    s = pixel_scores(pred, truth)
+    assert s.iou == pytest.approx(25 / 75)
+    assert s.precision == pytest.approx(0.5) and s.recall == pytest.approx(0.5)
+    with pytest.raises(InputError, match="differs from ground truth"):
+        pixel_scores(pred, truth[:5])
+
+
+def test_points_within_distance():
+    true = np.array([[0, 0], [10, 10], [20, 20]])
+    pred = np.array([[1, 1], [10, 13], [50, 50]])
+    s, pairs = match_points(pred, true, max_distance=2.0)
+    assert (s.tp, s.fp, s.fn) == (1, 2, 2)
+    s, _ = match_points(pred, true, max_distance=3.5)
+    assert s.tp == 2 and s.f1 == pytest.approx(2 / 3)
+    empty, _ = match_points(np.zeros((0, 2)), true, 3.0)
+    assert empty.recall == 0.0 and np.isnan(empty.precision)
+
+
+def test_pooling_sums_counts():
+    a = match_instances(_squares([(2, 2)]), _squares([(2, 2)]))[0]
+    b = match_instances(_squares([(30, 30)]), _squares([(2, 2)]))[0]
+    pooled = pool_instance_scores([a, b])
+    assert (pooled.tp, pooled.fp, pooled.fn) == (1, 1, 1) and pooled.f1 == pytest.approx(0.5)
