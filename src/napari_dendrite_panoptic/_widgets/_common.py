@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from napari.utils.notifications import show_error, show_warning
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QComboBox, QFileDialog
 
 from ..errors import ModelError
@@ -176,6 +177,7 @@ class ModelPicker(QComboBox):
             self.addItem("(no model installed: Browse… for a folder)", None)
         for folder in folders:
             self.addItem(_model_label(folder), folder)
+            self.setItemData(self.count() - 1, folder, Qt.ItemDataRole.ToolTipRole)
         self.addItem(BROWSE, BROWSE)
         self.setCurrentIndex(max(self.findData(current), 0))
 
@@ -210,6 +212,12 @@ def _model_label(folder: str) -> str:
     from ..models.card import ModelCard
 
     try:
-        return f"{ModelCard.load(Path(folder)).name} ({folder})"
+        card = ModelCard.load(Path(folder))
     except ModelError:
         return f"(unreadable card) {folder}"
+    from ..models.store import bundled_model_dir
+
+    where = (
+        "bundled" if Path(folder).resolve() == bundled_model_dir().resolve() else Path(folder).name
+    )
+    return f"{card.name} v{card.version} ({where})"

@@ -74,6 +74,7 @@ class PanopticInferenceWidget(QWidget):
         self.worker: Any = None  # the running GeneratorWorker, None when idle
         self._stop = threading.Event()
         self._job: dict[str, Any] = {}
+        self._finished_ok = False
 
         self.image_combo = QComboBox()
         self.model_combo = ModelPicker()
@@ -253,6 +254,7 @@ class PanopticInferenceWidget(QWidget):
             self.status_label.setText(f"Failed: {outcome}")
         elif outcome is not None:
             self._show_result(outcome)
+            self._finished_ok = True
 
     def _on_errored(self, exc: Exception) -> None:
         show_error(f"Inference failed: {exc}")
@@ -265,7 +267,9 @@ class PanopticInferenceWidget(QWidget):
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
         self.progress_bar.setRange(0, 1)
-        self.progress_bar.setValue(0)
+        # a finished run shows a full bar; a cancelled or failed one an empty bar
+        self.progress_bar.setValue(1 if self._finished_ok else 0)
+        self._finished_ok = False
 
     def _show_result(self, result: Any) -> None:
         import pandas as pd

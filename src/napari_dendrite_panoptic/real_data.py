@@ -1,0 +1,880 @@
+"""Adapters from the real annotated data sets in ``../shared/data`` to training samples.
+
+Three sets are read (formats, pixel sizes and caveats: ``shared/data/README.md``):
+
+- ``smirnov2018``: small two-photon crops (~130 px, 15.36 px/µm) with spine centres;
+- ``findspines``: 296 two-photon fields with spine centres (YOLO boxes of one size);
+- ``spine-types-yolo11``: one dendrite per image with spine polygons and spine types; everything
+  but that dendrite is blacked out (exactly 0).
+
+Centre-only sets load as :class:`PointAnnotatedImage`, the polygon set as
+:class:`MaskAnnotatedImage`. :func:`point_source` and :func:`mask_source` turn them into
+:data:`~napari_dendrite_panoptic.datasets.SampleSource` callables that yield
+:class:`~napari_dendrite_panoptic.datasets.TrainingSample` crops at the model's pixel size, with
+pseudo spine masks grown from centres (:func:`pseudo_spine_masks`) or a realistic background put
+back behind the blacked-out dendrite.
+
+Nothing here downloads anything; a missing folder raises :class:`FileNotFoundError`.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from PIL import Image
+from scipy import ndimage as ndi
+from skimage.draw import ellipse, polygon
+from skimage.transform import rescale, resize
+
+from . import synthetic
+from .datasets import SampleSource, TrainingSample
+from .normalise import percentile_normalise
+from .synthetic import SPINE_TYPES
+
+logger = logging.getLogger(__name__)
+
+DATA_ROOT = (Path(__file__).resolve().parents[2] / ".." / "shared" / "data").resolve()
+"""Default data folder: ``../shared/data`` next to the project root (``src/`` layout)."""
+
+ENV_VAR = "DENDRITE_PANOPTIC_DATA"
+"""Environment variable that overrides :data:`DATA_ROOT`."""
+
+SMIRNOV_PX_UM = 1.0 / 15.36
+"""Smirnov et al. (2018) pixel size in µm (15.36 px per µm)."""
+
+SMIRNOV_MATCH_PX = 7.5
+"""Smirnov matching tolerance in px (half the 15 px annotation box)."""
+
+FINDSPINES_BOX_UM = 3.2
+"""Physical size of the FindSpines annotators' box (32 px on the 0.1 µm/px 512-px fields)."""
+
+PSEUDO_RADIUS_UM = 0.9
+"""Radius in µm of the disk a pseudo spine mask may grow in, around its centre."""
+
+PSEUDO_MIN_RADIUS_UM = 0.25
+"""Radius in µm of the disk every pseudo spine mask contains at least."""
+
+
+@dataclass
+class PointAnnotatedImage:
+    """A real image whose spines are annotated by centres only.
+
+    Attributes
+    ----------
+    name
+        File stem, unique within its set.
+    image
+        (H, W) float32 raw grey values (RGB files are reduced to one channel).
+    centres_px
+        (N, 2) float64 spine centres (y, x) in px of ``image``.
+    pixel_size_um
+        Pixel size in µm.
+    match_radius_px
+        The set's tolerance for matching a detection to a centre, in px of this image.
+    group
+        Images of the same field share a group; split training and validation by group.
+    """
+
+    name: str
+    image: np.ndarray
+    centres_px: np.ndarray
+    pixel_size_um: float
+    match_radius_px: float
+    group: str = ""
+
+
+@dataclass
+class MaskAnnotatedImage:
+    """A real image with spine instance masks, spine types and a dendrite mask.
+
+    Attributes
+    ----------
+    name
+        File stem, unique within its split.
+    image
+        (H, W) float32 grey values; 0 outside the one visible neuron.
+    spines
+        (H, W) int32 spine ids (0 none), one per annotated spine, restricted to ``foreground``.
+    dendrite
+        (H, W) uint8 0/1: ``foreground`` minus ``spines``.
+    spine_types
+        Spine id → type name (one of :data:`~napari_dendrite_panoptic.synthetic.SPINE_TYPES`).
+    pixel_size_um
+        Pixel size in µm (about 0.14 for 512-px images, 0.08 for 1024-px images).
+    foreground
+        (H, W) bool, ``image > 0``: the dendrite and its spines.
+    """
+
+    name: str
+    image: np.ndarray
+    spines: np.ndarray
+    dendrite: np.ndarray
+    spine_types: dict[int, str]
+    pixel_size_um: float
+    foreground: np.ndarray
+
+
+def data_root() -> Path:
+    """The data folder: ``$DENDRITE_PANOPTIC_DATA`` if set, else :data:`DATA_ROOT`."""
+    env = os.environ.get(ENV_VAR)
+    return Path(env).expanduser() if env else DATA_ROOT
+
+
+def _folder(root: str | Path | None, *parts: str) -> Path:
+    path = Path(root) if root is not None else data_root()
+    path = path.joinpath(*parts)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is absent: real-data loaders need ../shared/data")
+    return path
+
+
+def _grey(path: Path) -> np.ndarray:
+    """(H, W) float32 grey values of an 8-bit JPEG/TIFF (RGB → mean of the channels)."""
+    if path.suffix.lower() in (".tif", ".tiff"):
+        arr = tifffile.imread(path)
+    else:
+        with Image.open(path) as im:
+            arr = np.asarray(im)
+    arr = np.asarray(arr, dtype=np.float32)
+    if arr.ndim == 3:
+        arr = arr[..., :3].mean(-1)
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# Smirnov 2018
+# --------------------------------------------------------------------------------------------
+
+
+def load_smirnov(
+    split: str, root: str | Path | None = None, limit: int | None = None
+) -> list[PointAnnotatedImage]:
+    """Load the Smirnov et al. (2018) crops of one split.
+
+    Parameters
+    ----------
+    split
+        ``"train"`` (1,653 images, 6,243 spines) or ``"test"`` (183 images, 680 spines).
+    root
+        Data folder; default :func:`data_root`.
+    limit
+        Load only the first ``limit`` images by name (fast tests).
+
+    Returns
+    -------
+    list of PointAnnotatedImage
+        Sorted by name; centres are the box centres; pixel size 1/15.36 µm; match radius
+        7.5 px; ``group`` is ``"smirnov-<name>"`` (no field information is published). Images in the
+        folder without rows come back with 0 centres. Cached: don't modify the items.
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    folder = _folder(root, "smirnov2018", split)
+    return list(_load_smirnov_cached(str(folder), limit))
+
+
+@lru_cache(maxsize=8)
+def _load_smirnov_cached(folder: str, limit: int | None) -> tuple[PointAnnotatedImage, ...]:
+    folder_p = Path(folder)
+    centres: dict[str, list[tuple[float, float]]] = {}
+    with open(folder_p.parent / f"{folder_p.name}_labels.csv", newline="") as fh:
+        for row in csv.DictReader(fh):
+            cy = (float(row["ymin"]) + float(row["ymax"])) / 2.0
+            cx = (float(row["xmin"]) + float(row["xmax"])) / 2.0
+            centres.setdefault(row["filename"], []).append((cy, cx))
+    files = sorted(folder_p.glob("*.jpg"))[:limit]
+    items = []
+    for path in files:
+        c = np.asarray(centres.get(path.name, []), dtype=np.float64).reshape(-1, 2)
+        items.append(
+            PointAnnotatedImage(
+                path.stem, _grey(path), c, SMIRNOV_PX_UM, SMIRNOV_MATCH_PX, f"smirnov-{path.stem}"
+            )
+        )
+    return tuple(items)
+
+
+# --------------------------------------------------------------------------------------------
+# FindSpines
+# --------------------------------------------------------------------------------------------
+
+
+def load_findspines(
+    root: str | Path | None = None, limit: int | None = None, groups: bool = True
+) -> list[PointAnnotatedImage]:
+    """Load the FindSpines fields (296 images, 8,653 spines).
+
+    Parameters
+    ----------
+    root
+        Data folder; default :func:`data_root`.
+    limit
+        Load only the first ``limit`` images by name (fast tests).
+    groups
+        Fill ``.group`` with :func:`findspines_groups` (needs every loaded image).
+
+    Returns
+    -------
+    list of PointAnnotatedImage
+        Sorted by name. Centres are the YOLO box centres. The annotators' box is a fixed
+        physical size (32 px on the 0.1 µm/px 512-px fields, 16.3 px on the 0.2 µm/px 256-px
+        fields, 27 px on the odd crops of full fields), so the pixel size is
+        ``3.2 µm / box width in px`` (``0.1 * 512 / max(H, W)`` for an image without boxes) and
+        the match radius is half the box width in px. Cached: don't modify the items.
+    """
+    folder = _folder(root, "findspines")
+    items = list(_load_findspines_cached(str(folder), limit))
+    if groups:
+        for item, g in zip(items, findspines_groups(items), strict=True):
+            item.group = g
+    return items
+
+
+@lru_cache(maxsize=4)
+def _load_findspines_cached(folder: str, limit: int | None) -> tuple[PointAnnotatedImage, ...]:
+    folder_p = Path(folder)
+    items = []
+    for path in sorted((folder_p / "img").glob("*.jpg"))[:limit]:
+        image = _grey(path)
+        h, w = image.shape
+        label = folder_p / "labels" / f"{path.stem}.txt"
+        rows = _read_rows(label)
+        boxes = np.asarray([r[1:5] for r in rows if len(r) == 5], dtype=np.float64).reshape(-1, 4)
+        centres = np.stack([boxes[:, 1] * h, boxes[:, 0] * w], axis=1)
+        if len(boxes):
+            box_px = float(np.median(boxes[:, 2]) * w)
+            px = FINDSPINES_BOX_UM / box_px
+        else:
+            px = 0.1 * 512 / max(h, w)
+            box_px = FINDSPINES_BOX_UM / px
+        items.append(PointAnnotatedImage(path.stem, image, centres, px, 0.5 * box_px))
+    return tuple(items)
+
+
+def _read_rows(path: Path) -> list[list[float]]:
+    """Whitespace-separated numbers per non-empty line of a YOLO label file ([] if absent)."""
+    if not path.exists():
+        return []
+    return [[float(v) for v in line.split()] for line in path.read_text().splitlines() if line]
+
+
+def _thumbnail(image: np.ndarray, size: int = 64) -> np.ndarray:
+    """(size, size) high-passed, zero-mean, unit-variance thumbnail for similarity tests."""
+    t = resize(image, (size, size), order=1, anti_aliasing=True).astype(np.float64)
+    t = t - ndi.gaussian_filter(t, 6.0)
+    return (t - t.mean()) / (t.std() + 1e-6)
+
+
+def _similarity(a: np.ndarray, b: np.ndarray, max_shift: int = 6) -> float:
+    """Largest normalised cross-correlation of two thumbnails over shifts up to ``max_shift``."""
+    n = a.size
+    cc = np.fft.irfft2(np.fft.rfft2(a) * np.conj(np.fft.rfft2(b)), s=a.shape) / n
+    cc = np.roll(cc, (max_shift, max_shift), axis=(0, 1))[: 2 * max_shift + 1, : 2 * max_shift + 1]
+    return float(cc.max())
+
+
+def findspines_groups(
+    items: Sequence[PointAnnotatedImage], window: int = 8, threshold: float = 0.5
+) -> list[str]:
+    """Twin groups of FindSpines fields: images of one field end up in one group.
+
+    Rule (from looking at the 296 images):
+
+    1. Runs of consecutive file numbers form one group. Twins are consecutive, and the gaps in
+       the numbering are the whole twin groups held back for evaluation, so a gap is a group
+       boundary. Within runs, twins are often re-acquisitions at another zoom or position
+       (000008/000009, 000202/000203) whose thumbnails correlate only 0.3-0.4, no better than
+       unrelated fields, so a similarity rule alone would miss them.
+    2. Runs are merged when an image of one and an image of another, at most ``window``
+       positions apart in name order, have a thumbnail similarity >= ``threshold``: the largest
+       normalised cross-correlation over ±6 px shifts of 64x64 high-passed thumbnails. Same-field
+       pairs score 0.65-0.99; among pairs of distant, unrelated fields the 99.9th percentile
+       is 0.55. This joins twins across a gap (000079-000081 with 000083-000086 at 0.8-0.9).
+
+    On the full set this gives 56 groups of 4-10 images.
+
+    Parameters
+    ----------
+    items
+        FindSpines images sorted by name (names are the file numbers).
+    window, threshold
+        Neighbourhood (in positions) and similarity threshold of rule 2.
+
+    Returns
+    -------
+    list of str
+        Per item, its group: ``"findspines-<first name of the group>"``.
+    """
+    n = len(items)
+    if n == 0:
+        return []
+    nums = [
+        int(m.group()) if (m := re.search(r"\d+", it.name)) else i for i, it in enumerate(items)
+    ]
+    parent = list(range(n))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def union(i: int, j: int) -> None:
+        ri, rj = find(i), find(j)
+        if ri != rj:
+            parent[max(ri, rj)] = min(ri, rj)
+
+    run = np.concatenate([[0], np.cumsum(np.diff(nums) != 1)])
+    for i in range(n - 1):
+        if run[i] == run[i + 1]:
+            union(i, i + 1)
+    thumbs = [_thumbnail(it.image) for it in items]
+    for i in range(n):
+        for j in range(i + 1, min(n, i + window + 1)):
+            linked = run[i] != run[j] and find(i) != find(j)
+            if linked and _similarity(thumbs[i], thumbs[j]) >= threshold:
+                union(i, j)
+    return [f"findspines-{items[find(i)].name}" for i in range(n)]
+
+
+def findspines_split(
+    items: Sequence[PointAnnotatedImage], val_fraction: float = 0.2, seed: int = 0
+) -> tuple[list[PointAnnotatedImage], list[PointAnnotatedImage]]:
+    """Split FindSpines images into training and validation by whole twin groups.
+
+    Groups (``.group``, filled by :func:`findspines_groups` when empty) are shuffled with
+    ``seed`` and added to validation until it holds at least ``val_fraction`` of the images;
+    the same items and seed always give the same split.
+
+    Returns
+    -------
+    (train, val)
+        Lists of items, each in name order; no group is in both.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if any(not it.group for it in items):
+        for it, g in zip(items, findspines_groups(items), strict=True):
+            it.group = g
+    names = sorted({it.group for it in items})
+    order = np.random.default_rng(seed).permutation(len(names))
+    target = val_fraction * len(items)
+    sizes = {g: 0 for g in names}
+    for it in items:
+        sizes[it.group] += 1
+    val_groups: set[str] = set()
+    count = 0
+    for k in order:
+        if count >= target:
+            break
+        val_groups.add(names[k])
+        count += sizes[names[k]]
+    train = [it for it in items if it.group not in val_groups]
+    val = [it for it in items if it.group in val_groups]
+    return train, val
+
+
+# --------------------------------------------------------------------------------------------
+# YOLO11 spine types
+# --------------------------------------------------------------------------------------------
+
+
+def yolo11_pixel_size(width: int) -> float:
+    """Pixel size in µm of a YOLO11 image ``width`` px wide.
+
+    0.14 at 512 px and 0.08 at 1024 px, linear in between; ``0.14 * 512 / width`` below 512,
+    ``0.08 * 1024 / width`` above 1024; clipped to 0.03-0.3 µm.
+    """
+    if width < 512:
+        px = 0.14 * 512 / width
+    elif width > 1024:
+        px = 0.08 * 1024 / width
+    else:
+        px = float(np.interp(width, [512, 1024], [0.14, 0.08]))
+    return float(np.clip(px, 0.03, 0.3))
+
+
+def load_yolo11(
+    split: str, root: str | Path | None = None, limit: int | None = None
+) -> list[MaskAnnotatedImage]:
+    """Load the spine-types YOLO11 set (train 200, val 15 images; 1,391 spines in all).
+
+    Parameters
+    ----------
+    split
+        ``"train"`` or ``"val"``.
+    root
+        Data folder; default :func:`data_root`.
+    limit
+        Load only the first ``limit`` images by name (fast tests).
+
+    Returns
+    -------
+    list of MaskAnnotatedImage
+        Sorted by name. Spine ids follow the label lines (1, 2, …). Polygons are rasterised
+        with :func:`skimage.draw.polygon`; a plain box line ``class cx cy w h`` becomes the
+        filled ellipse inside the box. A spine keeps only its pixels inside the foreground
+        (the outlines overlap the black background by ~10 %) unless fewer than 3 would be
+        left. Cached: don't modify the items.
+    """
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    folder = _folder(root, "spine-types-yolo11", split)
+    return list(_load_yolo11_cached(str(folder), limit))
+
+
+@lru_cache(maxsize=4)
+def _load_yolo11_cached(folder: str, limit: int | None) -> tuple[MaskAnnotatedImage, ...]:
+    paths = sorted(Path(folder).glob("*.tif"), key=lambda p: (len(p.stem), p.stem))[:limit]
+    items = []
+    for path in paths:
+        image = _grey(path)
+        h, w = image.shape
+        foreground = image > 0
+        spines = np.zeros((h, w), dtype=np.int32)
+        types: dict[int, str] = {}
+        for row in _read_rows(path.with_suffix(".txt")):
+            cls, v = int(row[0]), np.asarray(row[1:], dtype=np.float64)
+            if v.size == 4:
+                cx, cy, bw, bh = v * (w, h, w, h)
+                rr, cc = ellipse(cy, cx, max(bh / 2, 1.0), max(bw / 2, 1.0), shape=(h, w))
+            elif v.size >= 6 and v.size % 2 == 0:
+                rr, cc = polygon(v[1::2] * h, v[0::2] * w, shape=(h, w))
+            else:
+                logger.warning("%s: skipped a label line with %d numbers", path.name, v.size)
+                continue
+            keep = foreground[rr, cc] & (spines[rr, cc] == 0)
+            if keep.sum() >= 3:
+                rr, cc = rr[keep], cc[keep]
+            else:
+                free = spines[rr, cc] == 0
+                rr, cc = rr[free], cc[free]
+            if rr.size == 0:
+                continue
+            sid = len(types) + 1
+            spines[rr, cc] = sid
+            types[sid] = SPINE_TYPES[cls] if 0 <= cls < len(SPINE_TYPES) else "unknown"
+        dendrite = (foreground & (spines == 0)).astype(np.uint8)
+        items.append(
+            MaskAnnotatedImage(
+                path.stem, image, spines, dendrite, types, yolo11_pixel_size(w), foreground
+            )
+        )
+    return tuple(items)
+
+
+# --------------------------------------------------------------------------------------------
+# Pseudo spine masks from centres
+# --------------------------------------------------------------------------------------------
+
+
+def pseudo_spine_masks(
+    image: np.ndarray,
+    centres_px: np.ndarray,
+    radius_px: float,
+    min_radius_px: float | None = None,
+    level: float = 0.5,
+) -> np.ndarray:
+    """Spine instance masks grown from annotated centres.
+
+    Each centre owns the pixels closer to it than to any other centre (ties and overlaps go to
+    the nearest centre). Within ``radius_px`` of the centre, it takes the pixels of the lightly
+    smoothed image that are at least halfway between the local background (the minimum over a
+    ``4 * radius_px`` window) and the spine's peak (the brightest pixel within
+    ``0.4 * radius_px`` of the centre) and not brighter than 1.15 × the peak, connected to
+    that peak. The cap keeps a brighter dendrite shaft out; the radius keeps a dimmer one
+    from being eaten whole. Every mask contains at least the disk of ``min_radius_px``.
+
+    Parameters
+    ----------
+    image
+        (H, W) grey image, any real dtype.
+    centres_px
+        (N, 2) spine centres (y, x) in px.
+    radius_px
+        Largest distance in px from its centre a mask pixel may have.
+    min_radius_px
+        Radius in px of the disk every mask contains; default ``0.35 * radius_px``, at least 1.
+
+    Returns
+    -------
+    numpy.ndarray
+        (H, W) int32 labels: ``i + 1`` for ``centres_px[i]``, 0 elsewhere. Centres outside the
+        image or sharing a pixel with an earlier centre get no mask.
+    """
+    img = np.asarray(image, dtype=np.float32)
+    h, w = img.shape
+    out = np.zeros((h, w), dtype=np.int32)
+    c = np.round(np.asarray(centres_px, dtype=np.float64).reshape(-1, 2)).astype(np.int64)
+    if len(c) == 0:
+        return out
+    if min_radius_px is None:
+        min_radius_px = max(1.0, 0.35 * radius_px)
+    inside = (c[:, 0] >= 0) & (c[:, 0] < h) & (c[:, 1] >= 0) & (c[:, 1] < w)
+    seeds = np.zeros((h, w), dtype=np.int32)
+    idx = np.flatnonzero(inside)[::-1]  # earlier centres win a shared pixel
+    seeds[c[idx, 0], c[idx, 1]] = idx + 1
+    ids = np.unique(seeds[seeds > 0])
+    if ids.size == 0:
+        return out
+    dist, (iy, ix) = ndi.distance_transform_edt(seeds == 0, return_indices=True)
+    owner = seeds[iy, ix]  # nearest centre's id everywhere
+    smooth = ndi.gaussian_filter(img, max(0.5, 0.1 * radius_px))
+    win = int(2 * np.ceil(2 * radius_px) + 1)
+    background = ndi.uniform_filter(ndi.minimum_filter(smooth, size=win), size=win)
+
+    # peak: brightest pixel within 0.4 radius of the centre, inside the centre's own cell
+    near = np.where(dist <= max(1.5, 0.4 * radius_px), owner, 0)
+    peaks = np.asarray(ndi.maximum_position(smooth, labels=near, index=ids), dtype=np.int64)
+    n = int(ids.max()) + 1
+    peak_val = np.zeros(n, np.float32)
+    bg_val = np.zeros(n, np.float32)
+    peak_val[ids] = smooth[peaks[:, 0], peaks[:, 1]]
+    bg_val[ids] = background[c[ids - 1, 0], c[ids - 1, 1]]
+    thr = bg_val + level * (peak_val - bg_val)
+
+    cand = (dist <= radius_px) & (owner > 0)
+    cand &= (smooth >= thr[owner]) & (smooth <= 1.15 * peak_val[owner] + 1e-6)
+    # cut the candidates along cell borders so a component never spans two centres
+    border = np.zeros((h, w), dtype=bool)
+    border[1:, :] |= owner[1:, :] != owner[:-1, :]
+    border[:, 1:] |= owner[:, 1:] != owner[:, :-1]
+    comp, _ = ndi.label(cand & ~border)
+    keep = np.zeros(comp.max() + 1, dtype=bool)
+    keep[comp[peaks[:, 0], peaks[:, 1]]] = True
+    keep[0] = False
+    grown = keep[comp]
+    grown = ndi.binary_fill_holes(grown) & (dist <= radius_px)
+    grown |= dist <= min_radius_px
+    out[grown] = owner[grown]
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Sample sources
+# --------------------------------------------------------------------------------------------
+
+
+def _window(
+    shape: tuple[int, int],
+    size: tuple[int, int],
+    anchor: np.ndarray | None,
+    rng: np.random.Generator,
+) -> tuple[int, int]:
+    """Top-left corner of a ``size`` window inside ``shape``; if ``anchor`` (y, x) is given,
+    the window holds it at least 1/8 of its size from its edges (where the image allows)."""
+    corner = []
+    for ax in range(2):
+        room = shape[ax] - size[ax]
+        margin = size[ax] // 8
+        if anchor is None:
+            corner.append(int(rng.integers(room + 1)))
+        else:
+            lo = int(np.clip(anchor[ax] - size[ax] + 1 + margin, 0, room))
+            hi = int(np.clip(anchor[ax] - margin, lo, room))
+            corner.append(int(rng.integers(lo, hi + 1)))
+    return corner[0], corner[1]
+
+
+def _resampled_crop(
+    arrays: Sequence[np.ndarray],
+    out: tuple[int, int],
+    factor: float,
+    anchor: np.ndarray | None,
+    rng: np.random.Generator,
+) -> tuple[list[np.ndarray], float]:
+    """Crop ``arrays`` (image first, then labels) and resample them by ``factor`` to ``out``.
+
+    The source window holds ``out / factor`` px (plus a margin), placed to contain ``anchor``
+    (y, x, source px) away from its edges when given. An image too small for the window is enlarged beyond
+    ``factor`` so the output is still filled. The image is resampled with order 1 (anti-aliased
+    when shrinking), labels with order 0.
+
+    Returns
+    -------
+    (list of arrays, factor)
+        Arrays of shape ``out`` (float32 image, labels in their own dtype) and the factor used.
+    """
+    h, w = arrays[0].shape
+    factor = max(factor, (out[0] + 1) / h, (out[1] + 1) / w)
+    size = (min(h, int(np.ceil(out[0] / factor)) + 2), min(w, int(np.ceil(out[1] / factor)) + 2))
+    y0, x0 = _window((h, w), size, anchor, rng)
+    result = []
+    for k, a in enumerate(arrays):
+        piece = a[y0 : y0 + size[0], x0 : x0 + size[1]]
+        if k == 0:
+            r = rescale(
+                piece.astype(np.float32),
+                factor,
+                order=1,
+                anti_aliasing=factor < 1,
+                preserve_range=True,
+                mode="reflect",
+            )
+        else:
+            r = rescale(
+                piece, factor, order=0, anti_aliasing=False, preserve_range=True, mode="edge"
+            ).astype(a.dtype)
+        result.append(r)
+    # resampled pieces are a few px larger than ``out``
+    rh, rw = result[0].shape
+    oy, ox = int(rng.integers(rh - out[0] + 1)), int(rng.integers(rw - out[1] + 1))
+    cut = [np.ascontiguousarray(r[oy : oy + out[0], ox : ox + out[1]]) for r in result]
+    cut[0] = cut[0].astype(np.float32)
+    return cut, factor
+
+
+def _relabel(labels: np.ndarray, offset: int) -> tuple[np.ndarray, int]:
+    """Ids of ``labels`` renumbered 1..n (+ ``offset``); returns the labels and n."""
+    ids = np.unique(labels)
+    ids = ids[ids > 0]
+    lut = np.zeros(int(labels.max()) + 1 if labels.size else 1, dtype=np.int32)
+    lut[ids] = np.arange(1, ids.size + 1, dtype=np.int32) + offset
+    return lut[labels], int(ids.size)
+
+
+class _PseudoMaskCache:
+    """Pseudo spine masks of point-annotated items, computed on first use."""
+
+    def __init__(self, items: Sequence[PointAnnotatedImage]):
+        self.items = list(items)
+        self.masks: dict[int, np.ndarray] = {}
+
+    def __call__(self, k: int) -> np.ndarray:
+        if k not in self.masks:
+            it = self.items[k]
+            self.masks[k] = pseudo_spine_masks(
+                it.image,
+                it.centres_px,
+                PSEUDO_RADIUS_UM / it.pixel_size_um,
+                max(1.0, PSEUDO_MIN_RADIUS_UM / it.pixel_size_um),
+            )
+        return self.masks[k]
+
+
+def _source_name(item: PointAnnotatedImage) -> str:
+    return "smirnov" if item.group.startswith("smirnov") else "findspines"
+
+
+def point_source(
+    items: Sequence[PointAnnotatedImage],
+    crop: int,
+    native_px_um: float,
+    p_centre: float = 0.9,
+) -> SampleSource:
+    """Training samples from centre-annotated images (Smirnov, FindSpines).
+
+    Each draw resamples to ``native_px_um`` × U(0.8, 1.25). When one random item, resampled,
+    covers ``crop`` × ``crop`` (FindSpines fields), the sample is one crop of it, placed around
+    a random centre with probability ``p_centre``. Otherwise (Smirnov crops, ~130 px at
+    0.065 µm/px) the sample is a mosaic of n × n tiles, n = max(2, round(crop / the item's
+    resampled short side)): 3 × 3 for Smirnov at 256 px and 0.1 µm/px, 2 × 2 at 0.065 µm/px.
+    The tiles come from random items (a tile larger than its item enlarges it a little), each
+    percentile-normalised on its own, so every pixel shows real content.
+
+    Parameters
+    ----------
+    items
+        Point-annotated images (any mix of pixel sizes).
+    crop
+        Output size in px.
+    native_px_um
+        The model's pixel size in µm.
+    p_centre
+        Probability that a crop is placed to contain a spine centre.
+
+    Returns
+    -------
+    SampleSource
+        ``rng -> TrainingSample``: ``image`` (crop, crop) float32 normalised, ``dendrite`` all
+        255 (not annotated), ``spines`` int32 pseudo masks (:func:`pseudo_spine_masks`, radius
+        0.9 µm, at least 0.25 µm), ``spine_weight`` 0.5, ``source`` "smirnov" or
+        "findspines".
+    """
+    items = list(items)
+    if not items:
+        raise ValueError("point_source needs at least one item")
+    masks = _PseudoMaskCache(items)
+
+    def tile(
+        k: int, out: tuple[int, int], px: float, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        it = items[k]
+        anchor = None
+        if len(it.centres_px) and rng.random() < p_centre:
+            anchor = it.centres_px[int(rng.integers(len(it.centres_px)))]
+        (img, lab), _ = _resampled_crop(
+            [it.image, masks(k)], out, it.pixel_size_um / px, anchor, rng
+        )
+        return percentile_normalise(img), lab
+
+    def draw(rng: np.random.Generator) -> TrainingSample:
+        px = native_px_um * float(rng.uniform(0.8, 1.25))
+        k = int(rng.integers(len(items)))
+        it = items[k]
+        side = min(it.image.shape) * it.pixel_size_um / px  # the item's short side, resampled
+        if side >= crop + 2:
+            image, spines = tile(k, (crop, crop), px, rng)
+            spines, _ = _relabel(spines, 0)
+        else:
+            image = np.zeros((crop, crop), np.float32)
+            spines = np.zeros((crop, crop), np.int32)
+            # as many tiles as the first item fills best; a smaller one is enlarged to fit
+            n_tiles = max(2, round(crop / max(side, 1.0)))
+            edges = np.linspace(0, crop, n_tiles + 1).round().astype(int)
+            next_id = 0
+            for i in range(n_tiles):
+                for j in range(n_tiles):
+                    ys, xs = slice(edges[i], edges[i + 1]), slice(edges[j], edges[j + 1])
+                    kk = k if i == j == 0 else int(rng.integers(len(items)))
+                    img, lab = tile(kk, (ys.stop - ys.start, xs.stop - xs.start), px, rng)
+                    lab, n = _relabel(lab, next_id)
+                    image[ys, xs] = img
+                    spines[ys, xs] = lab
+                    next_id += n
+        dendrite = np.full((crop, crop), 255, dtype=np.uint8)
+        return TrainingSample(
+            image.astype(np.float32), dendrite, spines.astype(np.int32), 0.5, _source_name(it)
+        )
+
+    return draw
+
+
+def _background(
+    rng: np.random.Generator, shape: tuple[int, int], px_um: float
+) -> tuple[np.ndarray, float]:
+    """A synthetic two-photon background without dendrites: smooth offset, haze, axons,
+    puncta, shot and read noise (:func:`synthetic.generate` with ``n_dendrites=0``).
+
+    Returns
+    -------
+    (numpy.ndarray, float)
+        (H, W) float32 counts minus the camera offset, and the photon count a dendrite of
+        unit brightness would have (``peak_photons``).
+    """
+    cfg = synthetic.random_config(rng, shape=(1, *shape))
+    cfg = synthetic.replace(cfg, n_dendrites=0, pixel_size_um=px_um)
+    sample = synthetic.generate(int(rng.integers(2**31)), cfg)
+    return sample.image[0].astype(np.float32) - 10.0, float(cfg.peak_photons)
+
+
+def mask_source(
+    items: Sequence[MaskAnnotatedImage],
+    crop: int,
+    native_px_um: float,
+    p_foreground: float = 0.95,
+) -> SampleSource:
+    """Training samples from the YOLO11 images, with a realistic background put back.
+
+    Each draw resamples one random item to ``native_px_um`` × U(0.8, 1.25) and crops
+    ``crop`` × ``crop`` around a random spine (or, failing that, foreground) pixel with
+    probability ``p_foreground``. The blacked-out background is replaced: the neuron,
+    blurred by a small PSF (0.3-1.0 px) so its cut edge is soft, is scaled to photon counts
+    (its median → ``peak_photons`` × U(0.6, 1.6)), given Poisson noise and added onto a
+    synthetic background without dendrites (offset, haze, axons, puncta, shot and read noise,
+    :func:`synthetic.generate`); then the whole image gets a little Gaussian noise and is
+    percentile-normalised.
+
+    Parameters
+    ----------
+    items
+        Mask-annotated images.
+    crop
+        Output size in px.
+    native_px_um
+        The model's pixel size in µm.
+    p_foreground
+        Probability that a crop is placed on the neuron.
+
+    Returns
+    -------
+    SampleSource
+        ``rng -> TrainingSample``: ``image`` (crop, crop) float32, ``dendrite`` uint8 0/1
+        (fully annotated: the background is known), ``spines`` int32 instance ids,
+        ``spine_weight`` 1.0, ``source`` "yolo11".
+    """
+    items = list(items)
+    if not items:
+        raise ValueError("mask_source needs at least one item")
+    medians = [
+        float(np.median(it.image[it.foreground])) if it.foreground.any() else 1.0 for it in items
+    ]
+
+    def draw(rng: np.random.Generator) -> TrainingSample:
+        px = native_px_um * float(rng.uniform(0.8, 1.25))
+        k = int(rng.integers(len(items)))
+        it = items[k]
+        anchor = None
+        if rng.random() < p_foreground:
+            pool = it.spines if (rng.random() < 0.7 and it.spines.any()) else it.foreground
+            ys, xs = np.nonzero(pool)
+            if ys.size:
+                j = int(rng.integers(ys.size))
+                anchor = np.array([ys[j], xs[j]])
+        (img, spines, dendrite), _ = _resampled_crop(
+            [it.image, it.spines, it.dendrite], (crop, crop), it.pixel_size_um / px, anchor, rng
+        )
+        background, peak = _background(rng, (crop, crop), px)
+        neuron = ndi.gaussian_filter(img, rng.uniform(0.3, 1.0))
+        neuron = np.clip(neuron, 0, None) / max(medians[k], 1e-6) * peak * rng.uniform(0.6, 1.6)
+        counts = rng.poisson(neuron).astype(np.float32) + background
+        counts += rng.normal(0, rng.uniform(0.0, 0.03) * peak, size=counts.shape)
+        spines, _ = _relabel(spines, 0)
+        dendrite = ((dendrite > 0) & (spines == 0)).astype(np.uint8)
+        return TrainingSample(
+            percentile_normalise(counts), dendrite, spines.astype(np.int32), 1.0, "yolo11"
+        )
+
+    return draw
+
+
+def mixed_source(sources_and_weights: Sequence[tuple[SampleSource, float]]) -> SampleSource:
+    """A source that draws from one of ``sources_and_weights`` picked by weight per sample.
+
+    Parameters
+    ----------
+    sources_and_weights
+        (source, weight) pairs; weights are non-negative with a positive sum.
+
+    Returns
+    -------
+    SampleSource
+        ``rng -> TrainingSample`` from the picked source.
+    """
+    sources = [s for s, _ in sources_and_weights]
+    weights = np.asarray([float(w) for _, w in sources_and_weights], dtype=np.float64)
+    if not sources or (weights < 0).any() or weights.sum() <= 0:
+        raise ValueError("mixed_source needs sources with non-negative weights, sum > 0")
+    p = weights / weights.sum()
+
+    def draw(rng: np.random.Generator) -> TrainingSample:
+        return sources[int(rng.choice(len(sources), p=p))](rng)
+
+    return draw
+
+
+__all__ = [
+    "DATA_ROOT",
+    "MaskAnnotatedImage",
+    "PointAnnotatedImage",
+    "data_root",
+    "findspines_groups",
+    "findspines_split",
+    "load_findspines",
+    "load_smirnov",
+    "load_yolo11",
+    "mask_source",
+    "mixed_source",
+    "point_source",
+    "pseudo_spine_masks",
+    "yolo11_pixel_size",
+]
