@@ -33,7 +33,7 @@ import tifffile
 from PIL import Image
 from scipy import ndimage as ndi
 from skimage.draw import ellipse, polygon
-from skimage.transform import rescale, resize
+from skimage.transform import rescale
 
 from . import synthetic
 from .datasets import SampleSource, TrainingSample
@@ -54,8 +54,8 @@ SMIRNOV_PX_UM = 1.0 / 15.36
 SMIRNOV_MATCH_PX = 7.5
 """Smirnov matching tolerance in px (half the 15 px annotation box)."""
 
-FINDSPINES_BOX_UM = 3.2
-"""Physical size of the FindSpines annotators' box (32 px on the 0.1 µm/px 512-px fields)."""
+FINDSPINES_BOX = 0.0635
+"""Typical FindSpines annotation box width as a fraction of the image width."""
 
 PSEUDO_RADIUS_UM = 0.9
 """Radius in µm of the disk a pseudo spine mask may grow in, around its centre."""
@@ -225,11 +225,12 @@ def load_findspines(
     Returns
     -------
     list of PointAnnotatedImage
-        Sorted by name. Centres are the YOLO box centres. The annotators' box is a fixed
-        physical size (32 px on the 0.1 µm/px 512-px fields, 16.3 px on the 0.2 µm/px 256-px
-        fields, 27 px on the odd crops of full fields), so the pixel size is
-        ``3.2 µm / box width in px`` (``0.1 * 512 / max(H, W)`` for an image without boxes) and
-        the match radius is half the box width in px. Cached: don't modify the items.
+        Sorted by name. Centres are the YOLO box centres (clipped into the image). Pixel size
+        (:func:`findspines_pixel_size`): ``0.1 * 512 / width`` µm for square fields (0.1 at
+        512 px, 0.2 at 256 px, 0.17 at 300 px); 0.1 µm for the 20 non-square images, crops cut
+        from full-resolution fields. Match radius: half the annotators' box width in px of
+        that image (their box varies between sessions: 20-32 px on 512-px fields, 11-25 px on
+        256-px fields). Cached: don't modify the items.
     """
     folder = _folder(root, "findspines")
     items = list(_load_findspines_cached(str(folder), limit))
@@ -250,14 +251,25 @@ def _load_findspines_cached(folder: str, limit: int | None) -> tuple[PointAnnota
         rows = _read_rows(label)
         boxes = np.asarray([r[1:5] for r in rows if len(r) == 5], dtype=np.float64).reshape(-1, 4)
         centres = np.stack([boxes[:, 1] * h, boxes[:, 0] * w], axis=1)
-        if len(boxes):
-            box_px = float(np.median(boxes[:, 2]) * w)
-            px = FINDSPINES_BOX_UM / box_px
-        else:
-            px = 0.1 * 512 / max(h, w)
-            box_px = FINDSPINES_BOX_UM / px
+        # one box centre lies just past the border (000339): keep it, on the edge pixel
+        centres = np.clip(centres, 0, [h - 1, w - 1])
+        box_px = float(np.median(boxes[:, 2]) * w) if len(boxes) else FINDSPINES_BOX * w
+        px = findspines_pixel_size(h, w)
         items.append(PointAnnotatedImage(path.stem, image, centres, px, 0.5 * box_px))
     return tuple(items)
+
+
+def findspines_pixel_size(height: int, width: int) -> float:
+    """Pixel size in µm of a FindSpines image of ``height`` × ``width`` px.
+
+    Square fields: ``0.1 * 512 / width`` (README: 512-px fields about 0.1 µm/px, dendrites
+    10-15 px wide; 256-px fields about 0.2). Non-square images are crops of full-resolution
+    fields (their spines, dendrites and the annotators' 27 px box match the 512-px fields'):
+    0.1.
+    """
+    if height != width:
+        return 0.1
+    return 0.1 * 512 / width
 
 
 def _read_rows(path: Path) -> list[list[float]]:
@@ -269,7 +281,8 @@ def _read_rows(path: Path) -> list[list[float]]:
 
 def _thumbnail(image: np.ndarray, size: int = 64) -> np.ndarray:
     """(size, size) high-passed, zero-mean, unit-variance thumbnail for similarity tests."""
-    t = resize(image, (size, size), order=1, anti_aliasing=True).astype(np.float64)
+    pil = Image.fromarray(np.asarray(image, dtype=np.float32), mode="F")
+    t = np.asarray(pil.resize((size, size), Image.BILINEAR), dtype=np.float64)
     t = t - ndi.gaussian_filter(t, 6.0)
     return (t - t.mean()) / (t.std() + 1e-6)
 
@@ -300,7 +313,7 @@ def findspines_groups(
        pairs score 0.65-0.99; among pairs of distant, unrelated fields the 99.9th percentile
        is 0.55. This joins twins across a gap (000079-000081 with 000083-000086 at 0.8-0.9).
 
-    On the full set this gives 56 groups of 4-10 images.
+    On the full set this gives 56 groups of 3-10 images (a 0.2 split: 61 images, 13 groups).
 
     Parameters
     ----------
@@ -868,6 +881,7 @@ __all__ = [
     "PointAnnotatedImage",
     "data_root",
     "findspines_groups",
+    "findspines_pixel_size",
     "findspines_split",
     "load_findspines",
     "load_smirnov",
