@@ -72,3 +72,24 @@ def test_bad_input_gives_one_line_reason_and_nonzero_exit(tiny_model_dir, tmp_pa
         text=True,
     )
     assert missing.returncode == 2 and "is not a model folder" in missing.stderr
+
+
+def test_evaluate_files_prints_known_scores(tmp_path, capsys):
+    import json
+
+    from napari_dendrite_panoptic.io import write_labels_tiff
+
+    truth = np.zeros((40, 40), np.uint16)
+    pred = np.zeros((40, 40), np.uint16)
+    for i, (y, x) in enumerate([(2, 2), (2, 20), (20, 2), (20, 20)], start=1):
+        truth[y : y + 4, x : x + 4] = i
+    for i, (y, x) in enumerate([(2, 2), (2, 20), (20, 2), (33, 33)], start=1):
+        pred[y : y + 4, x : x + 4] = i
+    write_labels_tiff(tmp_path / "p.tif", pred, (1, 0.1, 0.1))
+    write_labels_tiff(tmp_path / "t.tif", truth, (1, 0.1, 0.1))
+    args = ["evaluate", "--pred-spines", str(tmp_path / "p.tif"), "--truth-spines"]
+    assert main([*args, str(tmp_path / "t.tif"), "--json", str(tmp_path / "s.json")]) == 0
+    assert "instance_f1              0.7500" in capsys.readouterr().out
+    scores = json.loads((tmp_path / "s.json").read_text())
+    (only,) = scores.values()
+    assert only["instance_tp"] == 3 and only["pixel_iou"] == pytest.approx(48 / 80)

@@ -124,6 +124,101 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_table(rows: list[tuple[str, dict]]) -> None:
+    for name, scores in rows:
+        print(f"== {name}")
+        for key, value in scores.items():
+            text = f"{value:.4f}" if isinstance(value, float) else str(value)
+            print(f"   {key:<24} {text}")
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    import numpy as np
+
+    from .io import read_tiff
+    from .metrics import match_instances, pixel_scores
+
+    rows: list[tuple[str, dict]] = []
+    if args.pred_spines or args.pred_dendrite:
+        pairs = (
+            ("dendrite", args.pred_dendrite, args.truth_dendrite),
+            ("spines", args.pred_spines, args.truth_spines),
+        )
+        for what, pred_path, truth_path in pairs:
+            if not pred_path:
+                continue
+            if not truth_path:
+                raise DendritePanopticError(f"--pred-{what} needs --truth-{what}")
+            pred = np.asarray(read_tiff(pred_path).data)
+            truth = np.asarray(read_tiff(truth_path).data)
+            scores = {f"pixel_{k}": v for k, v in pixel_scores(pred, truth).as_dict().items()}
+            if what == "spines":
+                inst, _ = match_instances(pred, truth, args.iou)
+                scores.update({f"instance_{k}": v for k, v in inst.as_dict().items()})
+            rows.append((f"{what}: {pred_path} vs {truth_path}", scores))
+    else:
+        from . import evaluation
+        from .inference import InferenceConfig
+        from .models.store import load_models
+
+        models = load_models(args.model, args.device)
+        cfg = InferenceConfig(model=args.model, device=args.device)
+        if args.generator:
+            rows.append(
+                (
+                    f"generator 2D ({args.generator} images, 256x256)",
+                    evaluation.evaluate_generator(models, args.generator, config=cfg),
+                )
+            )
+        if args.generator_3d:
+            rows.append(
+                (
+                    f"generator 3D ({args.generator_3d} stacks, 8x192x192)",
+                    evaluation.evaluate_generator(
+                        models, args.generator_3d, seed=20_000, shape=(8, 192, 192), config=cfg
+                    ),
+                )
+            )
+        if args.real:
+            from . import real_data as rd
+
+            try:
+                rd.data_root()
+            except FileNotFoundError as exc:
+                raise DendritePanopticError(f"real data sets are absent: {exc}") from None
+            _, fs_val = rd.findspines_split(rd.load_findspines())
+            rows.append(
+                (
+                    "smirnov test (centres within 7.5 px)",
+                    evaluation.evaluate_points(models, rd.load_smirnov("test"), cfg),
+                )
+            )
+            rows.append(
+                (
+                    "findspines validation groups (centres within half the box)",
+                    evaluation.evaluate_points(models, fs_val, cfg),
+                )
+            )
+            rows.append(
+                (
+                    "yolo11 val (outlines)",
+                    evaluation.evaluate_masks(models, rd.load_yolo11("val"), cfg),
+                )
+            )
+        if not rows:
+            raise DendritePanopticError(
+                "nothing to evaluate: give --generator N, --real or --pred-*"
+            )
+    _print_table(rows)
+    if args.json:
+        from .atomic import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(dict(rows), indent=2, default=float))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``dendrite-panoptic`` argument parser."""
     parser = argparse.ArgumentParser(
@@ -149,6 +244,20 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--overlay", action="store_true", help="also write <stem>_overlay.png")
     seg.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     seg.set_defaults(func=_cmd_segment)
+
+    ev = sub.add_parser("evaluate", help="score predictions or a model against ground truth")
+    ev.add_argument("--model", default=None, help="model folder (default: bundled)")
+    ev.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ev.add_argument("--generator", type=int, default=0, help="N held-out 2D generator images")
+    ev.add_argument("--generator-3d", type=int, default=0, help="N held-out 3D generator stacks")
+    ev.add_argument("--real", action="store_true", help="held-out parts of ../shared/data")
+    ev.add_argument("--pred-spines", help="predicted spine labels TIFF")
+    ev.add_argument("--truth-spines", help="ground-truth spine labels TIFF")
+    ev.add_argument("--pred-dendrite", help="predicted dendrite mask TIFF")
+    ev.add_argument("--truth-dendrite", help="ground-truth dendrite mask TIFF")
+    ev.add_argument("--iou", type=float, default=0.5, help="IoU for a spine match (default 0.5)")
+    ev.add_argument("--json", help="also write the scores as JSON")
+    ev.set_defaults(func=_cmd_evaluate)
 
     smp = sub.add_parser("sample", help="write the bundled synthetic sample stack as a TIFF")
     smp.add_argument("path", help="output TIFF path")
