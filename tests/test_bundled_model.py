@@ -1,0 +1,60 @@
+"""The bundled model on the bundled sample stack and on the real DeepD3 crop."""
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from napari_dendrite_panoptic.inference import InferenceConfig, predict
+from napari_dendrite_panoptic.metrics import match_instances, pixel_scores
+from napari_dendrite_panoptic.models.store import bundled_model_dir, load_models
+
+SHARED_DATA = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    if not (bundled_model_dir() / "card.json").is_file():
+        pytest.fail("the bundled model folder is missing from the package")
+    return load_models(None, "cpu")
+
+
+def test_bundled_card_describes_a_trained_model(bundled):
+    card = bundled.card
+    assert card.pixel_size_um == pytest.approx(0.08)
+    assert card.provenance["steps"] >= 1000
+    assert "generator" in card.provenance["data"]
+    size = sum(p.stat().st_size for p in bundled_model_dir().glob("*.safetensors"))
+    assert size < 40e6
+
+
+def test_bundled_model_segments_the_sample_stack(bundled):
+    from napari_dendrite_panoptic import synthetic
+
+    sample = synthetic.sample_stack()
+    result = predict(sample.image, sample.voxel_size_um, InferenceConfig(device="cpu"), bundled)
+    assert result.spines.shape == sample.image.shape
+    assert pixel_scores(result.dendrite, sample.dendrite).iou > 0.6
+    spines, _ = match_instances(result.spines, sample.spines, 0.25)
+    assert spines.tp >= 0.5 * len(sample.spine_types)
+    assert spines.precision > 0.6
+
+
+def test_bundled_model_finds_spines_beside_the_shaft_of_the_real_deepd3_crop(bundled):
+    path = SHARED_DATA / "deepd3-benchmark-crop" / "dendrite.tif"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent: the real-data smoke test needs ../shared/data")
+    from napari_dendrite_panoptic.io import read_tiff
+
+    stack = read_tiff(path)
+    image = np.asarray(stack.data)[8:14]  # six planes through the dendrite, to stay quick
+    result = predict(image, (0.5, 0.094, 0.094), InferenceConfig(device="cpu"), bundled)
+    n_spines = len(result.table["id"])
+    assert n_spines >= 5
+    assert result.dendrite.any()
+    # spines sit on the shaft's sides: (nearly) every spine lies within 2 µm of the dendrite
+    near = ndi.distance_transform_edt(result.dendrite == 0, sampling=(0.5, 0.094, 0.094)) <= 2.0
+    spine_ids = np.unique(result.spines[result.spines > 0])
+    attached = np.unique(result.spines[(result.spines > 0) & near])
+    assert len(attached) >= 0.9 * len(spine_ids)
