@@ -93,3 +93,34 @@ def test_evaluate_files_prints_known_scores(tmp_path, capsys):
     scores = json.loads((tmp_path / "s.json").read_text())
     (only,) = scores.values()
     assert only["instance_tp"] == 3 and only["pixel_iou"] == pytest.approx(48 / 80)
+
+
+def test_train_fine_tunes_and_writes_a_model_folder_segment_accepts(tiny_model_dir, tmp_path):
+    from napari_dendrite_panoptic.models import load_models
+
+    out, work = tmp_path / "finetuned", tmp_path / "work"
+    args = ["train", "--out", str(out), "--work", str(work), "--data", "generator"]
+    args += ["--steps", "3", "--until", "2", "--crop", "64", "--batch-size", "1"]
+    assert main([*args, "--base-model", str(tiny_model_dir), "--name", "mine"]) == 0
+    card = load_models(out, "cpu").card
+    assert card.name == "mine" and card.provenance["steps"] == 2
+    assert card.provenance["base_model"] == str(tiny_model_dir)
+    img = tmp_path / "a.tif"
+    tifffile.imwrite(img, np.zeros((64, 64), np.uint16))
+    assert main(["segment", str(img), "--out", str(tmp_path / "o"), "--model", str(out)]) == 0
+    # the same output folder again is refused rather than overwritten
+    assert main([*args, "--base-model", str(tiny_model_dir)]) == 2
+
+
+def test_train_with_unknown_source_is_refused(tmp_path, capsys):
+    args = [
+        "train",
+        "--out",
+        str(tmp_path / "m"),
+        "--work",
+        str(tmp_path / "w"),
+        "--data",
+        "imagenet",
+    ]
+    assert main(args) == 2
+    assert "unknown source 'imagenet'" in capsys.readouterr().err

@@ -219,6 +219,98 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+DEFAULT_MIX = "generator:0.4,yolo11:0.25,findspines:0.2,smirnov:0.15"
+
+
+def training_source(mix: str, crop: int, native_px_um: float):
+    """Build the training sample source from ``name:weight,...`` (generator, yolo11, findspines,
+    smirnov). Real sets that are absent are skipped with a warning; returns (source, description)."""
+    from .datasets import generator_sample
+
+    parts = []
+    for item in mix.split(","):
+        name, _, weight = item.strip().partition(":")
+        try:
+            parts.append((name, float(weight or 1.0)))
+        except ValueError:
+            raise DendritePanopticError(f"--data: cannot read the weight in {item!r}") from None
+    sources, described = [], []
+    for name, weight in parts:
+        if name == "generator":
+            sources.append((lambda rng: generator_sample(rng, crop, native_px_um), weight))
+            described.append(f"generator {weight:g}")
+            continue
+        if name not in ("yolo11", "findspines", "smirnov"):
+            raise DendritePanopticError(f"--data: unknown source {name!r}")
+        from . import real_data as rd
+
+        try:
+            if name == "yolo11":
+                src = rd.mask_source(rd.load_yolo11("train"), crop, native_px_um)
+                what = "YOLO11 train split (outlines on synthetic backgrounds)"
+            elif name == "findspines":
+                train, val = rd.findspines_split(rd.load_findspines())
+                src = rd.point_source(train, crop, native_px_um)
+                what = f"FindSpines {len(train)} training images ({len(val)} held out by group)"
+            else:
+                src = rd.point_source(rd.load_smirnov("train"), crop, native_px_um)
+                what = "Smirnov train split (pseudo-masks from centres)"
+        except FileNotFoundError as exc:
+            logger.warning("skipping %s: the real data is absent (%s)", name, exc)
+            continue
+        sources.append((src, weight))
+        described.append(f"{what} {weight:g}")
+    if not sources:
+        raise DendritePanopticError("--data: no training source is available")
+    if len(sources) == 1:
+        return sources[0][0], described[0]
+    from .real_data import mixed_source
+
+    return mixed_source(sources), "; ".join(described)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .training import TrainConfig, iter_fit
+
+    source, description = training_source(args.data, args.crop, args.pixel_size)
+    cfg = TrainConfig(
+        work_dir=args.work,
+        output_model=args.out,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        crop_size=args.crop,
+        lr=args.lr,
+        warmup_steps=args.warmup,
+        which=args.which,
+        base_model=args.base_model,
+        pixel_size_um=args.pixel_size,
+        checkpoint_every=args.checkpoint_every,
+        seed=args.seed,
+        model_name=args.name,
+        model_version=args.model_version,
+        threads=args.threads,
+        data_description=description,
+    )
+    bar = tqdm(total=cfg.steps, desc="training", unit="step")
+
+    def stop() -> bool:
+        return args.until is not None and bar.n >= args.until
+
+    for event in iter_fit(cfg, source=source, should_stop=stop, resume=args.resume):
+        bar.n = event.step
+        if event.losses:
+            bar.set_postfix(
+                {k: f"{v:.3f}" for k, v in event.losses.items() if k in ("spines", "dendrites")}
+            )
+        bar.refresh()
+        if event.model_folder:
+            bar.close()
+            print(f"{event.kind} at step {event.step}: model written to {event.model_folder}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``dendrite-panoptic`` argument parser."""
     parser = argparse.ArgumentParser(
@@ -244,6 +336,36 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--overlay", action="store_true", help="also write <stem>_overlay.png")
     seg.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     seg.set_defaults(func=_cmd_segment)
+
+    tr = sub.add_parser("train", help="train or fine-tune the spine and dendrite networks")
+    tr.add_argument("--out", required=True, help="new model folder to write")
+    tr.add_argument("--work", required=True, help="folder for the resumable checkpoint")
+    tr.add_argument(
+        "--data", default=DEFAULT_MIX, help=f"sources and weights (default {DEFAULT_MIX})"
+    )
+    tr.add_argument("--steps", type=int, default=2000)
+    tr.add_argument(
+        "--until", type=int, default=None, help="stop at this step (schedule of --steps)"
+    )
+    tr.add_argument("--batch-size", type=int, default=2)
+    tr.add_argument("--crop", type=int, default=256, help="crop size in px")
+    tr.add_argument("--lr", type=float, default=1e-3)
+    tr.add_argument("--warmup", type=int, default=100)
+    tr.add_argument("--which", default="both", choices=["both", "spines", "dendrites"])
+    tr.add_argument("--base-model", default=None, help="model folder to fine-tune")
+    tr.add_argument("--pixel-size", type=float, default=0.08, help="native pixel size in µm")
+    tr.add_argument("--checkpoint-every", type=int, default=25)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--threads", type=int, default=None)
+    tr.add_argument("--name", default="dendrite-panoptic")
+    tr.add_argument("--model-version", default="0.1")
+    tr.add_argument(
+        "--resume",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="continue from the checkpoint in --work (default yes)",
+    )
+    tr.set_defaults(func=_cmd_train)
 
     ev = sub.add_parser("evaluate", help="score predictions or a model against ground truth")
     ev.add_argument("--model", default=None, help="model folder (default: bundled)")
