@@ -5,6 +5,10 @@ a subset of ``"TCZYX"`` in that order, with the voxel size in µm as (z, y, x).
 Stacks larger than a quarter of the machine's memory are opened lazily: as a ``numpy.memmap``
 when the pixels are stored uncompressed in one block, otherwise as a :class:`LazyArray` over a
 zarr view of the file, which reads only the planes that are indexed.
+
+Parsing of the stored metadata (voxel size, channel names, record) lives in
+:mod:`._tiff_metadata`, the read-on-demand arrays in :mod:`._lazy`; :class:`LazyArray` is
+re-exported here.
 """
 
 from __future__ import annotations
@@ -14,11 +18,9 @@ import json
 import logging
 import math
 import os
-import sys
 import tempfile
 import threading
-import xml.etree.ElementTree as ET
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,8 @@ from typing import Any
 import numpy as np
 import tifffile
 
+from ._lazy import LazyArray, expand_axis, lazy_source, physical_memory, take_axis
+from ._tiff_metadata import read_channel_names, read_stored_metadata, read_voxel_size
 from .errors import InputError, OutputExistsError, TiffReadError
 
 logger = logging.getLogger(__name__)
@@ -33,22 +37,6 @@ logger = logging.getLogger(__name__)
 CANONICAL_AXES = "TCZYX"
 VOXEL_SIZE_SOURCES = ("imagej", "ome", "resolution", "none")
 
-# Length units found in ImageJ descriptions and OME-XML, as µm per unit.
-_UM_PER_UNIT = {
-    **dict.fromkeys(("um", "µm", "μm", "micron", "microns", "micrometer", "micrometre"), 1.0),
-    **dict.fromkeys(("micrometers", "micrometres"), 1.0),
-    **dict.fromkeys(("nm", "nanometer", "nanometre", "nanometers", "nanometres"), 1e-3),
-    **dict.fromkeys(("mm", "millimeter", "millimetre", "millimeters", "millimetres"), 1e3),
-    **dict.fromkeys(("cm", "centimeter", "centimetre", "centimeters", "centimetres"), 1e4),
-    **dict.fromkeys(("m", "meter", "metre", "meters", "metres"), 1e6),
-    **dict.fromkeys(("in", "inch", "inches"), 25400.0),
-    **dict.fromkeys(("å", "angstrom", "ångström"), 1e-4),
-    "pm": 1e-6,
-}
-# TIFF ResolutionUnit values (4 and 5 are tifffile extensions) as µm per unit.
-_UM_PER_RESUNIT = {2: 25400.0, 3: 1e4, 4: 1e3, 5: 1.0}
-# Screen and print resolutions written by graphics software: not a microscope's pixel size.
-_GRAPHICS_DPI = (72.0, 96.0, 300.0)
 _IMAGEJ_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _OTHER_FORMATS = {
@@ -125,129 +113,6 @@ class ImageStack:
     def dtype(self) -> np.dtype:
         """Pixel data type."""
         return np.dtype(self.data.dtype)
-
-
-class LazyArray:
-    """Read-on-demand view of a lazily indexed array (e.g. a zarr array over a TIFF file).
-
-    The view reorders the source's axes, fixes some source axes at one index and can insert
-    length-1 axes, without reading anything. Indexing with integers and slices reads only the
-    needed part; ``numpy.asarray(view)`` reads everything.
-
-    Parameters
-    ----------
-    source : array-like
-        Array with ``shape``, ``dtype`` and basic (integer and slice) ``__getitem__``.
-    axis_map : tuple of (int or None)
-        For each axis of the view, the source axis it shows, or None for an inserted axis
-        of length 1.
-    fixed : mapping of int to int, optional
-        Source axes that the view does not show, each read at the given index.
-    keepalive : object, optional
-        Object kept referenced while the view lives (e.g. the open ``tifffile.TiffFile``).
-    """
-
-    def __init__(
-        self,
-        source: Any,
-        axis_map: tuple[int | None, ...],
-        fixed: Mapping[int, int] | None = None,
-        keepalive: Any = None,
-    ) -> None:
-        self._source = source
-        self._axis_map = tuple(axis_map)
-        self._fixed = dict(fixed or {})
-        self._keepalive = keepalive
-        shown = [a for a in self._axis_map if a is not None]
-        if sorted(shown + list(self._fixed)) != list(range(len(source.shape))):
-            raise ValueError(f"axis_map {axis_map} and fixed {fixed} do not cover the source.")
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """Shape of the view."""
-        return tuple(1 if a is None else int(self._source.shape[a]) for a in self._axis_map)
-
-    @property
-    def dtype(self) -> np.dtype:
-        """Data type of the source."""
-        return np.dtype(self._source.dtype)
-
-    @property
-    def ndim(self) -> int:
-        """Number of dimensions of the view."""
-        return len(self._axis_map)
-
-    @property
-    def size(self) -> int:
-        """Number of elements of the view."""
-        return math.prod(self.shape)
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes the view takes once read."""
-        return self.size * self.dtype.itemsize
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __repr__(self) -> str:
-        return f"LazyArray(shape={self.shape}, dtype={self.dtype})"
-
-    def take_index(self, axis: int, index: int) -> LazyArray:
-        """Return a view without `axis`, fixed at `index` (nothing is read)."""
-        index = _normalise_index(index, self.shape[axis])
-        axis_map = list(self._axis_map)
-        source_axis = axis_map.pop(axis)
-        fixed = dict(self._fixed)
-        if source_axis is not None:
-            fixed[source_axis] = index
-        return LazyArray(self._source, tuple(axis_map), fixed, self._keepalive)
-
-    def expand_dims(self, axis: int) -> LazyArray:
-        """Return a view with a new axis of length 1 at position `axis` (nothing is read)."""
-        axis_map = list(self._axis_map)
-        axis_map.insert(axis, None)
-        return LazyArray(self._source, tuple(axis_map), self._fixed, self._keepalive)
-
-    def transpose(self, order: tuple[int, ...]) -> LazyArray:
-        """Return a view with the axes reordered as `order` (nothing is read)."""
-        axis_map = tuple(self._axis_map[i] for i in order)
-        return LazyArray(self._source, axis_map, self._fixed, self._keepalive)
-
-    def __getitem__(self, key: Any) -> np.ndarray:
-        expanded = _expand_key(key, self.ndim)
-        if expanded is None:  # fancy indexing: read all, then index with numpy
-            return np.asarray(self)[key]
-        key = expanded
-        source_key: list[Any] = [slice(None)] * len(self._source.shape)
-        for source_axis, index in self._fixed.items():
-            source_key[source_axis] = index
-        kept: list[tuple[int | None, int]] = []  # (source axis, length) of each output axis
-        for (source_axis, item), n in zip(
-            zip(self._axis_map, key, strict=True), self.shape, strict=True
-        ):
-            if isinstance(item, slice):
-                kept.append((source_axis, len(range(n)[item])))
-                if source_axis is not None:
-                    source_key[source_axis] = item
-            elif source_axis is not None:
-                source_key[source_axis] = _normalise_index(item, n)
-            else:
-                _normalise_index(item, n)  # an inserted axis: only 0 and -1 are valid
-        block = np.asarray(self._source[tuple(source_key)])
-        read_axes = [a for a, k in enumerate(source_key) if isinstance(k, slice)]
-        order = [read_axes.index(a) for a, _ in kept if a is not None]
-        block = block.transpose(order)
-        for position, (source_axis, length) in enumerate(kept):
-            if source_axis is None:
-                block = np.expand_dims(block, position)[
-                    (slice(None),) * position + (slice(length),)
-                ]
-        return block
-
-    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
-        block = self[...]
-        return block if dtype is None else block.astype(dtype, copy=False)
 
 
 def read_tiff(path: str | os.PathLike[str], lazy: bool | None = None) -> ImageStack:
@@ -336,10 +201,10 @@ def as_zyx(stack: ImageStack, channel: int = 0, time: int = 0) -> Any:
                     f"{what.capitalize()} {index} does not exist in '{stack.path}': "
                     f"it has {n} {what}s (0 to {n - 1})."
                 )
-            data = _take(data, axes.index(letter), index)
+            data = take_axis(data, axes.index(letter), index)
             axes = axes.replace(letter, "")
     if "Z" not in axes:
-        data = _expand(data, 0)
+        data = expand_axis(data, 0)
     return data
 
 
@@ -371,7 +236,7 @@ def channel_data(stack: ImageStack, channel: int) -> Any:
         raise InputError(
             f"Channel {channel} does not exist in '{stack.path}': it has {n} channels."
         )
-    return _take(stack.data, axis, channel)
+    return take_axis(stack.data, axis, channel)
 
 
 def write_tiff_atomic(
@@ -627,9 +492,9 @@ def _read_open_file(
     photometric = int(series.keyframe.photometric)
     out_axes, axis_map, fixed, rgb_axis = _plan_axes(src_axes, src_shape, photometric, path)
     if lazy is None:
-        lazy = series.nbytes > _physical_memory() // 4
+        lazy = series.nbytes > physical_memory() // 4
     if lazy:
-        source: Any = _lazy_source(tif, series)
+        source: Any = lazy_source(tif, series)
         if rgb_axis is not None:
             first_plane = series.keyframe.asarray()
             rgb_plane_axis = series.keyframe.axes.index("S")
@@ -647,17 +512,17 @@ def _read_open_file(
             _require_grey(source, rgb_axis, path, sampled=False)
             fixed[rgb_axis] = 0
         data = np.ascontiguousarray(_apply_plan(source, axis_map, fixed))
-    voxel, source_name = _voxel_size(tif, "Z" in out_axes, path)
+    voxel, source_name = read_voxel_size(tif, "Z" in out_axes, path)
     n_channels = data.shape[out_axes.index("C")] if "C" in out_axes else 0
     return ImageStack(
         data=data,
         axes=out_axes,
         voxel_size_um=voxel,
         voxel_size_source=source_name,
-        channel_names=_channel_names(tif, n_channels),
+        channel_names=read_channel_names(tif, n_channels),
         path=path,
         lazy=bool(lazy),
-        metadata=_stored_metadata(tif),
+        metadata=read_stored_metadata(tif),
     )
 
 
@@ -719,177 +584,6 @@ def _require_grey(data: np.ndarray, axis: int, path: Path, sampled: bool) -> Non
         "to greyscale or split its channels into a multichannel TIFF (e.g. in Fiji: "
         "Image > Color > Split Channels, then Image > Color > Merge Channels as a composite)."
     )
-
-
-def _lazy_source(tif: tifffile.TiffFile, series: tifffile.TiffPageSeries) -> Any:
-    """A memmap of contiguous, uncompressed, native-endian pixels, else a zarr array."""
-    keyframe = series.keyframe
-    native = "<" if sys.byteorder == "little" else ">"
-    if (
-        series.dataoffset is not None
-        and tif.byteorder == native
-        and int(keyframe.compression) == 1
-        and int(keyframe.predictor) == 1
-        and int(keyframe.fillorder) == 1
-        and keyframe.bitspersample == keyframe.dtype.itemsize * 8
-    ):
-        return np.memmap(
-            tif.filehandle.path,
-            dtype=keyframe.dtype,
-            mode="r",
-            offset=series.dataoffset,
-            shape=tuple(series.shape),
-        )
-    import zarr
-
-    return zarr.open(tif.aszarr(series=0, level=0), mode="r")
-
-
-def _physical_memory() -> int:
-    """Bytes of RAM (without psutil); 8 GiB where the OS does not say."""
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (AttributeError, ValueError, OSError):
-        return 8 * 1024**3
-
-
-# --- voxel size and metadata -----------------------------------------------------------------
-
-
-def _unit_factor(unit: Any) -> float | None:
-    """µm per `unit` (a length unit name), or None when it is not a length unit."""
-    if not isinstance(unit, str):
-        return None
-    text = unit.strip().replace("\\u00B5", "µ").replace("\\u00b5", "µ").replace("\\u03bc", "µ")
-    return _UM_PER_UNIT.get(text.lower(), _UM_PER_UNIT.get(text))
-
-
-def _rational(tag: Any) -> float | None:
-    """Value of a RATIONAL resolution tag (pixels per unit), or None."""
-    if tag is None:
-        return None
-    value = tag.value
-    try:
-        num, den = value if isinstance(value, tuple) else (value, 1)
-        return float(num) / float(den)
-    except (TypeError, ValueError, ZeroDivisionError):
-        return None
-
-
-def _voxel_size(
-    tif: tifffile.TiffFile, has_z: bool, path: Path
-) -> tuple[tuple[float, float, float], str]:
-    """Voxel size (z, y, x) in µm and its source: ImageJ, OME-XML, TIFF resolution, or none."""
-    page = tif.series[0].keyframe
-    x_ppu = _rational(page.tags.get("XResolution"))
-    y_ppu = _rational(page.tags.get("YResolution"))
-    found = None
-    if tif.is_imagej and tif.imagej_metadata:
-        meta = tif.imagej_metadata
-        unit = meta.get("unit")
-        factors = [_unit_factor(meta.get(key, unit)) for key in ("zunit", "yunit", "unit")]
-        if None not in factors:
-            sizes = (_to_float(meta.get("spacing", 1.0)), _inverse(y_ppu), _inverse(x_ppu))
-            found = (tuple(s * f for s, f in zip(sizes, factors, strict=True)), "imagej")
-    if found is None and tif.is_ome and tif.ome_metadata:
-        found = _ome_voxel_size(tif.ome_metadata, path)
-    if found is None and x_ppu is not None and int(page.resolutionunit) in _UM_PER_RESUNIT:
-        um_per_unit = _UM_PER_RESUNIT[int(page.resolutionunit)]
-        y_ppu = x_ppu if y_ppu is None else y_ppu
-        if um_per_unit == 25400.0 and x_ppu == y_ppu and x_ppu in _GRAPHICS_DPI:
-            logger.info("'%s': %g dpi is a screen/print resolution; ignored.", path, x_ppu)
-        else:
-            shaped = tif.shaped_metadata[0] if tif.is_shaped and tif.shaped_metadata else {}
-            z_factor = _unit_factor(shaped.get("unit"))
-            z = _to_float(shaped.get("spacing", 1.0)) * z_factor if z_factor else 1.0
-            y, x = um_per_unit * _inverse(y_ppu), um_per_unit * _inverse(x_ppu)
-            found = ((z, y, x), "resolution")
-    if found is None:
-        return (1.0, 1.0, 1.0), "none"
-    voxel, source = found
-    if not has_z:
-        voxel = (1.0, voxel[1], voxel[2])
-    if not all(math.isfinite(v) and v > 0 for v in voxel):
-        logger.warning(
-            "'%s': stored voxel size %s µm (%s) is not usable; using 1 pixel.", path, voxel, source
-        )
-        return (1.0, 1.0, 1.0), "none"
-    return tuple(float(f"{v:.9g}") for v in voxel), source
-
-
-def _to_float(value: Any) -> float:
-    """`value` as a float; NaN when it is not a number (so the voxel size is rejected)."""
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def _inverse(pixels_per_unit: float | None) -> float:
-    """Unit per pixel; 1.0 when not stored, NaN when stored as 0."""
-    if pixels_per_unit is None:
-        return 1.0
-    return 1.0 / pixels_per_unit if pixels_per_unit != 0 else math.nan
-
-
-def _ome_pixels(ome_xml: str) -> ET.Element | None:
-    """The Pixels element of the first Image of an OME-XML document, or None."""
-    try:
-        root = ET.fromstring(ome_xml)
-    except ET.ParseError:
-        return None
-    return next((e for e in root.iter() if e.tag.rsplit("}", 1)[-1] == "Pixels"), None)
-
-
-def _ome_voxel_size(ome_xml: str, path: Path) -> tuple[tuple[float, float, float], str] | None:
-    """(z, y, x) µm from PhysicalSize attributes, or None when X and Y are not both stored."""
-    pixels = _ome_pixels(ome_xml)
-    if pixels is None or "PhysicalSizeX" not in pixels.attrib:
-        return None
-    sizes = []
-    for letter in "ZYX":
-        value = pixels.get(f"PhysicalSize{letter}")
-        if value is None:
-            sizes.append(1.0 if letter == "Z" else _to_float(pixels.get("PhysicalSizeX")))
-            continue
-        factor = _unit_factor(pixels.get(f"PhysicalSize{letter}Unit", "µm"))
-        sizes.append(_to_float(value) * factor if factor else math.nan)
-    return (sizes[0], sizes[1], sizes[2]), "ome"
-
-
-def _channel_names(tif: tifffile.TiffFile, n_channels: int) -> tuple[str, ...]:
-    """Names from OME Channel elements or ImageJ Labels, else 'channel 0', 'channel 1', ..."""
-    if n_channels == 0:
-        return ()
-    names: list[str] = []
-    if tif.is_ome and tif.ome_metadata:
-        pixels = _ome_pixels(tif.ome_metadata)
-        if pixels is not None:
-            channels = [e for e in pixels if e.tag.rsplit("}", 1)[-1] == "Channel"]
-            names = [c.get("Name", "") for c in channels]
-    elif tif.is_imagej and tif.imagej_metadata:
-        labels = tif.imagej_metadata.get("Labels")
-        if isinstance(labels, list | tuple):
-            names = [str(label) for label in labels[:n_channels]]
-    if len(names) == n_channels and all(name.strip() for name in names):
-        return tuple(name.strip() for name in names)
-    return tuple(f"channel {i}" for i in range(n_channels))
-
-
-def _stored_metadata(tif: tifffile.TiffFile) -> dict[str, Any]:
-    """The JSON record written with the file, else its simple ImageJ/description entries."""
-    entries: dict[str, Any] = {}
-    if tif.is_imagej and tif.imagej_metadata:
-        entries = dict(tif.imagej_metadata)
-        with contextlib.suppress(TypeError, ValueError):
-            record = json.loads(entries.get("Info", ""))
-            if isinstance(record, dict):
-                return record
-    elif tif.is_shaped and tif.shaped_metadata:
-        entries = dict(tif.shaped_metadata[0])
-        if isinstance(entries.get("metadata"), dict):
-            return dict(entries["metadata"])
-    return {k: v for k, v in entries.items() if isinstance(v, str | int | float | bool)}
 
 
 # --- writing and array helpers ---------------------------------------------------------------
@@ -954,40 +648,3 @@ def _default_axes(ndim: int) -> str:
     if ndim not in defaults:
         raise InputError(f"Only 2D to 5D arrays can be saved as TIFF, got {ndim}D.")
     return defaults[ndim]
-
-
-def _normalise_index(index: Any, n: int) -> int:
-    """A non-negative int index into an axis of length `n`, or IndexError."""
-    index = int(index)
-    if not -n <= index < n:
-        raise IndexError(f"index {index} is out of bounds for an axis of length {n}")
-    return index % n
-
-
-def _expand_key(key: Any, ndim: int) -> tuple[Any, ...] | None:
-    """Key as one int or slice per axis; None when it needs numpy's advanced indexing."""
-    key = key if isinstance(key, tuple) else (key,)
-    if any(k is None or not isinstance(k, slice | int | np.integer | type(...)) for k in key):
-        return None
-    if sum(k is Ellipsis for k in key) > 1:
-        return None
-    if Ellipsis in key:
-        i = key.index(Ellipsis)
-        key = key[:i] + (slice(None),) * (ndim - len(key) + 1) + key[i + 1 :]
-    if len(key) > ndim:
-        raise IndexError(f"too many indices: {len(key)} for {ndim} dimensions")
-    return key + (slice(None),) * (ndim - len(key))
-
-
-def _take(data: Any, axis: int, index: int) -> Any:
-    """`data` without `axis`, at `index`: a view for numpy arrays, lazy for LazyArray."""
-    if isinstance(data, LazyArray):
-        return data.take_index(axis, index)
-    return data[(slice(None),) * axis + (index,)]
-
-
-def _expand(data: Any, axis: int) -> Any:
-    """`data` with a new length-1 axis at `axis`, without reading it."""
-    if isinstance(data, LazyArray):
-        return data.expand_dims(axis)
-    return np.expand_dims(data, axis)
