@@ -104,3 +104,21 @@ def test_config_is_validated():
         InferenceConfig(spine_score_threshold=2)
     with pytest.raises(InputError, match="pixel size"):
         InferenceConfig(pixel_size_um=0)
+
+
+def test_model_card_recommends_the_spine_threshold(tiny_model_dir, tmp_path, small_plane):
+    from dataclasses import replace
+
+    from napari_dendrite_panoptic.models import load_models, save_models
+
+    tiny = load_models(tiny_model_dir, "cpu")
+    strict = replace(tiny.card, inference={"spine_score_threshold": 1.0})
+    save_models(tmp_path / "strict", strict, tiny.spines, tiny.dendrites)
+    cfg = InferenceConfig(model=str(tmp_path / "strict"), device="cpu")
+    result = predict(small_plane.image, small_plane.voxel_size_um, cfg)
+    assert result.parameters["spine_score_threshold_used"] == 1.0
+    assert result.spines.max() == 0  # no detection scores 1.0
+    loose = predict(
+        small_plane.image, small_plane.voxel_size_um, replace(cfg, spine_score_threshold=0.0)
+    )
+    assert loose.parameters["spine_score_threshold_used"] == 0.0 and loose.spines.max() > 0

@@ -164,7 +164,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         from .models.store import load_models
 
         models = load_models(args.model, args.device)
-        cfg = InferenceConfig(model=args.model, device=args.device)
+        cfg = InferenceConfig(
+            model=args.model, device=args.device, spine_score_threshold=args.score_threshold
+        )
         if args.generator:
             rows.append(
                 (
@@ -330,7 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--pixel-size", type=float, default=None, help="(y, x) pixel size in µm, overrides metadata"
     )
     seg.add_argument("--channel", type=int, default=0, help="channel to segment (default 0)")
-    seg.add_argument("--score-threshold", type=float, default=0.5, help="spine score (0-1)")
+    seg.add_argument(
+        "--score-threshold", type=float, default=None, help="spine score 0-1 (default: the model's)"
+    )
     seg.add_argument("--dendrite-threshold", type=float, default=0.5, help="dendrite prob (0-1)")
     seg.add_argument("--tile-size", type=int, default=512, help="tile size in px (multiple of 32)")
     seg.add_argument("--overlay", action="store_true", help="also write <stem>_overlay.png")
@@ -377,6 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--truth-spines", help="ground-truth spine labels TIFF")
     ev.add_argument("--pred-dendrite", help="predicted dendrite mask TIFF")
     ev.add_argument("--truth-dendrite", help="ground-truth dendrite mask TIFF")
+    ev.add_argument("--score-threshold", type=float, default=None, help="default: the model's")
     ev.add_argument("--iou", type=float, default=0.5, help="IoU for a spine match (default 0.5)")
     ev.add_argument("--json", help="also write the scores as JSON")
     ev.set_defaults(func=_cmd_evaluate)

@@ -34,7 +34,9 @@ class InferenceConfig:
     """Settings of one inference job (validated on construction).
 
     ``model``: a model folder, or None for the bundled model. ``pixel_size_um``: overrides the
-    image's (y, x) pixel size. Sizes in px are at the model's native pixel size.
+    image's (y, x) pixel size. ``spine_score_threshold`` None uses the threshold recommended in
+    the model card (``inference.spine_score_threshold``, else 0.5). Sizes in px are at the
+    model's native pixel size.
     """
 
     model: str | None = None
@@ -42,7 +44,7 @@ class InferenceConfig:
     tile_size: int = 512
     tile_overlap: int = 64
     batch_tiles: int = 2
-    spine_score_threshold: float = 0.5
+    spine_score_threshold: float | None = None
     spine_mask_threshold: float = 0.5
     dendrite_threshold: float = 0.5
     min_spine_px: int = 6
@@ -56,7 +58,7 @@ class InferenceConfig:
             raise InputError("tile_overlap must be between 0 and half the tile size")
         for name in ("spine_score_threshold", "spine_mask_threshold", "dendrite_threshold"):
             value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
+            if value is not None and not 0.0 <= value <= 1.0:
                 raise InputError(f"{name} must be between 0 and 1, got {value}")
         if self.pixel_size_um is not None and not (self.pixel_size_um > 0):
             raise InputError(f"pixel size must be > 0 µm, got {self.pixel_size_um}")
@@ -208,6 +210,7 @@ def _plane_pass(
     plane: torch.Tensor,
     models: LoadedModels,
     cfg: InferenceConfig,
+    score_threshold: float,
     should_stop: Callable[[], bool],
 ) -> Iterator[int]:
     """Both networks over one native-resolution plane (H, W) float32.
@@ -242,7 +245,7 @@ def _plane_pass(
             weight_sum[y : y + th, x : x + tw] += window
             ylo, yhi = _core_bounds(y, th, ph, ov)
             xlo, xhi = _core_bounds(x, tw, pw, ov)
-            keep = det["scores"] >= cfg.spine_score_threshold
+            keep = det["scores"] >= score_threshold
             boxes = det["boxes"][keep].cpu().numpy()
             scores = det["scores"][keep].cpu().numpy()
             masks = det["masks"][keep][:, 0].float().cpu().numpy()
@@ -305,6 +308,9 @@ def iter_predict(
     scale = px / native
     nh, nw = max(int(round(ny * scale)), 8), max(int(round(nx * scale)), 8)
     norm = models.card.normalisation
+    score = cfg.spine_score_threshold
+    if score is None:
+        score = float(models.card.inference.get("spine_score_threshold", 0.5))
     lo, hi = _stack_percentiles(volume, float(norm["low"]), float(norm["high"]))
     span = hi - lo if hi > lo else 1.0
     th, tw = min(cfg.tile_size, _ceil32(nh)), min(cfg.tile_size, _ceil32(nw))
@@ -323,7 +329,7 @@ def iter_predict(
         raw = np.where(np.isfinite(raw), raw, lo)
         plane = torch.from_numpy((raw - lo) / span)
         native_plane = _resize(plane[None, None], (nh, nw))[0, 0]
-        passes = _plane_pass(native_plane.to(models.device), models, cfg, should_stop)
+        passes = _plane_pass(native_plane.to(models.device), models, cfg, score, should_stop)
         while True:
             try:
                 done += next(passes)
@@ -345,6 +351,7 @@ def iter_predict(
         for k in cfg.__dataclass_fields__  # type: ignore[attr-defined]
     }
     params["device_used"] = str(models.device)
+    params["spine_score_threshold_used"] = score
     yield PanopticResult(
         dendrite=dendrite,
         spines=spines,

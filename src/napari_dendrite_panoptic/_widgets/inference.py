@@ -79,7 +79,9 @@ class PanopticInferenceWidget(QWidget):
         self.image_combo = QComboBox()
         self.model_combo = ModelPicker()
         self.device_combo = QComboBox()
-        self.score_threshold = self._spin(0.0, 1.0, 0.5, 0.05, 2)
+        # the lowest value (-0.05) stands for "the threshold recommended by the model's card"
+        self.score_threshold = self._spin(-0.05, 1.0, -0.05, 0.05, 2)
+        self.score_threshold.setSpecialValueText("model default")
         self.dendrite_threshold = self._spin(0.0, 1.0, 0.5, 0.05, 2)
         self.pixel_size = self._spin(0.0, 100.0, 0.0, 0.01, 4)
         self.pixel_size.setSpecialValueText("from layer scale")
@@ -199,7 +201,9 @@ class PanopticInferenceWidget(QWidget):
         config = InferenceConfig(
             model=folder,
             device=self.device_combo.currentText() or "auto",
-            spine_score_threshold=self.score_threshold.value(),
+            spine_score_threshold=(
+                self.score_threshold.value() if self.score_threshold.value() >= 0 else None
+            ),
             dendrite_threshold=self.dendrite_threshold.value(),
             pixel_size_um=override if override > 0 else None,
         )

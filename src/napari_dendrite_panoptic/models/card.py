@@ -43,6 +43,7 @@ class ModelCard:
 
     ``pixel_size_um`` is the native (y, x) pixel size in µm: images are resampled to it before
     inference. ``normalisation`` is ``{"kind": "percentile", "low": p_lo, "high": p_hi}``.
+    ``inference`` holds recommended settings, e.g. ``{"spine_score_threshold": 0.6}``.
     """
 
     name: str
@@ -55,6 +56,7 @@ class ModelCard:
     )
     provenance: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    inference: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     format: int = CARD_FORMAT
 
