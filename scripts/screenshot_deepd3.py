@@ -34,6 +34,10 @@ def main(out: str) -> None:
     viewer.dims.ndisplay = 2
     viewer.dims.set_current_step(0, 11)
     for layer in viewer.layers:
+        if layer.name == "dendrite":  # the image: contrast from its percentiles
+            import numpy as np
+
+            layer.contrast_limits = [float(v) for v in np.percentile(layer.data, [1, 99.8])]
         if layer.name.endswith("dendrites"):
             layer.opacity = 0.35
         if layer.name.endswith("spines"):
