@@ -262,3 +262,14 @@ def test_engine_imports_neither_napari_nor_qt_nor_torch() -> None:
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_written_files_get_normal_permissions(tmp_path):
+    import os
+
+    from napari_dendrite_panoptic.io import write_labels_tiff
+
+    path = write_labels_tiff(tmp_path / "l.tif", np.ones((4, 4), np.uint8), (1, 1, 1))
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (path.stat().st_mode & 0o777) == (0o666 & ~mask)

@@ -18,7 +18,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ import tifffile
 
 from ._lazy import LazyArray, expand_axis, lazy_source, physical_memory, take_axis
 from ._tiff_metadata import read_channel_names, read_stored_metadata, read_voxel_size
+from .atomic import atomic_path
 from .errors import InputError, OutputExistsError, TiffReadError
 
 logger = logging.getLogger(__name__)
@@ -313,17 +313,10 @@ def write_tiff_atomic(
     kwargs = _tiff_kwargs(data, axes, voxel_size_um, description)
     if kwargs["imagej"]:
         data = np.transpose(data, [axes.index(a) for a in kwargs["metadata"]["axes"]])
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp_name:
         tifffile.imwrite(tmp_name, data, **kwargs)
         with open(tmp_name, "rb+") as handle:
             os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
     logger.info("Wrote '%s': %s %s, voxel size %s µm", path, data.shape, data.dtype, voxel_size_um)
     return path
 
