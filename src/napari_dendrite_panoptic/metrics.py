@@ -19,6 +19,14 @@ def _check_shapes(a: np.ndarray, b: np.ndarray, what: str) -> None:
         raise InputError(f"{what}: prediction shape {a.shape} differs from ground truth {b.shape}")
 
 
+def detection_scores(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
+    """Precision, recall and F1 from counts (NaN where a ratio has no denominator)."""
+    precision = tp / (tp + fp) if tp + fp else float("nan")
+    recall = tp / (tp + fn) if tp + fn else float("nan")
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
+    return precision, recall, f1
+
+
 @dataclass(frozen=True)
 class PixelScores:
     """Pixel-wise IoU, precision and recall of a binary mask (NaN where undefined)."""
@@ -122,9 +130,7 @@ def match_instances(
     fns = [int(i) for i in t_ids if int(i) not in matched_t]
     fps = [int(i) for i in p_ids if int(i) not in matched_p]
     tp, fp, fn = len(pairs), len(fps), len(fns)
-    precision = tp / (tp + fp) if tp + fp else float("nan")
-    recall = tp / (tp + fn) if tp + fn else float("nan")
-    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
+    precision, recall, f1 = detection_scores(tp, fp, fn)
     sq = float(np.mean([p[2] for p in pairs])) if pairs else 0.0
     rq = f1 if tp + fp + fn else float("nan")
     pq = sq * rq if tp + fp + fn else float("nan")
@@ -179,9 +185,7 @@ def match_points(
     tp = len(pairs)
     fp = len(pred_points) - tp
     fn = len(true_points) - tp
-    precision = tp / (tp + fp) if tp + fp else float("nan")
-    recall = tp / (tp + fn) if tp + fn else float("nan")
-    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
+    precision, recall, f1 = detection_scores(tp, fp, fn)
     return PointScores(max_distance, tp, fp, fn, precision, recall, f1), pairs
 
 
@@ -191,16 +195,7 @@ def pool_instance_scores(parts: list[InstanceScores]) -> InstanceScores:
     fp = sum(p.fp for p in parts)
     fn = sum(p.fn for p in parts)
     sq = sum(p.sq * p.tp for p in parts) / tp if tp else 0.0
-    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
-    return InstanceScores(
-        parts[0].threshold if parts else 0.5,
-        tp,
-        fp,
-        fn,
-        tp / (tp + fp) if tp + fp else float("nan"),
-        tp / (tp + fn) if tp + fn else float("nan"),
-        f1,
-        sq,
-        f1,
-        sq * f1 if tp + fp + fn else float("nan"),
-    )
+    precision, recall, f1 = detection_scores(tp, fp, fn)
+    pq = sq * f1 if tp + fp + fn else float("nan")
+    threshold = parts[0].threshold if parts else 0.5
+    return InstanceScores(threshold, tp, fp, fn, precision, recall, f1, sq, f1, pq)
