@@ -19,19 +19,43 @@ def _segment_outputs(out: Path, stem: str, overlay: bool) -> dict[str, Path]:
         "dendrite": out / f"{stem}_dendrite.tif",
         "spines": out / f"{stem}_spines.tif",
         "csv": out / f"{stem}_spines.csv",
+        "run": out / f"{stem}_run.json",
     }
     if overlay:
         paths["overlay"] = out / f"{stem}_overlay.png"
     return paths
 
 
+def segment_config(args: argparse.Namespace):
+    """The job's InferenceConfig: from ``--from-run`` (the recorded settings) or the flags."""
+    from .inference import InferenceConfig
+    from .provenance import config_from_record
+
+    if args.from_run is not None:
+        return config_from_record(args.from_run)
+    return InferenceConfig(
+        model=str(args.model) if args.model else None,
+        device=args.device,
+        pixel_size_um=args.pixel_size,
+        spine_score_threshold=args.score_threshold,
+        dendrite_threshold=args.dendrite_threshold,
+        tile_size=args.tile_size,
+    )
+
+
 def segment_file(path: Path, args: argparse.Namespace, models, bar_factory) -> dict[str, Path]:
-    """Segment one TIFF and write its outputs; returns the written paths."""
+    """Segment one TIFF and write its outputs and run record; returns the written paths."""
+    import datetime as dt
+    import json
+    import time
+
     import numpy as np
 
-    from .inference import InferenceConfig, PanopticResult, iter_predict
+    from .atomic import atomic_write_text
+    from .inference import PanopticResult, iter_predict
     from .io import as_zyx, read_tiff, write_labels_tiff
     from .overlay import overlay_rgb, save_png
+    from .provenance import run_record
     from .tables import write_table_csv
 
     outputs = _segment_outputs(Path(args.out), path.stem, args.overlay)
@@ -45,14 +69,8 @@ def segment_file(path: Path, args: argparse.Namespace, models, bar_factory) -> d
     voxel = stack.voxel_size_um if stack.voxel_size_source != "none" else None
     if voxel is None and args.pixel_size is None:
         logger.warning("%s stores no voxel size; assuming the model's pixel size", path)
-    cfg = InferenceConfig(
-        model=str(args.model) if args.model else None,
-        device=args.device,
-        pixel_size_um=args.pixel_size,
-        spine_score_threshold=args.score_threshold,
-        dendrite_threshold=args.dendrite_threshold,
-        tile_size=args.tile_size,
-    )
+    cfg = segment_config(args)
+    started, t0 = dt.datetime.now(dt.timezone.utc), time.perf_counter()
     result = None
     bar = None
     for event in iter_predict(volume, voxel, cfg, models=models):
@@ -69,11 +87,17 @@ def segment_file(path: Path, args: argparse.Namespace, models, bar_factory) -> d
     squeeze = "Z" not in stack.axes
     dendrite = result.dendrite[0] if squeeze else result.dendrite
     spines = result.spines[0] if squeeze else result.spines
-    meta = {
-        "model": result.model_name,
-        "pixel_size_source": result.pixel_size_source,
-        "source_image": str(path),
-    }
+    meta = run_record(
+        result,
+        models,
+        input_path=str(path.resolve()),
+        input_shape=tuple(stack.shape),
+        input_dtype=str(stack.dtype),
+        input_voxel_size_um=stack.voxel_size_um,
+        input_voxel_size_source=stack.voxel_size_source,
+        started=started,
+        duration_s=time.perf_counter() - t0,
+    )
     write_labels_tiff(outputs["dendrite"], dendrite.astype(np.uint8), result.voxel_size_um, meta)
     write_labels_tiff(outputs["spines"], spines, result.voxel_size_um, meta)
     write_table_csv(outputs["csv"], result.table)
@@ -81,6 +105,7 @@ def segment_file(path: Path, args: argparse.Namespace, models, bar_factory) -> d
         save_png(
             outputs["overlay"], overlay_rgb(np.asarray(volume), result.dendrite, result.spines)
         )
+    atomic_write_text(outputs["run"], json.dumps(meta, indent=2, default=str))
     logger.info("%s: %d spines", path.name, len(result.table["id"]))
     return outputs
 
@@ -89,10 +114,17 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .models.store import load_models
+    from .provenance import check_model_matches, load_record
 
     inputs = [Path(p) for p in args.inputs]
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    models = load_models(args.model, args.device)
+    if args.from_run is not None:
+        args.from_run = load_record(args.from_run)
+        cfg = segment_config(args)
+        models = load_models(cfg.model, cfg.device)
+        check_model_matches(args.from_run, models)
+    else:
+        models = load_models(args.model, args.device)
     failures = 0
     for path in inputs:
         try:
@@ -338,6 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--dendrite-threshold", type=float, default=0.5, help="dendrite prob (0-1)")
     seg.add_argument("--tile-size", type=int, default=512, help="tile size in px (multiple of 32)")
     seg.add_argument("--overlay", action="store_true", help="also write <stem>_overlay.png")
+    seg.add_argument(
+        "--from-run", default=None, help="re-run with the settings of a <stem>_run.json record"
+    )
     seg.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     seg.set_defaults(func=_cmd_segment)
 
