@@ -54,7 +54,7 @@ def _check_spine_features(layer: Labels) -> None:
 
 
 def test_run_on_stack_adds_two_labels_layers_on_the_image_grid(
-    open_widget, qtbot, small_stack, monkeypatch
+    open_widget, qtbot, small_stack, monkeypatch, tmp_path
 ):
     viewer, widget = open_widget()
     errors = _record(monkeypatch, widget_module, "show_error")
@@ -75,8 +75,27 @@ def test_run_on_stack_adds_two_labels_layers_on_the_image_grid(
         assert info["model_name"] == "tiny-test-model"
         assert info["pixel_size_source"] == "image metadata"
         assert info["parameters"]["spine_score_threshold"] == 0.0
+        record = info["run_record"]
+        assert record["model"]["name"] == "tiny-test-model"
+        assert len(record["model"]["weights_sha256"]["dendrites"]) == 64
+        assert record["input"]["shape"] == list(small_stack.image.shape)
+        assert record["input"]["voxel_size_um"] == [0.5, 0.1, 0.1]
     assert dendrites.data.dtype == np.uint8 and spines.data.dtype == np.uint32
     _check_spine_features(spines)
+    # saved through the plugin's writer and read back, the labels keep scale and record
+    from napari_dendrite_panoptic._writer import write_labels
+    from napari_dendrite_panoptic.io import read_tiff
+
+    (saved,) = write_labels(
+        str(tmp_path / "cell_spines.tif"),
+        spines.data,
+        {"scale": list(spines.scale), "metadata": spines.metadata},
+    )
+    reopened = read_tiff(saved)
+    assert reopened.voxel_size_um == pytest.approx((0.5, 0.1, 0.1))
+    assert (
+        reopened.metadata["dendrite_panoptic"]["run_record"]["model"]["name"] == "tiny-test-model"
+    )
     assert "Done" in widget.status_label.text()
 
     # a second run updates the same two layers

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -180,6 +182,12 @@ class PanopticInferenceWidget(QWidget):
             show_error(str(exc))
             return
         job["image_name"], job["index"] = name, index
+        job["started"], job["t0"] = datetime.now(timezone.utc), time.perf_counter()
+        job["input"] = {
+            "path": str(layer.source.path) if getattr(layer.source, "path", None) else None,
+            "shape": tuple(int(s) for s in image.shape),
+            "dtype": str(image.dtype),
+        }
         self._job = job
         self._stop = threading.Event()
         self._start_worker(image, job)
@@ -275,6 +283,26 @@ class PanopticInferenceWidget(QWidget):
         self.progress_bar.setValue(1 if self._finished_ok else 0)
         self._finished_ok = False
 
+    @staticmethod
+    def _run_record(result: Any, job: dict[str, Any]) -> dict[str, Any]:
+        """The same run record the CLI writes to ``<stem>_run.json`` (see provenance.py)."""
+        from ..models.store import load_models
+        from ..provenance import run_record
+
+        models = load_models(job["config"].model, job["config"].device)  # cached: no reload
+        voxel = job["voxel"]
+        return run_record(
+            result,
+            models,
+            input_path=job["input"]["path"],
+            input_shape=job["input"]["shape"],
+            input_dtype=job["input"]["dtype"],
+            input_voxel_size_um=tuple(voxel) if voxel is not None else None,
+            input_voxel_size_source="layer scale" if voxel is not None else "none (scale 1)",
+            started=job["started"],
+            duration_s=time.perf_counter() - job["t0"],
+        )
+
     def _show_result(self, result: Any) -> None:
         import pandas as pd
 
@@ -292,6 +320,7 @@ class PanopticInferenceWidget(QWidget):
             "pixel_size_source": result.pixel_size_source,
             "voxel_size_um": list(result.voxel_size_um),
             "parameters": dict(result.parameters),
+            "run_record": self._run_record(result, job),
         }
         place = {"scale": job["scale"], "translate": job["translate"]}
         outputs = (
