@@ -34,6 +34,10 @@ def test_fine_tune_writes_a_loadable_model_and_resumes(tmp_path, tiny_model_dir)
     assert [e.kind for e in events][-1] == "done"
     model = load_models(tmp_path / "model", "cpu")
     assert model.card.provenance["base_model"] == str(tiny_model_dir)
+    base = load_models(tiny_model_dir, "cpu").card
+    identity = model.card.provenance["base_model_identity"]
+    assert identity["name"] == "tiny-test-model"
+    assert identity["weights_sha256"]["spines"] == base.spines.sha256
     assert model.card.provenance["steps"] == 2
     assert load_checkpoint(tmp_path / "work" / "checkpoint.pt")["step"] == 2
     # resume: a longer job starts where the checkpoint ended

@@ -302,6 +302,18 @@ def iter_fit(
     prov.update(
         {
             "base_model": cfg.base_model,
+            "base_model_identity": (
+                {
+                    "name": card.name,
+                    "version": card.version,
+                    "weights_sha256": {
+                        "spines": card.spines.sha256,
+                        "dendrites": card.dendrites.sha256,
+                    },
+                }
+                if cfg.base_model
+                else None
+            ),
             "trained_networks": cfg.which,
             "steps": step,
             "train_seconds": round(elapsed, 1),
