@@ -104,12 +104,25 @@ def test_train_fine_tunes_and_writes_a_model_folder_segment_accepts(tiny_model_d
     assert main([*args, "--base-model", str(tiny_model_dir), "--name", "mine"]) == 0
     card = load_models(out, "cpu").card
     assert card.name == "mine" and card.provenance["steps"] == 2
+    assert card.metrics == {}  # stopped by --until: no validation of a half-trained model
     assert card.provenance["base_model"] == str(tiny_model_dir)
     img = tmp_path / "a.tif"
     tifffile.imwrite(img, np.zeros((64, 64), np.uint16))
     assert main(["segment", str(img), "--out", str(tmp_path / "o"), "--model", str(out)]) == 0
     # the same output folder again is refused rather than overwritten
     assert main([*args, "--base-model", str(tiny_model_dir)]) == 2
+
+
+def test_train_to_the_end_records_validation_scores(tiny_model_dir, tmp_path):
+    from napari_dendrite_panoptic.models import load_models
+
+    args = ["train", "--out", str(tmp_path / "m"), "--work", str(tmp_path / "w"), "--data"]
+    args += ["generator", "--steps", "1", "--crop", "64", "--batch-size", "1", "--validate", "1"]
+    assert main([*args, "--base-model", str(tiny_model_dir)]) == 0
+    scores = load_models(tmp_path / "m", "cpu").card.metrics["validation_generator_2d"]
+    assert scores["images"] == 1 and 0.0 <= scores["dendrite_iou"] <= 1.0
+    prints = load_models(tmp_path / "m", "cpu").card.provenance["data_fingerprints"]
+    assert prints == {"generator": "napari_dendrite_panoptic.synthetic 0.1.0"}
 
 
 def test_train_with_unknown_source_is_refused(tmp_path, capsys):

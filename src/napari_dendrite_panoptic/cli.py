@@ -303,6 +303,31 @@ def training_source(mix: str, crop: int, native_px_um: float):
     return mixed_source(sources), "; ".join(described)
 
 
+def data_fingerprints(mix: str) -> dict[str, str]:
+    """SHA-256 over the sorted (relative path, size) list of each real set's files; the generator
+    is identified by the plugin version that contains it."""
+    import hashlib
+
+    prints: dict[str, str] = {}
+    folders = {"yolo11": "spine-types-yolo11", "findspines": "findspines", "smirnov": "smirnov2018"}
+    for item in mix.split(","):
+        name = item.strip().partition(":")[0]
+        if name == "generator":
+            prints[name] = f"napari_dendrite_panoptic.synthetic {__version__}"
+        elif name in folders:
+            from .real_data import data_root
+
+            try:
+                root = data_root() / folders[name]
+            except FileNotFoundError:
+                continue
+            digest = hashlib.sha256()
+            for f in sorted(p for p in root.rglob("*") if p.is_file()):
+                digest.update(f"{f.relative_to(root)}:{f.stat().st_size}\n".encode())
+            prints[name] = digest.hexdigest()
+    return prints
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -326,13 +351,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
         model_version=args.model_version,
         threads=args.threads,
         data_description=description,
+        validate_images=args.validate,
     )
     bar = tqdm(total=cfg.steps, desc="training", unit="step")
 
     def stop() -> bool:
         return args.until is not None and bar.n >= args.until
 
-    for event in iter_fit(cfg, source=source, should_stop=stop, resume=args.resume):
+    record = {"data_fingerprints": data_fingerprints(args.data)}
+    for event in iter_fit(
+        cfg, source=source, should_stop=stop, resume=args.resume, provenance=record
+    ):
         bar.n = event.step
         if event.losses:
             bar.set_postfix(
@@ -395,6 +424,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--pixel-size", type=float, default=0.08, help="native pixel size in µm")
     tr.add_argument("--checkpoint-every", type=int, default=25)
     tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument(
+        "--validate", type=int, default=4, help="held-out generator images scored at the end"
+    )
     tr.add_argument("--threads", type=int, default=None)
     tr.add_argument("--name", default="dendrite-panoptic")
     tr.add_argument("--model-version", default="0.1")

@@ -68,6 +68,7 @@ class TrainConfig:
     model_version: str = "0"
     threads: int | None = None
     data_description: str = "generator"
+    validate_images: int = 0
 
     def __post_init__(self) -> None:
         if self.which not in ("both", "spines", "dendrites"):
@@ -323,7 +324,12 @@ def iter_fit(
             **(provenance or {}),
         }
     )
-    out_card = replace(card, name=cfg.model_name, version=cfg.model_version, provenance=prov)
+    metrics: dict[str, Any] = {}  # a base model's scores do not describe the new weights
+    if cfg.validate_images > 0 and not stopped:
+        metrics = {"validation_generator_2d": _validate(cfg, card, spines, dendrites)}
+    out_card = replace(
+        card, name=cfg.model_name, version=cfg.model_version, provenance=prov, metrics=metrics
+    )
     out_card = save_models(Path(cfg.output_model), out_card, spines, dendrites)
     yield TrainEvent(
         "stopped" if stopped else "done",
@@ -332,6 +338,17 @@ def iter_fit(
         elapsed_s=elapsed,
         model_folder=str(cfg.output_model),
     )
+
+
+def _validate(
+    cfg: TrainConfig, card: ModelCard, spines: torch.nn.Module, dendrites: torch.nn.Module
+) -> dict[str, Any]:
+    """Scores of the trained networks on held-out generator images (seeds never trained on)."""
+    from .evaluation import evaluate_generator
+    from .models.store import LoadedModels
+
+    models = LoadedModels(card, Path(cfg.output_model), spines, dendrites, torch.device("cpu"))
+    return evaluate_generator(models, cfg.validate_images, seed=10_000)
 
 
 def fit(cfg: TrainConfig, **kwargs: Any) -> Sequence[TrainEvent]:
