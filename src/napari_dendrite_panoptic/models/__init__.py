@@ -4,6 +4,8 @@ A model folder holds ``card.json`` and one safetensors file per network
 (``spines.safetensors``, ``dendrites.safetensors``). Loading never executes code.
 """
 
+# first: triton must be loaded safely before builders.py imports torchvision
+from .. import _triton_guard  # noqa: F401
 from .card import ModelCard, NetworkCard
 from .store import (
     LoadedModels,
