@@ -8,7 +8,7 @@ pixel-size jitter around the native size; exact masks supervise both networks.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -43,7 +43,7 @@ def generator_sample(
     shape = (int(rng.integers(5, 10)), crop, crop) if is3d else (1, crop, crop)
     cfg = synthetic.random_config(rng, shape=shape)
     px = native_px_um * float(rng.uniform(0.75, 1.35))
-    cfg = synthetic.replace(cfg, pixel_size_um=px)
+    cfg = replace(cfg, pixel_size_um=px)
     sample = synthetic.generate(int(rng.integers(2**31)), cfg)
     z = int(rng.integers(shape[0]))
     if is3d:  # prefer planes that cut through the dendrite
@@ -85,11 +85,9 @@ def augment(sample: TrainingSample, rng: np.random.Generator) -> TrainingSample:
 def instance_targets(spines: np.ndarray) -> dict[str, torch.Tensor]:
     """Mask R-CNN targets from an (H, W) instance label image: boxes (N, 4) xyxy float32,
     labels (N,) int64 (all 1 = spine), masks (N, H, W) uint8. Instances under 2 px are dropped."""
-    ids = np.unique(spines)
-    ids = ids[ids > 0]
     boxes, masks = [], []
     for i, sl in enumerate(ndi.find_objects(spines), start=1):
-        if sl is None or i not in ids:
+        if sl is None:  # no pixel carries this id
             continue
         m = spines == i
         if m.sum() < 2:

@@ -11,7 +11,6 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
-from scipy import ndimage as ndi
 
 from . import synthetic
 from .inference import InferenceConfig, predict
@@ -70,17 +69,6 @@ def evaluate_generator(
     }
 
 
-def spine_centres_px(spines: np.ndarray) -> np.ndarray:
-    """(N, D) centroids in px of the ids of a (Y, X) or (Z, Y, X) label image."""
-    ids = np.unique(spines)
-    ids = ids[ids > 0]
-    if not ids.size:
-        return np.zeros((0, spines.ndim))
-    return np.array(ndi.center_of_mass(np.ones(spines.shape, np.uint8), spines, ids)).reshape(
-        -1, spines.ndim
-    )
-
-
 def evaluate_points(
     models: LoadedModels,
     items: Sequence[Any],
@@ -97,7 +85,8 @@ def evaluate_points(
     for i, item in enumerate(items):
         px = float(item.pixel_size_um)
         result = predict(item.image, (1.0, px, px), replace(cfg, pixel_size_um=None), models=models)
-        pred = spine_centres_px(result.spines[0])
+        # the result's table already holds each spine's centroid in px
+        pred = np.stack([result.table["centroid_y_px"], result.table["centroid_x_px"]], axis=1)
         s, _ = match_points(pred, np.asarray(item.centres_px), float(item.match_radius_px))
         tp, fp, fn = tp + s.tp, fp + s.fp, fn + s.fn
         progress(i + 1, len(items))

@@ -15,6 +15,7 @@ Every public name here is also importable from :mod:`napari_dendrite_panoptic.re
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -325,7 +326,7 @@ def _background(
         unit brightness would have (``peak_photons``).
     """
     cfg = synthetic.random_config(rng, shape=(1, *shape))
-    cfg = synthetic.replace(cfg, n_dendrites=0, pixel_size_um=px_um)
+    cfg = replace(cfg, n_dendrites=0, pixel_size_um=px_um)
     sample = synthetic.generate(int(rng.integers(2**31)), cfg)
     return sample.image[0].astype(np.float32) - 10.0, float(cfg.peak_photons)
 

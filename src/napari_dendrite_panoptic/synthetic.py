@@ -12,7 +12,7 @@ per spine, and no voxel is both (spine voxels are the spine geometry minus the s
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -429,7 +429,6 @@ __all__ = [
     "SyntheticSample",
     "generate",
     "random_config",
-    "replace",
     "sample_plane",
     "sample_stack",
 ]
