@@ -27,13 +27,15 @@ def _segment_outputs(out: Path, stem: str, overlay: bool) -> dict[str, Path]:
 
 
 def segment_config(args: argparse.Namespace):
-    """The job's InferenceConfig: from ``--from-run`` (the recorded settings) or the flags."""
+    """The job's InferenceConfig and the run record it comes from (None without ``--from-run``):
+    the recorded settings of ``--from-run``, else the flags."""
     from .inference import InferenceConfig
-    from .provenance import config_from_record
+    from .provenance import config_from_record, load_record
 
     if args.from_run is not None:
-        return config_from_record(args.from_run)
-    return InferenceConfig(
+        record = load_record(args.from_run)
+        return config_from_record(record), record
+    config = InferenceConfig(
         model=str(args.model) if args.model else None,
         device=args.device,
         pixel_size_um=args.pixel_size,
@@ -41,9 +43,10 @@ def segment_config(args: argparse.Namespace):
         dendrite_threshold=args.dendrite_threshold,
         tile_size=args.tile_size,
     )
+    return config, None
 
 
-def segment_file(path: Path, args: argparse.Namespace, models, bar_factory) -> dict[str, Path]:
+def segment_file(path: Path, args: argparse.Namespace, cfg, models, bar_factory) -> dict[str, Path]:
     """Segment one TIFF and write its outputs and run record; returns the written paths."""
     import datetime as dt
     import json
@@ -69,7 +72,6 @@ def segment_file(path: Path, args: argparse.Namespace, models, bar_factory) -> d
     voxel = stack.voxel_size_um if stack.voxel_size_source != "none" else None
     if voxel is None and args.pixel_size is None:
         logger.warning("%s stores no voxel size; assuming the model's pixel size", path)
-    cfg = segment_config(args)
     started, t0 = dt.datetime.now(dt.timezone.utc), time.perf_counter()
     result = None
     bar = None
@@ -114,21 +116,18 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .models.store import load_models
-    from .provenance import check_model_matches, load_record
+    from .provenance import check_model_matches
 
     inputs = [Path(p) for p in args.inputs]
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    if args.from_run is not None:
-        args.from_run = load_record(args.from_run)
-        cfg = segment_config(args)
-        models = load_models(cfg.model, cfg.device)
-        check_model_matches(args.from_run, models)
-    else:
-        models = load_models(args.model, args.device)
+    cfg, record = segment_config(args)
+    models = load_models(cfg.model, cfg.device)
+    if record is not None:
+        check_model_matches(record, models)
     failures = 0
     for path in inputs:
         try:
-            written = segment_file(path, args, models, tqdm)
+            written = segment_file(path, args, cfg, models, tqdm)
         except DendritePanopticError as exc:
             failures += 1
             print(f"dendrite-panoptic: {path}: {exc}", file=sys.stderr)
