@@ -23,6 +23,7 @@ from torch.nn import functional as F
 
 from .errors import Cancelled, InputError
 from .models.store import LoadedModels, load_models
+from .normalise import finite_percentiles
 from .tables import spine_table
 from .zlink import link_planes
 
@@ -113,12 +114,8 @@ def _stack_percentiles(volume: Any, low: float, high: float) -> tuple[float, flo
         plane = np.asarray(volume[int(z)], dtype=np.float32).ravel()
         step = max(1, plane.size // 250_000)
         values.append(plane[::step])
-    v = np.concatenate(values)
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return 0.0, 1.0
-    lo, hi = np.percentile(v, [low, high])
-    return float(lo), float(hi)
+    bounds = finite_percentiles(np.concatenate(values), low, high)
+    return bounds if bounds is not None else (0.0, 1.0)
 
 
 def _resize(t: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:

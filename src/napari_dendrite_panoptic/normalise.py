@@ -5,6 +5,16 @@ from __future__ import annotations
 import numpy as np
 
 
+def finite_percentiles(values: np.ndarray, low: float, high: float) -> tuple[float, float] | None:
+    """The ``low`` and ``high`` percentiles of the finite entries of ``values``, or None when it
+    has none."""
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return None
+    lo, hi = np.percentile(values, [low, high])
+    return float(lo), float(hi)
+
+
 def percentile_normalise(
     image: np.ndarray, low: float = 1.0, high: float = 99.8, sample: int = 2_000_000
 ) -> np.ndarray:
@@ -17,11 +27,10 @@ def percentile_normalise(
     arr = np.asarray(image)
     flat = arr.reshape(-1)
     step = max(1, flat.size // sample)
-    values = flat[::step].astype(np.float32)
-    values = values[np.isfinite(values)]
-    if values.size == 0:
+    bounds = finite_percentiles(flat[::step].astype(np.float32), low, high)
+    if bounds is None:
         return np.zeros(arr.shape, dtype=np.float32)
-    lo, hi = np.percentile(values, [low, high])
+    lo, hi = bounds
     out = arr.astype(np.float32, copy=True)
     out[~np.isfinite(out)] = lo
     if hi - lo <= 0:
