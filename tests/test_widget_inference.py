@@ -58,10 +58,20 @@ def test_run_on_stack_adds_two_labels_layers_on_the_image_grid(
 ):
     viewer, widget = open_widget()
     errors = _record(monkeypatch, widget_module, "show_error")
+    bars, napari_progress = [], widget_module.progress
+
+    def recorded_progress(*args, **kwargs):
+        bars.append(napari_progress(*args, **kwargs))
+        return bars[-1]
+
+    monkeypatch.setattr(widget_module, "progress", recorded_progress)
     viewer.add_image(small_stack.image, name="cell", scale=(0.5, 0.1, 0.1), translate=(1, 2, 3))
     assert widget.image_combo.currentText() == "cell"
 
     _run(qtbot, widget)
+    # napari's own progress bar ran to the end and was closed
+    (bar,) = bars
+    assert bar.total > 0 and bar.n == bar.total and bar.disable  # tqdm disables a closed bar
 
     assert errors == []
     assert [layer.name for layer in viewer.layers] == ["cell", "cell dendrites", "cell spines"]

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import (
     QComboBox,
@@ -77,6 +78,7 @@ class PanopticInferenceWidget(QWidget):
         self._stop = threading.Event()
         self._job: dict[str, Any] = {}
         self._finished_ok = False
+        self._napari_progress: Any = None
 
         self.image_combo = QComboBox()
         self.model_combo = ModelPicker()
@@ -237,6 +239,8 @@ class PanopticInferenceWidget(QWidget):
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.progress_bar.setRange(0, 0)
+        # napari's own progress bar (activity dock / status bar) mirrors the dock's bar
+        self._napari_progress = progress(total=0, desc=f"Segmenting '{job['image_name']}'")
         self.status_label.setText(f"Loading the model for '{job['image_name']}'…")
         worker.start()
 
@@ -253,6 +257,9 @@ class PanopticInferenceWidget(QWidget):
             return
         self.progress_bar.setRange(0, max(int(event.total), 1))
         self.progress_bar.setValue(int(event.done))
+        if self._napari_progress is not None:
+            self._napari_progress.total = int(event.total)
+            self._napari_progress.update(int(event.done) - self._napari_progress.n)
         if event.message:
             self.status_label.setText(event.message)
 
@@ -276,6 +283,9 @@ class PanopticInferenceWidget(QWidget):
         if self._stop.is_set():
             self.status_label.setText("Cancelled: no layer was changed.")
         self.worker = None
+        if self._napari_progress is not None:
+            self._napari_progress.close()
+            self._napari_progress = None
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
         self.progress_bar.setRange(0, 1)
