@@ -48,7 +48,9 @@ class TrainConfig:
 
     ``which``: "both", "spines" or "dendrites". ``base_model``: a model folder to fine-tune, or
     None to start from random weights. ``work_dir`` holds the resumable checkpoint; the finished
-    model is written to ``output_model``.
+    model is written to ``output_model``. ``max_seconds``: a time budget; the run ends at
+    ``steps`` or when the budget is spent, whichever comes first, and the learning-rate schedule
+    follows whichever of the two is further along.
     """
 
     work_dir: str
@@ -69,6 +71,7 @@ class TrainConfig:
     threads: int | None = None
     data_description: str = "generator"
     validate_images: int = 0
+    max_seconds: float | None = None
 
     def __post_init__(self) -> None:
         if self.which not in ("both", "spines", "dendrites"):
@@ -77,11 +80,14 @@ class TrainConfig:
             raise InputError("steps and batch_size must be >= 1 and crop_size >= 64")
         if not (self.lr > 0):
             raise InputError("learning rate must be > 0")
+        if self.max_seconds is not None and not (self.max_seconds > 0):
+            raise InputError("a time budget must be > 0 seconds")
 
 
 @dataclass
 class TrainEvent:
-    """Progress of a training job. ``kind``: "start", "step", "checkpoint", "done", "stopped"."""
+    """Progress of a training job. ``kind``: "start", "step", "checkpoint", "validation" (with
+    ``metrics``), "done", "stopped"."""
 
     kind: str
     step: int
@@ -93,11 +99,15 @@ class TrainEvent:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-def lr_factor(step: int, warmup: int, total: int) -> float:
-    """Linear warm-up from 1 % to 100 % over ``warmup`` steps, then cosine decay to 2 %."""
+def lr_factor(step: int, warmup: int, total: int, time_fraction: float = 0.0) -> float:
+    """Linear warm-up from 1 % to 100 % over ``warmup`` steps, then cosine decay to 2 %.
+
+    ``time_fraction`` (0-1, the share of a time budget spent) moves the decay along when it is
+    ahead of the step count.
+    """
     if step < warmup:
         return 0.01 + 0.99 * step / max(1, warmup)
-    progress = (step - warmup) / max(1, total - warmup)
+    progress = max((step - warmup) / max(1, total - warmup), time_fraction)
     return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
@@ -180,6 +190,8 @@ def iter_fit(
     should_stop: Callable[[], bool] = lambda: False,
     resume: bool = True,
     provenance: dict[str, Any] | None = None,
+    validator: Callable[[Any], dict[str, float]] | None = None,
+    validate_every: int = 0,
 ) -> Iterator[TrainEvent]:
     """Train (or fine-tune) and yield progress events; the last event carries the model folder.
 
@@ -195,6 +207,11 @@ def iter_fit(
         written from the current weights and a "stopped" event ends the run.
     resume
         Continue from ``work_dir/checkpoint.pt`` when it exists.
+    validator
+        Scores the networks (a :class:`~napari_dendrite_panoptic.models.store.LoadedModels` in
+        eval mode) on held-out data, e.g. :func:`napari_dendrite_panoptic.corrections.volume_scorer`;
+        run every ``validate_every`` steps (0: only at the end) and at the end, each time as a
+        "validation" event. The last scores go into the card's metrics as ``validation``.
     """
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -249,15 +266,35 @@ def iter_fit(
             },
         )
 
+    def run_validation() -> dict[str, float]:
+        from .models.store import LoadedModels
+
+        spines.eval()
+        dendrites.eval()
+        try:
+            held_out = LoadedModels(card, Path(cfg.output_model), spines, dendrites, device_cpu)
+            with torch.inference_mode():
+                return validator(held_out) if validator is not None else {}
+        finally:
+            spines.train(train_s)
+            dendrites.train(train_d)
+
+    device_cpu = torch.device("cpu")
+    last_validation: dict[str, float] = {}
     step = start
+    saved_step = start
     stopped = False
     while step < cfg.steps:
         if should_stop():
             stopped = True
             break
+        spent = elapsed_before + time.perf_counter() - t0
+        if cfg.max_seconds is not None and spent >= cfg.max_seconds:
+            break
         rng = np.random.default_rng([cfg.seed, step])
         images, dendrite_t, targets = _batch(source, rng, cfg.batch_size)
-        factor = lr_factor(step, cfg.warmup_steps, cfg.steps)
+        time_fraction = spent / cfg.max_seconds if cfg.max_seconds else 0.0
+        factor = lr_factor(step, cfg.warmup_steps, cfg.steps, time_fraction)
         losses: dict[str, float] = {}
         if train_s:
             for g in opt_s.param_groups:
@@ -292,10 +329,19 @@ def iter_fit(
         yield TrainEvent("step", step, cfg.steps, losses, cfg.lr * factor, elapsed)
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             checkpoint(step)
+            saved_step = step
             yield TrainEvent("checkpoint", step, cfg.steps, losses, cfg.lr * factor, elapsed)
+        if validator is not None and validate_every and step % validate_every == 0:
+            last_validation = run_validation()
+            yield TrainEvent(
+                "validation", step, cfg.steps, elapsed_s=elapsed, metrics=last_validation
+            )
 
-    if stopped and step > start:
+    if step > saved_step:  # stopped, or out of time, between two checkpoints
         checkpoint(step)
+    if validator is not None and not stopped and (not validate_every or step % validate_every):
+        last_validation = run_validation()
+        yield TrainEvent("validation", step, cfg.steps, metrics=last_validation)
     elapsed = elapsed_before + time.perf_counter() - t0
     spines.eval()
     dendrites.eval()
@@ -327,6 +373,8 @@ def iter_fit(
     metrics: dict[str, Any] = {}  # a base model's scores do not describe the new weights
     if cfg.validate_images > 0 and not stopped:
         metrics = {"validation_generator_2d": _validate(cfg, card, spines, dendrites)}
+    if last_validation:
+        metrics["validation"] = {"step": step, **last_validation}
     out_card = replace(
         card, name=cfg.model_name, version=cfg.model_version, provenance=prov, metrics=metrics
     )

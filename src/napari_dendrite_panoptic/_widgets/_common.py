@@ -8,6 +8,7 @@ ever updated in place, so a layer the user made is never overwritten.
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -93,10 +94,12 @@ def add_or_update_labels(
 ) -> napari.layers.Labels:
     """Put ``data`` in the viewer as the Labels layer ``name``, replacing our previous result.
 
-    A Labels layer with that name written by this plugin is updated in place (same position in
-    the layer list). When the name belongs to another layer (the user's own), ``"<name> [2]"``,
+    A Labels layer with that name written by this plugin, and not edited since, is updated in
+    place (same position in the layer list). When the name belongs to another layer (the user's
+    own, or our result with the user's corrections painted in), ``"<name> [2]"``,
     ``"<name> [3]"``, ... is used instead and a warning says so. ``metadata`` is stored under
-    ``layer.metadata["dendrite_panoptic"]``.
+    ``layer.metadata["dendrite_panoptic"]``, with the per-plane hashes of ``data``
+    (``plane_hashes``) that tell later whether the user edited the layer.
 
     Returns
     -------
@@ -105,11 +108,13 @@ def add_or_update_labels(
     """
     from napari.layers import Labels
 
-    layer_metadata = {OURS: dict(metadata)}
+    from ..corrections import plane_hashes
+
+    layer_metadata = {OURS: {**dict(metadata), "plane_hashes": plane_hashes(data)}}
     candidate, k = name, 1
     while candidate in viewer.layers:
         existing = viewer.layers[candidate]
-        if isinstance(existing, Labels) and is_ours(existing):
+        if isinstance(existing, Labels) and is_ours(existing) and not edited_by_user(existing):
             if existing.ndim == data.ndim:
                 existing.data = data
                 existing.scale = list(scale)
@@ -127,10 +132,27 @@ def add_or_update_labels(
         candidate = f"{name} [{k}]"
     if candidate != name:
         show_warning(
-            f"A layer named '{name}' exists already and was not made by this plugin: "
+            f"A layer named '{name}' exists already and holds your own labels or edits: "
             f"the result goes into '{candidate}' instead."
         )
     return _new_labels(viewer, candidate, data, scale, translate, layer_metadata, features)
+
+
+def edited_planes_of(layer: Any) -> list[int] | None:
+    """Planes (z indices; [0] for a 2D layer) of one of our Labels layers that differ from what
+    the plugin wrote, or None when the layer carries no record of what was written."""
+    from ..corrections import edited_planes
+
+    hashes = getattr(layer, "metadata", {}).get(OURS, {}).get("plane_hashes")
+    if not hashes:
+        return None
+    return edited_planes(layer.data, hashes)
+
+
+def edited_by_user(layer: Any) -> bool:
+    """True when a layer we wrote has been painted on since (or has no record to compare)."""
+    planes = edited_planes_of(layer)
+    return planes is None or bool(planes)
 
 
 def _new_labels(viewer, name, data, scale, translate, metadata, features) -> napari.layers.Labels:
@@ -146,14 +168,28 @@ def _new_labels(viewer, name, data, scale, translate, metadata, features) -> nap
     return viewer.add_labels(data, **kwargs)
 
 
+_PICKERS: weakref.WeakSet[ModelPicker] = weakref.WeakSet()
+
+
+def refresh_model_pickers() -> None:
+    """Re-list the model folders in every open model picker (after a new model was saved)."""
+    for picker in list(_PICKERS):
+        try:
+            picker.refresh()
+        except RuntimeError:  # its Qt widget was deleted with its dock
+            _PICKERS.discard(picker)
+
+
 class ModelPicker(QComboBox):
     """Model folders by card name: bundled and user folders, folders chosen before, ``Browse…``.
 
-    Listing the folders imports the model store (and so torch).
+    Listing the folders imports the model store (and so torch). Every picker is re-listed by
+    :func:`refresh_model_pickers`.
     """
 
     def __init__(self) -> None:
         super().__init__()
+        _PICKERS.add(self)
         self._extra: list[str] = []
         self._last: str | None = None
         self.activated.connect(self._on_activated)

@@ -1,0 +1,150 @@
+"""Training data from corrected layers: checks with exact messages, crops, edited planes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_dendrite_panoptic import corrections
+from napari_dendrite_panoptic.corrections import (
+    SemanticSpinesError,
+    correction_source,
+    edited_planes,
+    plane_hashes,
+    prepare_volume,
+    save_corrections,
+    split_into_instances,
+    steps_per_epoch,
+)
+from napari_dendrite_panoptic.errors import InputError
+from napari_dendrite_panoptic.training import (
+    CHECKPOINT_FILE,
+    TrainConfig,
+    iter_fit,
+    load_checkpoint,
+)
+
+
+def _triple(sample):
+    return sample.image[0], sample.dendrite[0], sample.spines[0]
+
+
+def test_prepare_volume_gives_normalised_zyx_arrays(small_plane):
+    image, dendrite, spines = _triple(small_plane)
+    volume, notes = prepare_volume("plane", image, dendrite, spines, 0.1)
+    assert volume.image.shape == volume.dendrite.shape == volume.spines.shape == (1, 128, 128)
+    assert volume.image.dtype == np.float32 and 0.5 < float(volume.image.max()) < 2
+    assert volume.planes == (0,) and notes == []
+
+
+def test_mismatched_shapes_name_both_shapes(small_plane):
+    image, dendrite, spines = _triple(small_plane)
+    with pytest.raises(InputError, match=r"spine layer is 64 × 64 but the image is 128 × 128"):
+        prepare_volume("plane", image, dendrite, spines[:64, :64], 0.1)
+
+
+def test_empty_layers_are_refused_only_for_the_network_that_trains(small_plane):
+    image, dendrite, spines = _triple(small_plane)
+    empty = np.zeros_like(spines)
+    with pytest.raises(InputError, match="the spine layer is empty"):
+        prepare_volume("plane", image, dendrite, empty, 0.1, which="both")
+    volume, _ = prepare_volume("plane", image, dendrite, empty, 0.1, which="dendrites")
+    assert not volume.spines.any()
+    with pytest.raises(InputError, match="the dendrite layer is empty"):
+        prepare_volume("plane", image, np.zeros_like(dendrite), spines, 0.1, which="dendrites")
+
+
+def test_semantic_spine_layer_is_detected_and_can_be_split(small_plane):
+    image, dendrite, spines = _triple(small_plane)
+    semantic = (spines > 0).astype(np.uint8)
+    n = int(split_into_instances(semantic).max())
+    assert n > 1
+    with pytest.raises(SemanticSpinesError, match=f"all {n} separate spines with the same id 1"):
+        prepare_volume("plane", image, dendrite, semantic, 0.1)
+    volume, _ = prepare_volume("plane", image, dendrite, split_into_instances(semantic), 0.1)
+    assert int(volume.spines.max()) == n
+
+
+def test_dendrite_ids_above_one_are_read_as_dendrite_with_a_note(small_plane):
+    image, dendrite, spines = _triple(small_plane)
+    volume, notes = prepare_volume("plane", image, dendrite.astype(np.int32) * 3, spines, 0.1)
+    assert set(np.unique(volume.dendrite)) == {0, 1}
+    assert any("labels up to 3" in n for n in notes)
+
+
+def test_edited_planes_finds_exactly_the_changed_planes(small_stack):
+    labels = small_stack.spines.copy()
+    hashes = plane_hashes(labels)
+    assert edited_planes(labels, hashes) == []
+    labels[2, 10:14, 10:14] = 99
+    assert edited_planes(labels, hashes) == [2]
+    assert len(plane_hashes(labels[0])) == 1  # a 2D layer is one plane
+
+
+def test_crops_have_the_model_pixel_size_and_padding_is_ignored(small_plane):
+    image, dendrite, spines = _triple(small_plane)
+    # a 128 px image at 0.05 µm is 64 px at the model's 0.1 µm: the 96 px crop is padded
+    volume, _ = prepare_volume("fine", image, dendrite, spines, 0.05)
+    draw = correction_source([volume], 96, 0.1)
+    sample = draw(np.random.default_rng(0))
+    assert sample.image.shape == sample.dendrite.shape == sample.spines.shape == (96, 96)
+    assert (sample.dendrite[64:, :] == corrections.IGNORE).all()
+    assert (sample.dendrite[:64, :64] != corrections.IGNORE).all()
+    assert sample.spines.max() > 0  # crops are drawn around annotations
+    assert steps_per_epoch([volume], 96, 0.1, 1) == 1
+    coarse, _ = prepare_volume("coarse", image, dendrite, spines, 0.1)
+    assert steps_per_epoch([coarse], 64, 0.1, 2) == 2
+
+
+def test_corrections_are_saved_as_tiffs_with_their_voxel_size(small_stack, tmp_path):
+    raw = {
+        "name": "my stack",
+        "image": small_stack.image,
+        "dendrite": small_stack.dendrite,
+        "spines": small_stack.spines,
+        "voxel_size_um": (0.5, 0.1, 0.1),
+    }
+    paths = save_corrections(tmp_path, [raw, dict(raw)])
+    names = sorted(p.name for p in paths)
+    assert "my_stack_spines.tif" in names and "my_stack_2_spines.tif" in names
+    back = tifffile.imread(tmp_path / "my_stack_spines.tif")
+    np.testing.assert_array_equal(back, small_stack.spines)
+    assert not list(tmp_path.glob("*.tmp*"))
+
+
+def test_time_budget_ends_the_run_and_held_out_scores_reach_the_card(
+    small_plane, tiny_model_dir, tmp_path
+):
+    image, dendrite, spines = _triple(small_plane)
+    volume, _ = prepare_volume("plane", image, dendrite, spines, 0.1)
+    cfg = TrainConfig(
+        work_dir=str(tmp_path / "work"),
+        output_model=str(tmp_path / "model"),
+        steps=10_000,
+        batch_size=1,
+        crop_size=64,
+        base_model=str(tiny_model_dir),
+        pixel_size_um=0.1,
+        warmup_steps=1,
+        checkpoint_every=1000,
+        max_seconds=0.5,
+    )
+    events = list(
+        iter_fit(
+            cfg,
+            source=correction_source([volume], 64, 0.1),
+            validator=corrections.volume_scorer(volume),
+        )
+    )
+    kinds = [e.kind for e in events]
+    assert kinds[-1] == "done" and "validation" in kinds
+    steps = events[-1].step
+    assert 1 <= steps < 10_000
+    state = load_checkpoint(tmp_path / "work" / CHECKPOINT_FILE)
+    assert state["step"] == steps  # the last partial interval is checkpointed too
+    from napari_dendrite_panoptic.models.card import ModelCard
+
+    card = ModelCard.load(tmp_path / "model")
+    assert set(card.metrics["validation"]) >= {"spine_f1", "dendrite_iou", "step"}
+    assert card.provenance["base_model"] == str(tiny_model_dir)

@@ -1,0 +1,185 @@
+"""The "Train on corrections" dock, loaded through the manifest and driven like a user would."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_dendrite_panoptic._widgets import _common
+from napari_dendrite_panoptic._widgets import training as widget_module
+from napari_dendrite_panoptic.models.card import ModelCard
+from napari_dendrite_panoptic.models.store import MODELS_DIR_ENV, load_models
+from napari_dendrite_panoptic.training import CHECKPOINT_FILE, load_checkpoint
+
+PLUGIN = "napari-dendrite-panoptic"
+WAIT_MS = 120_000
+
+
+@pytest.fixture
+def viewer_with_corrections(make_napari_viewer, small_plane, monkeypatch, tmp_path):
+    """A viewer with a plane, its 'corrected' labels (the ground truth), a held-out copy, and
+    the training dock set to the tiny model; user models go to a temporary folder."""
+    monkeypatch.setenv(MODELS_DIR_ENV, str(tmp_path / "user-models"))
+
+    def _open(tiny_model_dir: Path):
+        viewer = make_napari_viewer()
+        scale = (0.1, 0.1)
+        for name in ("plane", "other"):
+            viewer.add_image(small_plane.image[0], name=name, scale=scale)
+            viewer.add_labels(small_plane.dendrite[0], name=f"{name} dendrites", scale=scale)
+            viewer.add_labels(small_plane.spines[0], name=f"{name} spines", scale=scale)
+        _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Train on corrections")
+        widget.model_combo.set_folder(tiny_model_dir)
+        widget.set_row(0, "plane")
+        widget.duration_unit.setCurrentText("epochs")
+        widget.duration.setValue(1)
+        return viewer, widget
+
+    return _open
+
+
+def _record(monkeypatch, name) -> list[str]:
+    messages: list[str] = []
+    monkeypatch.setattr(widget_module, name, lambda m, *a, **k: messages.append(str(m)))
+    return messages
+
+
+def test_training_through_the_dock_saves_corrections_and_lists_the_new_model(
+    viewer_with_corrections, tiny_model_dir, qtbot, monkeypatch, tmp_path
+):
+    viewer, widget = viewer_with_corrections(tiny_model_dir)
+    _, inference = viewer.window.add_plugin_dock_widget(PLUGIN, "Panoptic inference")
+    row = widget.add_row("other")
+    widget.table.cellWidget(row, 3).setChecked(True)  # held out for validation
+    widget.name_edit.setText("my-finetune")
+    errors = _record(monkeypatch, "show_error")
+    layers_before = [layer.name for layer in viewer.layers]
+
+    widget.start_button.click()
+    assert widget.worker is not None and widget.stop_button.isEnabled()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
+
+    assert errors == []
+    folder = tmp_path / "user-models" / "my-finetune"
+    assert widget.last_model_folder == str(folder)
+    card = ModelCard.load(folder)
+    assert card.name == "my-finetune"
+    assert card.provenance["base_model"] == str(tiny_model_dir)
+    assert card.provenance["steps"] == 1
+    assert "'plane'" in card.provenance["data"] and "held out: 'other'" in card.provenance["data"]
+    assert set(card.metrics["validation"]) >= {"spine_f1", "dendrite_iou"}
+    load_models(folder, "cpu")  # a complete, loadable model folder
+    # corrections were saved next to the model; the finished run's checkpoint is dropped
+    assert (folder / "corrections" / "plane_spines.tif").is_file()
+    assert not (folder / "training" / CHECKPOINT_FILE).exists()
+    # the new model shows up at once in the inference dock's picker
+    assert inference.model_combo.findData(str(folder)) >= 0
+    assert widget.rerun_button.isEnabled()
+    assert [layer.name for layer in viewer.layers] == layers_before
+    assert widget.plot.steps == [1]
+
+
+def test_rerun_segments_into_new_layers_and_keeps_the_corrections(
+    viewer_with_corrections, tiny_model_dir, qtbot
+):
+    viewer, widget = viewer_with_corrections(tiny_model_dir)
+    corrected = viewer.layers["plane spines"].data.copy()
+    widget.last_model_folder = str(tiny_model_dir)
+    widget._job = {"images": ["plane"]}
+    widget.rerun_button.setEnabled(True)
+    widget.rerun_button.click()
+    _, inference = viewer.window.add_plugin_dock_widget(PLUGIN, "Panoptic inference")
+    assert inference.model_combo.folder() == str(tiny_model_dir)
+    qtbot.waitUntil(lambda: inference.worker is None, timeout=WAIT_MS)
+    np.testing.assert_array_equal(viewer.layers["plane spines"].data, corrected)
+    assert "plane spines [2]" in viewer.layers  # the user's layer was not ours: never replaced
+
+
+def test_stop_keeps_a_loadable_checkpoint_and_saves_the_model_so_far(
+    viewer_with_corrections, tiny_model_dir, qtbot, tmp_path
+):
+    viewer, widget = viewer_with_corrections(tiny_model_dir)
+    widget.duration_unit.setCurrentText("minutes")
+    widget.duration.setValue(5)
+    widget.name_edit.setText("stopped-run")
+    widget.start_button.click()
+    qtbot.waitUntil(lambda: widget.last_event is not None, timeout=WAIT_MS)
+    widget.stop_button.click()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
+    folder = tmp_path / "user-models" / "stopped-run"
+    state = load_checkpoint(folder / "training" / CHECKPOINT_FILE)
+    assert state["step"] >= 1
+    assert ModelCard.load(folder).provenance["steps"] == state["step"]
+    assert "stopped" in widget.status_label.text()
+    assert widget.start_button.isEnabled()
+
+
+def test_bad_inputs_give_clear_messages_and_start_nothing(
+    viewer_with_corrections, tiny_model_dir, monkeypatch, small_plane
+):
+    viewer, widget = viewer_with_corrections(tiny_model_dir)
+    errors = _record(monkeypatch, "show_error")
+
+    viewer.add_labels(np.zeros((64, 64), np.uint8), name="small", scale=(0.1, 0.1))
+    widget.set_row(0, "plane", spines="small")
+    widget.start()
+    assert "spine layer is 64 × 64 but the image is 128 × 128" in errors[-1]
+
+    viewer.add_labels(np.zeros((128, 128), np.uint8), name="blank", scale=(0.1, 0.1))
+    widget.set_row(0, "plane", spines="blank")
+    widget.start()
+    assert "the spine layer is empty" in errors[-1]
+
+    viewer.add_labels((small_plane.spines[0] > 0).astype(np.uint8), name="semantic")
+    widget.set_row(0, "plane", spines="semantic")
+    widget.start()
+    assert "same id 1 (a semantic mask)" in errors[-1]
+    assert widget.split_button.isVisibleTo(widget)
+    widget.split_button.click()
+    assert "semantic instances" in viewer.layers
+    assert widget.row_names(0)[2] == "semantic instances"
+    assert int(viewer.layers["semantic instances"].data.max()) > 1
+    assert int(viewer.layers["semantic"].data.max()) == 1  # the user's layer is unchanged
+
+    widget.set_row(0, "plane", spines="plane spines")
+    widget.name_edit.setText("taken")
+    monkeypatch.setattr(widget_module, "_train_job", None)  # nothing may start below
+    from napari_dendrite_panoptic.models.store import user_models_dir
+
+    (user_models_dir() / "taken").mkdir(parents=True)
+    widget.start()
+    assert "named 'taken' exists already" in errors[-1]
+    assert widget.worker is None
+
+
+def test_only_edited_planes_needs_an_edit(
+    viewer_with_corrections, tiny_model_dir, monkeypatch, small_plane
+):
+    viewer, widget = viewer_with_corrections(tiny_model_dir)
+    errors = _record(monkeypatch, "show_error")
+    meta = {"role": "spines"}
+    for role, data in (("dendrites", small_plane.dendrite[0]), ("spines", small_plane.spines[0])):
+        _common.add_or_update_labels(
+            viewer, f"fresh {role}", data, scale=(0.1, 0.1), translate=(0, 0), metadata=meta
+        )
+    widget.set_row(0, "plane", "fresh dendrites", "fresh spines")
+    widget.only_edited.setChecked(True)
+    monkeypatch.setattr(widget_module, "_train_job", None)
+    widget.start()
+    assert "no plane was edited since the model segmented it" in errors[-1]
+    assert _common.edited_planes_of(viewer.layers["fresh spines"]) == []
+    viewer.layers["fresh spines"].data[5:9, 5:9] = 77
+    assert _common.edited_planes_of(viewer.layers["fresh spines"]) == [0]
+    # a new result never replaces a layer the user has painted on
+    new = _common.add_or_update_labels(
+        viewer,
+        "fresh spines",
+        small_plane.spines[0],
+        scale=(0.1, 0.1),
+        translate=(0, 0),
+        metadata=meta,
+    )
+    assert new.name == "fresh spines [2]"
+    assert int(viewer.layers["fresh spines"].data[6, 6]) == 77
