@@ -343,3 +343,57 @@ def volume_scorer(
         }
 
     return score
+
+
+FINE_TUNE_CROP = 256
+FINE_TUNE_BATCH = 2
+
+
+def fine_tune_config(
+    base_model: str,
+    output_model: str | Path,
+    volumes: Sequence[CorrectedVolume],
+    native_px_um: float,
+    *,
+    which: str = "both",
+    lr: float = 3e-4,
+    minutes: float | None = None,
+    epochs: int | None = None,
+    name: str = "finetune",
+    held_out: Sequence[str] = (),
+) -> Any:
+    """The :class:`~napari_dendrite_panoptic.training.TrainConfig` of a fine-tuning run on
+    corrected volumes, as the training dock starts it: 256 px crops, batches of 2, a short
+    warm-up, a checkpoint every 10 steps in ``<output_model>/training``.
+
+    Exactly one of ``minutes`` (a time budget) and ``epochs`` (passes over the chosen planes,
+    see :func:`steps_per_epoch`) sets the length.
+    """
+    from .training import TrainConfig
+
+    if (minutes is None) == (epochs is None):
+        raise InputError("give the training length either in minutes or in epochs")
+    crop, batch = FINE_TUNE_CROP, FINE_TUNE_BATCH
+    steps = (
+        100_000 if minutes else int(epochs) * steps_per_epoch(volumes, crop, native_px_um, batch)
+    )
+    described = ", ".join(f"'{v.name}' ({len(v.planes)} plane(s))" for v in volumes)
+    output = Path(output_model)
+    return TrainConfig(
+        work_dir=str(output / "training"),
+        output_model=str(output),
+        steps=steps,
+        batch_size=batch,
+        crop_size=crop,
+        lr=lr,
+        warmup_steps=min(20, max(1, steps // 10)),
+        which=which,
+        base_model=str(base_model),
+        pixel_size_um=native_px_um,
+        checkpoint_every=10,
+        model_name=name,
+        model_version="1",
+        data_description=f"user corrections: {described}; held out: "
+        + (", ".join(f"'{n}'" for n in held_out) or "none"),
+        max_seconds=minutes * 60.0 if minutes else None,
+    )

@@ -451,11 +451,10 @@ class TrainOnCorrectionsWidget(QWidget):
         self._start_worker(config, train, held, raw)
 
     def _prepare(self) -> tuple[Any, list[Any], list[Any], list[dict[str, Any]], list[str]]:
-        from ..corrections import resample_note, steps_per_epoch
+        from ..corrections import fine_tune_config, resample_note
         from ..errors import InputError
         from ..models.card import ModelCard
         from ..models.store import user_models_dir
-        from ..training import TrainConfig
 
         base = self.model_combo.folder()
         if base is None:
@@ -478,35 +477,18 @@ class TrainOnCorrectionsWidget(QWidget):
             notes.append(
                 f"Images without a pixel size (scale 1) are taken at the model's {native:g} µm."
             )
-        crop, batch = 256, 2
-        which = WHICH[self.which_combo.currentText()]
         minutes = self.duration_unit.currentText() == "minutes"
-        steps = (
-            100_000
-            if minutes
-            else self.duration.value() * steps_per_epoch(train, crop, native, batch)
-        )
-        described = ", ".join(
-            f"'{v.name}' ({len(v.planes)} plane(s), {int(v.spines.max())} max spine id)"
-            for v in train
-        )
-        config = TrainConfig(
-            work_dir=str(folder / "training"),
-            output_model=str(folder),
-            steps=steps,
-            batch_size=batch,
-            crop_size=crop,
+        config = fine_tune_config(
+            base,
+            folder,
+            train,
+            native,
+            which=WHICH[self.which_combo.currentText()],
             lr=self.lr.value(),
-            warmup_steps=min(20, max(1, steps // 10)),
-            which=which,
-            base_model=base,
-            pixel_size_um=native,
-            checkpoint_every=10,
-            model_name=name,
-            model_version="1",
-            data_description=f"user corrections: {described}; held out: "
-            + (", ".join(f"'{v.name}'" for v in held) or "none"),
-            max_seconds=self.duration.value() * 60.0 if minutes else None,
+            minutes=float(self.duration.value()) if minutes else None,
+            epochs=None if minutes else self.duration.value(),
+            name=name,
+            held_out=[v.name for v in held],
         )
         return config, train, held, raw, notes
 
