@@ -8,6 +8,7 @@ from napari_dendrite_panoptic.inference import (
     ProgressEvent,
     iter_predict,
     predict,
+    tile_layout,
     tile_origins,
 )
 
@@ -49,7 +50,7 @@ def test_large_plane_is_tiled_and_stitched(tiny_model_dir):
     image = np.random.default_rng(1).normal(100, 10, size=(300, 700)).astype(np.float32)
     events = list(iter_predict(image, None, _cfg(tiny_model_dir, tile_size=128, tile_overlap=32)))
     total = events[0].total
-    assert total == len(tile_origins(300, 128, 32)) * len(tile_origins(700, 128, 32))
+    assert total == len(tile_layout(300, 128, 32)[1]) * len(tile_layout(700, 128, 32)[1])
     result = events[-1]
     assert result.spines.shape == (1, 300, 700)
     assert result.pixel_size_source.startswith("assumed")
@@ -61,6 +62,19 @@ def test_tile_origins_cover_the_axis_with_overlap():
         assert starts[0] == 0 and starts[-1] + 128 >= length
         gaps = np.diff(starts)
         assert (gaps <= 128 - 32).all()
+
+
+def test_tile_layout_uses_the_fewest_and_smallest_tiles():
+    assert tile_layout(1024, 1024, 64) == (1024, [0])
+    assert tile_layout(300, 1024, 64) == (320, [0])  # one tile, padded to a multiple of 32
+    tile, starts = tile_layout(1280, 1024, 64)
+    assert (tile, len(starts)) == (672, 2)  # not two tiles of 1024
+    for length in (1025, 2000, 4096, 5000):
+        tile, starts = tile_layout(length, 1024, 64)
+        assert tile <= 1024 and tile % 32 == 0
+        assert starts[0] == 0 and starts[-1] + tile >= length
+        assert (np.diff(starts) <= tile - 64).all()
+        assert len(starts) == int(np.ceil((length - 64) / (1024 - 64)))
 
 
 def test_cancel_between_tiles(tiny_model_dir, small_stack):

@@ -396,7 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--score-threshold", type=float, default=None, help="spine score 0-1 (default: the model's)"
     )
     seg.add_argument("--dendrite-threshold", type=float, default=0.5, help="dendrite prob (0-1)")
-    seg.add_argument("--tile-size", type=int, default=512, help="tile size in px (multiple of 32)")
+    seg.add_argument(
+        "--tile-size", type=int, default=1024, help="largest tile in px (multiple of 32)"
+    )
     seg.add_argument("--overlay", action="store_true", help="also write <stem>_overlay.png")
     seg.add_argument(
         "--from-run", default=None, help="re-run with the settings of a <stem>_run.json record"

@@ -35,14 +35,15 @@ class InferenceConfig:
     """Settings of one inference job (validated on construction).
 
     ``model``: a model folder, or None for the bundled model. ``pixel_size_um``: overrides the
-    image's (y, x) pixel size. ``spine_score_threshold`` None uses the threshold recommended in
+    image's (y, x) pixel size. ``tile_size`` is the largest tile; a plane is cut into as few
+    tiles as that allows, each as small as possible (see :func:`tile_layout`). ``spine_score_threshold`` None uses the threshold recommended in
     the model card (``inference.spine_score_threshold``, else 0.5). Sizes in px are at the
     model's native pixel size.
     """
 
     model: str | None = None
     device: str = "auto"
-    tile_size: int = 512
+    tile_size: int = 1024
     tile_overlap: int = 64
     batch_tiles: int = 2
     spine_score_threshold: float | None = None
@@ -142,6 +143,53 @@ def _ceil32(n: int) -> int:
     return max(64, int(np.ceil(n / 32)) * 32)
 
 
+def tile_layout(length: int, max_tile: int, overlap: int) -> tuple[int, list[int]]:
+    """Tile size (a multiple of 32, at most ``max_tile`` unless the plane is smaller than 64 px)
+    and start offsets covering ``length`` px with at least ``overlap`` px between neighbours:
+    the fewest tiles ``max_tile`` allows, each as small as they can be (a 1280 px axis with
+    ``max_tile`` 1024 gets two 672 px tiles, not two of 1024)."""
+    if length <= max_tile:
+        return _ceil32(length), [0]
+    n = int(np.ceil((length - overlap) / (max_tile - overlap)))
+    tile = min(_ceil32(int(np.ceil((length + (n - 1) * overlap) / n))), max_tile)
+    return tile, tile_origins(length, tile, overlap)
+
+
+def _plane_tiles(
+    h: int, w: int, cfg: InferenceConfig
+) -> tuple[int, int, int, list[int], list[int]]:
+    """(tile height, tile width, overlap, y origins, x origins) of an (h, w) native plane."""
+    ov = cfg.tile_overlap
+    th, ys = tile_layout(h, cfg.tile_size, ov)
+    tw, xs = tile_layout(w, cfg.tile_size, ov)
+    return th, tw, min(ov, th // 2, tw // 2), ys, xs
+
+
+REFERENCE_TILE_AREA = 512 * 512
+"""Tile area for which the spine model's proposal and detection limits in builders.py are set."""
+
+
+def _configure_detector(model: torch.nn.Module, tile_area: int, score_threshold: float) -> None:
+    """Scale the RPN proposal and detection limits with the tile area (a 1024² tile keeps four
+    times those of a 512² tile), and drop boxes under the spine score threshold before the mask
+    head, which then runs only on spines that will be kept (results are unchanged: NMS never
+    lets a lower-scoring box remove a higher one)."""
+    factor = max(tile_area / REFERENCE_TILE_AREA, 1.0)
+    rpn, heads = model.rpn, model.roi_heads
+    base = getattr(model, "_reference_limits", None)
+    if base is None:
+        base = (
+            rpn._pre_nms_top_n["testing"],
+            rpn._post_nms_top_n["testing"],
+            heads.detections_per_img,
+        )
+        model._reference_limits = base
+    rpn._pre_nms_top_n["testing"] = int(base[0] * factor)
+    rpn._post_nms_top_n["testing"] = int(base[1] * factor)
+    heads.detections_per_img = int(base[2] * factor)
+    heads.score_thresh = max(float(score_threshold), 0.05)
+
+
 def _ramp(length: int, overlap: int) -> torch.Tensor:
     ramp = torch.ones(length)
     if overlap > 0:
@@ -216,14 +264,11 @@ def _plane_pass(
     probability (H, W), spine labels (H, W) int32 and the score of each id.
     """
     h, w = plane.shape
-    # tiles never larger than the plane (rounded up to a multiple of 32)
-    th = min(cfg.tile_size, _ceil32(h))
-    tw = min(cfg.tile_size, _ceil32(w))
-    ov = min(cfg.tile_overlap, th // 2, tw // 2)
+    th, tw, ov, ys, xs = _plane_tiles(h, w, cfg)
     ph, pw = max(h, th), max(w, tw)
     padded = F.pad(plane[None, None], (0, pw - w, 0, ph - h))[0, 0] if (ph, pw) != (h, w) else plane
-    ys, xs = tile_origins(ph, th, ov), tile_origins(pw, tw, ov)
     origins = [(y, x) for y in ys for x in xs]
+    _configure_detector(models.spines, th * tw, score_threshold)
     window = _blend_window(th, tw, ov).to(models.device)
     prob_sum = torch.zeros((ph, pw), device=models.device)
     weight_sum = torch.zeros((ph, pw), device=models.device)
@@ -310,11 +355,8 @@ def iter_predict(
         score = float(models.card.inference.get("spine_score_threshold", 0.5))
     lo, hi = _stack_percentiles(volume, float(norm["low"]), float(norm["high"]))
     span = hi - lo if hi > lo else 1.0
-    th, tw = min(cfg.tile_size, _ceil32(nh)), min(cfg.tile_size, _ceil32(nw))
-    ov = min(cfg.tile_overlap, th // 2, tw // 2)
-    tiles_per_plane = len(tile_origins(max(nh, th), th, ov)) * len(
-        tile_origins(max(nw, tw), tw, ov)
-    )
+    _, _, _, tile_ys, tile_xs = _plane_tiles(nh, nw, cfg)
+    tiles_per_plane = len(tile_ys) * len(tile_xs)
     total = tiles_per_plane * nz
     done = 0
     yield ProgressEvent(0, total, f"{nz} plane(s), {ny}x{nx} px at {px:.4g} µm/px")
