@@ -211,3 +211,36 @@ def test_csv_export_is_readable(tmp_path):
     o = pd.read_csv(tmp_path / "o.csv")
     assert list(o["status"]) == ["TP", "TP", "TP", "FP", "FN"]
     assert not list(tmp_path.glob(".*part"))
+
+
+def test_cli_evaluate_uses_the_same_engine_per_plane_points_and_csv(tmp_path, capsys):
+    import pandas as pd
+
+    from napari_dendrite_panoptic.cli import main
+    from napari_dendrite_panoptic.io import write_labels_tiff
+
+    truth = np.stack([_squares(TRUTH_POS), _squares(TRUTH_POS[:2])])
+    pred = np.stack([_squares(PRED_POS), _squares(TRUTH_POS[:2])])
+    vox = (2.0, 0.1, 0.1)
+    write_labels_tiff(tmp_path / "p.tif", pred.astype(np.uint16), vox)
+    write_labels_tiff(tmp_path / "t.tif", truth.astype(np.uint16), vox)
+    # centres in px (napari Points CSV): spine 1 of plane 0, exactly; one far from everything
+    (tmp_path / "c.csv").write_text("index,axis-0,axis-1,axis-2\n0,0,3.5,3.5\n1,1,38,2\n")
+    args = ["evaluate", "--pred-spines", str(tmp_path / "p.tif")]
+    args += ["--truth-spines", str(tmp_path / "t.tif"), "--truth-points", str(tmp_path / "c.csv")]
+    args += ["--per-plane", "--distance-um", "0.3", "--csv", str(tmp_path / "run")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    # whole stack: 3D objects (the squares in both planes are one spine each): 3 of 4 found
+    assert "instance_tp              3" in out and "instance_fp              1" in out
+    # the centroid of a two-plane spine lies 1 µm (half a z step) from the plane-0 centre
+    assert "point_tp                 0" in out
+    figures = pd.read_csv(tmp_path / "run_figures.csv")
+    assert list(figures["plane"].astype(str)) == ["0", "1", "all"]
+    assert list(figures["spine_f1"]) == pytest.approx([0.75, 1.0, 10 / 12])
+    assert list(figures["point_tp"]) == [1, 0, 1]
+    objects = pd.read_csv(tmp_path / "run_objects.csv")
+    assert {"plane", "status", "by", "pred_id", "truth_id", "centroid_z_um"} <= set(objects)
+    assert (objects["by"] == "iou").sum() == 7 and (objects["status"] == "FN").sum() == 1 + 1
+    assert main(args) == 2  # refuses to replace the CSVs without --overwrite
+    assert main([*args, "--overwrite"]) == 0
