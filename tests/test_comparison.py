@@ -244,3 +244,16 @@ def test_cli_evaluate_uses_the_same_engine_per_plane_points_and_csv(tmp_path, ca
     assert (objects["by"] == "iou").sum() == 7 and (objects["status"] == "FN").sum() == 1 + 1
     assert main(args) == 2  # refuses to replace the CSVs without --overwrite
     assert main([*args, "--overwrite"]) == 0
+
+
+def test_comparison_engine_imports_neither_napari_nor_qt_nor_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, napari_dendrite_panoptic.comparison\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('napari', 'qtpy', 'PyQt5', 'PySide2', 'vispy', 'torch', 'matplotlib')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
