@@ -283,6 +283,7 @@ class MetricsWidget(QWidget):
             figures = cmp.figures_table(result.figures(), "stack" if ndim == 3 else "plane")
             objects = result.objects
         self.figures, self.objects = figures, objects
+        self.match_layer = None
         self._context = {
             "layers": layers,
             "points_layer": points_layer,
