@@ -9,8 +9,8 @@ from napari_dendrite_panoptic import comparison as cmp
 from napari_dendrite_panoptic.errors import InputError
 
 
-def _squares(positions, shape=(40, 40), size=4, ids=None):
-    lab = np.zeros(shape, dtype=np.int32)
+def _squares(positions, shape=(40, 40), size=4, ids=None, dtype=np.int32):
+    lab = np.zeros(shape, dtype=dtype)
     for k, (y, x) in enumerate(positions):
         lab[y : y + size, x : x + size] = ids[k] if ids else k + 1
     return lab
@@ -257,3 +257,17 @@ def test_comparison_engine_imports_neither_napari_nor_qt_nor_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_sparse_large_ids_are_matched_without_a_table_of_every_id():
+    truth = _squares(TRUTH_POS, dtype=np.uint32)
+    pred = _squares(PRED_POS, ids=[4_000_000_000, 7, 3_999_999_999, 12], dtype=np.uint32)
+    result = cmp.compare(pred_spines=pred, truth_spines=truth)
+    assert result.figures()["spine_f1"] == pytest.approx(0.75)
+    assert sorted(result.objects["pred_id"][result.objects["status"] == "TP"]) == [
+        7,
+        3_999_999_999,
+        4_000_000_000,
+    ]
+    status = cmp.spine_status_map(pred, truth, result.objects)
+    assert status[3, 3] == 1 and status[34, 34] == 4

@@ -121,16 +121,19 @@ def input_warnings(data: np.ndarray | None, name: str, role: str, instances: boo
 # --- points ------------------------------------------------------------------------------------
 def spine_centroids(spines: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Ids, centroids (N, 3) in px (z, y, x) and sizes (px) of the spines of a (Z, Y, X) or
-    (Y, X) label image (z = 0 for a plane)."""
-    lab = _zyx(spines).astype(np.int64, copy=False)
-    ids = np.unique(lab)
-    ids = ids[ids > 0]
-    if not ids.size:
-        return ids, np.zeros((0, 3)), np.zeros(0, dtype=np.int64)
-    ones = np.ones(lab.shape, dtype=np.uint8)
-    cents = np.asarray(ndi.center_of_mass(ones, lab, ids), dtype=float).reshape(-1, 3)
-    sizes = np.asarray(ndi.sum_labels(ones, lab, ids)).astype(np.int64)
-    return ids, cents, sizes
+    (Y, X) label image (z = 0 for a plane). Only labelled pixels are visited."""
+    lab = _zyx(spines)
+    flat = np.flatnonzero(lab)
+    if not flat.size:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, 3)), np.zeros(0, dtype=np.int64)
+    ids, which, sizes = np.unique(
+        lab.ravel()[flat].astype(np.int64, copy=False), return_inverse=True, return_counts=True
+    )
+    coords = np.unravel_index(flat, lab.shape)
+    cents = np.column_stack(
+        [np.bincount(which, weights=c, minlength=ids.size) / sizes for c in coords]
+    )
+    return ids, cents, sizes.astype(np.int64)
 
 
 def points_to_zyx_um(points_um: np.ndarray | None) -> np.ndarray:
@@ -312,8 +315,8 @@ def compare(
         pred_pos = {int(i): k for k, i in enumerate(pred_ids)}
     if truth_spines is not None:
         spine_pixels = pixel_scores(pred_spines, truth_spines)
-        instances, match = match_instances(pred_spines, truth_spines, iou_threshold)
-        iou, t_ids, p_ids = iou_matrix(pred_spines, truth_spines)
+        iou, t_ids, p_ids = ious = iou_matrix(pred_spines, truth_spines)
+        instances, match = match_instances(pred_spines, truth_spines, iou_threshold, ious)
         truth_ids, truth_c, truth_sizes = spine_centroids(truth_spines)
         truth_pos = {int(i): k for k, i in enumerate(truth_ids)}
         for t, p, value in match.pairs:
@@ -542,19 +545,25 @@ def spine_status_map(
 def _paint(pred: np.ndarray, truth: np.ndarray | None, objects: Table) -> np.ndarray:
     out = np.zeros(pred.shape, dtype=np.uint32)
     index = objects["index"].astype(np.uint32)
-    masks = objects["by"] == "iou"
-    if truth is not None and np.any(masks):
-        lut = np.zeros(int(max(truth.max(initial=0), objects["truth_id"].max(initial=0))) + 1,
-                       dtype=np.uint32)  # fmt: skip
-        ok = masks & (objects["truth_id"] > 0)
-        lut[objects["truth_id"][ok]] = index[ok]
-        out = lut[truth.astype(np.int64)]
+    if truth is not None:
+        ok = (objects["by"] == "iou") & (objects["truth_id"] > 0)
+        _draw(out, truth, objects["truth_id"][ok], index[ok])
     ok = objects["pred_id"] > 0
-    lut = np.zeros(int(max(pred.max(initial=0), objects["pred_id"].max(initial=0))) + 1,
-                   dtype=np.uint32)  # fmt: skip
-    lut[objects["pred_id"][ok]] = index[ok]
-    drawn = lut[pred.astype(np.int64)]
-    return np.where(drawn > 0, drawn, out)
+    _draw(out, pred, objects["pred_id"][ok], index[ok])
+    return out
+
+
+def _draw(out: np.ndarray, labels: np.ndarray, ids: np.ndarray, values: np.ndarray) -> None:
+    """out[labels == ids[k]] = values[k] for every k, visiting only labelled pixels."""
+    if not ids.size:
+        return
+    order = np.argsort(ids)
+    ids, values = ids[order].astype(np.int64), values[order]
+    where = np.flatnonzero(labels)
+    found = labels.ravel()[where].astype(np.int64, copy=False)
+    k = np.clip(np.searchsorted(ids, found), 0, ids.size - 1)
+    hit = ids[k] == found
+    out.ravel()[where[hit]] = values[k[hit]]
 
 
 # --- files -------------------------------------------------------------------------------------
