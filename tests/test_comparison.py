@@ -271,3 +271,23 @@ def test_sparse_large_ids_are_matched_without_a_table_of_every_id():
     ]
     status = cmp.spine_status_map(pred, truth, result.objects)
     assert status[3, 3] == 1 and status[34, 34] == 4
+
+
+def test_one_chosen_plane_numbers_centres_by_their_row_in_the_whole_list():
+    pred = np.zeros((3, 20, 20), np.int32)
+    pred[0, 2:5, 2:5] = 1
+    pred[2, 2:5, 2:5] = 2
+    truth_um = np.array([[0.0, 0.6, 0.6], [1.0, 0.6, 0.6], [1.0, 3.0, 3.0]])  # rows 1, 2, 3
+    figures, objects = cmp.compare_planes(
+        pred_spines=pred,
+        truth_points_um=truth_um,
+        voxel_size_um=(0.5, 0.2, 0.2),
+        distance_um=0.3,
+        planes=[2],
+    )
+    assert list(figures["plane"]) == ["2", "all"]
+    assert list(figures["point_tp"]) == [1, 1] and list(figures["point_fn"]) == [1, 1]
+    assert sorted(objects["truth_id"][objects["truth_id"] > 0]) == [2, 3]
+    assert set(objects["plane"]) == {2}
+    with pytest.raises(InputError, match="outside"):
+        cmp.compare_planes(pred_spines=pred, truth_points_um=truth_um, planes=[3])

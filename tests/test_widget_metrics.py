@@ -38,6 +38,16 @@ def dock(make_napari_viewer, monkeypatch):
     return viewer, widget, messages
 
 
+def _compute(qtbot, widget) -> bool:
+    """Press Compute like a user and wait for the worker; False when the inputs were refused."""
+    started = widget.compute()
+    if started:
+        assert not widget.compute_button.isEnabled()
+        qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)
+        assert widget.compute_button.isEnabled()
+    return started
+
+
 def _choose(widget, **names):
     for key, name in names.items():
         combo = getattr(widget, key)
@@ -45,14 +55,14 @@ def _choose(widget, **names):
         combo.setCurrentText(name)
 
 
-def test_three_of_four_spines_and_a_false_positive_give_f1_075_with_colour_coded_layer(dock):
+def test_three_of_four_spines_and_a_false_positive_give_f1_075_with_colour_coded_layer(dock, qtbot):
     viewer, widget, messages = dock
     viewer.add_labels(PRED, name="pred", scale=SCALE[1:])
     viewer.add_labels(TRUTH, name="rater", scale=SCALE[1:])
     viewer.add_points(np.zeros((1, 2)), name="clicks")  # points are offered for ground truth only
     assert widget.pred_spines.findText("clicks") < 0 and widget.truth_spines.findText("clicks") > 0
     _choose(widget, pred_spines="pred", truth_spines="rater")
-    assert widget.compute()
+    assert _compute(qtbot, widget)
     assert messages["error"] == []
     f = widget.figures
     assert f["spine_f1"][0] == pytest.approx(0.75) and f["spine_pq"][0] == pytest.approx(0.75)
@@ -79,7 +89,7 @@ def test_three_of_four_spines_and_a_false_positive_give_f1_075_with_colour_coded
     assert widget.pred_spines.findText("pred vs rater matches") < 0
 
 
-def test_clicking_a_row_selects_the_spine_and_centres_the_camera_in_3d(dock):
+def test_clicking_a_row_selects_the_spine_and_centres_the_camera_in_3d(dock, qtbot):
     viewer, widget, _ = dock
     truth = np.zeros((4, 40, 40), np.int32)
     pred = np.zeros((4, 40, 40), np.int32)
@@ -89,7 +99,7 @@ def test_clicking_a_row_selects_the_spine_and_centres_the_camera_in_3d(dock):
     viewer.add_labels(pred, name="pred", scale=SCALE, translate=(0, 5, 0))
     viewer.add_labels(truth, name="truth", scale=SCALE, translate=(0, 5, 0))
     _choose(widget, pred_spines="pred", truth_spines="truth")
-    assert widget.compute()
+    assert _compute(qtbot, widget)
     status = list(widget.objects["status"])
     assert status == ["TP", "FN"]
     widget.objects_table.selectRow(1)  # the missed spine: centroid (2, 21.5, 21.5) px
@@ -101,7 +111,7 @@ def test_clicking_a_row_selects_the_spine_and_centres_the_camera_in_3d(dock):
     assert viewer.dims.point[0] == pytest.approx(0.5)
 
 
-def test_point_ground_truth_uses_the_layer_scale_in_um(dock):
+def test_point_ground_truth_uses_the_layer_scale_in_um(dock, qtbot):
     viewer, widget, _ = dock
     pred = np.zeros((5, 40, 40), np.int32)
     pred[2, 10:13, 10:13] = 1  # centroid (2, 11, 11) px = (4.0, 1.1, 1.1) µm
@@ -112,20 +122,20 @@ def test_point_ground_truth_uses_the_layer_scale_in_um(dock):
     viewer.add_points(clicks, name="clicks", scale=(2.0, 0.1, 0.1))
     _choose(widget, pred_spines="pred", truth_spines="clicks")
     widget.distance.setValue(0.5)
-    assert widget.compute()
+    assert _compute(qtbot, widget)
     f = widget.figures
     assert (f["point_tp"][0], f["point_fp"][0], f["point_fn"][0]) == (1, 1, 2)
     assert f["point_f1"][0] == pytest.approx(0.4)
     assert "spine_f1" not in f  # no instance figures without instance ground truth
     widget.distance.setValue(1.2)  # the z offset of 1 µm is within 1.2 µm
-    assert widget.compute() and widget.figures["point_tp"][0] == 2
+    assert _compute(qtbot, widget) and widget.figures["point_tp"][0] == 2
     layer = widget.match_layer
     assert isinstance(layer, Points) and len(layer.data) == 3  # 2 TP + 1 FN, no FP
     widget.select_object(2)
     assert layer.selected_data == {2}
 
 
-def test_every_plane_and_current_plane(dock):
+def test_every_plane_and_current_plane(dock, qtbot):
     viewer, widget, _ = dock
     truth = np.stack([TRUTH, _squares([(2, 2), (2, 20)])])
     pred = np.stack([PRED, _squares([(2, 2), (2, 20)])])
@@ -140,7 +150,7 @@ def test_every_plane_and_current_plane(dock):
     _choose(widget, pred_spines="pred", truth_spines="truth", pred_dendrite="dp")
     widget.truth_dendrite.setCurrentText("dt")
     widget.scope.setCurrentText("Every plane")
-    assert widget.compute()
+    assert _compute(qtbot, widget)
     f = widget.figures
     assert list(f["plane"]) == ["0", "1", "all"]
     assert list(f["spine_f1"]) == pytest.approx([0.75, 1.0, 10 / 12])
@@ -150,14 +160,14 @@ def test_every_plane_and_current_plane(dock):
     assert diff[1, 15, 0] == 1 and diff[1, 10, 0] == 2 and diff[1, 12, 0] == 0
     viewer.dims.set_point(0, 0.5)  # plane 1
     widget.scope.setCurrentText("Current plane")
-    assert widget.compute()
+    assert _compute(qtbot, widget)
     assert list(widget.figures["scope"]) == ["plane 1"]
     assert widget.figures["spine_f1"][0] == 1.0
     matches = viewer.layers["pred vs truth matches"].data
     assert matches[0].max() == 0 and matches[1].max() == 2  # only plane 1 drawn
 
 
-def test_clear_messages_for_mismatched_shapes_scales_empty_and_semantic_layers(dock):
+def test_clear_messages_for_mismatched_shapes_scales_empty_and_semantic_layers(dock, qtbot):
     viewer, widget, messages = dock
     viewer.add_labels(PRED, name="pred", scale=(0.1, 0.1))
     viewer.add_labels(TRUTH[:30], name="cropped", scale=(0.1, 0.1))
@@ -165,16 +175,16 @@ def test_clear_messages_for_mismatched_shapes_scales_empty_and_semantic_layers(d
     viewer.add_labels(np.zeros_like(TRUTH), name="blank", scale=(0.1, 0.1))
     viewer.add_labels((TRUTH > 0).astype(np.uint8), name="mask", scale=(0.1, 0.1))
     _choose(widget, pred_spines="pred", truth_spines="cropped")
-    assert not widget.compute()
+    assert not _compute(qtbot, widget)
     assert "shape" in messages["error"][-1] and "shape" in widget.status_label.text()
     _choose(widget, truth_spines="coarse")
-    assert not widget.compute() and "pixel size" in messages["error"][-1]
+    assert not _compute(qtbot, widget) and "pixel size" in messages["error"][-1]
     _choose(widget, truth_spines="blank")
-    assert widget.compute()
+    assert _compute(qtbot, widget)
     assert any("'blank'" in m and "empty" in m for m in messages["warning"])
     assert widget.figures["spine_recall"][0] != widget.figures["spine_recall"][0]  # n/a
     _choose(widget, truth_spines="mask")
-    assert widget.compute()
+    assert _compute(qtbot, widget)
     assert widget.figures["spine_tp"][0] == 0  # the four squares count as one object
     assert any("'mask'" in m and "4 separate regions" in m for m in messages["warning"])
     assert not widget.split_button.isHidden()
@@ -185,19 +195,19 @@ def test_clear_messages_for_mismatched_shapes_scales_empty_and_semantic_layers(d
         "mask instances"
     )
     assert np.array_equal(viewer.layers["mask"].data, (TRUTH > 0))  # the user's layer is kept
-    assert widget.compute() and widget.figures["spine_f1"][0] == pytest.approx(0.75)
+    assert _compute(qtbot, widget) and widget.figures["spine_f1"][0] == pytest.approx(0.75)
     widget.pred_spines.setCurrentText("(none)")
-    assert not widget.compute() and "both" in messages["error"][-1]
+    assert not _compute(qtbot, widget) and "both" in messages["error"][-1]
 
 
-def test_export_writes_figures_and_objects_csv_without_overwriting(dock, tmp_path):
+def test_export_writes_figures_and_objects_csv_without_overwriting(dock, qtbot, tmp_path):
     import pandas as pd
 
     viewer, widget, _ = dock
     viewer.add_labels(PRED, name="pred")
     viewer.add_labels(TRUTH, name="truth")
     _choose(widget, pred_spines="pred", truth_spines="truth")
-    assert widget.compute()
+    assert _compute(qtbot, widget)
     figures, objects = widget.export_csv(tmp_path / "scores.csv")
     assert objects.name == "scores_objects.csv"
     assert pd.read_csv(figures)["spine_f1"][0] == pytest.approx(0.75)

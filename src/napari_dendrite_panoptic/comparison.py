@@ -419,9 +419,10 @@ def compare_planes(
     voxel_size_um: Sequence[float] = (1.0, 1.0, 1.0),
     iou_threshold: float = DEFAULT_IOU,
     distance_um: float = DEFAULT_DISTANCE_UM,
+    planes: Sequence[int] | None = None,
 ) -> tuple[Table, Table]:
     """Score every plane of (Z, Y, X) arrays on its own (2D spine cross-sections, centres in the
-    plane their z rounds to) and pool the planes.
+    plane their z rounds to) and pool the planes; ``planes`` limits it to those plane indices.
 
     Returns
     -------
@@ -440,7 +441,10 @@ def compare_planes(
     plane_of = np.rint(pts[:, 0] / vz).astype(int) if pts is not None else None
     parts: list[Comparison] = []
     rows: list[dict] = []
-    for z in range(n_planes):
+    chosen = list(range(n_planes)) if planes is None else [int(z) for z in planes]
+    for z in chosen:
+        if not 0 <= z < n_planes:
+            raise InputError(f"plane {z} is outside the stack of {n_planes} planes")
         part = compare(
             pred_dendrite=_plane(pred_dendrite, z),
             truth_dendrite=_plane(truth_dendrite, z),
@@ -463,7 +467,7 @@ def compare_planes(
                 row["truth_id"] = int(np.flatnonzero(plane_of == z)[row["truth_id"] - 1]) + 1
             rows.append(row)
     figures = [p.figures() for p in parts] + [pool(parts).figures()]
-    table: Table = {"plane": np.array([str(z) for z in range(n_planes)] + ["all"], dtype=object)}
+    table: Table = {"plane": np.array([str(z) for z in chosen] + ["all"], dtype=object)}
     for key in figures[0] if figures else ():
         table[key] = np.array([f[key] for f in figures])
     return table, _to_table(rows, extra=("plane",))

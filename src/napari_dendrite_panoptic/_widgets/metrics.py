@@ -81,6 +81,9 @@ class MetricsWidget(QWidget):
         self.match_layer: Any = None
         self._context: dict[str, Any] = {}
         self._split_name: str | None = None
+        self.worker: Any = None
+        """The running computation (a napari FunctionWorker), None when idle."""
+        self._pending: dict[str, Any] = {}
 
         self.pred_dendrite = QComboBox()
         self.truth_dendrite = QComboBox()
@@ -173,21 +176,34 @@ class MetricsWidget(QWidget):
 
     # --- computing -------------------------------------------------------------------------
     def compute(self) -> bool:
-        """Score the chosen layers in the chosen scope, fill the tables and plot, and (when
-        asked) add the difference layers. Returns False (with a message) when nothing could be
-        computed."""
+        """Check the chosen layers and score them in the chosen scope in a worker thread; when it
+        returns, the tables and plot are filled and (when asked) the difference layers added.
+        Returns False (with a message in the dock and a notification) when the inputs cannot be
+        compared, or while a computation runs."""
+        if self.worker is not None:
+            return False
         try:
-            self._compute()
+            job = self._prepare()
         except DendritePanopticError as exc:
             self._fail(str(exc))
             return False
+        from napari.qt.threading import create_worker
+
+        handlers = {"returned": self._on_returned, "finished": self._on_finished}
+        self.worker = create_worker(_job, job, _connect=handlers, _start_thread=False)
+        self._pending = job
+        self.compute_button.setEnabled(False)
+        self.status_label.setText("Computing…")
+        self.worker.start()
         return True
 
     def _fail(self, message: str) -> None:
         show_error(message)
         self.status_label.setText(message)
 
-    def _compute(self) -> None:
+    def _prepare(self) -> dict[str, Any]:
+        """The job of the current choices: checks shapes, scales and origins (cheap, on the GUI
+        thread) and gathers the layer data (possibly lazy), centres in µm and settings."""
         from napari.layers import Points
 
         layers = {
@@ -208,19 +224,19 @@ class MetricsWidget(QWidget):
         else:
             points_layer = None
         grid = [(k, ly) for k, ly in layers.items() if ly is not None]
-        arrays = {k: _labels_data(ly) for k, ly in grid}
+        data = {k: _labels_data(ly) for k, ly in grid}
         ref_key, ref = grid[0]
         for key, ly in grid:
-            cmp.check_labels(arrays[key], ly.name)
+            cmp.check_labels(data[key], ly.name)
             cmp.check_same_grid(
-                arrays[ref_key].shape, arrays[key].shape, ref.name, ly.name, ref.scale, ly.scale
+                data[ref_key].shape, data[key].shape, ref.name, ly.name, ref.scale, ly.scale
             )
             if not np.allclose(ref.translate, ly.translate):
                 raise DendritePanopticError(
                     f"'{ref.name}' and '{ly.name}' are placed at different origins (translate "
                     f"{tuple(ref.translate)} vs {tuple(ly.translate)}): they must overlap."
                 )
-        ndim = arrays[ref_key].ndim
+        ndim = len(data[ref_key].shape)
         voxel = voxel_size_from_scale(ref.scale)
         points_um = None
         if points_layer is not None:
@@ -232,75 +248,58 @@ class MetricsWidget(QWidget):
             world = np.asarray(points_layer.data, float) * np.asarray(points_layer.scale)
             world = world + np.asarray(points_layer.translate)
             points_um = world - np.asarray(ref.translate)  # from the labels' voxel 0, in µm
-            if not len(points_um):
-                show_warning(f"'{points_layer.name}' holds no points.")
+        plane = None
+        scope = self.scope.currentText()
+        if ndim == 3 and scope == "Current plane":
+            z = float(ref.world_to_data(self.viewer.dims.point)[-3])
+            plane = int(np.clip(round(z), 0, data[ref_key].shape[0] - 1))
+        return {
+            "data": data,
+            "names": {k: ly.name for k, ly in grid},
+            "layers": layers,
+            "points_layer": points_layer,
+            "points_um": points_um,
+            "ref": ref,
+            "ndim": ndim,
+            "plane": plane,
+            "every_plane": ndim == 3 and scope == "Every plane",
+            "kwargs": {
+                "voxel_size_um": voxel,
+                "iou_threshold": self.iou.value(),
+                "distance_um": self.distance.value(),
+            },
+        }
 
-        warnings = []
-        for key in ("pred_dendrite", "truth_dendrite"):
-            if key in arrays:
-                warnings += cmp.input_warnings(arrays[key], layers[key].name, _ROLES[key], False)
-        self._split_name = None
-        for key in ("pred_spines", "truth_spines"):
-            if key in arrays:
-                found = cmp.input_warnings(arrays[key], layers[key].name, _ROLES[key], True)
-                warnings += found
-                if found and cmp.looks_semantic(arrays[key]):
-                    self._split_name = layers[key].name
+    def _on_returned(self, outcome: Any) -> None:
+        job, self._pending = self._pending, {}
+        if isinstance(outcome, Exception):
+            text = str(outcome) if isinstance(outcome, DendritePanopticError) else repr(outcome)
+            self._fail(f"Metrics failed: {text}")
+            return
+        warnings = outcome["warnings"]
+        if job["points_layer"] is not None and not len(job["points_um"]):
+            warnings.append(f"'{job['points_layer'].name}' holds no points.")
         for message in warnings:
             show_warning(message)
+        self._split_name = outcome["split"]
         self.split_button.setVisible(self._split_name is not None)
         if self._split_name is not None:
             self.split_button.setText(f"Split '{self._split_name}' into instances")
-
-        scope = self.scope.currentText()
-        plane = None
-        if ndim == 3 and scope == "Current plane":
-            plane = int(np.clip(round(float(ref.world_to_data(self.viewer.dims.point)[-3])), 0,
-                                arrays[ref_key].shape[0] - 1))  # fmt: skip
-        kwargs = {
-            "voxel_size_um": voxel,
-            "iou_threshold": self.iou.value(),
-            "distance_um": self.distance.value(),
-        }
-        if plane is not None:
-            sel = {k: a[plane] for k, a in arrays.items()}
-            pts = None
-            if points_um is not None:
-                pts = points_um[np.rint(points_um[:, 0] / voxel[0]).astype(int) == plane][:, 1:]
-            result = cmp.compare(**sel, truth_points_um=pts, **kwargs)
-            figures = cmp.figures_table(result.figures(), f"plane {plane}")
-            objects = {"plane": np.full(len(result.objects["index"]), plane), **result.objects}
-            objects["centroid_z_px"] = np.full(len(objects["index"]), float(plane))
-            objects["centroid_z_um"] = objects["centroid_z_px"] * voxel[0]
-            if points_um is not None:
-                rows = np.flatnonzero(np.rint(points_um[:, 0] / voxel[0]).astype(int) == plane)
-                is_pt = (objects["by"] == "distance") & (objects["truth_id"] > 0)
-                objects["truth_id"][is_pt] = rows[objects["truth_id"][is_pt] - 1] + 1
-        elif scope == "Every plane":
-            figures, objects = cmp.compare_planes(**arrays, truth_points_um=points_um, **kwargs)
-        else:
-            result = cmp.compare(**arrays, truth_points_um=points_um, **kwargs)
-            figures = cmp.figures_table(result.figures(), "stack" if ndim == 3 else "plane")
-            objects = result.objects
-        self.figures, self.objects = figures, objects
+        self.figures, self.objects = outcome["figures"], outcome["objects"]
         self.match_layer = None
-        self._context = {
-            "layers": layers,
-            "points_layer": points_layer,
-            "arrays": arrays,
-            "ref": ref,
-            "ndim": ndim,
-        }
+        self._context = {**job, "arrays": outcome["arrays"]}
         self._fill_figures()
         self._fill_objects()
         self._plot()
         if self.show_layers.isChecked():
             self._show_layers()
         self.export_button.setEnabled(True)
-        summary = _summary(figures)
-        self.status_label.setText(
-            (summary or "Computed.") + ("\n" + "\n".join(warnings) if warnings else "")
-        )
+        summary = _summary(self.figures) or "Computed."
+        self.status_label.setText(summary + "".join(f"\n{w}" for w in warnings))
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self.compute_button.setEnabled(True)
 
     # --- results in the dock ---------------------------------------------------------------
     def _fill_figures(self) -> None:
@@ -391,11 +390,8 @@ class MetricsWidget(QWidget):
         name = f"{pred.name} vs {truth_name} matches"
         if points_layer is None:
             status = cmp.spine_status_map(
-                self._plane_array(arrays["pred_spines"]),
-                self._plane_array(arrays["truth_spines"]),
-                self._plane_objects(),
+                arrays["pred_spines"], arrays["truth_spines"], self.objects
             )
-            status = self._embed(status, arrays["pred_spines"].shape)
             meta = {"role": "matches", "colours": cmp.STATUS_COLOURS}
             layer = add_or_update_labels(
                 self.viewer, name, status, metadata=meta, features=features, **place
@@ -413,29 +409,8 @@ class MetricsWidget(QWidget):
             layer = _add_or_update_points(self.viewer, name, data, features, colours, ndim, place)
         self.match_layer = layer
 
-    def _plane_array(self, a: np.ndarray | None) -> np.ndarray | None:
-        plane = self._current_plane()
-        return a if a is None or plane is None else a[plane]
-
-    def _plane_objects(self) -> cmp.Table:
-        if self._current_plane() is None:
-            return self.objects
-        return {c: v for c, v in self.objects.items() if c != "plane"}
-
     def _current_plane(self) -> int | None:
-        if self._context.get("ndim") == 3 and len(self.figures.get("scope", ())) == 1:
-            scope = str(self.figures["scope"][0])
-            if scope.startswith("plane "):
-                return int(scope.split()[1])
-        return None
-
-    def _embed(self, plane_map: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-        plane = self._current_plane()
-        if plane is None:
-            return plane_map
-        out = np.zeros(shape, dtype=plane_map.dtype)
-        out[plane] = plane_map
-        return out
+        return self._context.get("plane")
 
     def _only_plane(self, diff: np.ndarray) -> np.ndarray:
         plane = self._current_plane()
@@ -535,6 +510,46 @@ class MetricsWidget(QWidget):
             self.export_csv(path, overwrite=True)
         except (DendritePanopticError, OSError) as exc:
             self._fail(f"Export failed: {exc}")
+
+
+def _job(job: dict[str, Any]) -> dict[str, Any] | Exception:
+    """Worker body: read the layer data, check it, score it (comparison.py). Returns the
+    outcome, or the exception that stopped it (shown on the GUI thread)."""
+    try:
+        arrays = {k: np.asarray(a) for k, a in job["data"].items()}
+        names = job["names"]
+        warnings: list[str] = []
+        split = None
+        for key, array in arrays.items():
+            instances = key.endswith("spines")
+            found = cmp.input_warnings(array, names[key], _ROLES[key], instances)
+            warnings += found
+            if instances and found and split is None and cmp.looks_semantic(array):
+                split = names[key]
+        plane, kwargs, points = job["plane"], job["kwargs"], job["points_um"]
+        if plane is not None:
+            figures, objects = cmp.compare_planes(
+                **arrays, truth_points_um=points, planes=[plane], **kwargs
+            )
+            figures = {k: v[:1] for k, v in figures.items() if k != "plane"}
+            figures = {"scope": np.array([f"plane {plane}"], dtype=object), **figures}
+        elif job["every_plane"]:
+            figures, objects = cmp.compare_planes(**arrays, truth_points_um=points, **kwargs)
+        else:
+            result = cmp.compare(**arrays, truth_points_um=points, **kwargs)
+            name = "stack" if job["ndim"] == 3 else "plane"
+            figures, objects = cmp.figures_table(result.figures(), name), result.objects
+    except Exception as exc:  # noqa: BLE001 - reported on the GUI thread
+        if not isinstance(exc, DendritePanopticError):
+            logger.exception("metrics failed")
+        return exc
+    return {
+        "arrays": arrays,
+        "figures": figures,
+        "objects": objects,
+        "warnings": warnings,
+        "split": split,
+    }
 
 
 # --- helpers -------------------------------------------------------------------------------------
