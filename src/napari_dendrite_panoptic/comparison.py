@@ -341,15 +341,33 @@ def compare(
         matched_p = {b for _, b, _ in pairs}
         for a, b, dist in pairs:
             objects.append(
-                _row("TP", "distance", int(pred_ids[b]), a + 1, np.nan, dist,
-                     true_um[a] / vox, 0, vox)
-            )  # fmt: skip
+                _row(
+                    "TP",
+                    "distance",
+                    int(pred_ids[b]),
+                    a + 1,
+                    np.nan,
+                    dist,
+                    true_um[a] / vox,
+                    0,
+                    vox,
+                )
+            )
         for b in range(len(pred_ids)):
             if b not in matched_p:
                 objects.append(
-                    _row("FP", "distance", int(pred_ids[b]), 0, np.nan, np.nan,
-                         pred_c[b], pred_sizes[b], vox)
-                )  # fmt: skip
+                    _row(
+                        "FP",
+                        "distance",
+                        int(pred_ids[b]),
+                        0,
+                        np.nan,
+                        np.nan,
+                        pred_c[b],
+                        pred_sizes[b],
+                        vox,
+                    )
+                )
         for a in range(len(true_um)):
             if a not in matched_t:
                 objects.append(

@@ -359,8 +359,9 @@ class MetricsWidget(QWidget):
         ax.set_xlim(0, 1)
         ax.tick_params(labelsize=7)
         for i, label in enumerate(labels):
-            ax.text(min(values[label], 0.85) + 0.01, i, f"{values[label]:.2f}", va="center",
-                    fontsize=7)  # fmt: skip
+            ax.text(
+                min(values[label], 0.85) + 0.01, i, f"{values[label]:.2f}", va="center", fontsize=7
+            )
         ax.figure.tight_layout()
         self.canvas.draw_idle()
 
