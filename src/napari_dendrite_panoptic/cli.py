@@ -163,32 +163,98 @@ def _print_table(rows: list[tuple[str, dict]]) -> None:
             print(f"   {key:<24} {text}")
 
 
+def _evaluate_files(args: argparse.Namespace) -> list[tuple[str, dict]]:
+    """``evaluate --pred-*``: score label TIFFs (and a CSV of centres) with comparison.py, the
+    engine of the Metrics dock; prints the per-plane table and writes the CSVs asked for."""
+    import numpy as np
+
+    from . import comparison as cmp
+    from .io import read_tiff
+
+    if args.truth_points and not args.pred_spines:
+        raise DendritePanopticError("--truth-points needs --pred-spines")
+    if args.pred_spines and not (args.truth_spines or args.truth_points):
+        raise DendritePanopticError("--pred-spines needs --truth-spines or --truth-points")
+    if args.pred_dendrite and not args.truth_dendrite:
+        raise DendritePanopticError("--pred-dendrite needs --truth-dendrite")
+    csv_paths = {}
+    if args.csv:
+        csv_paths = {k: Path(f"{args.csv}_{k}.csv") for k in ("figures", "objects")}
+        existing = [p for p in csv_paths.values() if p.exists()]
+        if existing and not args.overwrite:
+            raise OutputExistsError(f"{existing[0]} exists already; pass --overwrite to replace it")
+    arrays: dict[str, np.ndarray] = {}
+    voxel = None
+    first: tuple[str, tuple, tuple | None] | None = None
+    for key in ("pred_dendrite", "truth_dendrite", "pred_spines", "truth_spines"):
+        path = getattr(args, key)
+        if not path:
+            continue
+        stack = read_tiff(path)
+        data = np.asarray(stack.data)
+        cmp.check_labels(data, path)
+        known = stack.voxel_size_source != "none"
+        scale = stack.voxel_size_um[-data.ndim :] if known else None
+        if first is None:
+            first = (path, data.shape, scale)
+        else:
+            cmp.check_same_grid(first[1], data.shape, first[0], path, first[2], scale)
+        if voxel is None and known:
+            voxel = stack.voxel_size_um
+        if key.endswith("spines"):
+            for message in cmp.input_warnings(data, path, key.replace("_", " "), instances=True):
+                if args.split_components and cmp.looks_semantic(data):
+                    data = cmp.split_components(data)
+                    logger.warning("%s: split into %d connected components", path, data.max())
+                else:
+                    logger.warning("%s (--split-components splits it)", message)
+        arrays[key] = data
+    voxel = voxel or (1.0, 1.0, 1.0)
+    points = None
+    if args.truth_points:
+        if voxel == (1.0, 1.0, 1.0):
+            logger.warning("no voxel size stored in the TIFFs: distances are in pixels")
+        points = cmp.read_points_csv(args.truth_points, voxel)
+    kwargs = dict(
+        **arrays,
+        truth_points_um=points,
+        voxel_size_um=voxel,
+        iou_threshold=args.iou,
+        distance_um=args.distance_um,
+    )
+    whole = cmp.compare(**kwargs)
+    rows: list[tuple[str, dict]] = []
+    if whole.dendrite is not None:
+        scores = {f"pixel_{k}": v for k, v in whole.dendrite.as_dict().items()}
+        rows.append((f"dendrite: {args.pred_dendrite} vs {args.truth_dendrite}", scores))
+    if whole.spine_instances is not None:
+        scores = {f"pixel_{k}": v for k, v in whole.spine_pixels.as_dict().items()}
+        scores.update({f"instance_{k}": v for k, v in whole.spine_instances.as_dict().items()})
+        rows.append((f"spines: {args.pred_spines} vs {args.truth_spines}", scores))
+    if whole.spine_points is not None:
+        scores = {f"point_{k}": v for k, v in whole.spine_points.as_dict().items()}
+        rows.append((f"spine centres: {args.pred_spines} vs {args.truth_points}", scores))
+    figures, objects = cmp.figures_table(whole.figures()), whole.objects
+    if args.per_plane:
+        figures, objects = cmp.compare_planes(**kwargs)
+        keys = [k for k in figures if k.endswith(("_iou", "_f1", "_pq")) and k != "plane"]
+        print("plane  " + "  ".join(f"{k:>16}" for k in keys))
+        for i, plane in enumerate(figures["plane"]):
+            print(f"{plane:>5}  " + "  ".join(f"{figures[k][i]:>16.4f}" for k in keys))
+    if csv_paths:
+        cmp.write_csv(csv_paths["figures"], figures)
+        cmp.write_csv(csv_paths["objects"], objects)
+        for p in csv_paths.values():
+            print(f"wrote {p}")
+    return rows
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import json
 
-    import numpy as np
-
-    from .io import read_tiff
-    from .metrics import match_instances, pixel_scores
-
     rows: list[tuple[str, dict]] = []
-    if args.pred_spines or args.pred_dendrite:
-        pairs = (
-            ("dendrite", args.pred_dendrite, args.truth_dendrite),
-            ("spines", args.pred_spines, args.truth_spines),
-        )
-        for what, pred_path, truth_path in pairs:
-            if not pred_path:
-                continue
-            if not truth_path:
-                raise DendritePanopticError(f"--pred-{what} needs --truth-{what}")
-            pred = np.asarray(read_tiff(pred_path).data)
-            truth = np.asarray(read_tiff(truth_path).data)
-            scores = {f"pixel_{k}": v for k, v in pixel_scores(pred, truth).as_dict().items()}
-            if what == "spines":
-                inst, _ = match_instances(pred, truth, args.iou)
-                scores.update({f"instance_{k}": v for k, v in inst.as_dict().items()})
-            rows.append((f"{what}: {pred_path} vs {truth_path}", scores))
+    if args.pred_spines or args.pred_dendrite or args.truth_points:
+        rows = _evaluate_files(args)
     else:
         from . import evaluation
         from .inference import InferenceConfig
@@ -452,6 +518,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--score-threshold", type=float, default=None, help="default: the model's")
     ev.add_argument("--iou", type=float, default=0.5, help="IoU for a spine match (default 0.5)")
     ev.add_argument("--json", help="also write the scores as JSON")
+    ev.add_argument("--truth-points", help="CSV of annotated spine centres (µm or px columns)")
+    ev.add_argument(
+        "--distance-um", type=float, default=1.0, help="centre match distance in µm (default 1)"
+    )
+    ev.add_argument("--per-plane", action="store_true", help="score every plane on its own too")
+    ev.add_argument("--csv", help="write <CSV>_figures.csv and <CSV>_objects.csv")
+    ev.add_argument("--split-components", action="store_true", help="0/1 spine masks → instances")
+    ev.add_argument("--overwrite", action="store_true", help="replace existing CSV outputs")
     ev.set_defaults(func=_cmd_evaluate)
 
     smp = sub.add_parser("sample", help="write the bundled synthetic sample stack as a TIFF")

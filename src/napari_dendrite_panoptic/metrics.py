@@ -58,25 +58,24 @@ def pixel_scores(pred: np.ndarray, truth: np.ndarray) -> PixelScores:
 
 
 def iou_matrix(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """IoU of every (truth id, pred id) pair; returns (iou (T, P), truth ids, pred ids)."""
-    pred = np.asarray(pred).astype(np.int64, copy=False)
-    truth = np.asarray(truth).astype(np.int64, copy=False)
+    """IoU of every (truth id, pred id) pair; returns (iou (T, P), truth ids, pred ids).
+
+    Only labelled pixels are visited (ids need not be consecutive or small).
+    """
+    pred = np.asarray(pred)
+    truth = np.asarray(truth)
     _check_shapes(pred, truth, "instance matching")
-    t_ids = np.unique(truth)
-    t_ids = t_ids[t_ids > 0]
-    p_ids = np.unique(pred)
-    p_ids = p_ids[p_ids > 0]
+    t_mask = truth > 0
+    p_mask = pred > 0
+    t_ids, t_size = np.unique(truth[t_mask].astype(np.int64, copy=False), return_counts=True)
+    p_ids, p_size = np.unique(pred[p_mask].astype(np.int64, copy=False), return_counts=True)
     iou = np.zeros((t_ids.size, p_ids.size))
     if not t_ids.size or not p_ids.size:
         return iou, t_ids, p_ids
-    t_index = np.zeros(int(truth.max()) + 1, dtype=np.int64)
-    t_index[t_ids] = np.arange(t_ids.size)
-    p_index = np.zeros(int(pred.max()) + 1, dtype=np.int64)
-    p_index[p_ids] = np.arange(p_ids.size)
-    t_size = np.bincount(truth.ravel())[t_ids]
-    p_size = np.bincount(pred.ravel())[p_ids]
-    both = (truth > 0) & (pred > 0)
-    pairs = t_index[truth[both]] * p_ids.size + p_index[pred[both]]
+    both = t_mask & p_mask
+    t_index = np.searchsorted(t_ids, truth[both].astype(np.int64, copy=False))
+    p_index = np.searchsorted(p_ids, pred[both].astype(np.int64, copy=False))
+    pairs = t_index * p_ids.size + p_index
     inter = np.bincount(pairs, minlength=t_ids.size * p_ids.size).reshape(t_ids.size, p_ids.size)
     union = t_size[:, None] + p_size[None, :] - inter
     iou = inter / np.maximum(union, 1)
@@ -112,13 +111,17 @@ class InstanceMatch:
 
 
 def match_instances(
-    pred: np.ndarray, truth: np.ndarray, threshold: float = 0.5
+    pred: np.ndarray,
+    truth: np.ndarray,
+    threshold: float = 0.5,
+    ious: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> tuple[InstanceScores, InstanceMatch]:
     """One-to-one matching of instances by IoU (Hungarian), a pair counts when IoU >= threshold.
 
     For ``threshold >= 0.5`` the matching is unique whatever the algorithm (PQ's definition).
+    ``ious``: the :func:`iou_matrix` of ``pred`` and ``truth`` when the caller has it already.
     """
-    iou, t_ids, p_ids = iou_matrix(pred, truth)
+    iou, t_ids, p_ids = ious if ious is not None else iou_matrix(pred, truth)
     pairs: list[tuple[int, int, float]] = []
     if iou.size:
         rows, cols = linear_sum_assignment(-iou)

@@ -1,0 +1,604 @@
+"""Compare a prediction with ground truth: figures, per-plane tables, per-object tables and
+difference maps.
+
+GUI-free (numpy/scipy only); the "Metrics" dock and ``dendrite-panoptic evaluate`` both call
+:func:`compare` / :func:`compare_planes`, which score with :mod:`metrics` (one implementation of
+each metric). Arrays are (Y, X) or (Z, Y, X) label images on one grid; voxel sizes are (z, y, x)
+in µm; ground-truth points are spine centres in µm, (z, y, x) or (y, x), measured from the centre
+of the arrays' first voxel.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from .errors import InputError
+from .metrics import (
+    InstanceMatch,
+    InstanceScores,
+    PixelScores,
+    PointScores,
+    detection_scores,
+    iou_matrix,
+    match_instances,
+    match_points,
+    pixel_scores,
+    pool_instance_scores,
+)
+
+DEFAULT_IOU = 0.5
+"""IoU a predicted spine needs with a ground-truth spine to count as found."""
+DEFAULT_DISTANCE_UM = 1.0
+"""Largest distance (µm) between a predicted spine's centroid and an annotated centre."""
+STATUS_COLOURS = {"TP": "#1b9e77", "FP": "#d95f02", "FN": "#7570b3"}
+"""Colour of each match status (colour-blind safe Dark2 colours): found, extra, missed."""
+DENDRITE_DIFF_VALUES = {"FP": 1, "FN": 2}
+"""Values of :func:`dendrite_diff_map`: predicted but not true (1), true but missed (2)."""
+
+Table = dict[str, np.ndarray]
+
+
+# --- input checks ------------------------------------------------------------------------------
+def check_same_grid(
+    shape_a: Sequence[int],
+    shape_b: Sequence[int],
+    name_a: str,
+    name_b: str,
+    scale_a: Sequence[float] | None = None,
+    scale_b: Sequence[float] | None = None,
+) -> None:
+    """Raise :class:`InputError` unless two arrays share shape and (when given) scale in µm."""
+    if tuple(shape_a) != tuple(shape_b):
+        raise InputError(
+            f"'{name_a}' has shape {tuple(shape_a)} but '{name_b}' has shape {tuple(shape_b)}: "
+            "a prediction and its ground truth must cover the same pixels."
+        )
+    if scale_a is not None and scale_b is not None:
+        a = np.asarray(scale_a, dtype=float)
+        b = np.asarray(scale_b, dtype=float)
+        if a.shape != b.shape or not np.allclose(a, b, rtol=1e-3):
+            raise InputError(
+                f"'{name_a}' has pixel size {tuple(a.tolist())} µm but '{name_b}' has "
+                f"{tuple(b.tolist())} µm: resample one of them, or correct the layer scale."
+            )
+
+
+def check_labels(data: np.ndarray, name: str) -> None:
+    """Raise :class:`InputError` unless ``data`` is a 2D or 3D integer/bool label image."""
+    if data.ndim not in (2, 3):
+        raise InputError(f"'{name}' has {data.ndim} axes; metrics need a 2D plane or a 3D stack.")
+    if not (np.issubdtype(data.dtype, np.integer) or data.dtype == bool):
+        raise InputError(f"'{name}' holds {data.dtype} values; labels must be integers.")
+
+
+def is_empty(data: np.ndarray) -> bool:
+    """True when a label image holds no labelled pixel."""
+    return not np.any(np.asarray(data))
+
+
+def looks_semantic(data: np.ndarray) -> int:
+    """Number of separate regions when ``data`` holds only 0 and 1 but several regions (a
+    semantic mask given where instances are expected); 0 otherwise."""
+    data = np.asarray(data)
+    if data.dtype != bool and (data.max(initial=0) > 1 or data.min(initial=0) < 0):
+        return 0
+    _, n = ndi.label(data > 0)
+    return int(n) if n > 1 else 0
+
+
+def split_components(data: np.ndarray) -> np.ndarray:
+    """Instances of a 0/1 mask: its face-connected components numbered 1..n (uint32, same shape;
+    in a stack the components are 3D)."""
+    labels, _ = ndi.label(np.asarray(data) > 0)
+    return labels.astype(np.uint32)
+
+
+def input_warnings(data: np.ndarray | None, name: str, role: str, instances: bool) -> list[str]:
+    """User messages about a label image that can be scored but probably not as meant:
+    an empty layer, or 0/1 masks where spine instances are expected."""
+    if data is None:
+        return []
+    messages = []
+    if is_empty(data):
+        messages.append(f"'{name}' ({role}) is empty: every figure that needs it is 0 or n/a.")
+    elif instances:
+        n = looks_semantic(data)
+        if n:
+            messages.append(
+                f"'{name}' ({role}) holds only 0/1 in {n} separate regions: it looks like a "
+                "semantic mask, so all its spines count as one. Split it into connected "
+                "components to score instances."
+            )
+    return messages
+
+
+# --- points ------------------------------------------------------------------------------------
+def spine_centroids(spines: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ids, centroids (N, 3) in px (z, y, x) and sizes (px) of the spines of a (Z, Y, X) or
+    (Y, X) label image (z = 0 for a plane). Only labelled pixels are visited."""
+    lab = _zyx(spines)
+    flat = np.flatnonzero(lab)
+    if not flat.size:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, 3)), np.zeros(0, dtype=np.int64)
+    ids, which, sizes = np.unique(
+        lab.ravel()[flat].astype(np.int64, copy=False), return_inverse=True, return_counts=True
+    )
+    coords = np.unravel_index(flat, lab.shape)
+    cents = np.column_stack(
+        [np.bincount(which, weights=c, minlength=ids.size) / sizes for c in coords]
+    )
+    return ids, cents, sizes.astype(np.int64)
+
+
+def points_to_zyx_um(points_um: np.ndarray | None) -> np.ndarray:
+    """(N, 2) or (N, 3) centres in µm as (N, 3) (z = 0 for 2D points)."""
+    if points_um is None:
+        return np.zeros((0, 3))
+    pts = np.asarray(points_um, dtype=float)
+    if pts.size == 0:
+        return np.zeros((0, 3))
+    if pts.ndim != 2 or pts.shape[1] not in (2, 3):
+        raise InputError(f"spine centres must be (N, 2) or (N, 3) coordinates, got {pts.shape}")
+    if pts.shape[1] == 2:
+        pts = np.column_stack([np.zeros(len(pts)), pts])
+    return pts
+
+
+def read_points_csv(path: str | Path, voxel_size_um: Sequence[float]) -> np.ndarray:
+    """Spine centres from a CSV, as (N, 3) (z, y, x) µm.
+
+    Columns (header names, case-insensitive): ``z_um, y_um, x_um`` (or ``y_um, x_um``) in µm;
+    ``z_px, y_px, x_px`` / ``z, y, x`` / napari's ``axis-0, axis-1[, axis-2]`` in pixels, which
+    are multiplied by ``voxel_size_um`` (z, y, x). Other columns are ignored.
+    """
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            rows = list(reader)
+            keys = {h.strip().lower(): h for h in reader.fieldnames or []}
+    except OSError as exc:
+        raise InputError(f"cannot read the centres file {path}: {exc}") from None
+    header = list(keys)
+    vz, vy, vx = (float(v) for v in voxel_size_um)
+    axis_cols = sorted(h for h in header if h.startswith("axis-"))
+    options = [
+        (("z_um", "y_um", "x_um"), (1.0, 1.0, 1.0)),
+        (("y_um", "x_um"), (1.0, 1.0)),
+        (("z_px", "y_px", "x_px"), (vz, vy, vx)),
+        (("y_px", "x_px"), (vy, vx)),
+        (("z", "y", "x"), (vz, vy, vx)),
+        (("y", "x"), (vy, vx)),
+    ]
+    if len(axis_cols) in (2, 3):
+        options.append((tuple(axis_cols), (vz, vy, vx)[-len(axis_cols) :]))
+    for cols, factors in options:
+        if all(c in keys for c in cols):
+            if not rows:
+                return np.zeros((0, 3))
+            try:
+                pts = np.array(
+                    [[float(r[keys[c]]) for c in cols] for r in rows], dtype=float
+                ) * np.asarray(factors)
+            except (TypeError, ValueError) as exc:
+                raise InputError(f"{path}: a centre coordinate is not a number ({exc})") from None
+            return points_to_zyx_um(pts)
+    raise InputError(
+        f"{path}: no coordinate columns found (header {header}); use z_um,y_um,x_um "
+        "(or y_um,x_um) in µm, or z_px,y_px,x_px / axis-0,axis-1,axis-2 in pixels."
+    )
+
+
+# --- comparison --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Comparison:
+    """Scores of one comparison and the per-object table behind them.
+
+    ``objects`` has one row per spine object: ``index`` (1..n, its value in
+    :func:`spine_status_map`), ``status`` (TP found / FP extra / FN missed), ``by`` (``iou`` for
+    label ground truth, ``distance`` for centres), ``pred_id``, ``truth_id`` (label id, or the
+    1-based row of the centre; 0 = none), ``iou`` (of the pair; for an unmatched object its best
+    IoU with any object of the other side), ``distance_um`` (centroid to centre; NaN for masks),
+    ``centroid_{z,y,x}_px`` and ``_um`` (the ground truth's for TP and FN, the prediction's for
+    FP), ``size_px`` (0 for an annotated centre); with ``plane`` first in per-plane tables.
+    """
+
+    dendrite: PixelScores | None = None
+    spine_pixels: PixelScores | None = None
+    spine_instances: InstanceScores | None = None
+    spine_points: PointScores | None = None
+    objects: Table = field(default_factory=dict)
+    instance_match: InstanceMatch | None = None
+
+    def figures(self) -> dict[str, float]:
+        """The figures as one flat dict (NaN where a ratio has no denominator)."""
+        out: dict[str, float] = {}
+        if self.dendrite is not None:
+            d = self.dendrite
+            out.update(
+                dendrite_iou=d.iou,
+                dendrite_precision=d.precision,
+                dendrite_recall=d.recall,
+                dendrite_tp_px=d.tp,
+                dendrite_fp_px=d.fp,
+                dendrite_fn_px=d.fn,
+            )
+        if self.spine_pixels is not None:
+            s = self.spine_pixels
+            out.update(
+                spine_pixel_iou=s.iou,
+                spine_pixel_precision=s.precision,
+                spine_pixel_recall=s.recall,
+            )
+        if self.spine_instances is not None:
+            i = self.spine_instances
+            out.update(
+                spine_iou_threshold=i.threshold,
+                spine_tp=i.tp,
+                spine_fp=i.fp,
+                spine_fn=i.fn,
+                spine_precision=i.precision,
+                spine_recall=i.recall,
+                spine_f1=i.f1,
+                spine_pq=i.pq,
+                spine_sq=i.sq,
+                spine_rq=i.rq,
+            )
+        if self.spine_points is not None:
+            p = self.spine_points
+            out.update(
+                point_distance_um=p.max_distance,
+                point_tp=p.tp,
+                point_fp=p.fp,
+                point_fn=p.fn,
+                point_precision=p.precision,
+                point_recall=p.recall,
+                point_f1=p.f1,
+            )
+        return out
+
+
+def _zyx(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a)
+    return a[None] if a.ndim == 2 else a
+
+
+def compare(
+    *,
+    pred_dendrite: np.ndarray | None = None,
+    truth_dendrite: np.ndarray | None = None,
+    pred_spines: np.ndarray | None = None,
+    truth_spines: np.ndarray | None = None,
+    truth_points_um: np.ndarray | None = None,
+    voxel_size_um: Sequence[float] = (1.0, 1.0, 1.0),
+    iou_threshold: float = DEFAULT_IOU,
+    distance_um: float = DEFAULT_DISTANCE_UM,
+) -> Comparison:
+    """Score a prediction against ground truth on one grid.
+
+    Parameters
+    ----------
+    pred_dendrite, truth_dendrite : (Y, X) or (Z, Y, X) masks, optional
+        Dendrite pixels (> 0); both or neither.
+    pred_spines : (Y, X) or (Z, Y, X) integer labels, optional
+        Predicted spine instances (0 = none).
+    truth_spines : same shape as ``pred_spines``, optional
+        Ground-truth spine instances: spine pixel scores and instance matching (one-to-one,
+        Hungarian on IoU, a pair counts when IoU >= ``iou_threshold``; F1 and PQ).
+    truth_points_um : (N, 3) or (N, 2) float, optional
+        Annotated spine centres in µm (z, y, x) from the centre of voxel 0: each predicted spine's
+        centroid (px × ``voxel_size_um``) is matched one-to-one (Hungarian on distance) to a centre
+        within ``distance_um``.
+    voxel_size_um : (z, y, x) µm
+        Voxel size of the arrays (z ignored for a plane).
+    """
+    if (pred_dendrite is None) != (truth_dendrite is None):
+        raise InputError("dendrite scores need both a predicted and a ground-truth dendrite mask")
+    if truth_spines is not None and pred_spines is None:
+        raise InputError("spine scores need a predicted spine layer")
+    if truth_points_um is not None and pred_spines is None:
+        raise InputError("spine centre scores need a predicted spine layer")
+    dendrite = pixel_scores(pred_dendrite, truth_dendrite) if pred_dendrite is not None else None
+    spine_pixels = instances = points = match = None
+    objects: list[dict] = []
+    vox = np.asarray([float(v) for v in voxel_size_um][-3:], dtype=float)
+    if vox.size == 2:
+        vox = np.concatenate([[1.0], vox])
+    if pred_spines is not None:
+        pred_ids, pred_c, pred_sizes = spine_centroids(pred_spines)
+        pred_pos = {int(i): k for k, i in enumerate(pred_ids)}
+    if truth_spines is not None:
+        spine_pixels = pixel_scores(pred_spines, truth_spines)
+        iou, t_ids, p_ids = ious = iou_matrix(pred_spines, truth_spines)
+        instances, match = match_instances(pred_spines, truth_spines, iou_threshold, ious)
+        truth_ids, truth_c, truth_sizes = spine_centroids(truth_spines)
+        truth_pos = {int(i): k for k, i in enumerate(truth_ids)}
+        for t, p, value in match.pairs:
+            k = truth_pos[t]
+            objects.append(_row("TP", "iou", p, t, value, np.nan, truth_c[k], truth_sizes[k], vox))
+        for p in match.false_positives:
+            k = pred_pos[p]
+            best = float(iou[:, p_ids == p].max(initial=0.0))
+            objects.append(_row("FP", "iou", p, 0, best, np.nan, pred_c[k], pred_sizes[k], vox))
+        for t in match.false_negatives:
+            k = truth_pos[t]
+            best = float(iou[t_ids == t, :].max(initial=0.0))
+            objects.append(_row("FN", "iou", 0, t, best, np.nan, truth_c[k], truth_sizes[k], vox))
+    if truth_points_um is not None:
+        true_um = points_to_zyx_um(truth_points_um)
+        pred_um = pred_c * vox
+        if _zyx(pred_spines).shape[0] == 1:  # a plane: distances in (y, x) only
+            true_um, pred_um = true_um.copy(), pred_um.copy()
+            true_um[:, 0] = pred_um[:, 0] = 0.0
+        points, pairs = match_points(pred_um, true_um, float(distance_um))
+        matched_t = {a for a, _, _ in pairs}
+        matched_p = {b for _, b, _ in pairs}
+        for a, b, dist in pairs:
+            objects.append(
+                _row(
+                    "TP",
+                    "distance",
+                    int(pred_ids[b]),
+                    a + 1,
+                    np.nan,
+                    dist,
+                    true_um[a] / vox,
+                    0,
+                    vox,
+                )
+            )
+        for b in range(len(pred_ids)):
+            if b not in matched_p:
+                objects.append(
+                    _row(
+                        "FP",
+                        "distance",
+                        int(pred_ids[b]),
+                        0,
+                        np.nan,
+                        np.nan,
+                        pred_c[b],
+                        pred_sizes[b],
+                        vox,
+                    )
+                )
+        for a in range(len(true_um)):
+            if a not in matched_t:
+                objects.append(
+                    _row("FN", "distance", 0, a + 1, np.nan, np.nan, true_um[a] / vox, 0, vox)
+                )
+    return Comparison(dendrite, spine_pixels, instances, points, _to_table(objects), match)
+
+
+_OBJECT_COLUMNS = (
+    "index",
+    "status",
+    "by",
+    "pred_id",
+    "truth_id",
+    "iou",
+    "distance_um",
+    "centroid_z_px",
+    "centroid_y_px",
+    "centroid_x_px",
+    "centroid_z_um",
+    "centroid_y_um",
+    "centroid_x_um",
+    "size_px",
+)
+
+
+def _row(status, by, pred_id, truth_id, iou, dist, centroid_px, size, vox) -> dict:
+    c = np.asarray(centroid_px, dtype=float)
+    row = {
+        "status": status,
+        "by": by,
+        "pred_id": int(pred_id),
+        "truth_id": int(truth_id),
+        "iou": float(iou),
+        "distance_um": float(dist),
+    }
+    for k, axis in enumerate("zyx"):
+        row[f"centroid_{axis}_px"] = float(c[k])
+    for k, axis in enumerate("zyx"):
+        row[f"centroid_{axis}_um"] = float(c[k] * vox[k])
+    row["size_px"] = int(size)
+    return row
+
+
+_DTYPES = {"status": object, "by": object, "pred_id": np.int64, "truth_id": np.int64}
+
+
+def _to_table(rows: list[dict], extra: Sequence[str] = ()) -> Table:
+    columns = [*extra, *_OBJECT_COLUMNS]
+    table: Table = {}
+    for c in columns:
+        if c == "index":
+            table[c] = np.arange(1, len(rows) + 1, dtype=np.int64)
+            continue
+        dtype = _DTYPES.get(c, np.int64 if c in ("size_px", "plane") else float)
+        table[c] = np.array([r[c] for r in rows], dtype=dtype)
+    return table
+
+
+def compare_planes(
+    *,
+    pred_dendrite: np.ndarray | None = None,
+    truth_dendrite: np.ndarray | None = None,
+    pred_spines: np.ndarray | None = None,
+    truth_spines: np.ndarray | None = None,
+    truth_points_um: np.ndarray | None = None,
+    voxel_size_um: Sequence[float] = (1.0, 1.0, 1.0),
+    iou_threshold: float = DEFAULT_IOU,
+    distance_um: float = DEFAULT_DISTANCE_UM,
+    planes: Sequence[int] | None = None,
+) -> tuple[Table, Table]:
+    """Score every plane of (Z, Y, X) arrays on its own (2D spine cross-sections, centres in the
+    plane their z rounds to) and pool the planes; ``planes`` limits it to those plane indices.
+
+    Returns
+    -------
+    figures, objects
+        ``figures``: one row per plane (``plane`` = "0", "1", ...) and a last row ``all``
+        (counts summed over the planes, SQ weighted by matches); columns as
+        :meth:`Comparison.figures`. ``objects``: every plane's object table with a ``plane``
+        column first and ``index`` numbering the rows 1..n over all planes.
+    """
+    given = [a for a in (pred_dendrite, truth_dendrite, pred_spines, truth_spines) if a is not None]
+    if not given:
+        raise InputError("nothing to compare: give a dendrite or a spine pair")
+    n_planes = _zyx(given[0]).shape[0]
+    vz = float(voxel_size_um[-3]) if len(voxel_size_um) >= 3 else 1.0
+    pts = points_to_zyx_um(truth_points_um) if truth_points_um is not None else None
+    plane_of = np.rint(pts[:, 0] / vz).astype(int) if pts is not None else None
+    parts: list[Comparison] = []
+    rows: list[dict] = []
+    chosen = list(range(n_planes)) if planes is None else [int(z) for z in planes]
+    for z in chosen:
+        if not 0 <= z < n_planes:
+            raise InputError(f"plane {z} is outside the stack of {n_planes} planes")
+        part = compare(
+            pred_dendrite=_plane(pred_dendrite, z),
+            truth_dendrite=_plane(truth_dendrite, z),
+            pred_spines=_plane(pred_spines, z),
+            truth_spines=_plane(truth_spines, z),
+            truth_points_um=None if pts is None else pts[plane_of == z][:, 1:],
+            voxel_size_um=voxel_size_um,
+            iou_threshold=iou_threshold,
+            distance_um=distance_um,
+        )
+        parts.append(part)
+        n = len(part.objects.get("status", ()))
+        for i in range(n):
+            row = {c: part.objects[c][i] for c in _OBJECT_COLUMNS if c != "index"}
+            row["plane"] = z
+            row["centroid_z_px"] = float(z)
+            row["centroid_z_um"] = z * vz
+            if row["by"] == "distance" and row["truth_id"]:
+                # number centres by their row in the whole list, not within the plane
+                row["truth_id"] = int(np.flatnonzero(plane_of == z)[row["truth_id"] - 1]) + 1
+            rows.append(row)
+    figures = [p.figures() for p in parts] + [pool(parts).figures()]
+    table: Table = {"plane": np.array([str(z) for z in chosen] + ["all"], dtype=object)}
+    for key in figures[0] if figures else ():
+        table[key] = np.array([f[key] for f in figures])
+    return table, _to_table(rows, extra=("plane",))
+
+
+def _plane(a: np.ndarray | None, z: int) -> np.ndarray | None:
+    return None if a is None else _zyx(a)[z]
+
+
+def _pixels_from_counts(tp: int, fp: int, fn: int) -> PixelScores:
+    def ratio(a: int, b: int) -> float:
+        return a / b if b else float("nan")
+
+    return PixelScores(ratio(tp, tp + fp + fn), ratio(tp, tp + fp), ratio(tp, tp + fn), tp, fp, fn)
+
+
+def pool(parts: Sequence[Comparison]) -> Comparison:
+    """Micro-average several comparisons (counts summed; figures from the sums). Objects are
+    not carried over."""
+
+    def pix(items):
+        items = [x for x in items if x is not None]
+        if not items:
+            return None
+        return _pixels_from_counts(*(sum(getattr(x, k) for x in items) for k in ("tp", "fp", "fn")))
+
+    inst = [p.spine_instances for p in parts if p.spine_instances is not None]
+    pts = [p.spine_points for p in parts if p.spine_points is not None]
+    points = None
+    if pts:
+        tp, fp, fn = (sum(getattr(x, k) for x in pts) for k in ("tp", "fp", "fn"))
+        points = PointScores(pts[0].max_distance, tp, fp, fn, *detection_scores(tp, fp, fn))
+    return Comparison(
+        dendrite=pix(p.dendrite for p in parts),
+        spine_pixels=pix(p.spine_pixels for p in parts),
+        spine_instances=pool_instance_scores(inst) if inst else None,
+        spine_points=points,
+    )
+
+
+# --- difference maps ---------------------------------------------------------------------------
+def dendrite_diff_map(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """uint8 map of where two dendrite masks differ: 1 = predicted, not true (FP); 2 = true,
+    not predicted (FN); 0 elsewhere. Same shape as the inputs."""
+    p = np.asarray(pred) > 0
+    t = np.asarray(truth) > 0
+    if p.shape != t.shape:
+        raise InputError(f"dendrite masks differ in shape: {p.shape} vs {t.shape}")
+    out = np.zeros(p.shape, dtype=np.uint8)
+    out[p & ~t] = DENDRITE_DIFF_VALUES["FP"]
+    out[t & ~p] = DENDRITE_DIFF_VALUES["FN"]
+    return out
+
+
+def spine_status_map(
+    pred_spines: np.ndarray, truth_spines: np.ndarray | None, objects: Table
+) -> np.ndarray:
+    """uint32 label image of an object table: each object's pixels hold its ``index``.
+
+    A TP is drawn as its ground-truth and predicted masks, an FN as its ground-truth mask, an FP
+    as its predicted mask; predicted pixels are drawn last (win where an FN and an FP overlap).
+    Annotated centres (``by == "distance"``) have no mask: only the predicted spines are drawn.
+    A table with a ``plane`` column is drawn plane by plane. Same shape as ``pred_spines``.
+    """
+    pred = np.asarray(pred_spines)
+    out = np.zeros(pred.shape, dtype=np.uint32)
+    if not len(objects.get("index", ())):
+        return out
+    truth = None if truth_spines is None else np.asarray(truth_spines)
+    if "plane" in objects:
+        out3 = _zyx(out)
+        for z in np.unique(objects["plane"]):
+            sel = {c: v[objects["plane"] == z] for c, v in objects.items()}
+            out3[z] = _paint(_zyx(pred)[z], None if truth is None else _zyx(truth)[z], sel)
+        return out
+    return _paint(pred, truth, objects)
+
+
+def _paint(pred: np.ndarray, truth: np.ndarray | None, objects: Table) -> np.ndarray:
+    out = np.zeros(pred.shape, dtype=np.uint32)
+    index = objects["index"].astype(np.uint32)
+    if truth is not None:
+        ok = (objects["by"] == "iou") & (objects["truth_id"] > 0)
+        _draw(out, truth, objects["truth_id"][ok], index[ok])
+    ok = objects["pred_id"] > 0
+    _draw(out, pred, objects["pred_id"][ok], index[ok])
+    return out
+
+
+def _draw(out: np.ndarray, labels: np.ndarray, ids: np.ndarray, values: np.ndarray) -> None:
+    """out[labels == ids[k]] = values[k] for every k, visiting only labelled pixels."""
+    if not ids.size:
+        return
+    order = np.argsort(ids)
+    ids, values = ids[order].astype(np.int64), values[order]
+    where = np.flatnonzero(labels)
+    found = labels.ravel()[where].astype(np.int64, copy=False)
+    k = np.clip(np.searchsorted(ids, found), 0, ids.size - 1)
+    hit = ids[k] == found
+    out.ravel()[where[hit]] = values[k[hit]]
+
+
+# --- files -------------------------------------------------------------------------------------
+def figures_table(figures: dict[str, float], name: str = "stack") -> Table:
+    """One comparison's figures as a one-row table (``scope`` = ``name``)."""
+    table: Table = {"scope": np.array([name], dtype=object)}
+    for key, value in figures.items():
+        table[key] = np.array([value])
+    return table
+
+
+def write_csv(path: str | Path, table: Table) -> Path:
+    """Write a column table (figures or objects) as CSV atomically; NaN is written as ``nan``."""
+    from .tables import write_table_csv
+
+    return write_table_csv(path, table)
