@@ -211,6 +211,15 @@ def _core_bounds(start: int, size: int, length: int, overlap: int) -> tuple[floa
     return lo, hi
 
 
+EMPTY_TILE_PROB = 0.2
+"""A tile whose dendrite probability stays under this everywhere gets no spine detection."""
+_NO_DETECTIONS = {
+    "boxes": torch.zeros((0, 4)),
+    "scores": torch.zeros(0),
+    "masks": torch.zeros((0, 1, 28, 28)),
+}
+
+
 @torch.inference_mode()
 def _detect_spines(model: torch.nn.Module, tiles: torch.Tensor) -> list[dict[str, torch.Tensor]]:
     """Run Mask R-CNN on (B, 1, T, T) tiles; masks stay at the head's 28x28 resolution."""
@@ -281,7 +290,12 @@ def _plane_pass(
         tiles = tiles.to(models.device)
         with torch.inference_mode():
             prob = models.dendrites(tiles)["out"].softmax(1)[:, 1]
-        dets = _detect_spines(models.spines, tiles)
+        # spines grow on dendrites: a tile without any dendrite signal skips the spine network
+        busy = [k for k in range(len(batch_org)) if float(prob[k].max()) >= EMPTY_TILE_PROB]
+        found = _detect_spines(models.spines, tiles[busy]) if busy else []
+        dets = [_NO_DETECTIONS] * len(batch_org)
+        for k, det in zip(busy, found, strict=True):
+            dets[k] = det
         for (y, x), p, det in zip(batch_org, prob, dets, strict=False):
             prob_sum[y : y + th, x : x + tw] += p * window
             weight_sum[y : y + th, x : x + tw] += window
