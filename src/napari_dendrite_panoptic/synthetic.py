@@ -245,9 +245,9 @@ def _spine_geometry(
     surface = centre + direction * shaft_radius / max(float(np.linalg.norm(perp)), 1e-6)
     radii = [max(r, min_r) for *_, r in prims]
     length = max(
-        float(np.linalg.norm(p - surface)) + r for (a, b, _), r in zip(prims, radii) for p in (a, b)
+        float(np.linalg.norm(p - surface)) + r for (a, b, _), r in zip(prims, radii, strict=True) for p in (a, b)
     )
-    heads = [r for (a, b, _), r in zip(prims, radii) if np.array_equal(a, b)]
+    heads = [r for (a, b, _), r in zip(prims, radii, strict=True) if np.array_equal(a, b)]
     head_d = 2 * max(heads) if heads else 2 * radii[0]
     neck_w = 2 * radii[0] if kind in ("mushroom", "thin", "branched") else float("nan")
     ends = np.array([p for a, b, _ in prims for p in (a, b)])
