@@ -245,7 +245,9 @@ def _spine_geometry(
     surface = centre + direction * shaft_radius / max(float(np.linalg.norm(perp)), 1e-6)
     radii = [max(r, min_r) for *_, r in prims]
     length = max(
-        float(np.linalg.norm(p - surface)) + r for (a, b, _), r in zip(prims, radii, strict=True) for p in (a, b)
+        float(np.linalg.norm(p - surface)) + r
+        for (a, b, _), r in zip(prims, radii, strict=True)
+        for p in (a, b)
     )
     heads = [r for (a, b, _), r in zip(prims, radii, strict=True) if np.array_equal(a, b)]
     head_d = 2 * max(heads) if heads else 2 * radii[0]
