@@ -127,6 +127,7 @@ def skeletonize_dendrite(
     voxel_size_um: tuple[float, float, float],
     prune_um: float | None = None,
     min_component_um: float | None = None,
+    projected: bool | None = None,
 ) -> DendriteSkeleton:
     """Skeleton and branches of a dendrite mask.
 
@@ -141,6 +142,11 @@ def skeletonize_dendrite(
         twice the shaft's median radius (from the distance transform), at least 0.5 µm.
     min_component_um
         Isolated pieces of skeleton shorter than this are dropped; default ``prune_um``.
+    projected
+        For a stack: skeletonise the mask's projection along z and give each skeleton point
+        the mean z of the mask under it (lengths stay 3D). Default: when the z step is more
+        than twice the pixel size, where a 3D thinning of a shaft only a few planes thick
+        breaks into parallel strands and loops.
 
     Returns
     -------
@@ -151,6 +157,10 @@ def skeletonize_dendrite(
     voxel = np.asarray(voxel_size_um, dtype=float)
     if voxel.shape != (3,) or np.any(voxel <= 0):
         raise InputError(f"voxel size must be three positive numbers in µm, got {voxel_size_um}")
+    if projected is None:
+        projected = m.shape[0] > 1 and voxel[0] > 2 * max(voxel[1], voxel[2])
+    if projected and m.shape[0] > 1:
+        return _projected(m, voxel, prune_um, min_component_um, tuple(voxel_size_um))
     if m.shape[0] == 1:
         voxel = voxel.copy()
         voxel[0] = 1.0
@@ -190,6 +200,28 @@ def skeletonize_dendrite(
             arc = np.concatenate([[0.0], np.cumsum(seg)])
             branches.append(Branch(i + 1, pts, arc, coords.astype(int), int(kinds[i])))
     return DendriteSkeleton(skel, branches, tuple(float(v) for v in voxel_size_um))
+
+
+def _projected(m, voxel, prune_um, min_component_um, voxel_size_um) -> DendriteSkeleton:
+    """Skeleton of the z projection, lifted to the mean z of the mask under each point."""
+    flat = skeletonize_dendrite(
+        m.any(0), (1.0, voxel[1], voxel[2]), prune_um, min_component_um, projected=False
+    )
+    count = m.sum(0)
+    zmean = (m * np.arange(m.shape[0])[:, None, None]).sum(0) / np.maximum(count, 1)
+    skel = np.zeros(m.shape, dtype=bool)
+    branches = []
+    for b in flat.branches:
+        yx = b.voxels[:, 1:]
+        z = zmean[yx[:, 0], yx[:, 1]]
+        coords = np.column_stack([z, yx]).astype(float)
+        pts = _smooth_path(coords, voxel)
+        seg = np.linalg.norm(np.diff(pts, axis=0), axis=1)
+        arc = np.concatenate([[0.0], np.cumsum(seg)])
+        vox = np.column_stack([np.clip(np.round(z), 0, m.shape[0] - 1), yx]).astype(int)
+        skel[tuple(vox.T)] = True
+        branches.append(Branch(b.id, pts, arc, vox, b.kind))
+    return DendriteSkeleton(skel, branches, voxel_size_um)
 
 
 def _length(pts: np.ndarray) -> float:
