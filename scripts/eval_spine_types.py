@@ -7,7 +7,7 @@ defaults, the rules with thresholds tuned on ``train`` (coordinate search), and 
 classifier (trained on ``train`` only). ``--tune`` prints the tuned thresholds to put in
 ``TypeRules``.
 
-    PYTHONPATH=src python scripts/eval_spine_types.py [--tune]
+    PYTHONPATH=src python scripts/eval_spine_types.py [--tune] [--predicted]
 """
 
 from __future__ import annotations
@@ -58,6 +58,33 @@ def report(name: str, truth: np.ndarray, pred: np.ndarray) -> float:
     return acc
 
 
+def predicted(split: str):
+    """Types of the bundled model's spines on a split, matched to the truth at IoU >= 0.25.
+
+    The prediction's own dendrite and spines are analysed (learned types); returns the truth and
+    predicted type of every matched pair, and the number of true spines."""
+    from napari_dendrite_panoptic.analysis import analyse
+    from napari_dendrite_panoptic.inference import InferenceConfig, predict
+    from napari_dendrite_panoptic.metrics import match_instances
+    from napari_dendrite_panoptic.models.store import load_models
+
+    models = load_models(None, "cpu")
+    truth, pred, n_true = [], [], 0
+    for item in rd.load_yolo11(split):
+        px = item.pixel_size_um
+        voxel = (1.0, px, px)
+        result = predict(item.image, voxel, InferenceConfig(device="cpu"), models=models)
+        analysis = analyse(result.dendrite[0], result.spines[0], voxel, item.image)
+        types = dict(zip(analysis.spines["id"].tolist(), analysis.spines["type"], strict=True))
+        _, match = match_instances(result.spines[0], item.spines, 0.25)
+        n_true += len(item.spine_types)
+        for t_id, p_id, _iou in match.pairs:
+            if item.spine_types[t_id] in SPINE_TYPES:
+                truth.append(item.spine_types[t_id])
+                pred.append(types[p_id])
+    return np.asarray(truth), np.asarray(pred), n_true
+
+
 def tune(table, truth) -> TypeRules:
     """Coordinate search over the thresholds, maximising training accuracy."""
     grids = {
@@ -85,6 +112,9 @@ def tune(table, truth) -> TypeRules:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tune", action="store_true", help="tune the rule thresholds on train")
+    ap.add_argument(
+        "--predicted", action="store_true", help="also on the bundled model's predicted spines"
+    )
     args = ap.parse_args()
     learned = load_learned()
     val, val_truth, val_learned = measured("val", learned)
@@ -99,6 +129,12 @@ def main() -> None:
         report("learned classifier", val_truth, val_learned)
     else:
         print("learned classifier: weights absent")
+    if args.predicted:
+        truth, pred, n_true = predicted("val")
+        print(
+            f"\nbundled model's spines on val: {len(truth)} of {n_true} true spines matched (IoU >= 0.25)"
+        )
+        report("learned classifier on predicted spines (matched pairs)", truth, pred)
 
 
 if __name__ == "__main__":
