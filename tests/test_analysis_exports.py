@@ -84,3 +84,37 @@ def test_a_failed_write_leaves_the_old_file(small_plane, tmp_path, monkeypatch):
         write_analysis_outputs(tmp_path, "p", s.dendrite, s.spines, s.voxel_size_um, s.image)
     assert old.read_bytes() == b"precious"
     assert not list(tmp_path.glob(".*part"))
+
+
+def test_segment_writes_the_analysis_beside_the_labels(tiny_model_dir, tmp_path):
+    from napari_dendrite_panoptic.cli import main
+
+    plane = tmp_path / "in" / "plane.tif"
+    assert main(["sample", str(plane), "--plane"]) == 0
+    out = tmp_path / "out"
+    args = ["segment", str(plane), "--out", str(out), "--model", str(tiny_model_dir)]
+    assert main([*args, "--device", "cpu", "--score-threshold", "0"]) == 0
+    spines = _rows(out / "plane_spines.csv")
+    assert spines, "the tiny random model keeps some spines at score 0"
+    assert {"score", "area_um2", "type", "length_um", "branch_id"} <= set(spines[0])
+    header = (out / "plane_dendrites.csv").read_text().splitlines()[0]
+    assert header.startswith("branch_id,length_um,")
+    assert len(roifile.roiread(out / "plane_spines_roi.zip")) == len(spines)
+    # the new outputs are protected like the others
+    assert main(args) == 1
+
+
+def test_analysis_imports_neither_napari_nor_qt_nor_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import napari_dendrite_panoptic.analysis as a\n"
+        "import napari_dendrite_panoptic.analysis.exports, napari_dendrite_panoptic.analysis.roi_export\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in "
+        "('napari', 'qtpy', 'PyQt5', 'torch', 'vispy')]\n"
+        "print(','.join(sorted(bad)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
