@@ -31,12 +31,16 @@ def _recompute(qtbot, widget):
 
 def test_table_fills_features_selects_and_recomputes_after_painting(dock, qtbot, small_plane):
     viewer, widget = dock(small_plane, 2)
+    ids = np.unique(small_plane.spines)[1:]
+    # the inference dock's table (score) stays in the features, joined by id
+    viewer.layers["img spines"].features = {"index": ids, "id": ids, "score": ids / 100.0}
     assert widget.dendrite_combo.currentText() == "img dendrites"
     assert widget.spine_combo.currentText() == "img spines"
     _recompute(qtbot, widget)
     layer = viewer.layers["img spines"]
-    ids = np.unique(small_plane.spines)[1:]
     assert list(layer.features["id"]) == list(ids)
+    assert list(layer.features["index"]) == list(ids)
+    assert np.allclose(layer.features["score"], ids / 100.0)
     assert {"type", "length_um", "head_diameter_um", "branch_id"} <= set(layer.features.columns)
     assert widget.spine_table.rowCount() == len(ids)
     assert widget.branch_table.rowCount() >= 1

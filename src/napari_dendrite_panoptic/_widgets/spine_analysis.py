@@ -274,11 +274,12 @@ class SpineAnalysisWidget(QWidget):
             self.recompute()
 
     def _on_returned(self, result: Any) -> None:
-        import pandas as pd
-
+        if self._job_layers is None or self._job_layers[0] not in self.viewer.layers:
+            self.status_label.setText("The spine layer was removed: nothing to show.")
+            return
         self.result = result
         spines_layer = self.viewer.layers[self._job_layers[0]]
-        spines_layer.features = pd.DataFrame(result.spines)
+        spines_layer.features = self._features(spines_layer, result.spines)
         self._fill(self.spine_table, result.spines)
         self._fill(self.branch_table, result.branches)
         self._show_skeleton(spines_layer)
@@ -298,6 +299,23 @@ class SpineAnalysisWidget(QWidget):
             f"({result.density_per_um:.2f} per µm); types: {result.type_method}; "
             f"{result.seconds:.1f} s."
         )
+
+    @staticmethod
+    def _features(layer: Any, table: dict[str, np.ndarray]):
+        """The analysis table joined by ``id`` with the layer's other feature columns (e.g. the
+        inference dock's ``score``), with napari's ``index`` column (label value of each row)."""
+        import pandas as pd
+
+        feats = pd.DataFrame(table)
+        old = layer.features
+        if "id" in old.columns and len(old):
+            keep = [c for c in old.columns if c not in feats.columns and c != "index"]
+            if keep:
+                extra = old[["id", *keep]].drop_duplicates("id")
+                extra = extra.astype({"id": feats["id"].dtype})
+                feats = feats.merge(extra, on="id", how="left")
+        feats.insert(0, "index", feats["id"].astype(int))
+        return feats
 
     # --- display ---------------------------------------------------------------------------
     @staticmethod
