@@ -78,6 +78,15 @@ def test_table_fills_features_selects_and_recomputes_after_painting(dock, qtbot,
     assert gone not in set(layer.features["id"])
     assert widget.spine_table.rowCount() == len(ids) - 1
 
+    # paint a new spine with the brush, touching the shaft: it appears in the table
+    ys, xs = np.nonzero(small_plane.dendrite[0])
+    new_id = int(ids.max()) + 1
+    before = widget.result
+    layer.brush_size = 5
+    layer.paint((float(ys[0]), float(xs[0])), new_id, refresh=True)
+    qtbot.waitUntil(lambda: widget.result is not before and widget.worker is None, timeout=WAIT_MS)
+    assert new_id in set(layer.features["id"])
+
 
 def test_stack_uses_the_layer_scale_and_exports(dock, qtbot, small_stack, tmp_path):
     viewer, widget = dock(small_stack, 3)
