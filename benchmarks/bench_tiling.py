@@ -9,8 +9,10 @@ fields spine F1; images larger than one tile). Settings:
 
 - ``512 tiles, all boxes``: the pipeline before the change (tile_size 512, mask head on every box
   scoring ≥ 0.05);
-- ``balanced ≤1024 tiles``: the current default (:func:`inference.tile_layout`, limits scaled
-  with the tile area, mask head only on boxes above the spine score threshold).
+- ``balanced ≤1024 tiles``: :func:`inference.tile_layout`, limits scaled with the tile area,
+  mask head only on boxes above the spine score threshold;
+- ``… + skip tiles without dendrite``: the current default, no spine network on tiles whose
+  dendrite probability stays under ``inference.EMPTY_TILE_PROB``.
 """
 
 from __future__ import annotations
@@ -34,8 +36,13 @@ def _old_detector(model, tile_area, score_threshold):  # the behaviour before th
 
 
 SETTINGS = {
-    "512 tiles, all boxes": (InferenceConfig(device="cpu", tile_size=512), _old_detector),
-    "balanced ≤1024 tiles": (InferenceConfig(device="cpu"), inference._configure_detector),
+    "512 tiles, all boxes": (InferenceConfig(device="cpu", tile_size=512), _old_detector, 0.0),
+    "balanced ≤1024 tiles": (InferenceConfig(device="cpu"), inference._configure_detector, 0.0),
+    "… + skip tiles without dendrite": (
+        InferenceConfig(device="cpu"),
+        inference._configure_detector,
+        inference.EMPTY_TILE_PROB,
+    ),
 }
 
 
@@ -48,13 +55,13 @@ def main() -> None:
     models = load_models(None, "cpu")
     cfg0 = synthetic.SyntheticConfig(shape=(1, 1024, 1024), pixel_size_um=0.08, n_dendrites=3)
     image = synthetic.generate(0, cfg0).image
-    original = inference._configure_detector
+    original = inference._configure_detector, inference.EMPTY_TILE_PROB
     times: dict[str, list[float]] = {k: [] for k in SETTINGS}
     spines: dict[str, int] = {}
     try:
         for run in range(args.runs + 1):
-            for name, (cfg, detector) in SETTINGS.items():
-                inference._configure_detector = detector
+            for name, (cfg, detector, empty) in SETTINGS.items():
+                inference._configure_detector, inference.EMPTY_TILE_PROB = detector, empty
                 t0 = time.perf_counter()
                 result = predict(image, (1.0, 0.08, 0.08), cfg, models)
                 if run:  # the first round is the warm-up
@@ -68,8 +75,8 @@ def main() -> None:
             yolo = rd.load_yolo11("val")
             _, fs_val = rd.findspines_split(rd.load_findspines())
             fs_val = fs_val[: args.findspines]
-            for name, (cfg, detector) in SETTINGS.items():
-                inference._configure_detector = detector
+            for name, (cfg, detector, empty) in SETTINGS.items():
+                inference._configure_detector, inference.EMPTY_TILE_PROB = detector, empty
                 masks = evaluate_masks(models, yolo, cfg)
                 points = evaluate_points(models, fs_val, cfg)
                 scores[name] = {
@@ -79,7 +86,7 @@ def main() -> None:
                     f"findspines F1 ({len(fs_val)})": points["f1"],
                 }
     finally:
-        inference._configure_detector = original
+        inference._configure_detector, inference.EMPTY_TILE_PROB = original
     print(
         "| setting | s per 1024² plane | spines found |"
         + "".join(f" {k} |" for k in next(iter(scores.values()), {}))

@@ -20,6 +20,8 @@ def _segment_outputs(out: Path, stem: str, overlay: bool) -> dict[str, Path]:
         "spines": out / f"{stem}_spines.tif",
         "csv": out / f"{stem}_spines.csv",
         "run": out / f"{stem}_run.json",
+        "dendrites_csv": out / f"{stem}_dendrites.csv",
+        "roi": out / f"{stem}_spines_roi.zip",
     }
     if overlay:
         paths["overlay"] = out / f"{stem}_overlay.png"
@@ -59,7 +61,6 @@ def segment_file(path: Path, args: argparse.Namespace, cfg, models, bar_factory)
     from .io import as_zyx, read_tiff, write_labels_tiff
     from .overlay import overlay_rgb, save_png
     from .provenance import run_record
-    from .tables import write_table_csv
 
     outputs = _segment_outputs(Path(args.out), path.stem, args.overlay)
     existing = [p for p in outputs.values() if p.exists()]
@@ -102,7 +103,17 @@ def segment_file(path: Path, args: argparse.Namespace, cfg, models, bar_factory)
     )
     write_labels_tiff(outputs["dendrite"], dendrite.astype(np.uint8), result.voxel_size_um, meta)
     write_labels_tiff(outputs["spines"], spines, result.voxel_size_um, meta)
-    write_table_csv(outputs["csv"], result.table)
+    from .analysis import write_analysis_outputs
+
+    write_analysis_outputs(
+        outputs["csv"].parent,
+        path.stem,
+        result.dendrite,
+        result.spines,
+        result.voxel_size_um,
+        np.asarray(volume),
+        base_table=result.table,
+    )
     if args.overlay:
         save_png(
             outputs["overlay"], overlay_rgb(np.asarray(volume), result.dendrite, result.spines)

@@ -61,9 +61,32 @@ class SyntheticConfig:
         return (self.z_step_um, self.pixel_size_um, self.pixel_size_um)
 
 
+@dataclass(frozen=True)
+class SpineGeometry:
+    """Ground-truth geometry of one drawn spine, in µm, coordinates (z, y, x).
+
+    ``base_um`` is where the spine's axis leaves the shaft surface; ``length_um`` the distance from
+    there to the spine's farthest point (tip); ``head_diameter_um`` twice the largest head radius
+    as drawn (for stubby spines the capsule, for filopodia the shaft of the protrusion, for
+    branched spines the larger head); ``neck_width_um`` twice the drawn neck radius (NaN without
+    a neck). ``clipped`` is True when the spine's geometry reaches outside the image.
+    """
+
+    base_um: tuple[float, float, float]
+    direction: tuple[float, float, float]
+    length_um: float
+    head_diameter_um: float
+    neck_width_um: float
+    clipped: bool
+
+
 @dataclass
 class SyntheticSample:
-    """One generated image with its ground truth, all ``(Z, Y, X)``."""
+    """One generated image with its ground truth, all ``(Z, Y, X)``.
+
+    ``spine_geometry`` (per spine id) and ``dendrite_length_um`` (total centre-line length of the
+    dendrites inside the image) are the geometry the analysis is tested against.
+    """
 
     image: np.ndarray  # uint16 photon counts
     dendrite: np.ndarray  # uint8 0/1
@@ -72,6 +95,8 @@ class SyntheticSample:
     voxel_size_um: tuple[float, float, float]
     spine_centres_um: dict[int, tuple[float, float, float]] = field(default_factory=dict)
     config: SyntheticConfig | None = None
+    spine_geometry: dict[int, SpineGeometry] = field(default_factory=dict)
+    dendrite_length_um: float = 0.0
 
 
 def random_config(
@@ -204,6 +229,51 @@ def _spine_primitives(
     raise ValueError(f"unknown spine type {kind!r}")
 
 
+def _spine_geometry(
+    kind: str,
+    prims: list[tuple[np.ndarray, np.ndarray, float]],
+    centre: np.ndarray,
+    tangent: np.ndarray,
+    direction: np.ndarray,
+    shaft_radius: float,
+    min_r: float,
+    extent: np.ndarray,
+    is3d: bool,
+) -> SpineGeometry:
+    """Ground truth of one spine from its capsules (no random draws: the stream is unchanged)."""
+    perp = direction - tangent * float(direction @ tangent)
+    surface = centre + direction * shaft_radius / max(float(np.linalg.norm(perp)), 1e-6)
+    radii = [max(r, min_r) for *_, r in prims]
+    length = max(
+        float(np.linalg.norm(p - surface)) + r
+        for (a, b, _), r in zip(prims, radii, strict=True)
+        for p in (a, b)
+    )
+    heads = [r for (a, b, _), r in zip(prims, radii, strict=True) if np.array_equal(a, b)]
+    head_d = 2 * max(heads) if heads else 2 * radii[0]
+    neck_w = 2 * radii[0] if kind in ("mushroom", "thin", "branched") else float("nan")
+    ends = np.array([p for a, b, _ in prims for p in (a, b)])
+    rmax = max(radii)
+    lo, hi = ends.min(0) - rmax, ends.max(0) + rmax
+    dims = slice(0 if is3d else 1, 3)
+    clipped = bool(np.any(lo[dims] < 0) or np.any(hi[dims] > extent[dims]))
+    return SpineGeometry(
+        tuple(float(v) for v in surface),
+        tuple(float(v) for v in direction),
+        length,
+        float(head_d),
+        float(neck_w),
+        clipped,
+    )
+
+
+def _length_inside(path: np.ndarray, extent: np.ndarray) -> float:
+    """Length (µm) of the polyline ``path`` (N, 3) over the segments inside the image in y/x."""
+    inside = np.all((path[:, 1:] >= 0) & (path[:, 1:] <= extent[1:]), axis=1)
+    seg = np.linalg.norm(np.diff(path, axis=0), axis=1)
+    return float(seg[inside[1:] & inside[:-1]].sum())
+
+
 def _grid(shape: tuple[int, ...], voxel: np.ndarray, lo: np.ndarray, hi: np.ndarray):
     """Voxel index box [lo, hi) clipped to ``shape`` and the µm coordinates of its voxels."""
     lo = np.clip(lo, 0, shape)
@@ -303,6 +373,7 @@ def generate(seed: int, config: SyntheticConfig | None = None) -> SyntheticSampl
     spines = np.zeros(shape, dtype=np.int32)
     spine_types: dict[int, str] = {}
     spine_centres: dict[int, tuple[float, float, float]] = {}
+    geometry: dict[int, SpineGeometry] = {}
     weights = np.asarray(cfg.type_weights, dtype=float)
     weights = weights / weights.sum()
     next_id = 1
@@ -344,6 +415,9 @@ def generate(seed: int, config: SyntheticConfig | None = None) -> SyntheticSampl
                     spine_types[next_id] = kind
                     spine_centres[next_id] = tuple(
                         float(c) for c in (np.argwhere(trial).mean(0) * voxel)
+                    )
+                    geometry[next_id] = _spine_geometry(
+                        kind, prims, path[i], tangent, direction, radius[i], min_r, extent, is3d
                     )
                     next_id += 1
             pos += rng.exponential(1.0 / cfg.spine_density_per_um) + 0.25
@@ -397,6 +471,8 @@ def generate(seed: int, config: SyntheticConfig | None = None) -> SyntheticSampl
         voxel_size_um=tuple(float(v) for v in cfg.voxel_size_um),
         spine_centres_um=spine_centres,
         config=cfg,
+        spine_geometry=geometry,
+        dendrite_length_um=sum(_length_inside(p, extent) for p, _ in paths),
     )
 
 
@@ -425,6 +501,7 @@ def sample_plane(seed: int = 3) -> SyntheticSample:
 
 __all__ = [
     "SPINE_TYPES",
+    "SpineGeometry",
     "SyntheticConfig",
     "SyntheticSample",
     "generate",

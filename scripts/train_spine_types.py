@@ -1,0 +1,130 @@
+"""Train the learned spine type classifier on the YOLO11 ``train`` split (outlines + types).
+
+Writes ``src/napari_dendrite_panoptic/analysis/spine_types.safetensors`` (or ``--out``): the
+weights, and in the metadata the feature scaling and the training record. Only ``train`` is used
+for fitting; ``val`` is scored once at the end and printed (it does not steer training).
+
+    PYTHONPATH=src python scripts/train_spine_types.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+from napari_dendrite_panoptic import real_data as rd
+from napari_dendrite_panoptic.analysis.spine_measurements import measure_spines
+from napari_dendrite_panoptic.analysis.spine_types import (
+    WEIGHTS,
+    build_net,
+    measurement_features,
+    spine_crops,
+)
+from napari_dendrite_panoptic.synthetic import SPINE_TYPES
+
+
+def dataset(split: str):
+    """Crops (N, 3, 48, 48), raw features (N, 9), labels (N,) of a YOLO11 split."""
+    crops, feats, labels = [], [], []
+    for item in rd.load_yolo11(split):
+        px = item.pixel_size_um
+        voxel = (1.0, px, px)
+        table = measure_spines(item.dendrite, item.spines, voxel, item.image)
+        keep = [i for i, s in enumerate(table["id"]) if item.spine_types[int(s)] in SPINE_TYPES]
+        table = {k: v[keep] for k, v in table.items()}
+        crops.append(spine_crops(item.image, item.dendrite, item.spines, table, voxel))
+        feats.append(measurement_features(table, px))
+        labels += [SPINE_TYPES.index(item.spine_types[int(s)]) for s in table["id"]]
+    return np.concatenate(crops), np.concatenate(feats), np.asarray(labels)
+
+
+def fit(xtr, ftr, ytr, epochs: int, seed: int):
+    """Train one network (AdamW, cosine schedule, mirror / brightness / shift augmentation)."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    net = build_net(ftr.shape[1])
+    opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-3)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
+    xt = torch.from_numpy(xtr)
+    ft = torch.from_numpy(ftr.astype(np.float32))
+    yt = torch.from_numpy(ytr)
+    for epoch in range(epochs):
+        net.train()
+        order = torch.from_numpy(rng.permutation(len(yt)))
+        total = 0.0
+        for k in range(0, len(order), 64):
+            b = order[k : k + 64]
+            x = xt[b].clone()
+            flip = torch.rand(len(b)) < 0.5  # a mirrored spine is the same type
+            x[flip] = x[flip].flip(-1)
+            x[:, 0] *= torch.empty(len(b), 1, 1).uniform_(0.7, 1.3)
+            shift = rng.integers(-3, 4, size=2)
+            x = torch.roll(x, shifts=(int(shift[0]), int(shift[1])), dims=(2, 3))
+            loss = torch.nn.functional.cross_entropy(net(x, ft[b]), yt[b], label_smoothing=0.05)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss) * len(b)
+        sched.step()
+        print(f"seed {seed} epoch {epoch + 1}: loss {total / len(yt):.3f}", flush=True)
+    net.eval()
+    return net
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="ensemble members")
+    ap.add_argument("--out", default=str(WEIGHTS))
+    ap.add_argument("--cache", default=None, help="npz cache of the measured splits")
+    args = ap.parse_args()
+    t0 = time.perf_counter()
+    if args.cache and __import__("os").path.exists(args.cache):
+        z = np.load(args.cache)
+        xtr, ftr, ytr, xva, fva, yva = (z[k] for k in ("xtr", "ftr", "ytr", "xva", "fva", "yva"))
+    else:
+        xtr, ftr, ytr = dataset("train")
+        xva, fva, yva = dataset("val")
+        if args.cache:
+            np.savez(args.cache, xtr=xtr, ftr=ftr, ytr=ytr, xva=xva, fva=fva, yva=yva)
+    print(f"train {len(ytr)} spines, val {len(yva)}; measured in {time.perf_counter() - t0:.0f} s")
+    mean, std = ftr.mean(0), ftr.std(0) + 1e-6
+    state = {}
+    val_probs = []
+    for member, seed in enumerate(args.seeds):
+        net = fit(xtr, (ftr - mean) / std, ytr, args.epochs, seed)
+        with torch.no_grad():
+            p = torch.softmax(
+                net(torch.from_numpy(xva), torch.from_numpy((fva - mean) / std)), 1
+            ).numpy()
+        val_probs.append(p)
+        print(f"seed {seed}: val accuracy {np.mean(p.argmax(1) == yva):.3f}")
+        state.update({f"m{member}.{k}": v.contiguous() for k, v in net.state_dict().items()})
+    acc = float(np.mean(np.mean(val_probs, 0).argmax(1) == yva))
+    print(f"ensemble val accuracy {acc:.3f} on {len(yva)} spines")
+    from safetensors.torch import save_file
+
+    meta = {
+        "features": json.dumps({"mean": mean.tolist(), "std": std.tolist()}),
+        "training": json.dumps(
+            {
+                "data": "spine-types-yolo11 train split (outlines, types)",
+                "epochs": args.epochs,
+                "seeds": args.seeds,
+                "classes": list(SPINE_TYPES),
+            }
+        ),
+    }
+    from napari_dendrite_panoptic.atomic import atomic_path
+
+    with atomic_path(args.out) as tmp:
+        save_file(state, str(tmp), meta)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

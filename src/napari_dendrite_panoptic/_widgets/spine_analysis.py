@@ -1,0 +1,460 @@
+"""Dock widget "Spine analysis": measurements, types and density of the spines of a Labels layer.
+
+Takes an Image layer, a dendrite Labels layer and a spine Labels layer (e.g. ``<image> dendrites``
+/ ``<image> spines`` from the inference dock), uses the spine layer's scale as voxel size (µm),
+runs :func:`napari_dendrite_panoptic.analysis.analyse` in a thread worker and shows:
+
+- a table of spines (also stored as the spine layer's ``features``) and one of branches, both
+  sortable; clicking a spine row selects that label and centres the camera on it;
+- a Shapes layer ``<spines> skeleton`` with one path per dendrite branch;
+- spine colours by type or by any numeric measurement.
+
+Editing the spine or dendrite labels (painting, erasing, new data) re-runs the analysis after a
+short pause (debounced), or on "Recompute". "Export CSV / ROI…" writes the same files as the CLI.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..errors import DendritePanopticError
+from ._common import voxel_size_from_scale
+
+if TYPE_CHECKING:
+    import napari
+
+logger = logging.getLogger(__name__)
+
+TYPE_COLOURS = {
+    "mushroom": "#e6194b",
+    "stubby": "#3cb44b",
+    "branched": "#ffe119",
+    "thin": "#4363d8",
+    "filopodium": "#f58231",
+}
+DEBOUNCE_MS = 600
+
+
+class _NumberItem(QTableWidgetItem):
+    """A table cell that sorts by its number, not its text."""
+
+    def __init__(self, value: Any) -> None:
+        text = f"{value:.4g}" if isinstance(value, (float, np.floating)) else str(value)
+        super().__init__(text)
+        self.value = value
+        self.setFlags(self.flags() & ~Qt.ItemFlag.ItemIsEditable)
+
+    def __lt__(self, other: QTableWidgetItem) -> bool:
+        try:
+            a, b = float(self.value), float(other.value)  # type: ignore[attr-defined]
+        except (TypeError, ValueError, AttributeError):
+            return self.text() < other.text()
+        if np.isnan(a):
+            return False
+        return True if np.isnan(b) else a < b
+
+
+def _job(image, dendrite, spines, voxel, method, rules):
+    from ..analysis import analyse
+
+    return analyse(dendrite, spines, voxel, image, type_method=method, rules=rules)
+
+
+class SpineAnalysisWidget(QWidget):
+    """Measure, classify and tabulate the spines of a spine Labels layer."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.result: Any = None
+        self.worker: Any = None
+        self._pending = False
+        self._watched: list[Any] = []
+        self._job_layers: tuple[str, str, str] | None = None
+
+        self.image_combo = QComboBox()
+        self.dendrite_combo = QComboBox()
+        self.spine_combo = QComboBox()
+        self.method_combo = QComboBox()
+        self.method_combo.addItems(["auto", "learned", "rules"])
+        self.auto_update = QCheckBox("Recompute after edits")
+        self.auto_update.setChecked(True)
+        self.recompute_button = QPushButton("Recompute")
+        self.recompute_button.clicked.connect(self.recompute)
+        self.export_button = QPushButton("Export CSV / ROI…")
+        self.export_button.clicked.connect(self._export_dialog)
+        self.colour_combo = QComboBox()
+        self.colour_combo.addItem("type")
+        self.colour_combo.currentTextChanged.connect(self.colour_spines)
+        self.status_label = QLabel("Choose the layers and press Recompute.")
+        self.status_label.setWordWrap(True)
+        self.spine_table = QTableWidget()
+        self.spine_table.setSortingEnabled(True)
+        self.spine_table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
+        self.spine_table.cellClicked.connect(self._on_spine_clicked)
+        self.branch_table = QTableWidget()
+        self.branch_table.setSortingEnabled(True)
+
+        from ..analysis import TypeRules
+
+        self.rule_widgets: dict[str, Any] = {}
+        rules_box = QGroupBox("Type rules (used by 'rules')")
+        rules_form = QFormLayout(rules_box)
+        for key, value in TypeRules().to_dict().items():
+            if isinstance(value, int):
+                w: Any = QSpinBox()
+                w.setRange(1, 99)
+            else:
+                w = QDoubleSpinBox()
+                w.setRange(0.0, 99.0)
+                w.setSingleStep(0.1)
+                w.setDecimals(2)
+            w.setValue(value)
+            rules_form.addRow(key.replace("_", " "), w)
+            self.rule_widgets[key] = w
+
+        form = QFormLayout()
+        form.addRow("Image", self.image_combo)
+        form.addRow("Dendrite labels", self.dendrite_combo)
+        form.addRow("Spine labels", self.spine_combo)
+        form.addRow("Spine types", self.method_combo)
+        form.addRow("Colour spines by", self.colour_combo)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.recompute_button)
+        buttons.addWidget(self.export_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.auto_update)
+        layout.addLayout(buttons)
+        layout.addWidget(self.status_label)
+        layout.addWidget(QLabel("Spines"))
+        layout.addWidget(self.spine_table, 3)
+        layout.addWidget(QLabel("Branches"))
+        layout.addWidget(self.branch_table, 1)
+        layout.addWidget(rules_box)
+
+        self._debounce = QTimer(self)
+        self._debounce.setSingleShot(True)
+        self._debounce.setInterval(DEBOUNCE_MS)
+        self._debounce.timeout.connect(self.recompute)
+
+        events = self.viewer.layers.events
+        for name in ("inserted", "removed", "reordered", "renamed"):
+            if hasattr(events, name):
+                getattr(events, name).connect(self.refresh_layers)
+        self.spine_combo.currentTextChanged.connect(self._watch_layers)
+        self.dendrite_combo.currentTextChanged.connect(self._watch_layers)
+        self.refresh_layers()
+
+    # --- pickers ---------------------------------------------------------------------------
+    def refresh_layers(self, *_: Any) -> None:
+        """Offer Image and Labels layers; guess ``<image> dendrites`` / ``<image> spines``."""
+        from napari.layers import Image, Labels
+
+        images = [ly.name for ly in self.viewer.layers if isinstance(ly, Image)]
+        labels = [ly.name for ly in self.viewer.layers if isinstance(ly, Labels)]
+        for combo, names, hint in (
+            (self.image_combo, images, None),
+            (self.dendrite_combo, labels, "dendrite"),
+            (self.spine_combo, labels, "spine"),
+        ):
+            current = combo.currentText()
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItems(names)
+            if current in names:
+                combo.setCurrentText(current)
+            elif hint is not None:
+                guess = [n for n in names if hint in n.lower()]
+                if guess:
+                    combo.setCurrentText(guess[0])
+            combo.blockSignals(False)
+        self._watch_layers()
+
+    def _layer(self, combo: QComboBox):
+        name = combo.currentText()
+        return self.viewer.layers[name] if name in self.viewer.layers else None  # noqa: SIM401
+
+    def _watch_layers(self, *_: Any) -> None:
+        """Re-run (debounced) when the chosen label layers are painted or get new data."""
+        for layer in self._watched:
+            for ev in ("data", "paint", "set_data"):
+                emitter = getattr(layer.events, ev, None)
+                if emitter is not None:
+                    emitter.disconnect(self._on_edit)
+        self._watched = [
+            ly for ly in (self._layer(self.spine_combo), self._layer(self.dendrite_combo)) if ly
+        ]
+        for layer in self._watched:
+            for ev in ("data", "paint", "set_data"):
+                emitter = getattr(layer.events, ev, None)
+                if emitter is not None:
+                    emitter.connect(self._on_edit)
+
+    def _on_edit(self, *_: Any) -> None:
+        if self.auto_update.isChecked() and self.result is not None:
+            self._debounce.start()
+
+    def rules(self):
+        """The rule thresholds as set in the dock."""
+        from ..analysis import TypeRules
+
+        return TypeRules(**{k: w.value() for k, w in self.rule_widgets.items()})
+
+    # --- running ---------------------------------------------------------------------------
+    def recompute(self) -> None:
+        """Analyse the chosen layers in a worker thread (queued if one is running)."""
+        if self.worker is not None:
+            self._pending = True
+            return
+        spines_layer = self._layer(self.spine_combo)
+        dend_layer = self._layer(self.dendrite_combo)
+        image_layer = self._layer(self.image_combo)
+        if spines_layer is None or dend_layer is None:
+            show_error("Choose a dendrite Labels layer and a spine Labels layer first.")
+            return
+        spines = np.asarray(spines_layer.data)
+        dend = np.asarray(dend_layer.data)
+        if spines.shape != dend.shape or spines.ndim not in (2, 3):
+            show_error(
+                f"The spine labels {spines.shape} and dendrite labels {dend.shape} must be one "
+                "2D or 3D shape."
+            )
+            return
+        image = None
+        if image_layer is not None and tuple(image_layer.data.shape) == spines.shape:
+            image = np.asarray(image_layer.data)
+        voxel = voxel_size_from_scale(spines_layer.scale)
+        self._job_layers = (spines_layer.name, dend_layer.name, getattr(image_layer, "name", ""))
+        self.status_label.setText("Analysing…")
+        self.recompute_button.setEnabled(False)
+        method = self.method_combo.currentText()
+        self.worker = create_worker(
+            _job, image, dend, spines, voxel, method, self.rules(), _start_thread=False
+        )
+        self.worker.returned.connect(self._on_returned)
+        self.worker.errored.connect(self._on_error)
+        self.worker.finished.connect(self._on_finished)
+        self.worker.start()
+
+    def _on_error(self, exc: Exception) -> None:
+        if not isinstance(exc, DendritePanopticError):
+            logger.error("spine analysis failed", exc_info=exc)
+        show_error(f"Spine analysis failed: {exc}")
+        self.status_label.setText(f"Failed: {exc}")
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self.recompute_button.setEnabled(True)
+        if self._pending:
+            self._pending = False
+            self.recompute()
+
+    def _on_returned(self, result: Any) -> None:
+        if self._job_layers is None or self._job_layers[0] not in self.viewer.layers:
+            self.status_label.setText("The spine layer was removed: nothing to show.")
+            return
+        self.result = result
+        spines_layer = self.viewer.layers[self._job_layers[0]]
+        spines_layer.features = self._features(spines_layer, result.spines)
+        self._fill(self.spine_table, result.spines)
+        self._fill(self.branch_table, result.branches)
+        self._show_skeleton(spines_layer)
+        numeric = [
+            k for k, v in result.spines.items() if np.asarray(v).dtype.kind in "fiu" and k != "id"
+        ]
+        current = self.colour_combo.currentText()
+        self.colour_combo.blockSignals(True)
+        self.colour_combo.clear()
+        self.colour_combo.addItems(["type", *numeric])
+        self.colour_combo.setCurrentText(current if current in ("type", *numeric) else "type")
+        self.colour_combo.blockSignals(False)
+        self.colour_spines()
+        n = len(result.spines["id"])
+        self.status_label.setText(
+            f"{n} spines on {result.skeleton.length_um:.1f} µm of dendrite "
+            f"({result.density_per_um:.2f} per µm); types: {result.type_method}; "
+            f"{result.seconds:.1f} s."
+        )
+
+    @staticmethod
+    def _features(layer: Any, table: dict[str, np.ndarray]):
+        """The analysis table joined by ``id`` with the layer's other feature columns (e.g. the
+        inference dock's ``score``), with napari's ``index`` column (label value of each row)."""
+        import pandas as pd
+
+        feats = pd.DataFrame(table)
+        old = layer.features
+        if "id" in old.columns and len(old):
+            keep = [c for c in old.columns if c not in feats.columns and c != "index"]
+            if keep:
+                extra = old[["id", *keep]].drop_duplicates("id")
+                extra = extra.astype({"id": feats["id"].dtype})
+                feats = feats.merge(extra, on="id", how="left")
+        feats.insert(0, "index", feats["id"].astype(int))
+        return feats
+
+    # --- display ---------------------------------------------------------------------------
+    @staticmethod
+    def _fill(widget: QTableWidget, table: dict[str, np.ndarray]) -> None:
+        widget.setSortingEnabled(False)
+        cols = list(table)
+        n = len(next(iter(table.values()))) if cols else 0
+        widget.clear()
+        widget.setColumnCount(len(cols))
+        widget.setRowCount(n)
+        widget.setHorizontalHeaderLabels(cols)
+        for j, c in enumerate(cols):
+            values = np.asarray(table[c])
+            for i in range(n):
+                widget.setItem(i, j, _NumberItem(values[i].item() if values.ndim else values))
+        widget.setSortingEnabled(True)
+
+    def _show_skeleton(self, spines_layer: Any) -> None:
+        from napari.layers import Shapes
+
+        name = f"{spines_layer.name} skeleton"
+        sk = self.result.skeleton
+        is2d = spines_layer.ndim == 2
+        paths = [b.voxels[:, 1:] if is2d else b.voxels for b in sk.branches if len(b.voxels) > 1]
+        if name in self.viewer.layers and isinstance(self.viewer.layers[name], Shapes):
+            layer = self.viewer.layers[name]
+            layer.data = []
+            if paths:
+                layer.add_paths(paths, edge_color="cyan", edge_width=1.0)
+        elif paths:
+            layer = self.viewer.add_shapes(
+                paths,
+                shape_type="path",
+                name=name,
+                edge_color="cyan",
+                edge_width=1.0,
+                scale=spines_layer.scale,
+                translate=spines_layer.translate,
+            )
+        else:
+            return
+        layer.features = {"branch_id": [b.id for b in sk.branches if len(b.voxels) > 1]}
+
+    def colour_spines(self, *_: Any) -> None:
+        """Colour the spine layer by type or by the chosen measurement (viridis)."""
+        if self.result is None or self._job_layers is None:
+            return
+        if self._job_layers[0] not in self.viewer.layers:
+            return
+        layer = self.viewer.layers[self._job_layers[0]]
+        from napari.utils.colormaps import DirectLabelColormap
+        from napari.utils.colormaps.colormap_utils import ensure_colormap
+
+        what = self.colour_combo.currentText() or "type"
+        ids = np.asarray(self.result.spines["id"])
+        colours: dict[Any, Any] = {None: "transparent", 0: "transparent"}
+        if what == "type":
+            for i, t in zip(ids, self.result.spines["type"], strict=True):
+                colours[int(i)] = TYPE_COLOURS.get(str(t), "white")
+        else:
+            v = np.asarray(self.result.spines[what], dtype=float)
+            finite = np.isfinite(v)
+            lo, hi = (np.nanmin(v), np.nanmax(v)) if finite.any() else (0.0, 1.0)
+            cmap = ensure_colormap("viridis")
+            scaled = np.where(finite, (v - lo) / (hi - lo if hi > lo else 1.0), 0.0)
+            for i, s in zip(ids, scaled, strict=True):
+                colours[int(i)] = cmap.map(np.array([s]))[0]
+        layer.colormap = DirectLabelColormap(color_dict=colours)
+
+    def _on_spine_clicked(self, row: int, _col: int) -> None:
+        header = [
+            self.spine_table.horizontalHeaderItem(j).text()
+            for j in range(self.spine_table.columnCount())
+        ]
+        if "id" not in header or self._job_layers is None:
+            return
+        sid = int(float(self.spine_table.item(row, header.index("id")).text()))
+        self.select_spine(sid)
+
+    def select_spine(self, spine_id: int) -> None:
+        """Select spine ``spine_id`` in its layer and centre the camera (and z) on it."""
+        if self.result is None or self._job_layers is None:
+            return
+        layer = self.viewer.layers[self._job_layers[0]]
+        layer.selected_label = int(spine_id)
+        t = self.result.spines
+        k = int(np.flatnonzero(np.asarray(t["id"]) == spine_id)[0])
+        tip = np.array([t[f"tip_{a}_um"][k] for a in "zyx"])
+        base = np.array([t[f"base_{a}_um"][k] for a in "zyx"])
+        centre_um = 0.5 * (tip + base)
+        voxel = np.asarray(voxel_size_from_scale(layer.scale))
+        data_pt = centre_um / voxel  # (z, y, x) in data coordinates
+        if layer.ndim == 2:
+            data_pt = data_pt[1:]
+        world = np.asarray(layer.data_to_world(data_pt))
+        self.viewer.camera.center = tuple(world[-2:]) if layer.ndim == 2 else tuple(world)
+        if layer.ndim == 3:
+            self.viewer.dims.set_point(self.viewer.dims.ndim - 3, float(world[0]))
+
+    # --- export ----------------------------------------------------------------------------
+    def export(self, folder: str | Path, stem: str) -> dict[str, Path]:
+        """Write ``<stem>_spines.csv``, ``<stem>_dendrites.csv`` and ``<stem>_spines_roi.zip``
+        from the last analysis into ``folder``; returns the paths."""
+        from ..analysis.exports import analysis_paths, write_tables
+        from ..analysis.roi_export import write_roi_zip
+
+        if self.result is None:
+            raise DendritePanopticError("Nothing to export: run the analysis first.")
+        paths = analysis_paths(folder, stem)
+        written = write_tables(paths, self.result)
+        spines = np.asarray(self.viewer.layers[self._job_layers[0]].data)
+        types = {
+            int(i): str(t)
+            for i, t in zip(self.result.spines["id"], self.result.spines["type"], strict=True)
+        }
+        written["roi"] = write_roi_zip(paths["roi"], spines, types)
+        return written
+
+    def _export_dialog(self) -> None:
+        if self.result is None:
+            show_error("Nothing to export: run the analysis first.")
+            return
+        folder = QFileDialog.getExistingDirectory(self, "Folder for the spine tables")
+        if not folder:
+            return
+        stem = self._job_layers[0].replace(" ", "_")
+        existing = [p for p in self._paths(folder, stem).values() if p.exists()]
+        if existing:
+            show_error(f"{existing[0]} exists already: choose another folder.")
+            return
+        try:
+            written = self.export(folder, stem)
+        except (OSError, DendritePanopticError) as exc:
+            show_error(f"Export failed: {exc}")
+            return
+        show_info("Wrote " + ", ".join(p.name for p in written.values()))
+
+    @staticmethod
+    def _paths(folder: str, stem: str) -> dict[str, Path]:
+        from ..analysis.exports import analysis_paths
+
+        return analysis_paths(folder, stem)

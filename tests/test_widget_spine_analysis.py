@@ -1,0 +1,106 @@
+"""Spine analysis dock, loaded through the manifest, on a small synthetic plane and stack."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+PLUGIN = "napari-dendrite-panoptic"
+WAIT_MS = 120_000
+
+
+@pytest.fixture
+def dock(make_napari_viewer):
+    def _open(sample, ndim):
+        viewer = make_napari_viewer()
+        squeeze = 0 if ndim == 2 else slice(None)
+        scale = sample.voxel_size_um[-ndim:]
+        viewer.add_image(sample.image[squeeze], name="img", scale=scale)
+        viewer.add_labels(sample.dendrite[squeeze], name="img dendrites", scale=scale)
+        viewer.add_labels(sample.spines[squeeze], name="img spines", scale=scale)
+        _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Spine analysis")
+        return viewer, widget
+
+    return _open
+
+
+def _recompute(qtbot, widget):
+    widget.recompute_button.click()
+    qtbot.waitUntil(lambda: widget.worker is None and widget.result is not None, timeout=WAIT_MS)
+
+
+def test_table_fills_features_selects_and_recomputes_after_painting(dock, qtbot, small_plane):
+    viewer, widget = dock(small_plane, 2)
+    ids = np.unique(small_plane.spines)[1:]
+    # the inference dock's table (score) stays in the features, joined by id
+    viewer.layers["img spines"].features = {"index": ids, "id": ids, "score": ids / 100.0}
+    assert widget.dendrite_combo.currentText() == "img dendrites"
+    assert widget.spine_combo.currentText() == "img spines"
+    _recompute(qtbot, widget)
+    layer = viewer.layers["img spines"]
+    assert list(layer.features["id"]) == list(ids)
+    assert list(layer.features["index"]) == list(ids)
+    assert np.allclose(layer.features["score"], ids / 100.0)
+    assert {"type", "length_um", "head_diameter_um", "branch_id"} <= set(layer.features.columns)
+    assert widget.spine_table.rowCount() == len(ids)
+    assert widget.branch_table.rowCount() >= 1
+    assert "img spines skeleton" in viewer.layers
+    # coloured by type: a mushroom and a stubby spine get different colours
+    assert len({str(layer.colormap.map(int(i))) for i in ids}) > 1
+
+    # sorting by length puts the longest spine first; clicking its row selects and centres it
+    header = [
+        widget.spine_table.horizontalHeaderItem(j).text()
+        for j in range(widget.spine_table.columnCount())
+    ]
+    widget.spine_table.sortItems(header.index("length_um"), order=1)  # descending
+    row0_id = int(widget.spine_table.item(0, header.index("id")).text())
+    longest = int(layer.features.sort_values("length_um").iloc[-1]["id"])
+    assert row0_id == longest
+    widget._on_spine_clicked(0, 0)
+    assert layer.selected_label == longest
+    feats = layer.features.set_index("id").loc[longest]
+    centre = 0.5 * np.array([feats.base_y_um + feats.tip_y_um, feats.base_x_um + feats.tip_x_um])
+    assert np.allclose(viewer.camera.center[-2:], centre, atol=0.05)
+
+    # colour by a measurement
+    widget.colour_combo.setCurrentText("length_um")
+    shortest = int(layer.features.sort_values("length_um").iloc[0]["id"])
+    assert not np.allclose(layer.colormap.map(longest), layer.colormap.map(shortest))
+
+    # erase one spine by painting: the table follows (debounced) without pressing Recompute
+    gone = int(ids[0])
+    before = widget.result
+    data = layer.data.copy()
+    data[data == gone] = 0
+    layer.data = data
+    qtbot.waitUntil(lambda: widget.result is not before and widget.worker is None, timeout=WAIT_MS)
+    assert gone not in set(layer.features["id"])
+    assert widget.spine_table.rowCount() == len(ids) - 1
+
+    # paint a new spine with the brush, touching the shaft: it appears in the table
+    ys, xs = np.nonzero(small_plane.dendrite[0])
+    new_id = int(ids.max()) + 1
+    before = widget.result
+    layer.brush_size = 5
+    layer.paint((float(ys[0]), float(xs[0])), new_id, refresh=True)
+    qtbot.waitUntil(lambda: widget.result is not before and widget.worker is None, timeout=WAIT_MS)
+    assert new_id in set(layer.features["id"])
+
+
+def test_stack_uses_the_layer_scale_and_exports(dock, qtbot, small_stack, tmp_path):
+    viewer, widget = dock(small_stack, 3)
+    _recompute(qtbot, widget)
+    feats = viewer.layers["img spines"].features
+    assert "volume_um3" in feats.columns
+    n_vox = np.bincount(small_stack.spines.ravel())[feats["id"].to_numpy()]
+    assert np.allclose(feats["volume_um3"], n_vox * np.prod(small_stack.voxel_size_um))
+    written = widget.export(tmp_path, "stack")
+    assert sorted(p.name for p in written.values()) == [
+        "stack_dendrites.csv",
+        "stack_spines.csv",
+        "stack_spines_roi.zip",
+    ]
+    widget.select_spine(int(feats["id"].iloc[0]))
+    z = feats["base_z_um"].iloc[0] * 0.5 + feats["tip_z_um"].iloc[0] * 0.5
+    assert viewer.dims.point[0] == pytest.approx(z, abs=0.5)
