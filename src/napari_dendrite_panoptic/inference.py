@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .errors import Cancelled, InputError
+from .errors import Cancelled, DendritePanopticError, InputError
 from .models.store import LoadedModels, load_models
 from .normalise import finite_percentiles
 from .tables import spine_table
@@ -69,11 +69,39 @@ class InferenceConfig:
 
 @dataclass
 class ProgressEvent:
-    """``done`` of ``total`` units (tiles) finished; ``message`` says where."""
+    """``done`` of ``total`` units (tiles) finished; ``message`` says where.
+
+    ``warning`` is non-empty when the job changed course for the user to know about (out of
+    memory: smaller tiles, or the CPU instead of the GPU); the dock shows it as a napari
+    notification and the CLI prints it.
+    """
 
     done: int
     total: int
     message: str = ""
+    warning: str = ""
+
+
+class OutOfMemory(DendritePanopticError, MemoryError):
+    """Inference ran out of memory even with the smallest tiles on the CPU."""
+
+
+MIN_TILE = 64
+"""Smallest tile (px) tried after out-of-memory errors before giving up on a device."""
+
+MAX_NATIVE_PIXELS = 1 << 30
+"""Largest plane (px) after resampling to the model's pixel size; beyond it the pixel size is
+surely wrong (e.g. nm taken for µm)."""
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for PyTorch's (CUDA, MPS, CPU allocator) out-of-memory errors and MemoryError."""
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and (
+        "out of memory" in text or "can't allocate memory" in text
+    )
 
 
 @dataclass
@@ -163,6 +191,16 @@ def _core_bounds(start: int, size: int, length: int, overlap: int) -> tuple[floa
     return lo, hi
 
 
+def _run_networks(
+    models: LoadedModels, tiles: torch.Tensor
+) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
+    """Dendrite probability (B, T, T) and spine detections of (B, 1, T, T) tiles on the models'
+    device (the one call that allocates most memory; tests make it fail to simulate OOM)."""
+    with torch.inference_mode():
+        prob = models.dendrites(tiles)["out"].softmax(1)[:, 1]
+    return prob, _detect_spines(models.spines, tiles)
+
+
 @torch.inference_mode()
 def _detect_spines(model: torch.nn.Module, tiles: torch.Tensor) -> list[dict[str, torch.Tensor]]:
     """Run Mask R-CNN on (B, 1, T, T) tiles; masks stay at the head's 28x28 resolution."""
@@ -209,16 +247,19 @@ def _plane_pass(
     cfg: InferenceConfig,
     score_threshold: float,
     should_stop: Callable[[], bool],
+    tile_size: int | None = None,
 ) -> Iterator[int]:
     """Both networks over one native-resolution plane (H, W) float32.
 
     Yields once per tile batch (the caller reports progress and may stop); returns dendrite
-    probability (H, W), spine labels (H, W) int32 and the score of each id.
+    probability (H, W), spine labels (H, W) int32 and the score of each id. ``tile_size``
+    overrides ``cfg.tile_size`` (smaller tiles after an out-of-memory error).
     """
     h, w = plane.shape
+    tile = tile_size or cfg.tile_size
     # tiles never larger than the plane (rounded up to a multiple of 32)
-    th = min(cfg.tile_size, _ceil32(h))
-    tw = min(cfg.tile_size, _ceil32(w))
+    th = min(tile, _ceil32(h))
+    tw = min(tile, _ceil32(w))
     ov = min(cfg.tile_overlap, th // 2, tw // 2)
     ph, pw = max(h, th), max(w, tw)
     padded = F.pad(plane[None, None], (0, pw - w, 0, ph - h))[0, 0] if (ph, pw) != (h, w) else plane
@@ -234,9 +275,7 @@ def _plane_pass(
         batch_org = origins[i : i + cfg.batch_tiles]
         tiles = torch.stack([padded[y : y + th, x : x + tw] for y, x in batch_org])[:, None]
         tiles = tiles.to(models.device)
-        with torch.inference_mode():
-            prob = models.dendrites(tiles)["out"].softmax(1)[:, 1]
-        dets = _detect_spines(models.spines, tiles)
+        prob, dets = _run_networks(models, tiles)
         for (y, x), p, det in zip(batch_org, prob, dets, strict=False):
             prob_sum[y : y + th, x : x + tw] += p * window
             weight_sum[y : y + th, x : x + tw] += window
@@ -256,6 +295,36 @@ def _plane_pass(
     scores: list[float] = []
     _paste_instances(labels, scores, detections, cfg.spine_mask_threshold, cfg.min_spine_px)
     return prob, labels, scores
+
+
+def _smaller_tile(tile: int, height: int, width: int) -> int | None:
+    """The next tile size to try after an out-of-memory error with ``tile`` on a (height, width)
+    plane: halved (a multiple of 32) until smaller than the tile actually used; None when
+    :data:`MIN_TILE` was used already."""
+    used = min(tile, _ceil32(max(height, width)))
+    while tile >= used and tile > MIN_TILE:
+        tile = max(MIN_TILE, (tile // 2) // 32 * 32)
+    return tile if tile < used else None
+
+
+def _free_memory(device: torch.device) -> None:
+    """Give cached GPU memory back after an out-of-memory error."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _cpu_models(models: LoadedModels) -> LoadedModels:
+    """The same networks on the CPU (rebuilt from the card, weights copied, nothing reloaded)."""
+    from .models.builders import build_dendrite_model, build_spine_model
+
+    cpu = torch.device("cpu")
+    spines = build_spine_model(models.card.spines.config)
+    spines.load_state_dict(models.spines.state_dict())
+    dendrites = build_dendrite_model(models.card.dendrites.config)
+    dendrites.load_state_dict(models.dendrites.state_dict())
+    return LoadedModels(
+        models.card, models.folder, spines.to(cpu).eval(), dendrites.to(cpu).eval(), cpu
+    )
 
 
 def iter_predict(
@@ -285,6 +354,8 @@ def iter_predict(
     cfg = config or InferenceConfig()
     volume = _as_zyx(image)
     nz, ny, nx = (int(s) for s in volume.shape)
+    if nz < 1:
+        raise InputError(f"the image holds no plane (shape {tuple(image.shape)})")
     if ny < 2 or nx < 2:
         raise InputError(f"image planes of {ny}x{nx} px are too small to segment")
     dtype = np.dtype(getattr(volume, "dtype", np.float32))
@@ -304,18 +375,26 @@ def iter_predict(
     voxel = (vz, px, px)
     scale = px / native
     nh, nw = max(int(round(ny * scale)), 8), max(int(round(nx * scale)), 8)
+    if nh * nw > MAX_NATIVE_PIXELS:
+        raise InputError(
+            f"a pixel size of {px:g} µm is {scale:.3g} times the model's {native:g} µm: each "
+            f"{ny}x{nx} px plane would become {nh}x{nw} px; check the pixel size"
+        )
     norm = models.card.normalisation
     score = cfg.spine_score_threshold
     if score is None:
         score = float(models.card.inference.get("spine_score_threshold", 0.5))
     lo, hi = _stack_percentiles(volume, float(norm["low"]), float(norm["high"]))
     span = hi - lo if hi > lo else 1.0
-    th, tw = min(cfg.tile_size, _ceil32(nh)), min(cfg.tile_size, _ceil32(nw))
-    ov = min(cfg.tile_overlap, th // 2, tw // 2)
-    tiles_per_plane = len(tile_origins(max(nh, th), th, ov)) * len(
-        tile_origins(max(nw, tw), tw, ov)
-    )
-    total = tiles_per_plane * nz
+
+    def tiles_per_plane(tile: int) -> int:
+        th, tw = min(tile, _ceil32(nh)), min(tile, _ceil32(nw))
+        ov = min(cfg.tile_overlap, th // 2, tw // 2)
+        return len(tile_origins(max(nh, th), th, ov)) * len(tile_origins(max(nw, tw), tw, ov))
+
+    tile = cfg.tile_size
+    fallbacks: list[str] = []
+    total = tiles_per_plane(tile) * nz
     done = 0
     yield ProgressEvent(0, total, f"{nz} plane(s), {ny}x{nx} px at {px:.4g} µm/px")
     dendrite = np.zeros((nz, ny, nx), dtype=np.uint8)
@@ -326,14 +405,51 @@ def iter_predict(
         raw = np.where(np.isfinite(raw), raw, lo)
         plane = torch.from_numpy((raw - lo) / span)
         native_plane = _resize(plane[None, None], (nh, nw))[0, 0]
-        passes = _plane_pass(native_plane.to(models.device), models, cfg, score, should_stop)
-        while True:
+        while True:  # until the plane is done; after an out-of-memory error, again smaller
+            done_before = done
+            passes = _plane_pass(
+                native_plane.to(models.device), models, cfg, score, should_stop, tile
+            )
             try:
-                done += next(passes)
-            except StopIteration as finished:
-                prob, labels, scores = finished.value
+                while True:
+                    try:
+                        done += next(passes)
+                    except StopIteration as finished:
+                        prob, labels, scores = finished.value
+                        break
+                    yield ProgressEvent(done, total, f"plane {z + 1}/{nz}")
                 break
-            yield ProgressEvent(done, total, f"plane {z + 1}/{nz}")
+            except Exception as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                passes.close()
+                del passes
+                done = done_before
+                _free_memory(models.device)
+                smaller = _smaller_tile(tile, nh, nw)
+                used = min(tile, _ceil32(max(nh, nw)))
+                if smaller is not None:
+                    warning = (
+                        f"Out of memory on {models.device} with {used} px tiles: "
+                        f"retrying with {smaller} px tiles."
+                    )
+                    tile = smaller
+                elif models.device.type != "cpu":
+                    warning = (
+                        f"Out of memory on {models.device} even with {used} px tiles: "
+                        "continuing on the CPU (slower)."
+                    )
+                    models = _cpu_models(models)
+                    tile = cfg.tile_size
+                else:
+                    raise OutOfMemory(
+                        f"Not enough memory to segment {ny}x{nx} px planes, even with "
+                        f"{used} px tiles on the CPU: close other programs or crop the image."
+                    ) from None
+                logger.warning(warning)
+                fallbacks.append(warning)
+                total = done + tiles_per_plane(tile) * (nz - z)
+                yield ProgressEvent(done, total, f"plane {z + 1}/{nz}", warning=warning)
         prob_full = _resize(prob[None, None].float().cpu(), (ny, nx))[0, 0].numpy()
         lab_full = _resize(torch.from_numpy(labels)[None, None].float(), (ny, nx), "nearest")
         lab_full = lab_full[0, 0].numpy().astype(np.int32)
@@ -348,6 +464,8 @@ def iter_predict(
         for k in cfg.__dataclass_fields__  # type: ignore[attr-defined]
     }
     params["device_used"] = str(models.device)
+    params["tile_size_used"] = tile
+    params["memory_fallbacks"] = fallbacks
     params["spine_score_threshold_used"] = score
     yield PanopticResult(
         dendrite=dendrite,
