@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from napari.utils import progress
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -255,6 +255,8 @@ class PanopticInferenceWidget(QWidget):
     def _on_progress(self, event: Any) -> None:
         if self._stop.is_set():
             return
+        if getattr(event, "warning", ""):
+            show_warning(f"'{self._job.get('image_name', '')}': {event.warning}")
         self.progress_bar.setRange(0, max(int(event.total), 1))
         self.progress_bar.setValue(int(event.done))
         if self._napari_progress is not None:
