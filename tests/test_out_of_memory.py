@@ -68,7 +68,7 @@ def test_large_tiles_out_of_memory_retries_with_smaller_tiles(tiny_model_dir, mo
         "Out of memory on cpu with 128 px tiles: retrying with 64 px tiles.",
     ]
     assert result.parameters["tile_size_used"] == 64
-    assert result.parameters["memory_fallbacks"] == warnings
+    assert result.parameters["warnings"] == warnings
     # (200 px planes use 224 px tiles at most); the second plane starts at the size that worked
     assert [size for _, size in calls].count(224) == 1
     # same result as a run asked for with 64 px tiles from the start, and not empty
@@ -100,7 +100,7 @@ def test_gpu_out_of_memory_falls_back_to_the_cpu(tiny_model_dir, monkeypatch):
     assert result.parameters["tile_size_used"] == 128  # the CPU starts again at the asked size
     assert {d for d, _ in calls} == {"meta", "cpu"}
     assert result.dendrite.shape == (2, 200, 200)
-    assert result.parameters["memory_fallbacks"][0].startswith("Out of memory on meta with 128")
+    assert result.parameters["warnings"][0].startswith("Out of memory on meta with 128")
     _, reference = _run(_image(), cfg)
     np.testing.assert_array_equal(result.dendrite, reference.dendrite)
 

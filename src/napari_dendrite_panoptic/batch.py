@@ -158,7 +158,7 @@ def summarise_outputs(path: Path, written: dict[str, Path]) -> FileOutcome:
         dendrite_length_um=length,
         spines_per_um=n_spines / length if length > 0 else None,
         device=str(params.get("device_used", "")),
-        warnings=list(params.get("memory_fallbacks", [])),
+        warnings=list(params.get("warnings", [])),
         outputs=[str(p) for p in written.values()],
     )
 

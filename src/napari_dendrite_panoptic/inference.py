@@ -393,16 +393,23 @@ def iter_predict(
         return len(tile_origins(max(nh, th), th, ov)) * len(tile_origins(max(nw, tw), tw, ov))
 
     tile = cfg.tile_size
-    fallbacks: list[str] = []
+    notices: list[str] = []
     total = tiles_per_plane(tile) * nz
     done = 0
     yield ProgressEvent(0, total, f"{nz} plane(s), {ny}x{nx} px at {px:.4g} µm/px")
     dendrite = np.zeros((nz, ny, nx), dtype=np.uint8)
     plane_labels = np.zeros((nz, ny, nx), dtype=np.int32)
     plane_scores: list[list[float]] = []
+    uniform: list[float] = []
     for z in range(nz):
         raw = np.asarray(volume[z], dtype=np.float32)
         raw = np.where(np.isfinite(raw), raw, lo)
+        if raw.min() == raw.max():  # nothing to see (e.g. all zero): no dendrite, no spine
+            uniform.append(float(raw.flat[0]))
+            plane_scores.append([])
+            done += tiles_per_plane(tile)
+            yield ProgressEvent(done, total, f"plane {z + 1}/{nz}: uniform, skipped")
+            continue
         plane = torch.from_numpy((raw - lo) / span)
         native_plane = _resize(plane[None, None], (nh, nw))[0, 0]
         while True:  # until the plane is done; after an out-of-memory error, again smaller
@@ -447,7 +454,7 @@ def iter_predict(
                         f"{used} px tiles on the CPU: close other programs or crop the image."
                     ) from None
                 logger.warning(warning)
-                fallbacks.append(warning)
+                notices.append(warning)
                 total = done + tiles_per_plane(tile) * (nz - z)
                 yield ProgressEvent(done, total, f"plane {z + 1}/{nz}", warning=warning)
         prob_full = _resize(prob[None, None].float().cpu(), (ny, nx))[0, 0].numpy()
@@ -456,6 +463,11 @@ def iter_predict(
         plane_labels[z] = lab_full
         plane_scores.append(scores)
         dendrite[z] = prob_full >= cfg.dendrite_threshold
+    if len(uniform) == nz:
+        value = f"every pixel is {uniform[0]:g}" if len(set(uniform)) == 1 else "uniform planes"
+        warning = f"The image holds no structure ({value}): nothing to segment."
+        notices.append(warning)
+        yield ProgressEvent(done, total, "", warning=warning)
     spines, score_of = link_planes(plane_labels, plane_scores, cfg.link_iou)
     dendrite[spines > 0] = 0
     table = spine_table(spines, score_of, voxel)
@@ -465,7 +477,7 @@ def iter_predict(
     }
     params["device_used"] = str(models.device)
     params["tile_size_used"] = tile
-    params["memory_fallbacks"] = fallbacks
+    params["warnings"] = notices
     params["spine_score_threshold_used"] = score
     yield PanopticResult(
         dendrite=dendrite,
