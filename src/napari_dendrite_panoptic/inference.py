@@ -374,12 +374,13 @@ def iter_predict(
         raise InputError(f"pixel size must be a positive number of µm, got {px}")
     voxel = (vz, px, px)
     scale = px / native
-    nh, nw = max(int(round(ny * scale)), 8), max(int(round(nx * scale)), 8)
-    if nh * nw > MAX_NATIVE_PIXELS:
+    if not (ny * scale) * (nx * scale) <= MAX_NATIVE_PIXELS:  # also catches an infinite scale
         raise InputError(
             f"a pixel size of {px:g} µm is {scale:.3g} times the model's {native:g} µm: each "
-            f"{ny}x{nx} px plane would become {nh}x{nw} px; check the pixel size"
+            f"{ny}x{nx} px plane would become {ny * scale:.4g}x{nx * scale:.4g} px; check the "
+            "pixel size"
         )
+    nh, nw = max(int(round(ny * scale)), 8), max(int(round(nx * scale)), 8)
     norm = models.card.normalisation
     score = cfg.spine_score_threshold
     if score is None:
