@@ -366,6 +366,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     for event in iter_fit(
         cfg, source=source, should_stop=stop, resume=args.resume, provenance=record
     ):
+        if event.kind == "start" and event.step > 0:
+            tqdm.write(f"resuming from the checkpoint at step {event.step}")
         bar.n = event.step
         if event.losses:
             bar.set_postfix(

@@ -169,9 +169,30 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         torch.save(state, tmp)
 
 
+class CheckpointError(DendritePanopticError):
+    """A training checkpoint that cannot be resumed from (damaged, or not a checkpoint)."""
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load a checkpoint as data only (``weights_only=True``)."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """Load a checkpoint as data only (``weights_only=True``: no code in it is run).
+
+    Raises
+    ------
+    CheckpointError
+        When the file is damaged or holds something other than a checkpoint's tensors and
+        numbers.
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - zip, pickle and storage errors all mean "damaged"
+        raise CheckpointError(
+            f"cannot resume from '{path}': the checkpoint is damaged or not a checkpoint "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); delete it "
+            "or train without resuming (--no-resume)"
+        ) from None
+    if not isinstance(state, dict) or not {"step", "spines", "dendrites"} <= set(state):
+        raise CheckpointError(f"cannot resume from '{path}': it is not a training checkpoint")
+    return state
 
 
 def iter_fit(
