@@ -51,8 +51,10 @@ def _check_summary(rows, out: Path) -> None:
         dend = read_tiff(out / f"cell{i}_dendrite.tif")
         length = batch.dendrite_length_um(np.asarray(dend.data), (1.0, 0.1, 0.1))
         assert float(row["dendrite_length_um"]) == pytest.approx(length, rel=1e-5)
-        if length > 0:
-            assert float(row["spines_per_um"]) == pytest.approx(int(row["spines"]) / length, 1e-4)
+        # the tiny random model's dendrite probabilities are all >= 0: the dendrite is the
+        # plane minus the spines, so its skeleton has a length
+        assert length > 0
+        assert float(row["spines_per_um"]) == pytest.approx(int(row["spines"]) / length, 1e-4)
 
 
 def test_dendrite_length_of_known_skeletons():
@@ -89,7 +91,9 @@ def test_folder_in_process_writes_summary_and_lists_the_failure(
 ):
     out = tmp_path / "out"
     args = ["segment", str(folder), "--out", str(out), "--model", str(tiny_model_dir)]
-    assert main([*args, "--device", "cpu", "--score-threshold", "0"]) == 1
+    assert (
+        main([*args, "--device", "cpu", "--score-threshold", "0", "--dendrite-threshold", "0"]) == 1
+    )
     err = capsys.readouterr().err
     assert "1 of 4 files failed:" in err and "broken.tif: Cannot read" in err
     _check_summary(_rows(out / "summary.csv"), out)
@@ -102,7 +106,7 @@ def test_local_dask_cluster_of_two_workers(folder, tiny_model_dir, tmp_path):
     out = tmp_path / "out"
     ns = build_parser().parse_args(
         ["segment", "x", "--out", str(out), "--model", str(tiny_model_dir), "--device", "cpu"]
-        + ["--score-threshold", "0"]
+        + ["--score-threshold", "0", "--dendrite-threshold", "0"]
     )
     cfg = segment_config(ns)[0]
     paths = batch.expand_inputs([str(folder / "*.tif")])
@@ -129,7 +133,16 @@ def test_cli_sends_files_to_an_existing_scheduler(folder, tiny_model_dir, tmp_pa
         assert address.startswith("tcp://127.0.0.1:")
         code = main(
             ["segment", str(folder / "*.tif"), "--out", str(out), "--model", str(tiny_model_dir)]
-            + ["--device", "cpu", "--score-threshold", "0", "--scheduler", address]
+            + [
+                "--device",
+                "cpu",
+                "--score-threshold",
+                "0",
+                "--dendrite-threshold",
+                "0",
+                "--scheduler",
+                address,
+            ]
             + ["--summary", str(tmp_path / "all.csv")]
         )
     assert code == 1

@@ -309,6 +309,8 @@ def _run_on_dask(
         raise DendritePanopticError(
             "parallel batches need dask.distributed: pip install 'dask[distributed]'"
         ) from None
+    if not logging.getLogger("napari_dendrite_panoptic").isEnabledFor(logging.INFO):
+        logging.getLogger("distributed").setLevel(logging.WARNING)  # no start-up chatter
     cluster = None
     torch_threads = None
     if scheduler is not None:
