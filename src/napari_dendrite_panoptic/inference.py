@@ -415,10 +415,11 @@ def iter_predict(
         native_plane = _resize(plane[None, None], (nh, nw))[0, 0]
         while True:  # until the plane is done; after an out-of-memory error, again smaller
             done_before = done
-            passes = _plane_pass(
-                native_plane.to(models.device), models, cfg, score, should_stop, tile
-            )
+            passes = None
             try:
+                passes = _plane_pass(
+                    native_plane.to(models.device), models, cfg, score, should_stop, tile
+                )
                 while True:
                     try:
                         done += next(passes)
@@ -430,7 +431,8 @@ def iter_predict(
             except Exception as exc:
                 if not is_out_of_memory(exc):
                     raise
-                passes.close()
+                if passes is not None:
+                    passes.close()
                 del passes
                 done = done_before
                 _free_memory(models.device)
