@@ -119,3 +119,42 @@ def test_other_errors_are_not_mistaken_for_out_of_memory(tiny_model_dir, monkeyp
     cfg = InferenceConfig(model=str(tiny_model_dir), device="cpu", tile_size=128)
     with pytest.raises(ValueError, match="simulated"):
         _run(_image(), cfg)
+
+
+def test_job_larger_than_the_machine_is_refused_before_it_starts(tiny_model_dir, monkeypatch):
+    from napari_dendrite_panoptic import _lazy
+
+    image = _image()  # 2 x 200 x 200 px at the model's pixel size
+    need = inference.memory_needed(2, 200, 200, 200, 200)
+    assert need == 2 * 200 * 200 * 9 + 200 * 200 * 24 + 200 * 200 * 20
+    monkeypatch.setattr(_lazy, "physical_memory", lambda: need - 1)
+    called = _fail_when(monkeypatch, lambda tiles: False)
+    cfg = InferenceConfig(model=str(tiny_model_dir), device="cpu")
+    with pytest.raises(OutOfMemory, match=r"segmenting 2 plane\(s\) of 200x200 px needs about"):
+        _run(image, cfg)
+    assert called == []  # refused before any network call
+    monkeypatch.setattr(_lazy, "physical_memory", lambda: need)
+    _run(image, cfg)
+
+
+def test_a_plane_that_cannot_be_read_into_memory_is_a_clear_error(tiny_model_dir):
+    class Huge:
+        """A lazy stack whose planes are too big to read (numpy would raise MemoryError)."""
+
+        shape, dtype, ndim = (2, 200, 200), np.dtype(np.uint16), 3
+
+        def __init__(self, fail_at_read: int) -> None:
+            self.reads, self.fail_at_read = 0, fail_at_read
+
+        def __getitem__(self, key):
+            self.reads += 1
+            if self.reads == self.fail_at_read:
+                raise MemoryError("Unable to allocate 80.0 GiB for an array")
+            return np.zeros((200, 200), np.uint16)  # uniform: no network call needed
+
+    cfg = InferenceConfig(model=str(tiny_model_dir), device="cpu")
+    # reads 1-2: the percentiles over the stack; 3-4: the planes, one by one
+    with pytest.raises(OutOfMemory, match="not enough memory to read the image's 200x200 px"):
+        _run(Huge(2), cfg)
+    with pytest.raises(OutOfMemory, match="not enough memory to read plane 2 of 200x200 px"):
+        _run(Huge(4), cfg)

@@ -297,6 +297,26 @@ def _plane_pass(
     return prob, labels, scores
 
 
+def memory_needed(nz: int, ny: int, nx: int, nh: int, nw: int) -> int:
+    """Bytes of RAM a job needs besides the models: the (Z, Y, X) results (uint8 dendrite, int32
+    plane labels, uint32 spines) and one plane's working set at input (``ny`` x ``nx``) and
+    native (``nh`` x ``nw``) size (float32 copies, blended sums, labels)."""
+    return nz * ny * nx * 9 + ny * nx * 24 + nh * nw * 20
+
+
+def _check_memory(nz: int, ny: int, nx: int, nh: int, nw: int) -> None:
+    """Refuse up front a job that cannot fit in this machine's RAM, instead of failing late."""
+    from ._lazy import physical_memory
+
+    need, have = memory_needed(nz, ny, nx, nh, nw), physical_memory()
+    if need > have:
+        raise OutOfMemory(
+            f"segmenting {nz} plane(s) of {ny}x{nx} px needs about {need / 2**30:.1f} GiB of "
+            f"memory, more than this machine's {have / 2**30:.1f} GiB: crop the image, bin it, "
+            "or segment fewer planes at a time"
+        )
+
+
 def _smaller_tile(tile: int, height: int, width: int) -> int | None:
     """The next tile size to try after an out-of-memory error with ``tile`` on a (height, width)
     plane: halved (a multiple of 32) until smaller than the tile actually used; None when
@@ -381,11 +401,18 @@ def iter_predict(
             "pixel size"
         )
     nh, nw = max(int(round(ny * scale)), 8), max(int(round(nx * scale)), 8)
+    _check_memory(nz, ny, nx, nh, nw)
     norm = models.card.normalisation
     score = cfg.spine_score_threshold
     if score is None:
         score = float(models.card.inference.get("spine_score_threshold", 0.5))
-    lo, hi = _stack_percentiles(volume, float(norm["low"]), float(norm["high"]))
+    try:
+        lo, hi = _stack_percentiles(volume, float(norm["low"]), float(norm["high"]))
+    except MemoryError:
+        raise OutOfMemory(
+            f"not enough memory to read the image's {ny}x{nx} px planes: close other programs "
+            "or crop the image"
+        ) from None
     span = hi - lo if hi > lo else 1.0
 
     def tiles_per_plane(tile: int) -> int:
@@ -403,8 +430,14 @@ def iter_predict(
     plane_scores: list[list[float]] = []
     uniform: list[float] = []
     for z in range(nz):
-        raw = np.asarray(volume[z], dtype=np.float32)
-        raw = np.where(np.isfinite(raw), raw, lo)
+        try:
+            raw = np.asarray(volume[z], dtype=np.float32)
+            raw = np.where(np.isfinite(raw), raw, lo)
+        except MemoryError:
+            raise OutOfMemory(
+                f"not enough memory to read plane {z + 1} of {ny}x{nx} px: close other programs "
+                "or crop the image"
+            ) from None
         if raw.min() == raw.max():  # nothing to see (e.g. all zero): no dendrite, no spine
             uniform.append(float(raw.flat[0]))
             plane_scores.append([])
