@@ -211,9 +211,22 @@ def segment_one(
 
 
 def _worker_args(args: argparse.Namespace) -> argparse.Namespace:
-    """The parsed arguments without the command function (sent to cluster workers)."""
+    """The parsed arguments for cluster workers: without the command function, with absolute
+    paths (a worker's current folder is not ours)."""
     values = {k: v for k, v in vars(args).items() if k != "func"}
+    for key in ("out", "from_run"):
+        if values.get(key):
+            values[key] = str(Path(values[key]).resolve())
     return argparse.Namespace(**values)
+
+
+def _worker_config(cfg: Any) -> Any:
+    """The job's config with an absolute model folder (None stays the bundled model)."""
+    from dataclasses import replace
+
+    if getattr(cfg, "model", None):
+        return replace(cfg, model=str(Path(cfg.model).resolve()))
+    return cfg
 
 
 def run_batch(
@@ -333,10 +346,10 @@ def _run_on_dask(
         # the workers share this machine's cores instead of each taking them all
         torch_threads = max(1, (os.cpu_count() or 1) // workers) if processes else None
     try:
-        wargs = _worker_args(args)
+        wargs, wcfg = _worker_args(args), _worker_config(cfg)
         futures = {
             client.submit(
-                _cluster_task, str(p), wargs, cfg, torch_threads, key=f"segment-{i}", pure=False
+                _cluster_task, str(p.resolve()), wargs, wcfg, torch_threads, pure=False
             ): i
             for i, p in enumerate(paths)
         }
@@ -345,7 +358,7 @@ def _run_on_dask(
             try:
                 outcome = future.result()
             except Exception as exc:  # noqa: BLE001 - a lost worker fails this file only
-                outcome = _failure(paths[index], exc)
+                outcome = _failure(paths[index].resolve(), exc)
             finished(index, outcome)
     finally:
         client.close()
