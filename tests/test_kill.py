@@ -108,10 +108,12 @@ def test_killed_training_resumes_from_the_last_complete_checkpoint(
     argv += ["--steps", "3", "--batch-size", "1", "--crop", "64", "--checkpoint-every", "1"]
     argv += ["--warmup", "1", "--base-model", str(tiny_model_dir), "--pixel-size", "0.1"]
     argv += ["--validate", "0", "--threads", "1"]
-    # killed while writing the checkpoint of step 2
+    # killed while writing the checkpoint of step 2 (its hash was already on record)
     proc = _run_killed(tmp_path, "mid-write", 2, "checkpoint.pt", argv)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
-    assert load_checkpoint(work / "checkpoint.pt")["step"] == 1
+    recorded = json.loads((work / "checkpoint.pt.sha256.json").read_text())["sha256"]
+    assert len(recorded) == 2  # step 2's (never renamed) and step 1's
+    assert load_checkpoint(work / "checkpoint.pt")["step"] == 1  # hash-checked
     assert not model.exists() or not (model / "card.json").exists()
     assert main(argv) == 0
     out = capsys.readouterr().out
@@ -136,4 +138,17 @@ def test_damaged_checkpoint_is_a_clear_error(tmp_path, tiny_model_dir):
     # a pickle that would run code is refused by weights_only=True
     torch.save({"step": 1, "spines": {}, "dendrites": {}, "hook": print}, path)
     with pytest.raises(CheckpointError, match="damaged or not a checkpoint"):
+        load_checkpoint(path)
+
+
+def test_altered_checkpoint_is_refused(tmp_path):
+    from napari_dendrite_panoptic.training import save_checkpoint
+
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, {"step": 4, "spines": {}, "dendrites": {}})
+    assert load_checkpoint(path)["step"] == 4
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="does not match the SHA-256 recorded when it was"):
         load_checkpoint(path)
