@@ -122,12 +122,12 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     from .provenance import check_model_matches
 
     inputs = expand_inputs(args.inputs)
-    Path(args.out).mkdir(parents=True, exist_ok=True)
     summary = summary_path(args, len(inputs))
     cfg, record = segment_config(args)
     models = load_models(cfg.model, cfg.device)
     if record is not None:
         check_model_matches(record, models)
+    Path(args.out).mkdir(parents=True, exist_ok=True)  # not before the model is known to load
     outcomes = run_batch(
         inputs,
         args,
