@@ -315,4 +315,4 @@ def test_broken_model_folder_stops_segment_with_one_line(
     assert code == 2
     assert err.startswith("dendrite-panoptic: ") and message in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
-    assert not (tmp_path / "o" / "a_spines.tif").exists()
+    assert not (tmp_path / "o").exists()  # nothing written, not even the output folder
