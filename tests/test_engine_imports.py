@@ -13,6 +13,7 @@ def test_engine_imports_neither_napari_nor_qt():
         "import napari_dendrite_panoptic.inference, napari_dendrite_panoptic.training\n"
         "import napari_dendrite_panoptic.io, napari_dendrite_panoptic.synthetic\n"
         "import napari_dendrite_panoptic.models, napari_dendrite_panoptic.cli\n"
+        "import napari_dendrite_panoptic.batch\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in "
         "('napari', 'qtpy', 'PyQt5', 'PyQt6', 'PySide2', 'PySide6', 'magicgui', 'vispy')]\n"
         "print(','.join(sorted(bad)))"

@@ -92,6 +92,12 @@ def read_voxel_size(
         if None not in factors:
             sizes = (_to_float(meta.get("spacing", 1.0)), _inverse(y_ppu), _inverse(x_ppu))
             found = (tuple(s * f for s, f in zip(sizes, factors, strict=True)), "imagej")
+        elif unit is not None and str(unit).strip().lower() not in ("pixel", "pixels", "px"):
+            logger.warning(
+                "'%s': ImageJ unit %r is not a length unit; its calibration is ignored.",
+                path,
+                unit,
+            )
     if found is None and tif.is_ome and tif.ome_metadata:
         found = _ome_voxel_size(tif.ome_metadata, path)
     if found is None and x_ppu is not None and int(page.resolutionunit) in _UM_PER_RESUNIT:

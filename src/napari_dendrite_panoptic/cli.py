@@ -80,6 +80,8 @@ def segment_file(path: Path, args: argparse.Namespace, cfg, models, bar_factory)
         if isinstance(event, PanopticResult):
             result = event
             continue
+        if event.warning:
+            print(f"dendrite-panoptic: {path.name}: {event.warning}", file=sys.stderr)
         if bar is None:
             bar = bar_factory(total=event.total, desc=path.name, unit="tile")
         bar.n = event.done
@@ -126,25 +128,28 @@ def segment_file(path: Path, args: argparse.Namespace, cfg, models, bar_factory)
 def _cmd_segment(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from .batch import expand_inputs, report_batch, run_batch, summary_path
     from .models.store import load_models
     from .provenance import check_model_matches
 
-    inputs = [Path(p) for p in args.inputs]
-    Path(args.out).mkdir(parents=True, exist_ok=True)
+    inputs = expand_inputs(args.inputs)
+    summary = summary_path(args, len(inputs))
     cfg, record = segment_config(args)
     models = load_models(cfg.model, cfg.device)
     if record is not None:
         check_model_matches(record, models)
-    failures = 0
-    for path in inputs:
-        try:
-            written = segment_file(path, args, cfg, models, tqdm)
-        except DendritePanopticError as exc:
-            failures += 1
-            print(f"dendrite-panoptic: {path}: {exc}", file=sys.stderr)
-            continue
-        for p in written.values():
-            print(p)
+    Path(args.out).mkdir(parents=True, exist_ok=True)  # not before the model is known to load
+    outcomes = run_batch(
+        inputs,
+        args,
+        cfg,
+        models=models,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        bar_factory=tqdm if len(inputs) > 1 else None,
+        on_done=lambda outcome: report_batch([outcome], None, final=False),
+    )
+    failures = report_batch(outcomes, summary, final=True)
     return 1 if failures else 0
 
 
@@ -438,6 +443,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     for event in iter_fit(
         cfg, source=source, should_stop=stop, resume=args.resume, provenance=record
     ):
+        if event.kind == "start" and event.step > 0:
+            tqdm.write(f"resuming from the checkpoint at step {event.step}")
         bar.n = event.step
         if event.losses:
             bar.set_postfix(
@@ -461,7 +468,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     seg = sub.add_parser("segment", help="segment TIFF files with a model")
-    seg.add_argument("inputs", nargs="+", help="TIFF files (2D, 3D, or with channels)")
+    seg.add_argument(
+        "inputs", nargs="+", help="TIFF files (2D, 3D, or with channels), folders or globs"
+    )
     seg.add_argument("--out", required=True, help="output folder")
     seg.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     seg.add_argument("--model", default=None, help="model folder (default: the bundled model)")
@@ -481,6 +490,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--from-run", default=None, help="re-run with the settings of a <stem>_run.json record"
     )
     seg.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    seg.add_argument(
+        "--workers", type=int, default=1, help="files in parallel on a local Dask cluster"
+    )
+    seg.add_argument(
+        "--scheduler", default=None, help="send files to a Dask cluster at tcp://HOST:PORT"
+    )
+    seg.add_argument(
+        "--summary",
+        default=None,
+        help="summary CSV across files (default <out>/summary.csv for several files)",
+    )
     seg.set_defaults(func=_cmd_segment)
 
     tr = sub.add_parser("train", help="train or fine-tune the spine and dendrite networks")

@@ -15,6 +15,7 @@ import torch
 from scipy import ndimage as ndi
 
 from . import synthetic
+from .errors import InputError
 from .normalise import percentile_normalise
 
 
@@ -29,6 +30,16 @@ class TrainingSample:
     spines: np.ndarray
     spine_weight: float = 1.0
     source: str = ""
+
+    def __post_init__(self) -> None:
+        shapes = {k: tuple(np.shape(getattr(self, k))) for k in ("image", "dendrite", "spines")}
+        if len(set(shapes.values())) != 1 or len(shapes["image"]) != 2:
+            described = ", ".join(f"{k} {v}" for k, v in shapes.items())
+            where = f" ({self.source})" if self.source else ""
+            raise InputError(
+                f"a training sample{where} needs 2D image, dendrite and spine layers of one "
+                f"shape; got {described}"
+            )
 
 
 def generator_sample(

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .errors import Cancelled, InputError
+from .errors import Cancelled, DendritePanopticError, InputError
 from .models.store import LoadedModels, load_models
 from .normalise import finite_percentiles
 from .tables import spine_table
@@ -70,11 +70,39 @@ class InferenceConfig:
 
 @dataclass
 class ProgressEvent:
-    """``done`` of ``total`` units (tiles) finished; ``message`` says where."""
+    """``done`` of ``total`` units (tiles) finished; ``message`` says where.
+
+    ``warning`` is non-empty when the job changed course for the user to know about (out of
+    memory: smaller tiles, or the CPU instead of the GPU); the dock shows it as a napari
+    notification and the CLI prints it.
+    """
 
     done: int
     total: int
     message: str = ""
+    warning: str = ""
+
+
+class OutOfMemory(DendritePanopticError, MemoryError):
+    """Inference ran out of memory even with the smallest tiles on the CPU."""
+
+
+MIN_TILE = 64
+"""Smallest tile (px) tried after out-of-memory errors before giving up on a device."""
+
+MAX_NATIVE_PIXELS = 1 << 30
+"""Largest plane (px) after resampling to the model's pixel size; beyond it the pixel size is
+surely wrong (e.g. nm taken for µm)."""
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for PyTorch's (CUDA, MPS, CPU allocator) out-of-memory errors and MemoryError."""
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and (
+        "out of memory" in text or "can't allocate memory" in text
+    )
 
 
 @dataclass
@@ -156,12 +184,14 @@ def tile_layout(length: int, max_tile: int, overlap: int) -> tuple[int, list[int
 
 
 def _plane_tiles(
-    h: int, w: int, cfg: InferenceConfig
+    h: int, w: int, cfg: InferenceConfig, tile_size: int | None = None
 ) -> tuple[int, int, int, list[int], list[int]]:
-    """(tile height, tile width, overlap, y origins, x origins) of an (h, w) native plane."""
-    ov = cfg.tile_overlap
-    th, ys = tile_layout(h, cfg.tile_size, ov)
-    tw, xs = tile_layout(w, cfg.tile_size, ov)
+    """(tile height, tile width, overlap, y origins, x origins) of an (h, w) native plane;
+    ``tile_size`` overrides ``cfg.tile_size`` (smaller tiles after an out-of-memory error)."""
+    tile = tile_size or cfg.tile_size
+    ov = min(cfg.tile_overlap, tile // 2)
+    th, ys = tile_layout(h, tile, ov)
+    tw, xs = tile_layout(w, tile, ov)
     return th, tw, min(ov, th // 2, tw // 2), ys, xs
 
 
@@ -220,6 +250,25 @@ _NO_DETECTIONS = {
 }
 
 
+def _run_networks(
+    models: LoadedModels, tiles: torch.Tensor
+) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
+    """Dendrite probability (B, T, T) and spine detections of (B, 1, T, T) tiles on the models'
+    device (the one call that allocates most memory; tests make it fail to simulate OOM).
+
+    Spines grow on dendrites: a tile whose dendrite probability stays under
+    :data:`EMPTY_TILE_PROB` everywhere skips the spine network.
+    """
+    with torch.inference_mode():
+        prob = models.dendrites(tiles)["out"].softmax(1)[:, 1]
+    busy = [k for k in range(tiles.shape[0]) if float(prob[k].max()) >= EMPTY_TILE_PROB]
+    found = _detect_spines(models.spines, tiles[busy]) if busy else []
+    dets = [_NO_DETECTIONS] * tiles.shape[0]
+    for k, det in zip(busy, found, strict=True):
+        dets[k] = det
+    return prob, dets
+
+
 @torch.inference_mode()
 def _detect_spines(model: torch.nn.Module, tiles: torch.Tensor) -> list[dict[str, torch.Tensor]]:
     """Run Mask R-CNN on (B, 1, T, T) tiles; masks stay at the head's 28x28 resolution."""
@@ -266,14 +315,16 @@ def _plane_pass(
     cfg: InferenceConfig,
     score_threshold: float,
     should_stop: Callable[[], bool],
+    tile_size: int | None = None,
 ) -> Iterator[int]:
     """Both networks over one native-resolution plane (H, W) float32.
 
     Yields once per tile batch (the caller reports progress and may stop); returns dendrite
-    probability (H, W), spine labels (H, W) int32 and the score of each id.
+    probability (H, W), spine labels (H, W) int32 and the score of each id. ``tile_size``
+    overrides ``cfg.tile_size`` (smaller tiles after an out-of-memory error).
     """
     h, w = plane.shape
-    th, tw, ov, ys, xs = _plane_tiles(h, w, cfg)
+    th, tw, ov, ys, xs = _plane_tiles(h, w, cfg, tile_size)
     ph, pw = max(h, th), max(w, tw)
     padded = F.pad(plane[None, None], (0, pw - w, 0, ph - h))[0, 0] if (ph, pw) != (h, w) else plane
     origins = [(y, x) for y in ys for x in xs]
@@ -288,14 +339,7 @@ def _plane_pass(
         batch_org = origins[i : i + cfg.batch_tiles]
         tiles = torch.stack([padded[y : y + th, x : x + tw] for y, x in batch_org])[:, None]
         tiles = tiles.to(models.device)
-        with torch.inference_mode():
-            prob = models.dendrites(tiles)["out"].softmax(1)[:, 1]
-        # spines grow on dendrites: a tile without any dendrite signal skips the spine network
-        busy = [k for k in range(len(batch_org)) if float(prob[k].max()) >= EMPTY_TILE_PROB]
-        found = _detect_spines(models.spines, tiles[busy]) if busy else []
-        dets = [_NO_DETECTIONS] * len(batch_org)
-        for k, det in zip(busy, found, strict=True):
-            dets[k] = det
+        prob, dets = _run_networks(models, tiles)
         for (y, x), p, det in zip(batch_org, prob, dets, strict=False):
             prob_sum[y : y + th, x : x + tw] += p * window
             weight_sum[y : y + th, x : x + tw] += window
@@ -315,6 +359,56 @@ def _plane_pass(
     scores: list[float] = []
     _paste_instances(labels, scores, detections, cfg.spine_mask_threshold, cfg.min_spine_px)
     return prob, labels, scores
+
+
+def memory_needed(nz: int, ny: int, nx: int, nh: int, nw: int) -> int:
+    """Bytes of RAM a job needs besides the models: the (Z, Y, X) results (uint8 dendrite, int32
+    plane labels, uint32 spines) and one plane's working set at input (``ny`` x ``nx``) and
+    native (``nh`` x ``nw``) size (float32 copies, blended sums, labels)."""
+    return nz * ny * nx * 9 + ny * nx * 24 + nh * nw * 20
+
+
+def _check_memory(nz: int, ny: int, nx: int, nh: int, nw: int) -> None:
+    """Refuse up front a job that cannot fit in this machine's RAM, instead of failing late."""
+    from ._lazy import physical_memory
+
+    need, have = memory_needed(nz, ny, nx, nh, nw), physical_memory()
+    if need > have:
+        raise OutOfMemory(
+            f"segmenting {nz} plane(s) of {ny}x{nx} px needs about {need / 2**30:.1f} GiB of "
+            f"memory, more than this machine's {have / 2**30:.1f} GiB: crop the image, bin it, "
+            "or segment fewer planes at a time"
+        )
+
+
+def _smaller_tile(tile: int, height: int, width: int) -> int | None:
+    """The next tile size to try after an out-of-memory error with ``tile`` on a (height, width)
+    plane: halved (a multiple of 32) until smaller than the tile actually used; None when
+    :data:`MIN_TILE` was used already."""
+    used = min(tile, _ceil32(max(height, width)))
+    while tile >= used and tile > MIN_TILE:
+        tile = max(MIN_TILE, (tile // 2) // 32 * 32)
+    return tile if tile < used else None
+
+
+def _free_memory(device: torch.device) -> None:
+    """Give cached GPU memory back after an out-of-memory error."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _cpu_models(models: LoadedModels) -> LoadedModels:
+    """The same networks on the CPU (rebuilt from the card, weights copied, nothing reloaded)."""
+    from .models.builders import build_dendrite_model, build_spine_model
+
+    cpu = torch.device("cpu")
+    spines = build_spine_model(models.card.spines.config)
+    spines.load_state_dict(models.spines.state_dict())
+    dendrites = build_dendrite_model(models.card.dendrites.config)
+    dendrites.load_state_dict(models.dendrites.state_dict())
+    return LoadedModels(
+        models.card, models.folder, spines.to(cpu).eval(), dendrites.to(cpu).eval(), cpu
+    )
 
 
 def iter_predict(
@@ -344,6 +438,8 @@ def iter_predict(
     cfg = config or InferenceConfig()
     volume = _as_zyx(image)
     nz, ny, nx = (int(s) for s in volume.shape)
+    if nz < 1:
+        raise InputError(f"the image holds no plane (shape {tuple(image.shape)})")
     if ny < 2 or nx < 2:
         raise InputError(f"image planes of {ny}x{nx} px are too small to segment")
     dtype = np.dtype(getattr(volume, "dtype", np.float32))
@@ -362,40 +458,115 @@ def iter_predict(
         raise InputError(f"pixel size must be a positive number of µm, got {px}")
     voxel = (vz, px, px)
     scale = px / native
+    if not (ny * scale) * (nx * scale) <= MAX_NATIVE_PIXELS:  # also catches an infinite scale
+        raise InputError(
+            f"a pixel size of {px:g} µm is {scale:.3g} times the model's {native:g} µm: each "
+            f"{ny}x{nx} px plane would become {ny * scale:.4g}x{nx * scale:.4g} px; check the "
+            "pixel size"
+        )
     nh, nw = max(int(round(ny * scale)), 8), max(int(round(nx * scale)), 8)
+    _check_memory(nz, ny, nx, nh, nw)
     norm = models.card.normalisation
     score = cfg.spine_score_threshold
     if score is None:
         score = float(models.card.inference.get("spine_score_threshold", 0.5))
-    lo, hi = _stack_percentiles(volume, float(norm["low"]), float(norm["high"]))
+    try:
+        lo, hi = _stack_percentiles(volume, float(norm["low"]), float(norm["high"]))
+    except MemoryError:
+        raise OutOfMemory(
+            f"not enough memory to read the image's {ny}x{nx} px planes: close other programs "
+            "or crop the image"
+        ) from None
     span = hi - lo if hi > lo else 1.0
-    _, _, _, tile_ys, tile_xs = _plane_tiles(nh, nw, cfg)
-    tiles_per_plane = len(tile_ys) * len(tile_xs)
-    total = tiles_per_plane * nz
+
+    def tiles_per_plane(tile: int) -> int:
+        _, _, _, ys, xs = _plane_tiles(nh, nw, cfg, tile)
+        return len(ys) * len(xs)
+
+    tile = cfg.tile_size
+    notices: list[str] = []
+    total = tiles_per_plane(tile) * nz
     done = 0
     yield ProgressEvent(0, total, f"{nz} plane(s), {ny}x{nx} px at {px:.4g} µm/px")
     dendrite = np.zeros((nz, ny, nx), dtype=np.uint8)
     plane_labels = np.zeros((nz, ny, nx), dtype=np.int32)
     plane_scores: list[list[float]] = []
+    uniform: list[float] = []
     for z in range(nz):
-        raw = np.asarray(volume[z], dtype=np.float32)
-        raw = np.where(np.isfinite(raw), raw, lo)
+        try:
+            raw = np.asarray(volume[z], dtype=np.float32)
+            raw = np.where(np.isfinite(raw), raw, lo)
+        except MemoryError:
+            raise OutOfMemory(
+                f"not enough memory to read plane {z + 1} of {ny}x{nx} px: close other programs "
+                "or crop the image"
+            ) from None
+        if raw.min() == raw.max():  # nothing to see (e.g. all zero): no dendrite, no spine
+            uniform.append(float(raw.flat[0]))
+            plane_scores.append([])
+            done += tiles_per_plane(tile)
+            yield ProgressEvent(done, total, f"plane {z + 1}/{nz}: uniform, skipped")
+            continue
         plane = torch.from_numpy((raw - lo) / span)
         native_plane = _resize(plane[None, None], (nh, nw))[0, 0]
-        passes = _plane_pass(native_plane.to(models.device), models, cfg, score, should_stop)
-        while True:
+        while True:  # until the plane is done; after an out-of-memory error, again smaller
+            done_before = done
+            passes = None
             try:
-                done += next(passes)
-            except StopIteration as finished:
-                prob, labels, scores = finished.value
+                passes = _plane_pass(
+                    native_plane.to(models.device), models, cfg, score, should_stop, tile
+                )
+                while True:
+                    try:
+                        done += next(passes)
+                    except StopIteration as finished:
+                        prob, labels, scores = finished.value
+                        break
+                    yield ProgressEvent(done, total, f"plane {z + 1}/{nz}")
                 break
-            yield ProgressEvent(done, total, f"plane {z + 1}/{nz}")
+            except Exception as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                if passes is not None:
+                    passes.close()
+                del passes
+                done = done_before
+                _free_memory(models.device)
+                smaller = _smaller_tile(tile, nh, nw)
+                used = min(tile, _ceil32(max(nh, nw)))
+                if smaller is not None:
+                    warning = (
+                        f"Out of memory on {models.device} with {used} px tiles: "
+                        f"retrying with {smaller} px tiles."
+                    )
+                    tile = smaller
+                elif models.device.type != "cpu":
+                    warning = (
+                        f"Out of memory on {models.device} even with {used} px tiles: "
+                        "continuing on the CPU (slower)."
+                    )
+                    models = _cpu_models(models)
+                    tile = cfg.tile_size
+                else:
+                    raise OutOfMemory(
+                        f"Not enough memory to segment {ny}x{nx} px planes, even with "
+                        f"{used} px tiles on the CPU: close other programs or crop the image."
+                    ) from None
+                logger.warning(warning)
+                notices.append(warning)
+                total = done + tiles_per_plane(tile) * (nz - z)
+                yield ProgressEvent(done, total, f"plane {z + 1}/{nz}", warning=warning)
         prob_full = _resize(prob[None, None].float().cpu(), (ny, nx))[0, 0].numpy()
         lab_full = _resize(torch.from_numpy(labels)[None, None].float(), (ny, nx), "nearest")
         lab_full = lab_full[0, 0].numpy().astype(np.int32)
         plane_labels[z] = lab_full
         plane_scores.append(scores)
         dendrite[z] = prob_full >= cfg.dendrite_threshold
+    if len(uniform) == nz:
+        value = f"every pixel is {uniform[0]:g}" if len(set(uniform)) == 1 else "uniform planes"
+        warning = f"The image holds no structure ({value}): nothing to segment."
+        notices.append(warning)
+        yield ProgressEvent(done, total, "", warning=warning)
     spines, score_of = link_planes(plane_labels, plane_scores, cfg.link_iou)
     dendrite[spines > 0] = 0
     table = spine_table(spines, score_of, voxel)
@@ -404,6 +575,8 @@ def iter_predict(
         for k in cfg.__dataclass_fields__  # type: ignore[attr-defined]
     }
     params["device_used"] = str(models.device)
+    params["tile_size_used"] = tile
+    params["warnings"] = notices
     params["spine_score_threshold_used"] = score
     yield PanopticResult(
         dendrite=dendrite,

@@ -9,6 +9,7 @@ atomically every ``checkpoint_every`` steps. :func:`iter_fit` is a generator of
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .atomic import atomic_path
+from .atomic import atomic_path, atomic_write_text
 from .datasets import SampleSource, TrainingSample, augment, generator_sample, instance_targets
 from .errors import DendritePanopticError, InputError, OutputExistsError
 from .models.builders import (
@@ -31,7 +32,7 @@ from .models.builders import (
     build_spine_model,
 )
 from .models.card import ModelCard, NetworkCard
-from .models.store import load_models, save_models
+from .models.store import load_models, save_models, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -173,15 +174,66 @@ def _batch(
     return images, dendrite, targets
 
 
+def _hashes_path(path: Path) -> Path:
+    return Path(path).with_name(Path(path).name + ".sha256.json")
+
+
+def _recorded_hashes(path: Path) -> list[str] | None:
+    try:
+        return list(json.loads(_hashes_path(path).read_text(encoding="utf-8"))["sha256"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"cannot read '{_hashes_path(path)}': {exc}") from None
+
+
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write a training checkpoint atomically (a killed run never leaves half a file)."""
+    """Write a training checkpoint atomically (a killed run never leaves half a file), with its
+    SHA-256 in ``<name>.sha256.json``.
+
+    The hash file is written before the checkpoint is renamed into place and lists the new and
+    the previous checkpoint's hashes, so a kill between the two writes still leaves a checkpoint
+    whose hash is on record.
+    """
+    path = Path(path)
+    previous = (_recorded_hashes(path) or [None])[0] if path.is_file() else None
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
+        hashes = [sha256_file(tmp)] + ([previous] if previous else [])
+        atomic_write_text(_hashes_path(path), json.dumps({"sha256": hashes}))
+
+
+class CheckpointError(DendritePanopticError):
+    """A training checkpoint that cannot be resumed from (damaged, or not a checkpoint)."""
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load a checkpoint as data only (``weights_only=True``)."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """Load a checkpoint as data only (``weights_only=True``: no code in it is run), after
+    checking its SHA-256 against ``<name>.sha256.json`` when that exists.
+
+    Raises
+    ------
+    CheckpointError
+        When the file is damaged or holds something other than a checkpoint's tensors and
+        numbers.
+    """
+    hashes = _recorded_hashes(path)
+    if hashes is not None and Path(path).is_file() and sha256_file(Path(path)) not in hashes:
+        raise CheckpointError(
+            f"cannot resume from '{path}': it does not match the SHA-256 recorded when it was "
+            "written (altered or damaged); delete it or train without resuming (--no-resume)"
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - zip, pickle and storage errors all mean "damaged"
+        raise CheckpointError(
+            f"cannot resume from '{path}': the checkpoint is damaged or not a checkpoint "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); delete it "
+            "or train without resuming (--no-resume)"
+        ) from None
+    if not isinstance(state, dict) or not {"step", "spines", "dendrites"} <= set(state):
+        raise CheckpointError(f"cannot resume from '{path}': it is not a training checkpoint")
+    return state
 
 
 def iter_fit(

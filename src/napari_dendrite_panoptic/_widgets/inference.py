@@ -11,12 +11,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from napari.utils import progress
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -44,9 +45,18 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class _Failed:
+    """The exception that stopped a job, wrapped: napari's worker drops a *returned* exception
+    (a RuntimeError is taken for a deleted Qt object and no signal is sent at all)."""
+
+    error: Exception
+
+
 def _job(image: Any, voxel: Any, config: Any, should_stop: Callable[[], bool]) -> Iterator[Any]:
     """Worker body: yields the engine's progress events, returns its result or the exception
-    that stopped it (so that the GUI shows one clean message instead of a traceback)."""
+    that stopped it wrapped in :class:`_Failed` (so that the GUI shows one clean message
+    instead of a traceback)."""
     from ..inference import PanopticResult, iter_predict
 
     try:
@@ -57,7 +67,7 @@ def _job(image: Any, voxel: Any, config: Any, should_stop: Callable[[], bool]) -
     except Exception as exc:  # noqa: BLE001 - reported on the GUI thread
         if not isinstance(exc, DendritePanopticError):
             logger.exception("inference failed")
-        return exc
+        return _Failed(exc)
     return None
 
 
@@ -255,6 +265,8 @@ class PanopticInferenceWidget(QWidget):
     def _on_progress(self, event: Any) -> None:
         if self._stop.is_set():
             return
+        if getattr(event, "warning", ""):
+            show_warning(f"'{self._job.get('image_name', '')}': {event.warning}")
         self.progress_bar.setRange(0, max(int(event.total), 1))
         self.progress_bar.setValue(int(event.done))
         if self._napari_progress is not None:
@@ -264,13 +276,20 @@ class PanopticInferenceWidget(QWidget):
             self.status_label.setText(event.message)
 
     def _on_returned(self, outcome: Any) -> None:
+        if isinstance(outcome, _Failed):
+            outcome = outcome.error
         if isinstance(outcome, Cancelled) or self._stop.is_set():
             self.status_label.setText("Cancelled: no layer was changed.")
         elif isinstance(outcome, Exception):
-            show_error(
-                str(outcome) if isinstance(outcome, DendritePanopticError) else repr(outcome)
-            )
-            self.status_label.setText(f"Failed: {outcome}")
+            if isinstance(outcome, DendritePanopticError):
+                message = str(outcome)
+            else:  # a bug or a library failure: say what, the traceback is in the log
+                message = (
+                    f"Inference failed unexpectedly ({type(outcome).__name__}: {outcome}); "
+                    "the details are in the log. No layer was changed."
+                )
+            show_error(message)
+            self.status_label.setText(f"Failed: {message}")
         elif outcome is not None:
             self._show_result(outcome)
             self._finished_ok = True
