@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from napari_dendrite_panoptic import batch
+from napari_dendrite_panoptic.analysis.skeleton import dendrite_length_um
 from napari_dendrite_panoptic.cli import build_parser, main, segment_config
 from napari_dendrite_panoptic.io import read_tiff, write_tiff_atomic
 
@@ -49,28 +50,12 @@ def _check_summary(rows, out: Path) -> None:
         spines = np.asarray(read_tiff(out / f"cell{i}_spines.tif").data)
         assert int(row["spines"]) == len(np.unique(spines)) - 1
         dend = read_tiff(out / f"cell{i}_dendrite.tif")
-        length = batch.dendrite_length_um(np.asarray(dend.data), (1.0, 0.1, 0.1))
+        length = dendrite_length_um(np.asarray(dend.data), (1.0, 0.1, 0.1))
         assert float(row["dendrite_length_um"]) == pytest.approx(length, rel=1e-5)
         # the tiny random model's dendrite probabilities are all >= 0: the dendrite is the
         # plane minus the spines, so its skeleton has a length
         assert length > 0
         assert float(row["spines_per_um"]) == pytest.approx(int(row["spines"]) / length, 1e-4)
-
-
-def test_dendrite_length_of_known_skeletons():
-    line = np.zeros((40, 60), bool)
-    line[20, 5:55] = True  # 50 px: 49 steps of 0.2 µm
-    assert batch.dendrite_length_um(line, (1.0, 0.2, 0.2)) == pytest.approx(49 * 0.2)
-    thick = np.zeros((40, 60), bool)
-    thick[18:23, 5:55] = True  # a 5 px wide bar: its skeleton is about as long as the bar
-    assert 40 * 0.2 < batch.dendrite_length_um(thick, (1.0, 0.2, 0.2)) < 50 * 0.2
-    column = np.zeros((11, 5, 5), bool)
-    column[:, 2, 2] = True  # along z: 10 steps of 0.5 µm
-    assert batch.dendrite_length_um(column, (0.5, 0.1, 0.1)) == pytest.approx(5.0)
-    assert batch.dendrite_length_um(np.zeros((8, 8), bool), (1, 1, 1)) == 0.0
-    dot = np.zeros((8, 8), bool)
-    dot[4, 4] = True
-    assert batch.dendrite_length_um(dot, (1, 1, 1)) == 0.0
 
 
 def test_expand_inputs_folders_globs_and_missing(folder, tmp_path):

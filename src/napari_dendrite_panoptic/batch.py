@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from .analysis.skeleton import dendrite_length_um
 from .atomic import atomic_write_text
 from .errors import DendritePanopticError, InputError, OutputExistsError
 
@@ -103,38 +104,6 @@ def expand_inputs(items: Iterable[str]) -> list[Path]:
     for p in found:
         unique.setdefault(str(p.resolve()), p)
     return list(unique.values())
-
-
-def dendrite_length_um(mask: np.ndarray, voxel_size_um: Sequence[float]) -> float:
-    """Total length in µm of the skeleton of a dendrite mask.
-
-    Parameters
-    ----------
-    mask
-        (Y, X) or (Z, Y, X) array, non-zero = dendrite.
-    voxel_size_um
-        (z, y, x) voxel size in µm (only (y, x) is used for a 2D mask).
-
-    Returns
-    -------
-    float
-        Sum of skan's skeleton path lengths in µm; 0.0 for an empty mask or a skeleton of single
-        pixels.
-    """
-    import skan
-    from skimage.morphology import skeletonize
-
-    mask = np.asarray(mask) > 0
-    if mask.ndim == 3 and mask.shape[0] == 1:
-        mask = mask[0]
-    spacing = tuple(float(v) for v in voxel_size_um)[-mask.ndim :]
-    skeleton = skeletonize(mask)
-    if np.count_nonzero(skeleton) < 2:
-        return 0.0
-    try:
-        return float(skan.Skeleton(skeleton, spacing=spacing).path_lengths().sum())
-    except ValueError:  # skan refuses skeletons without any path (isolated pixels only)
-        return 0.0
 
 
 def summarise_outputs(path: Path, written: dict[str, Path]) -> FileOutcome:
