@@ -5,7 +5,8 @@
 For each setting: seconds per 1024x1024 plane (median of ``--runs`` after a warm-up, runs of the
 settings interleaved), and with ``--real`` the held-out scores of ``docs/models.md`` that tiling
 can change (YOLO11 ``val`` spine F1 at IoU 0.25/0.5 and foreground IoU; FindSpines validation
-fields spine F1; images larger than one tile). Settings:
+fields spine F1; images larger than one tile), and the mean seconds per YOLO11 image (real
+dendrites on a black background, 512² and 1024²). Settings:
 
 - ``512 tiles, all boxes``: the pipeline before the change (tile_size 512, mask head on every box
   scoring ≥ 0.05);
@@ -77,9 +78,12 @@ def main() -> None:
             fs_val = fs_val[: args.findspines]
             for name, (cfg, detector, empty) in SETTINGS.items():
                 inference._configure_detector, inference.EMPTY_TILE_PROB = detector, empty
+                t0 = time.perf_counter()
                 masks = evaluate_masks(models, yolo, cfg)
+                t_yolo = (time.perf_counter() - t0) / len(yolo)
                 points = evaluate_points(models, fs_val, cfg)
                 scores[name] = {
+                    "s per YOLO11 image": t_yolo,
                     "yolo11 F1@0.25": masks["spine_f1_iou25"],
                     "yolo11 F1@0.5": masks["spine_f1_iou50"],
                     "yolo11 fg IoU": masks["foreground_iou"],
