@@ -126,7 +126,7 @@ def test_job_larger_than_the_machine_is_refused_before_it_starts(tiny_model_dir,
 
     image = _image()  # 2 x 200 x 200 px at the model's pixel size
     need = inference.memory_needed(2, 200, 200, 200, 200)
-    assert need == 2 * 200 * 200 * 9 + 200 * 200 * 24 + 200 * 200 * 20
+    assert need == 2 * 200 * 200 * 5 + 200 * 200 * 24 + 200 * 200 * 20
     monkeypatch.setattr(_lazy, "physical_memory", lambda: need - 1)
     called = _fail_when(monkeypatch, lambda tiles: False)
     cfg = InferenceConfig(model=str(tiny_model_dir), device="cpu")

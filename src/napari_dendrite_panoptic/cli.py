@@ -14,6 +14,10 @@ from .errors import DendritePanopticError, OutputExistsError
 logger = logging.getLogger("napari_dendrite_panoptic")
 
 
+LOW_MEMORY_BYTES = 1 << 30
+"""Results larger than this (5 bytes per voxel) are written plane by plane (``--low-memory``)."""
+
+
 def _segment_outputs(out: Path, stem: str, overlay: bool) -> dict[str, Path]:
     paths = {
         "dendrite": out / f"{stem}_dendrite.tif",
@@ -50,6 +54,7 @@ def segment_config(args: argparse.Namespace):
 
 def segment_file(path: Path, args: argparse.Namespace, cfg, models, bar_factory) -> dict[str, Path]:
     """Segment one TIFF and write its outputs and run record; returns the written paths."""
+    import contextlib
     import datetime as dt
     import json
     import time
@@ -61,6 +66,8 @@ def segment_file(path: Path, args: argparse.Namespace, cfg, models, bar_factory)
     from .io import as_zyx, read_tiff, write_labels_tiff
     from .overlay import overlay_rgb, save_png
     from .provenance import run_record
+    from .streaming import DiskPlaneSink, result_bytes
+    from .tables import write_table_csv
 
     outputs = _segment_outputs(Path(args.out), path.stem, args.overlay)
     existing = [p for p in outputs.values() if p.exists()]
@@ -68,41 +75,65 @@ def segment_file(path: Path, args: argparse.Namespace, cfg, models, bar_factory)
         raise OutputExistsError(
             f"{existing[0]} exists already; pass --overwrite to replace it or choose another --out"
         )
-    stack = read_tiff(path)
+    stack = read_tiff(path, lazy=True)  # planes are read as the engine needs them
     volume = as_zyx(stack, channel=args.channel)
     voxel = stack.voxel_size_um if stack.voxel_size_source != "none" else None
     if voxel is None and args.pixel_size is None:
         logger.warning("%s stores no voxel size; assuming the model's pixel size", path)
+    low_memory = getattr(args, "low_memory", False) or result_bytes(volume.shape) > LOW_MEMORY_BYTES
+    if not low_memory:
+        volume = np.asarray(volume)
     started, t0 = dt.datetime.now(dt.timezone.utc), time.perf_counter()
-    result = None
-    bar = None
-    for event in iter_predict(volume, voxel, cfg, models=models):
-        if isinstance(event, PanopticResult):
-            result = event
-            continue
-        if event.warning:
-            print(f"dendrite-panoptic: {path.name}: {event.warning}", file=sys.stderr)
-        if bar is None:
-            bar = bar_factory(total=event.total, desc=path.name, unit="tile")
-        bar.n = event.done
-        bar.set_postfix_str(event.message, refresh=True)
-    if bar is not None:
-        bar.close()
-    assert result is not None
+    with contextlib.ExitStack() as cleanup:
+        sink = None
+        if low_memory:
+            sink = cleanup.enter_context(
+                DiskPlaneSink(outputs["dendrite"].parent, path.stem, volume.shape)
+            )
+        result = None
+        bar = None
+        for event in iter_predict(volume, voxel, cfg, models=models, plane_sink=sink):
+            if isinstance(event, PanopticResult):
+                result = event
+                continue
+            if event.warning:
+                print(f"dendrite-panoptic: {path.name}: {event.warning}", file=sys.stderr)
+            if bar is None:
+                bar = bar_factory(total=event.total, desc=path.name, unit="tile")
+            bar.n = event.done
+            bar.set_postfix_str(event.message, refresh=True)
+        if bar is not None:
+            bar.close()
+        assert result is not None
+        meta = run_record(
+            result,
+            models,
+            input_path=str(path.resolve()),
+            input_shape=tuple(stack.shape),
+            input_dtype=str(stack.dtype),
+            input_voxel_size_um=stack.voxel_size_um,
+            input_voxel_size_source=stack.voxel_size_source,
+            started=started,
+            duration_s=time.perf_counter() - t0,
+        )
+        if sink is not None:  # a stack too big for memory: written plane by plane
+            meta["low_memory"] = True
+            write_labels_tiff(
+                outputs["dendrite"], sink.stream("dendrite"), result.voxel_size_um, meta
+            )
+            write_labels_tiff(outputs["spines"], sink.stream("spines"), result.voxel_size_um, meta)
+            write_table_csv(outputs["csv"], result.table)
+            print(
+                f"dendrite-panoptic: {path.name}: low-memory run (results written plane by "
+                "plane); the spine analysis, branch table, ROI set and overlay are skipped: "
+                "run them on a crop or in napari",
+                file=sys.stderr,
+            )
+            atomic_write_text(outputs["run"], json.dumps(meta, indent=2, default=str))
+            return {k: v for k, v in outputs.items() if k in ("dendrite", "spines", "csv", "run")}
     squeeze = "Z" not in stack.axes
     dendrite = result.dendrite[0] if squeeze else result.dendrite
     spines = result.spines[0] if squeeze else result.spines
-    meta = run_record(
-        result,
-        models,
-        input_path=str(path.resolve()),
-        input_shape=tuple(stack.shape),
-        input_dtype=str(stack.dtype),
-        input_voxel_size_um=stack.voxel_size_um,
-        input_voxel_size_source=stack.voxel_size_source,
-        started=started,
-        duration_s=time.perf_counter() - t0,
-    )
     write_labels_tiff(outputs["dendrite"], dendrite.astype(np.uint8), result.voxel_size_um, meta)
     write_labels_tiff(outputs["spines"], spines, result.voxel_size_um, meta)
     from .analysis import write_analysis_outputs
@@ -113,13 +144,11 @@ def segment_file(path: Path, args: argparse.Namespace, cfg, models, bar_factory)
         result.dendrite,
         result.spines,
         result.voxel_size_um,
-        np.asarray(volume),
+        volume,
         base_table=result.table,
     )
     if args.overlay:
-        save_png(
-            outputs["overlay"], overlay_rgb(np.asarray(volume), result.dendrite, result.spines)
-        )
+        save_png(outputs["overlay"], overlay_rgb(volume, result.dendrite, result.spines))
     atomic_write_text(outputs["run"], json.dumps(meta, indent=2, default=str))
     logger.info("%s: %d spines", path.name, len(result.table["id"]))
     return outputs
@@ -486,6 +515,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--tile-size", type=int, default=1024, help="largest tile in px (multiple of 32)"
     )
     seg.add_argument("--overlay", action="store_true", help="also write <stem>_overlay.png")
+    seg.add_argument(
+        "--low-memory",
+        action="store_true",
+        help="write results plane by plane (automatic above 1 GiB of results); skips the "
+        "spine analysis and the overlay",
+    )
     seg.add_argument(
         "--from-run", default=None, help="re-run with the settings of a <stem>_run.json record"
     )

@@ -24,8 +24,8 @@ from torch.nn import functional as F
 from .errors import Cancelled, DendritePanopticError, InputError
 from .models.store import LoadedModels, load_models
 from .normalise import finite_percentiles
-from .tables import spine_table
-from .zlink import link_planes
+from .tables import SpineTableAccumulator
+from .zlink import PlaneLinker
 
 logger = logging.getLogger(__name__)
 
@@ -109,12 +109,13 @@ def is_out_of_memory(exc: BaseException) -> bool:
 class PanopticResult:
     """Result of one image, all arrays ``(Z, Y, X)`` of the input's spatial shape.
 
-    ``dendrite`` uint8 0/1; ``spines`` uint32 ids (0 none), never overlapping the dendrite;
-    ``table`` one row per spine (see :func:`tables.spine_table`); ``voxel_size_um`` (z, y, x).
+    ``dendrite`` uint8 0/1; ``spines`` uint32 ids (0 none), never overlapping the dendrite
+    (both None when the planes went to :func:`iter_predict`'s ``plane_sink``); ``table`` one row
+    per spine (see :func:`tables.spine_table`); ``voxel_size_um`` (z, y, x).
     """
 
-    dendrite: np.ndarray
-    spines: np.ndarray
+    dendrite: np.ndarray | None
+    spines: np.ndarray | None
     table: dict[str, np.ndarray]
     voxel_size_um: tuple[float, float, float]
     model_name: str
@@ -362,10 +363,11 @@ def _plane_pass(
 
 
 def memory_needed(nz: int, ny: int, nx: int, nh: int, nw: int) -> int:
-    """Bytes of RAM a job needs besides the models: the (Z, Y, X) results (uint8 dendrite, int32
-    plane labels, uint32 spines) and one plane's working set at input (``ny`` x ``nx``) and
-    native (``nh`` x ``nw``) size (float32 copies, blended sums, labels)."""
-    return nz * ny * nx * 9 + ny * nx * 24 + nh * nw * 20
+    """Bytes of RAM a job needs besides the models: the (Z, Y, X) results (uint8 dendrite,
+    uint32 spines; ``nz`` = 0 when planes go to a ``plane_sink``) and one plane's working set at
+    input (``ny`` x ``nx``) and native (``nh`` x ``nw``) size (float32 copies, blended sums,
+    labels)."""
+    return nz * ny * nx * 5 + ny * nx * 24 + nh * nw * 20
 
 
 def _check_memory(nz: int, ny: int, nx: int, nh: int, nw: int) -> None:
@@ -417,6 +419,7 @@ def iter_predict(
     config: InferenceConfig | None = None,
     models: LoadedModels | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    plane_sink: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
 ) -> Iterator[ProgressEvent | PanopticResult]:
     """Segment a plane or stack, yielding progress events, then the :class:`PanopticResult`.
 
@@ -434,6 +437,11 @@ def iter_predict(
         Already loaded models (else loaded from ``config.model`` on ``config.device``).
     should_stop
         Polled between tiles; raises :class:`Cancelled` when true.
+    plane_sink
+        Called as ``plane_sink(z, dendrite (Y, X) uint8, spines (Y, X) uint32)`` with every
+        finished plane, in z order; the engine then keeps no (Z, Y, X) result, so a stack of any
+        depth is segmented in the memory of a few planes, and the result's ``dendrite`` and
+        ``spines`` are None (its table is complete).
     """
     cfg = config or InferenceConfig()
     volume = _as_zyx(image)
@@ -465,7 +473,7 @@ def iter_predict(
             "pixel size"
         )
     nh, nw = max(int(round(ny * scale)), 8), max(int(round(nx * scale)), 8)
-    _check_memory(nz, ny, nx, nh, nw)
+    _check_memory(0 if plane_sink else nz, ny, nx, nh, nw)
     norm = models.card.normalisation
     score = cfg.spine_score_threshold
     if score is None:
@@ -488,9 +496,24 @@ def iter_predict(
     total = tiles_per_plane(tile) * nz
     done = 0
     yield ProgressEvent(0, total, f"{nz} plane(s), {ny}x{nx} px at {px:.4g} µm/px")
-    dendrite = np.zeros((nz, ny, nx), dtype=np.uint8)
-    plane_labels = np.zeros((nz, ny, nx), dtype=np.int32)
-    plane_scores: list[list[float]] = []
+    dendrite = spines = None
+    if plane_sink is None:
+        dendrite = np.zeros((nz, ny, nx), dtype=np.uint8)
+        spines = np.zeros((nz, ny, nx), dtype=np.uint32)
+    linker = PlaneLinker(cfg.link_iou)
+    table_sums = SpineTableAccumulator()
+    table_sums.n_planes = nz
+
+    def finish_plane(z: int, dendrite_plane: np.ndarray, local: np.ndarray, scores: list) -> None:
+        """Link the plane's spines to the plane before, let spines win over dendrite, hand on."""
+        ids = linker.add(local, scores)
+        dendrite_plane[ids > 0] = 0
+        table_sums.add(z, ids)
+        if plane_sink is not None:
+            plane_sink(z, dendrite_plane, ids)
+        else:
+            dendrite[z], spines[z] = dendrite_plane, ids
+
     uniform: list[float] = []
     for z in range(nz):
         try:
@@ -503,7 +526,8 @@ def iter_predict(
             ) from None
         if raw.min() == raw.max():  # nothing to see (e.g. all zero): no dendrite, no spine
             uniform.append(float(raw.flat[0]))
-            plane_scores.append([])
+            empty = np.zeros((ny, nx), dtype=np.uint8)
+            finish_plane(z, empty, np.zeros((ny, nx), dtype=np.int32), [])
             done += tiles_per_plane(tile)
             yield ProgressEvent(done, total, f"plane {z + 1}/{nz}: uniform, skipped")
             continue
@@ -559,17 +583,13 @@ def iter_predict(
         prob_full = _resize(prob[None, None].float().cpu(), (ny, nx))[0, 0].numpy()
         lab_full = _resize(torch.from_numpy(labels)[None, None].float(), (ny, nx), "nearest")
         lab_full = lab_full[0, 0].numpy().astype(np.int32)
-        plane_labels[z] = lab_full
-        plane_scores.append(scores)
-        dendrite[z] = prob_full >= cfg.dendrite_threshold
+        finish_plane(z, (prob_full >= cfg.dendrite_threshold).astype(np.uint8), lab_full, scores)
     if len(uniform) == nz:
         value = f"every pixel is {uniform[0]:g}" if len(set(uniform)) == 1 else "uniform planes"
         warning = f"The image holds no structure ({value}): nothing to segment."
         notices.append(warning)
         yield ProgressEvent(done, total, "", warning=warning)
-    spines, score_of = link_planes(plane_labels, plane_scores, cfg.link_iou)
-    dendrite[spines > 0] = 0
-    table = spine_table(spines, score_of, voxel)
+    table = table_sums.table(linker.scores, voxel)
     params = {
         k: getattr(cfg, k)
         for k in cfg.__dataclass_fields__  # type: ignore[attr-defined]

@@ -19,7 +19,7 @@ import logging
 import math
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -239,6 +239,22 @@ def channel_data(stack: ImageStack, channel: int) -> Any:
     return take_axis(stack.data, axis, channel)
 
 
+@dataclass(frozen=True)
+class PlaneStream:
+    """A (Z, Y, X) array given plane by plane, so that it is written without ever being whole
+    in memory: ``planes()`` yields the Z planes (Y, X) of ``dtype`` in order; ``max_value`` is
+    the largest value (labels pick their dtype from it)."""
+
+    shape: tuple[int, int, int]
+    dtype: np.dtype
+    planes: Callable[[], Iterator[np.ndarray]]
+    max_value: int = 0
+
+    @property
+    def ndim(self) -> int:
+        return 3
+
+
 def write_tiff_atomic(
     path: str | os.PathLike[str],
     array: Any,
@@ -286,7 +302,8 @@ def write_tiff_atomic(
         When the file exists and `overwrite` is False.
     """
     path = Path(path)
-    data = np.asarray(array)
+    stream = array if isinstance(array, PlaneStream) else None
+    data = np.empty((0,) * 3, array.dtype) if stream else np.asarray(array)
     if data.dtype == bool:
         data = data.astype(np.uint8)
     if data.dtype.kind not in "biuf":
@@ -297,6 +314,8 @@ def write_tiff_atomic(
         raise InputError(
             f"Cannot write to '{path}': array of shape {data.shape} does not match axes '{axes}'."
         )
+    if stream is not None and axes != "ZYX":
+        raise InputError(f"Cannot write to '{path}': a plane stream is (Z, Y, X), not '{axes}'.")
     if voxel_size_um is not None:
         voxel_size_um = _check_voxel_size(voxel_size_um)
     description = None
@@ -311,10 +330,14 @@ def write_tiff_atomic(
         raise OutputExistsError(f"'{path}' exists; choose another name or allow overwriting.")
     path.parent.mkdir(parents=True, exist_ok=True)
     kwargs = _tiff_kwargs(data, axes, voxel_size_um, description)
-    if kwargs["imagej"]:
+    if kwargs["imagej"] and stream is None:
         data = np.transpose(data, [axes.index(a) for a in kwargs["metadata"]["axes"]])
     with atomic_path(path) as tmp_name:
-        tifffile.imwrite(tmp_name, data, **kwargs)
+        if stream is not None:  # written plane by plane, never whole in memory
+            kwargs.update(shape=stream.shape, dtype=stream.dtype)
+            tifffile.imwrite(tmp_name, stream.planes(), **kwargs)
+        else:
+            tifffile.imwrite(tmp_name, data, **kwargs)
         with open(tmp_name, "rb+") as handle:
             os.fsync(handle.fileno())
     logger.info("Wrote '%s': %s %s, voxel size %s µm", path, data.shape, data.dtype, voxel_size_um)
@@ -359,6 +382,21 @@ def write_labels_tiff(
     InputError
         When the labels are not integers or hold negative values.
     """
+    if isinstance(labels, PlaneStream):
+        high = int(labels.max_value)
+        dtype = next(
+            t for t in (np.uint8, np.uint16, np.uint32, np.uint64) if high <= np.iinfo(t).max
+        )
+        planes = labels.planes
+        stream = PlaneStream(
+            labels.shape,
+            np.dtype(dtype),
+            lambda: (p.astype(dtype, copy=False) for p in planes()),
+            high,
+        )
+        return write_tiff_atomic(
+            path, stream, voxel_size_um, metadata, axes=axes, overwrite=overwrite
+        )
     data = np.asarray(labels)
     if data.dtype.kind not in "biu":
         raise InputError(

@@ -18,6 +18,59 @@ def _overlaps(prev: np.ndarray, cur: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return uniq // (int(b.max()) + 1), uniq % (int(b.max()) + 1), counts
 
 
+class PlaneLinker:
+    """Link 2D spine instances plane by plane (z order) into 3D objects, keeping only the last
+    plane: a stack of any depth is linked in the memory of two planes.
+
+    Each plane's ids are final when :meth:`add` returns them; ids are numbered 1..N in the order
+    spines first appear.
+    """
+
+    def __init__(self, min_iou: float = 0.2) -> None:
+        self.min_iou = min_iou
+        self.scores: dict[int, float] = {}
+        self._prev: np.ndarray | None = None
+        self._next_id = 1
+
+    @property
+    def count(self) -> int:
+        """Number of 3D spines so far."""
+        return self._next_id - 1
+
+    def add(self, cur: np.ndarray, plane_scores: list[float]) -> np.ndarray:
+        """Link one (Y, X) plane of local ids 1..n (``plane_scores[i - 1]`` the score of id
+        ``i``) to the previous plane; returns its (Y, X) uint32 global ids."""
+        n_cur = max(len(plane_scores), int(cur.max()) if cur.size else 0)
+        mapping = np.zeros(n_cur + 1, dtype=np.uint32)
+        prev = self._prev
+        if prev is not None:
+            pa, pb, inter = _overlaps(prev, cur)
+            if inter.size:
+                size_prev = np.bincount(prev.ravel(), minlength=int(pa.max()) + 1)
+                size_cur = np.bincount(cur.ravel(), minlength=int(pb.max()) + 1)
+                iou = inter / (size_prev[pa] + size_cur[pb] - inter)
+                used_prev: set[int] = set()
+                for k in np.argsort(-iou):
+                    if iou[k] < self.min_iou:
+                        break
+                    a, b = int(pa[k]), int(pb[k])
+                    if mapping[b] or a in used_prev:
+                        continue
+                    mapping[b] = a
+                    used_prev.add(a)
+        present = np.unique(cur)
+        for local in present[present > 0].tolist():
+            score = plane_scores[local - 1] if local - 1 < len(plane_scores) else 1.0
+            if not mapping[local]:  # a new spine starts in this plane
+                mapping[local] = self._next_id
+                self._next_id += 1
+            gid = int(mapping[local])
+            self.scores[gid] = max(self.scores.get(gid, 0.0), float(score))
+        out = mapping[cur]
+        self._prev = out
+        return out
+
+
 def link_planes(
     plane_labels: np.ndarray, plane_scores: list[list[float]], min_iou: float = 0.2
 ) -> tuple[np.ndarray, dict[int, float]]:
@@ -38,41 +91,9 @@ def link_planes(
     labels, scores
         (Z, Y, X) uint32 ids numbered 1..N over the stack, and each id's best score.
     """
-    nz = plane_labels.shape[0]
+    linker = PlaneLinker(min_iou)
     out = np.zeros(plane_labels.shape, dtype=np.uint32)
-    scores: dict[int, float] = {}
-    next_id = 1
-    for z in range(nz):
-        cur = plane_labels[z]
-        n_cur = len(plane_scores[z]) if z < len(plane_scores) else int(cur.max())
-        mapping = np.zeros(max(n_cur, int(cur.max())) + 1, dtype=np.uint32)
-        if z > 0:
-            prev = out[z - 1]
-            pa, pb, inter = _overlaps(prev, cur)
-            if inter.size:
-                size_prev = np.bincount(prev.ravel(), minlength=int(pa.max()) + 1)
-                size_cur = np.bincount(cur.ravel(), minlength=int(pb.max()) + 1)
-                iou = inter / (size_prev[pa] + size_cur[pb] - inter)
-                used_prev: set[int] = set()
-                for k in np.argsort(-iou):
-                    if iou[k] < min_iou:
-                        break
-                    a, b = int(pa[k]), int(pb[k])
-                    if mapping[b] or a in used_prev:
-                        continue
-                    mapping[b] = a
-                    used_prev.add(a)
-        for local in range(1, len(mapping)):
-            score = plane_scores[z][local - 1] if local - 1 < len(plane_scores[z]) else 1.0
-            if not mapping[local]:
-                mapping[local] = next_id
-                next_id += 1
-            gid = int(mapping[local])
-            scores[gid] = max(scores.get(gid, 0.0), float(score))
-        out[z] = mapping[cur]
-    present = np.unique(out)
-    present = present[present > 0]
-    relabel = np.zeros(next_id, dtype=np.uint32)
-    relabel[present] = np.arange(1, present.size + 1, dtype=np.uint32)
-    new_scores = {int(relabel[g]): s for g, s in scores.items() if g < next_id and relabel[g]}
-    return relabel[out], new_scores
+    for z in range(plane_labels.shape[0]):
+        scores = plane_scores[z] if z < len(plane_scores) else []
+        out[z] = linker.add(plane_labels[z], scores)
+    return out, dict(linker.scores)
