@@ -7,7 +7,7 @@ defaults, the rules with thresholds tuned on ``train`` (coordinate search), and 
 classifier (trained on ``train`` only). ``--tune`` prints the tuned thresholds to put in
 ``TypeRules``.
 
-    PYTHONPATH=src python scripts/eval_spine_types.py [--tune] [--predicted]
+    PYTHONPATH=src python scripts/eval_spine_types.py [--tune] [--predicted [--predicted-cache F]]
 """
 
 from __future__ import annotations
@@ -58,25 +58,32 @@ def report(name: str, truth: np.ndarray, pred: np.ndarray) -> float:
     return acc
 
 
-def predicted(split: str):
+def predicted(split: str, cache: str | None = None):
     """Types of the bundled model's spines on a split, matched to the truth at IoU >= 0.25.
 
     The prediction's own dendrite and spines are analysed (learned types); returns the truth and
-    predicted type of every matched pair, and the number of true spines."""
+    predicted type of every matched pair, and the number of true spines. ``cache``: an npz of the
+    model's predictions (``scripts/cache_predicted_spines.py``) read instead of running it."""
     from napari_dendrite_panoptic.analysis import analyse
     from napari_dendrite_panoptic.inference import InferenceConfig, predict
     from napari_dendrite_panoptic.metrics import match_instances
     from napari_dendrite_panoptic.models.store import load_models
 
-    models = load_models(None, "cpu")
+    cached = np.load(cache) if cache else None
+    models = None if cached is not None else load_models(None, "cpu")
     truth, pred, n_true = [], [], 0
     for item in rd.load_yolo11(split):
         px = item.pixel_size_um
         voxel = (1.0, px, px)
-        result = predict(item.image, voxel, InferenceConfig(device="cpu"), models=models)
-        analysis = analyse(result.dendrite[0], result.spines[0], voxel, item.image)
+        if cached is not None:
+            dendrite = cached[f"{item.name}.dendrite"].astype(np.uint8)
+            spines = cached[f"{item.name}.spines"].astype(np.int32)
+        else:
+            result = predict(item.image, voxel, InferenceConfig(device="cpu"), models=models)
+            dendrite, spines = result.dendrite[0], result.spines[0]
+        analysis = analyse(dendrite, spines, voxel, item.image)
         types = dict(zip(analysis.spines["id"].tolist(), analysis.spines["type"], strict=True))
-        _, match = match_instances(result.spines[0], item.spines, 0.25)
+        _, match = match_instances(spines, item.spines, 0.25)
         n_true += len(item.spine_types)
         for t_id, p_id, _iou in match.pairs:
             if item.spine_types[t_id] in SPINE_TYPES:
@@ -115,6 +122,11 @@ def main() -> None:
     ap.add_argument(
         "--predicted", action="store_true", help="also on the bundled model's predicted spines"
     )
+    ap.add_argument(
+        "--predicted-cache",
+        default=None,
+        help="npz of the model's predictions on val (cache_predicted_spines.py --split val)",
+    )
     args = ap.parse_args()
     learned = load_learned()
     val, val_truth, val_learned = measured("val", learned)
@@ -130,7 +142,7 @@ def main() -> None:
     else:
         print("learned classifier: weights absent")
     if args.predicted:
-        truth, pred, n_true = predicted("val")
+        truth, pred, n_true = predicted("val", args.predicted_cache)
         print(
             f"\nbundled model's spines on val: {len(truth)} of {n_true} true spines matched (IoU >= 0.25)"
         )

@@ -4,7 +4,13 @@ Writes ``src/napari_dendrite_panoptic/analysis/spine_types.safetensors`` (or ``-
 weights, and in the metadata the feature scaling and the training record. Only ``train`` is used
 for fitting; ``val`` is scored once at the end and printed (it does not steer training).
 
-    PYTHONPATH=src python scripts/train_spine_types.py
+Training samples are the ground-truth outlines of ``train`` and, with ``--predicted-cache``, also
+the bundled model's own spines on ``train`` (cached by ``scripts/cache_predicted_spines.py``),
+each matched to a true outline at IoU >= 0.25 and labelled with that outline's type, measured and
+cropped with the model's predicted dendrite, as at run time:
+
+    PYTHONPATH=src python scripts/cache_predicted_spines.py --split train --out runs/pred_train.npz
+    PYTHONPATH=src python scripts/train_spine_types.py --predicted-cache runs/pred_train.npz
 """
 
 from __future__ import annotations
@@ -39,6 +45,32 @@ def dataset(split: str):
         crops.append(spine_crops(item.image, item.dendrite, item.spines, table, voxel))
         feats.append(measurement_features(table, px))
         labels += [SPINE_TYPES.index(item.spine_types[int(s)]) for s in table["id"]]
+    return np.concatenate(crops), np.concatenate(feats), np.asarray(labels)
+
+
+def predicted_dataset(split: str, cache: str, iou: float = 0.25):
+    """Crops, raw features and labels of the cached predicted spines of a split that match a true
+    outline (IoU >= ``iou``), labelled with the matched outline's type."""
+    from napari_dendrite_panoptic.metrics import match_instances
+
+    z = np.load(cache)
+    crops, feats, labels = [], [], []
+    for item in rd.load_yolo11(split):
+        dend = z[f"{item.name}.dendrite"].astype(np.uint8)
+        spines = z[f"{item.name}.spines"].astype(np.int32)
+        _, match = match_instances(spines, item.spines, iou)
+        truth = {p: item.spine_types[t] for t, p, _ in match.pairs}
+        truth = {p: t for p, t in truth.items() if t in SPINE_TYPES}
+        if not truth:
+            continue
+        px = item.pixel_size_um
+        voxel = (1.0, px, px)
+        table = measure_spines(dend, spines, voxel, item.image)
+        keep = [i for i, s in enumerate(table["id"]) if int(s) in truth]
+        table = {k: v[keep] for k, v in table.items()}
+        crops.append(spine_crops(item.image, dend, spines, table, voxel))
+        feats.append(measurement_features(table, px))
+        labels += [SPINE_TYPES.index(truth[int(s)]) for s in table["id"]]
     return np.concatenate(crops), np.concatenate(feats), np.asarray(labels)
 
 
@@ -81,6 +113,12 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="ensemble members")
     ap.add_argument("--out", default=str(WEIGHTS))
     ap.add_argument("--cache", default=None, help="npz cache of the measured splits")
+    ap.add_argument(
+        "--predicted-cache",
+        default=None,
+        help="npz of the bundled model's predictions on train (cache_predicted_spines.py): "
+        "its matched spines are added to the training samples",
+    )
     args = ap.parse_args()
     t0 = time.perf_counter()
     if args.cache and __import__("os").path.exists(args.cache):
@@ -91,7 +129,18 @@ def main() -> None:
         xva, fva, yva = dataset("val")
         if args.cache:
             np.savez(args.cache, xtr=xtr, ftr=ftr, ytr=ytr, xva=xva, fva=fva, yva=yva)
-    print(f"train {len(ytr)} spines, val {len(yva)}; measured in {time.perf_counter() - t0:.0f} s")
+    n_outlines = len(ytr)
+    if args.predicted_cache:
+        xp, fp, yp = predicted_dataset("train", args.predicted_cache)
+        xtr, ftr, ytr = (
+            np.concatenate([xtr, xp]),
+            np.concatenate([ftr, fp]),
+            np.concatenate([ytr, yp]),
+        )
+    print(
+        f"train {n_outlines} outlines + {len(ytr) - n_outlines} predicted spines, val {len(yva)};"
+        f" measured in {time.perf_counter() - t0:.0f} s"
+    )
     mean, std = ftr.mean(0), ftr.std(0) + 1e-6
     state = {}
     val_probs = []
@@ -112,7 +161,13 @@ def main() -> None:
         "features": json.dumps({"mean": mean.tolist(), "std": std.tolist()}),
         "training": json.dumps(
             {
-                "data": "spine-types-yolo11 train split (outlines, types)",
+                "data": "spine-types-yolo11 train split (outlines, types)"
+                + (
+                    " + the bundled model's spines on train matched at IoU >= 0.25"
+                    if args.predicted_cache
+                    else ""
+                ),
+                "samples": {"outlines": n_outlines, "predicted": int(len(ytr) - n_outlines)},
                 "epochs": args.epochs,
                 "seeds": args.seeds,
                 "classes": list(SPINE_TYPES),

@@ -10,7 +10,9 @@ Two classifiers, measured against the YOLO11 set's real labels (``scripts/eval_s
   mask, dendrite mask, rotated so the spine points up, 0.1 µm per pixel) plus its measurements;
   weights ship as ``spine_types.safetensors`` beside this module: an ensemble of three such
   networks (seeds 0, 1, 2, probabilities averaged), trained by ``scripts/train_spine_types.py``
-  on the ``train`` split only.
+  on the ``train`` split only: its ground-truth outlines and the bundled model's own predicted
+  spines on those images (matched to an outline at IoU >= 0.25, with its type), so it sees the
+  masks it gets at run time.
 
 The dock and the CLI use the learned classifier when its weights are present, because it
 scored higher on ``val`` (numbers in ``docs/spine_analysis.md``).
