@@ -107,16 +107,24 @@ def expand_inputs(items: Iterable[str]) -> list[Path]:
 
 
 def summarise_outputs(path: Path, written: dict[str, Path]) -> FileOutcome:
-    """Read one file's written outputs back (run record, dendrite mask, spine labels) into a
-    summary row: what the user will find on disk is what the summary says."""
+    """A summary row from one file's written outputs: what the user will find on disk is what
+    the summary says. The dendrite length is the total of ``<stem>_dendrites.csv`` (the branch
+    table), else measured on the written dendrite mask; a low-memory run (results too big to
+    hold) reports no length rather than loading them."""
     from .io import read_tiff
 
     record = json.loads(Path(written["run"]).read_text(encoding="utf-8"))
-    dendrite = read_tiff(written["dendrite"])
-    spines = np.asarray(read_tiff(written["spines"]).data)
     voxel = tuple(float(v) for v in record["pixel_size"]["used_um"])
-    length = dendrite_length_um(np.asarray(dendrite.data), voxel)
-    n_spines = int(record.get("spines_found", len(np.unique(spines)) - 1))
+    n_spines = int(record["spines_found"])
+    branches = written.get("dendrites_csv")
+    length: float | None
+    if branches is not None and Path(branches).is_file():
+        with open(branches, newline="", encoding="utf-8") as fh:
+            length = float(sum(float(row["length_um"]) for row in csv.DictReader(fh)))
+    elif record.get("low_memory"):
+        length = None
+    else:
+        length = dendrite_length_um(np.asarray(read_tiff(written["dendrite"]).data), voxel)
     params = record.get("parameters", {})
     return FileOutcome(
         file=str(path),
@@ -125,7 +133,7 @@ def summarise_outputs(path: Path, written: dict[str, Path]) -> FileOutcome:
         voxel_size_um=(voxel[0], voxel[1], voxel[2]),
         spines=n_spines,
         dendrite_length_um=length,
-        spines_per_um=n_spines / length if length > 0 else None,
+        spines_per_um=n_spines / length if length else None,
         device=str(params.get("device_used", "")),
         warnings=list(params.get("warnings", [])),
         outputs=[str(p) for p in written.values()],
