@@ -53,6 +53,7 @@ def main() -> None:
     parser.add_argument("--planes", type=int, default=64)
     parser.add_argument("--size", type=int, default=2048)
     parser.add_argument("--pixel", type=float, default=0.04, help="pixel size in µm")
+    parser.add_argument("--low-memory", action="store_true", help="force it for small stacks")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         stack = Path(tmp) / "big.tif"
@@ -60,6 +61,7 @@ def main() -> None:
         mb = stack.stat().st_size / 2**20
         cmd = [sys.executable, "-m", "napari_dendrite_panoptic.cli", "segment", str(stack)]
         cmd += ["--out", str(Path(tmp) / "out"), "--device", "cpu"]
+        cmd += ["--low-memory"] if args.low_memory else []
         t0 = time.perf_counter()
         done = subprocess.run(cmd, capture_output=True, text=True)
         wall = time.perf_counter() - t0

@@ -55,6 +55,7 @@ def segment_config(args: argparse.Namespace):
 def segment_file(path: Path, args: argparse.Namespace, cfg, models, bar_factory) -> dict[str, Path]:
     """Segment one TIFF and write its outputs and run record; returns the written paths."""
     import contextlib
+    import dataclasses
     import datetime as dt
     import json
     import time
@@ -83,6 +84,8 @@ def segment_file(path: Path, args: argparse.Namespace, cfg, models, bar_factory)
     low_memory = getattr(args, "low_memory", False) or result_bytes(volume.shape) > LOW_MEMORY_BYTES
     if not low_memory:
         volume = np.asarray(volume)
+    else:  # one tile at a time: the networks' working set is most of the peak
+        cfg = dataclasses.replace(cfg, batch_tiles=1)
     started, t0 = dt.datetime.now(dt.timezone.utc), time.perf_counter()
     with contextlib.ExitStack() as cleanup:
         sink = None
