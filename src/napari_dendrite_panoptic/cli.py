@@ -67,7 +67,7 @@ def segment_file(path: Path, args: argparse.Namespace, cfg, models, bar_factory)
     from .io import as_zyx, read_tiff, write_labels_tiff
     from .overlay import overlay_rgb, save_png
     from .provenance import run_record
-    from .streaming import DiskPlaneSink, result_bytes
+    from .streaming import DiskPlaneSink, ReleasingPlanes, result_bytes
     from .tables import write_table_csv
 
     outputs = _segment_outputs(Path(args.out), path.stem, args.overlay)
@@ -86,6 +86,7 @@ def segment_file(path: Path, args: argparse.Namespace, cfg, models, bar_factory)
         volume = np.asarray(volume)
     else:  # one tile at a time: the networks' working set is most of the peak
         cfg = dataclasses.replace(cfg, batch_tiles=1)
+        volume = ReleasingPlanes(volume)
     started, t0 = dt.datetime.now(dt.timezone.utc), time.perf_counter()
     with contextlib.ExitStack() as cleanup:
         sink = None

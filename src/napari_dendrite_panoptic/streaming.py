@@ -87,3 +87,37 @@ class DiskPlaneSink:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _memory_map_of(volume: object) -> np.memmap | None:
+    """The numpy memory map under a (possibly nested) lazy view, or None."""
+    for _ in range(8):
+        if isinstance(volume, np.memmap):
+            return volume
+        volume = getattr(volume, "_source", None)
+        if volume is None:
+            return None
+    return None
+
+
+class ReleasingPlanes:
+    """A lazy (Z, Y, X) volume read plane by plane: each plane is copied out, then the pages of
+    the file's memory map are given back (``madvise(MADV_DONTNEED)``), so reading a whole stack
+    does not leave it resident in the process. Other lazy sources are passed through."""
+
+    def __init__(self, volume: object) -> None:
+        self._volume = volume
+        self.shape = tuple(int(s) for s in volume.shape)  # type: ignore[attr-defined]
+        self.dtype = np.dtype(volume.dtype)  # type: ignore[attr-defined]
+        self.ndim = len(self.shape)
+        self._map = _memory_map_of(volume)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        plane = np.array(self._volume[index])  # type: ignore[index]
+        raw = getattr(self._map, "_mmap", None)
+        if raw is not None and hasattr(raw, "madvise"):
+            import mmap
+
+            with contextlib.suppress(OSError, ValueError):
+                raw.madvise(mmap.MADV_DONTNEED)
+        return plane
