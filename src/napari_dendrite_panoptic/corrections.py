@@ -25,11 +25,10 @@ from scipy import ndimage as ndi
 from .datasets import SampleSource, TrainingSample
 from .errors import InputError
 from .normalise import percentile_normalise
+from .training import IGNORE  # dendrite target of padding outside the image
 
 logger = logging.getLogger(__name__)
 
-IGNORE = 255
-"""Dendrite target of pixels outside the image (padding of crops at the image border)."""
 
 
 class SemanticSpinesError(InputError):
