@@ -1,10 +1,12 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
 from napari_dendrite_panoptic import training
 from napari_dendrite_panoptic.datasets import TrainingSample, instance_targets
-from napari_dendrite_panoptic.errors import OutputExistsError
+from napari_dendrite_panoptic.errors import InputError, OutputExistsError
 from napari_dendrite_panoptic.models import load_models
 from napari_dendrite_panoptic.training import TrainConfig, fit, iter_fit, load_checkpoint
 
@@ -84,3 +86,40 @@ def test_instance_targets_from_labels():
 def test_learning_rate_warms_up_then_decays():
     f = [training.lr_factor(s, 10, 100) for s in range(100)]
     assert f[0] < 0.05 and max(f) == pytest.approx(1.0, abs=0.01) and f[-1] < 0.05
+
+
+def test_worker_processes_draw_the_same_batches_as_the_loop(tmp_path):
+    """Batches drawn by data-loader workers (as on a GPU machine) equal the in-loop ones, in
+    order, from the resume step on."""
+    cfg = TrainConfig(
+        work_dir=str(tmp_path),
+        output_model=str(tmp_path / "m"),
+        steps=5,
+        batch_size=2,
+        crop_size=64,
+        seed=4,
+    )
+    inline = list(training._batches(_source, cfg, start=2))
+    workers = training._batches(_source, replace(cfg, workers=2), start=2)
+    drawn = list(workers)
+    assert len(inline) == len(drawn) == 3
+    for (im_a, den_a, tg_a), (im_b, den_b, tg_b) in zip(inline, drawn, strict=True):
+        assert torch.equal(im_a, im_b) and torch.equal(den_a, den_b)
+        assert all(torch.equal(a["masks"], b["masks"]) for a, b in zip(tg_a, tg_b, strict=True))
+
+
+def test_training_with_workers_records_device_and_checkpoint_loads_on_cpu(tmp_path, tiny_model_dir):
+    events = fit(_cfg(tmp_path, tiny_model_dir, workers=1, device="auto"), source=_source)
+    assert events[-1].kind == "done"
+    card = load_models(tmp_path / "model", "cpu").card
+    expected = "cpu" if not torch.cuda.is_available() else torch.cuda.get_device_name(0)
+    assert card.provenance["train_device"] == expected
+    state = load_checkpoint(tmp_path / "work" / "checkpoint.pt")
+    assert all(t.device.type == "cpu" for t in state["spines"].values())
+
+
+def test_bad_device_or_workers_are_refused(tmp_path):
+    with pytest.raises(InputError, match="device must be"):
+        TrainConfig(work_dir=str(tmp_path), output_model=str(tmp_path / "m"), device="tpu")
+    with pytest.raises(InputError, match="workers"):
+        TrainConfig(work_dir=str(tmp_path), output_model=str(tmp_path / "m"), workers=-1)

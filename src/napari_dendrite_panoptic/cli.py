@@ -466,6 +466,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         threads=args.threads,
         data_description=description,
         validate_images=args.validate,
+        device=args.device,
+        workers=args.workers,
+        max_seconds=args.max_minutes * 60 if args.max_minutes else None,
     )
     bar = tqdm(total=cfg.steps, desc="training", unit="step")
 
@@ -565,6 +568,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--validate", type=int, default=4, help="held-out generator images scored at the end"
     )
     tr.add_argument("--threads", type=int, default=None)
+    tr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    tr.add_argument(
+        "--workers", type=int, default=0, help="processes drawing batches ahead (default 0)"
+    )
+    tr.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="time budget: stop and save when spent (the learning rate decays over it)",
+    )
     tr.add_argument("--name", default="dendrite-panoptic")
     tr.add_argument("--model-version", default="0.1")
     tr.add_argument(

@@ -32,7 +32,7 @@ from .models.builders import (
     build_spine_model,
 )
 from .models.card import ModelCard, NetworkCard
-from .models.store import load_models, save_models, sha256_file
+from .models.store import load_models, resolve_device, save_models, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,10 @@ class TrainConfig:
     None to start from random weights. ``work_dir`` holds the resumable checkpoint; the finished
     model is written to ``output_model``. ``max_seconds``: a time budget; the run ends at
     ``steps`` or when the budget is spent, whichever comes first, and the learning-rate schedule
-    follows whichever of the two is further along.
+    follows whichever of the two is further along. ``device``: "cpu", "cuda" or "auto".
+    ``workers``: processes that draw and augment batches ahead of the networks (0: drawn in the
+    training loop itself); the batches are the same either way, because batch ``k`` is drawn from
+    a random generator seeded with ``(seed, k)``.
     """
 
     work_dir: str
@@ -73,6 +76,8 @@ class TrainConfig:
     data_description: str = "generator"
     validate_images: int = 0
     max_seconds: float | None = None
+    device: str = "cpu"
+    workers: int = 0
 
     def __post_init__(self) -> None:
         if self.which not in ("both", "spines", "dendrites"):
@@ -83,6 +88,10 @@ class TrainConfig:
             raise InputError("learning rate must be > 0")
         if self.max_seconds is not None and not (self.max_seconds > 0):
             raise InputError("a time budget must be > 0 seconds")
+        if self.device not in ("cpu", "cuda", "auto"):
+            raise InputError(f"device must be cpu, cuda or auto, not {self.device!r}")
+        if self.workers < 0:
+            raise InputError("workers must be >= 0")
 
 
 @dataclass
@@ -172,6 +181,75 @@ def _batch(
     dendrite = torch.from_numpy(np.stack([s.dendrite for s in samples]).astype(np.int64))
     targets = [instance_targets(s.spines) for s in samples]
     return images, dendrite, targets
+
+
+class _StepBatches(torch.utils.data.Dataset):
+    """Batch ``k`` of a run, drawn from a generator seeded with ``(seed, k)`` (the same batch
+    whether it is drawn in the loop or by a data-loader worker)."""
+
+    def __init__(self, source: SampleSource, seed: int, batch_size: int, steps: int):
+        self.source, self.seed, self.batch_size, self.steps = source, seed, batch_size, steps
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __getitem__(self, step: int):
+        return _batch(self.source, np.random.default_rng([self.seed, step]), self.batch_size)
+
+
+def _single_thread_worker(_: int) -> None:
+    torch.set_num_threads(1)
+
+
+def _batches(
+    source: SampleSource, cfg: TrainConfig, start: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[dict[str, torch.Tensor]]]]:
+    """Batches ``start, start + 1, ... steps - 1``, in order; drawn by ``cfg.workers`` forked
+    processes when > 0."""
+    batches = _StepBatches(source, cfg.seed, cfg.batch_size, cfg.steps)
+    if cfg.workers == 0:
+        return (batches[k] for k in range(start, cfg.steps))
+    import multiprocessing
+
+    loader = torch.utils.data.DataLoader(
+        batches,
+        batch_size=None,
+        sampler=range(start, cfg.steps),
+        num_workers=cfg.workers,
+        prefetch_factor=4,
+        worker_init_fn=_single_thread_worker,
+        multiprocessing_context=multiprocessing.get_context("fork"),
+    )
+    return iter(loader)
+
+
+def _to_device(
+    batch: tuple[torch.Tensor, torch.Tensor, list[dict[str, torch.Tensor]]], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, list[dict[str, torch.Tensor]]]:
+    images, dendrite, targets = batch
+    if device.type == "cpu":
+        return images, dendrite, targets
+    moved = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
+    return images.to(device, non_blocking=True), dendrite.to(device, non_blocking=True), moved
+
+
+def _cpu_copy(value: Any) -> Any:
+    """Tensors of a (nested) state dict copied to the CPU, so checkpoints load anywhere."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: _cpu_copy(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_cpu_copy(v) for v in value)
+    return value
+
+
+def _optimizer_to(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+    """Move a (resumed) optimiser's state tensors to the networks' device."""
+    for state in optimizer.state.values():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor) and key != "step":
+                state[key] = value.to(device)
 
 
 def _hashes_path(path: Path) -> Path:
@@ -299,6 +377,16 @@ def iter_fit(
         logger.info("resumed from %s at step %d", ckpt_path, start)
     train_s = cfg.which in ("both", "spines")
     train_d = cfg.which in ("both", "dendrites")
+    device = resolve_device(cfg.device)
+    batches = _batches(source, cfg, start)  # workers fork here, before CUDA is touched
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed crop size: pick the fastest convolutions
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    spines.to(device)
+    dendrites.to(device)
+    _optimizer_to(opt_s, device)
+    _optimizer_to(opt_d, device)
     spines.train(train_s)
     dendrites.train(train_d)
     t0 = time.perf_counter()
@@ -309,10 +397,10 @@ def iter_fit(
             ckpt_path,
             {
                 "step": step,
-                "spines": spines.state_dict(),
-                "dendrites": dendrites.state_dict(),
-                "opt_spines": opt_s.state_dict(),
-                "opt_dendrites": opt_d.state_dict(),
+                "spines": _cpu_copy(spines.state_dict()),
+                "dendrites": _cpu_copy(dendrites.state_dict()),
+                "opt_spines": _cpu_copy(opt_s.state_dict()),
+                "opt_dendrites": _cpu_copy(opt_d.state_dict()),
                 "config": asdict(cfg),
                 "elapsed_s": elapsed_before + time.perf_counter() - t0,
             },
@@ -324,14 +412,13 @@ def iter_fit(
         spines.eval()
         dendrites.eval()
         try:
-            held_out = LoadedModels(card, Path(cfg.output_model), spines, dendrites, device_cpu)
+            held_out = LoadedModels(card, Path(cfg.output_model), spines, dendrites, device)
             with torch.inference_mode():
                 return validator(held_out) if validator is not None else {}
         finally:
             spines.train(train_s)
             dendrites.train(train_d)
 
-    device_cpu = torch.device("cpu")
     last_validation: dict[str, float] = {}
     step = start
     saved_step = start
@@ -343,8 +430,7 @@ def iter_fit(
         spent = elapsed_before + time.perf_counter() - t0
         if cfg.max_seconds is not None and spent >= cfg.max_seconds:
             break
-        rng = np.random.default_rng([cfg.seed, step])
-        images, dendrite_t, targets = _batch(source, rng, cfg.batch_size)
+        images, dendrite_t, targets = _to_device(next(batches), device)
         time_fraction = spent / cfg.max_seconds if cfg.max_seconds else 0.0
         factor = lr_factor(step, cfg.warmup_steps, cfg.steps, time_fraction)
         losses: dict[str, float] = {}
@@ -395,8 +481,10 @@ def iter_fit(
         last_validation = run_validation()
         yield TrainEvent("validation", step, cfg.steps, metrics=last_validation)
     elapsed = elapsed_before + time.perf_counter() - t0
-    spines.eval()
-    dendrites.eval()
+    if hasattr(batches, "_shutdown_workers"):
+        batches._shutdown_workers()  # a run that ends early leaves no idle workers behind
+    spines.eval().cpu()
+    dendrites.eval().cpu()
     prov = dict(card.provenance)
     prov.update(
         {
@@ -416,6 +504,7 @@ def iter_fit(
             "trained_networks": cfg.which,
             "steps": step,
             "train_seconds": round(elapsed, 1),
+            "train_device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "data": cfg.data_description,
             "config": asdict(cfg),
             "torch": torch.__version__,
