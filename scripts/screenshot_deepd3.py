@@ -23,7 +23,9 @@ def main(out: str) -> None:
     viewer = napari.Viewer(show=True)
     viewer.window._qt_window.resize(1400, 900)
     viewer.open(str(CROP), plugin="napari-dendrite-panoptic")
-    _, widget = viewer.window.add_plugin_dock_widget("napari-dendrite-panoptic", "Panoptic inference")
+    _, widget = viewer.window.add_plugin_dock_widget(
+        "napari-dendrite-panoptic", "Panoptic inference"
+    )
     widget.pixel_size.setValue(0.094)
     widget.device_combo.setCurrentText("cpu")
     widget.run()

@@ -40,6 +40,9 @@ def test_fine_tune_writes_a_loadable_model_and_resumes(tmp_path, tiny_model_dir)
     identity = model.card.provenance["base_model_identity"]
     assert identity["name"] == "tiny-test-model"
     assert identity["weights_sha256"]["spines"] == base.spines.sha256
+    # the base's own record is kept apart, so none of it reads as this run's
+    assert model.card.provenance["base_model_provenance"] == dict(base.provenance)
+    assert "note" not in model.card.provenance
     assert model.card.provenance["steps"] == 2
     assert load_checkpoint(tmp_path / "work" / "checkpoint.pt")["step"] == 2
     # resume: a longer job starts where the checkpoint ended

@@ -30,7 +30,6 @@ from .training import IGNORE  # dendrite target of padding outside the image
 logger = logging.getLogger(__name__)
 
 
-
 class SemanticSpinesError(InputError):
     """The spine layer holds one label for several separate objects (a semantic 0/1 mask).
 

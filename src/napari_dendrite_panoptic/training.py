@@ -485,7 +485,10 @@ def iter_fit(
         batches._shutdown_workers()  # a run that ends early leaves no idle workers behind
     spines.eval().cpu()
     dendrites.eval().cpu()
-    prov = dict(card.provenance)
+    # the base model's record describes the base, not this run: keep it, nested, not merged
+    prov: dict[str, Any] = (
+        {"base_model_provenance": dict(card.provenance)} if cfg.base_model else {}
+    )
     prov.update(
         {
             "base_model": cfg.base_model,

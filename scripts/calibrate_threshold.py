@@ -1,0 +1,118 @@
+"""Choose a model's spine score threshold on training images only, and record it in its card.
+
+    .venv/bin/python scripts/calibrate_threshold.py MODEL_FOLDER --json docs/results/X.json \
+        [--write-card] [--device cpu]
+
+Sweeps thresholds 0.30-0.95 (step 0.05) and scores spine detection on images the model was
+trained on, never on the held-out splits that ``dendrite-panoptic evaluate --real`` reports:
+every 40th Smirnov ``train`` crop (42 crops, centroid within 7.5 px), every 12th FindSpines
+training field (20 fields, centroid within half the box) and 4 generator images (seeds
+30000-30003, spine F1 at IoU 0.5). The chosen threshold is the argmax of the mean of the three
+F1s. Each image is predicted once at 0.30 and its spines are then kept by score for each
+threshold. ``--write-card`` writes it into the model's ``card.json`` (atomically; weights untouched).
+Needs ``../shared/data`` (or ``$DENDRITE_PANOPTIC_DATA``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from napari_dendrite_panoptic import real_data as rd
+from napari_dendrite_panoptic import synthetic
+from napari_dendrite_panoptic.atomic import atomic_write_text
+from napari_dendrite_panoptic.inference import InferenceConfig, predict
+from napari_dendrite_panoptic.metrics import match_instances, match_points, pool_instance_scores
+from napari_dendrite_panoptic.models.store import load_models
+
+THRESHOLDS = [round(t, 2) for t in np.arange(0.30, 0.951, 0.05)]
+
+
+def _predict(models, image, voxel_um, device):
+    cfg = InferenceConfig(device=device, spine_score_threshold=THRESHOLDS[0], pixel_size_um=None)
+    return predict(image, voxel_um, cfg, models=models)
+
+
+def _point_f1s(models, items, device) -> list[float]:
+    """F1 per threshold: one prediction per image at the lowest threshold, spines kept by score."""
+    counts = np.zeros((len(THRESHOLDS), 3))
+    for item in items:
+        px = float(item.pixel_size_um)
+        table = _predict(models, item.image, (1.0, px, px), device).table
+        pred = np.stack([table["centroid_y_px"], table["centroid_x_px"]], axis=1)
+        for k, t in enumerate(THRESHOLDS):
+            s, _ = match_points(
+                pred[table["score"] >= t], np.asarray(item.centres_px), item.match_radius_px
+            )
+            counts[k] += (s.tp, s.fp, s.fn)
+    return [2 * tp / max(2 * tp + fp + fn, 1) for tp, fp, fn in counts]
+
+
+def _generator_f1s(models, n, seed, device) -> list[float]:
+    """Spine F1 at IoU 0.5 per threshold on ``n`` generator images (labels kept by score)."""
+    rng = np.random.default_rng(seed)
+    parts: list[list] = [[] for _ in THRESHOLDS]
+    for i in range(n):
+        sample = synthetic.generate(seed + i, synthetic.random_config(rng, shape=(1, 256, 256)))
+        result = _predict(models, sample.image, sample.voxel_size_um, device)
+        for k, t in enumerate(THRESHOLDS):
+            drop = result.table["id"][result.table["score"] < t]
+            spines = np.where(np.isin(result.spines, drop), 0, result.spines)
+            parts[k].append(match_instances(spines, sample.spines, 0.5)[0])
+    return [pool_instance_scores(p).f1 for p in parts]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model")
+    parser.add_argument("--json", required=True, help="where to write the sweep")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--write-card", action="store_true")
+    args = parser.parse_args()
+
+    models = load_models(args.model, args.device)
+    smirnov = rd.load_smirnov("train")[::40]
+    fs_train, _ = rd.findspines_split(rd.load_findspines())
+    findspines = fs_train[::12]
+    columns = {
+        "smirnov-train": _point_f1s(models, smirnov, args.device),
+        "findspines-train": _point_f1s(models, findspines, args.device),
+        "generator": _generator_f1s(models, 4, 30_000, args.device),
+    }
+    sweep: dict[str, dict[str, float]] = {}
+    for k, t in enumerate(THRESHOLDS):
+        row = {name: f1s[k] for name, f1s in columns.items()}
+        row["mean"] = float(np.mean(list(row.values())))
+        sweep[str(t)] = row
+        print(t, " ".join(f"{name} {v:.3f}" for name, v in row.items()), flush=True)
+    chosen = max(THRESHOLDS, key=lambda t: sweep[str(t)]["mean"])
+    report = {
+        "model": str(args.model),
+        "images": {
+            "smirnov-train": len(smirnov),
+            "findspines-train": len(findspines),
+            "generator": 4,
+        },
+        "chosen": chosen,
+        "f1_by_threshold": sweep,
+    }
+    atomic_write_text(Path(args.json), json.dumps(report, indent=1))
+    print(f"chosen threshold {chosen} (mean F1 {sweep[str(chosen)]['mean']:.3f})")
+    if args.write_card:
+        card_path = Path(args.model) / "card.json"
+        card = json.loads(card_path.read_text())
+        card.setdefault("inference", {})["spine_score_threshold"] = chosen
+        card.setdefault("provenance", {})["spine_score_threshold_choice"] = (
+            "argmax of mean spine F1 over thresholds 0.30-0.95 on training images only "
+            f"({len(smirnov)} Smirnov train crops, {len(findspines)} FindSpines training fields, "
+            "4 generator images); scripts/calibrate_threshold.py"
+        )
+        atomic_write_text(card_path, json.dumps(card, indent=1, sort_keys=True))
+        print(f"written into {card_path}")
+
+
+if __name__ == "__main__":
+    main()
