@@ -23,3 +23,19 @@ def test_weak_overlap_does_not_link():
     planes[1, 9:19, 9:19] = 1  # 1 px of overlap
     labels, _ = link_planes(planes, [[1.0], [1.0]], min_iou=0.2)
     assert len(np.unique(labels[labels > 0])) == 2
+
+
+def test_out_of_focus_planes_of_a_spine_are_dropped_and_its_brightest_plane_kept():
+    from napari_dendrite_panoptic.zlink import trim_out_of_focus
+
+    spines = np.zeros((4, 10, 10), np.uint32)
+    spines[0:4, 2:5, 2:5] = 1  # seen in 4 planes, in focus in plane 1 (and nearly in plane 2)
+    spines[3, 7:9, 7:9] = 2  # a second spine in one plane only
+    brightness = {0: 30.0, 1: 100.0, 2: 95.0, 3: 40.0}
+    planes = {z: np.full((10, 10), brightness[z]) for z in range(4)}
+    trim_out_of_focus(spines, planes.__getitem__, 0.9)
+    assert [bool((spines[z] == 1).any()) for z in range(4)] == [False, True, True, False]
+    assert (spines[3] == 2).sum() == 4  # the brightest (only) plane of a spine stays
+    untouched = np.zeros((1, 4, 4), np.uint32)
+    untouched[0, 1, 1] = 1
+    assert trim_out_of_focus(untouched.copy(), lambda z: np.ones((4, 4)), 0.9).sum() == 1

@@ -24,8 +24,8 @@ from torch.nn import functional as F
 from .errors import Cancelled, DendritePanopticError, InputError
 from .models.store import LoadedModels, load_models
 from .normalise import finite_percentiles
-from .tables import SpineTableAccumulator
-from .zlink import PlaneLinker
+from .tables import SpineTableAccumulator, spine_table
+from .zlink import PlaneLinker, trim_out_of_focus
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,10 @@ class InferenceConfig:
     image's (y, x) pixel size. ``tile_size`` is the largest tile; a plane is cut into as few
     tiles as that allows, each as small as possible (see :func:`tile_layout`). ``spine_score_threshold`` None uses the threshold recommended in
     the model card (``inference.spine_score_threshold``, else 0.5). Sizes in px are at the
-    model's native pixel size.
+    model's native pixel size. ``spine_focus_fraction``: in a stack, each spine keeps only the
+    planes where its mean intensity is at least this fraction of its brightest plane's (0 keeps
+    all; see :func:`zlink.trim_out_of_focus`); with a ``plane_sink`` this needs the sink's
+    ``written_spines()`` (as :class:`streaming.DiskPlaneSink` has).
     """
 
     model: str | None = None
@@ -52,13 +55,19 @@ class InferenceConfig:
     min_spine_px: int = 6
     link_iou: float = 0.2
     pixel_size_um: float | None = None
+    spine_focus_fraction: float = 0.9
 
     def __post_init__(self) -> None:
         if self.tile_size < 64 or self.tile_size % 32:
             raise InputError(f"tile_size must be a multiple of 32 and >= 64, got {self.tile_size}")
         if not 0 <= self.tile_overlap <= self.tile_size // 2:
             raise InputError("tile_overlap must be between 0 and half the tile size")
-        for name in ("spine_score_threshold", "spine_mask_threshold", "dendrite_threshold"):
+        for name in (
+            "spine_score_threshold",
+            "spine_mask_threshold",
+            "dendrite_threshold",
+            "spine_focus_fraction",
+        ):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value <= 1.0:
                 raise InputError(f"{name} must be between 0 and 1, got {value}")
@@ -441,7 +450,9 @@ def iter_predict(
         Called as ``plane_sink(z, dendrite (Y, X) uint8, spines (Y, X) uint32)`` with every
         finished plane, in z order; the engine then keeps no (Z, Y, X) result, so a stack of any
         depth is segmented in the memory of a few planes, and the result's ``dendrite`` and
-        ``spines`` are None (its table is complete).
+        ``spines`` are None (its table is complete). A sink with a ``written_spines()``
+        method returning its (Z, Y, X) spines, writable, gets them trimmed to their in-focus
+        planes after the last plane (``spine_focus_fraction``).
     """
     cfg = config or InferenceConfig()
     volume = _as_zyx(image)
@@ -589,7 +600,21 @@ def iter_predict(
         warning = f"The image holds no structure ({value}): nothing to segment."
         notices.append(warning)
         yield ProgressEvent(done, total, "", warning=warning)
-    table = table_sums.table(linker.scores, voxel)
+    # the finished spines, in memory or in a sink that keeps them on disk (None: handed on)
+    kept = spines if plane_sink is None else getattr(plane_sink, "written_spines", None)
+    if callable(kept):
+        kept = kept()
+    if kept is not None and nz > 1 and cfg.spine_focus_fraction > 0:
+        trim_out_of_focus(
+            kept,
+            lambda z: np.nan_to_num(np.asarray(volume[z], dtype=np.float32) - lo),
+            cfg.spine_focus_fraction,
+        )
+        table = spine_table(kept, linker.scores, voxel)
+    else:  # a single plane, or planes handed to a sink that keeps none: nothing to trim
+        if plane_sink is not None and nz > 1 and cfg.spine_focus_fraction > 0:
+            notices.append("spines were not trimmed to their in-focus planes (plane sink)")
+        table = table_sums.table(linker.scores, voxel)
     params = {
         k: getattr(cfg, k)
         for k in cfg.__dataclass_fields__  # type: ignore[attr-defined]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 
@@ -97,3 +99,46 @@ def link_planes(
         scores = plane_scores[z] if z < len(plane_scores) else []
         out[z] = linker.add(plane_labels[z], scores)
     return out, dict(linker.scores)
+
+
+def trim_out_of_focus(
+    spines: np.ndarray, planes: Callable[[int], np.ndarray], fraction: float
+) -> np.ndarray:
+    """Drop the planes of each 3D spine where it is out of focus, in place.
+
+    A spine seen through several planes (its blurred light reaches the planes above and below)
+    keeps the planes whose mean intensity inside it is at least ``fraction`` of its brightest
+    plane's; the brightest plane always stays, so no spine disappears.
+
+    Parameters
+    ----------
+    spines
+        (Z, Y, X) uint32 linked spine ids (0: none); modified and returned.
+    planes
+        ``planes(z)`` → (Y, X) float intensities of plane ``z`` with the background offset taken
+        off (e.g. the image minus its 1st percentile).
+    fraction
+        0-1; 0 keeps every plane.
+    """
+    nz = spines.shape[0]
+    n = int(spines.max(initial=0))
+    if nz < 2 or n == 0 or fraction <= 0:
+        return spines
+    sums = np.zeros((nz, n + 1))
+    counts = np.zeros((nz, n + 1))
+    for z in range(nz):
+        ids = spines[z].ravel()
+        if not ids.any():
+            continue
+        sums[z] = np.bincount(ids, weights=planes(z).ravel(), minlength=n + 1)
+        counts[z] = np.bincount(ids, minlength=n + 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(counts > 0, sums / np.maximum(counts, 1), -np.inf)
+    peak = means.max(axis=0)
+    keep = means >= fraction * np.where(peak > 0, peak, 0.0)
+    keep |= means == peak  # the brightest plane stays whatever the offset
+    keep[:, 0] = True
+    for z in range(nz):
+        plane = spines[z]
+        plane[~keep[z][plane]] = 0
+    return spines
