@@ -600,20 +600,21 @@ def iter_predict(
         warning = f"The image holds no structure ({value}): nothing to segment."
         notices.append(warning)
         yield ProgressEvent(done, total, "", warning=warning)
-    # the finished spines, in memory or in a sink that keeps them on disk (None: handed on)
-    kept = spines if plane_sink is None else getattr(plane_sink, "written_spines", None)
-    if callable(kept):
-        kept = kept()
-    if kept is not None and nz > 1 and cfg.spine_focus_fraction > 0:
+    trim = nz > 1 and cfg.spine_focus_fraction > 0
+    kept = spines  # the finished spines, in memory or in a sink that keeps them on disk
+    if trim and plane_sink is not None:
+        written = getattr(plane_sink, "written_spines", None)
+        kept = written() if written is not None else None
+        if kept is None:
+            notices.append("spines were not trimmed to their in-focus planes (plane sink)")
+    if trim and kept is not None:
         trim_out_of_focus(
             kept,
             lambda z: np.nan_to_num(np.asarray(volume[z], dtype=np.float32) - lo),
             cfg.spine_focus_fraction,
         )
         table = spine_table(kept, linker.scores, voxel)
-    else:  # a single plane, or planes handed to a sink that keeps none: nothing to trim
-        if plane_sink is not None and nz > 1 and cfg.spine_focus_fraction > 0:
-            notices.append("spines were not trimmed to their in-focus planes (plane sink)")
+    else:
         table = table_sums.table(linker.scores, voxel)
     params = {
         k: getattr(cfg, k)

@@ -227,8 +227,6 @@ def _to_device(
     batch: tuple[torch.Tensor, torch.Tensor, list[dict[str, torch.Tensor]]], device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor, list[dict[str, torch.Tensor]]]:
     images, dendrite, targets = batch
-    if device.type == "cpu":
-        return images, dendrite, targets
     moved = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
     return images.to(device, non_blocking=True), dendrite.to(device, non_blocking=True), moved
 
@@ -242,14 +240,6 @@ def _cpu_copy(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return type(value)(_cpu_copy(v) for v in value)
     return value
-
-
-def _optimizer_to(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
-    """Move a (resumed) optimiser's state tensors to the networks' device."""
-    for state in optimizer.state.values():
-        for key, value in state.items():
-            if isinstance(value, torch.Tensor) and key != "step":
-                state[key] = value.to(device)
 
 
 def _hashes_path(path: Path) -> Path:
@@ -360,21 +350,9 @@ def iter_fit(
     work.mkdir(parents=True, exist_ok=True)
     ckpt_path = work / CHECKPOINT_FILE
     card, spines, dendrites = _build(cfg)
-    params_s = [p for p in spines.parameters() if p.requires_grad]
-    params_d = [p for p in dendrites.parameters() if p.requires_grad]
-    opt_s = torch.optim.AdamW(params_s, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    opt_d = torch.optim.AdamW(params_d, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    start = 0
-    elapsed_before = 0.0
-    if resume and ckpt_path.is_file():
-        state = load_checkpoint(ckpt_path)
-        spines.load_state_dict(state["spines"])
-        dendrites.load_state_dict(state["dendrites"])
-        opt_s.load_state_dict(state["opt_spines"])
-        opt_d.load_state_dict(state["opt_dendrites"])
-        start = int(state["step"])
-        elapsed_before = float(state.get("elapsed_s", 0.0))
-        logger.info("resumed from %s at step %d", ckpt_path, start)
+    state = load_checkpoint(ckpt_path) if resume and ckpt_path.is_file() else None
+    start = int(state["step"]) if state else 0
+    elapsed_before = float(state.get("elapsed_s", 0.0)) if state else 0.0
     train_s = cfg.which in ("both", "spines")
     train_d = cfg.which in ("both", "dendrites")
     device = resolve_device(cfg.device)
@@ -383,10 +361,20 @@ def iter_fit(
         torch.backends.cudnn.benchmark = True  # fixed crop size: pick the fastest convolutions
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+    if state:
+        spines.load_state_dict(state["spines"])
+        dendrites.load_state_dict(state["dendrites"])
     spines.to(device)
     dendrites.to(device)
-    _optimizer_to(opt_s, device)
-    _optimizer_to(opt_d, device)
+    # optimisers over the parameters on their device: a resumed state is cast to it on loading
+    params_s = [p for p in spines.parameters() if p.requires_grad]
+    params_d = [p for p in dendrites.parameters() if p.requires_grad]
+    opt_s = torch.optim.AdamW(params_s, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt_d = torch.optim.AdamW(params_d, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if state:
+        opt_s.load_state_dict(state["opt_spines"])
+        opt_d.load_state_dict(state["opt_dendrites"])
+        logger.info("resumed from %s at step %d", ckpt_path, start)
     spines.train(train_s)
     dendrites.train(train_d)
     t0 = time.perf_counter()
@@ -481,8 +469,7 @@ def iter_fit(
         last_validation = run_validation()
         yield TrainEvent("validation", step, cfg.steps, metrics=last_validation)
     elapsed = elapsed_before + time.perf_counter() - t0
-    if hasattr(batches, "_shutdown_workers"):
-        batches._shutdown_workers()  # a run that ends early leaves no idle workers behind
+    del batches  # a run that ends early leaves no data-loader workers behind
     spines.eval().cpu()
     dendrites.eval().cpu()
     # the base model's record describes the base, not this run: keep it, nested, not merged
