@@ -319,6 +319,26 @@ def _paste_instances(
         region[own] = len(scores)
 
 
+def _mirror_pad(plane: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(H, W) ``plane`` extended to (height, width) at the bottom and right by mirroring it.
+
+    The networks never saw a border during training (every crop lies inside an image), and a
+    zero border draws a bright-to-dark edge that the dendrite network reads as a shaft along the
+    image's edge; a mirrored border continues the image instead. Planes smaller than the padding
+    are mirrored repeatedly.
+    """
+    out = plane[None, None]
+    while out.shape[-2] < height or out.shape[-1] < width:
+        dy = min(height - out.shape[-2], out.shape[-2] - 1)
+        dx = min(width - out.shape[-1], out.shape[-1] - 1)
+        if dy <= 0 and dx <= 0:  # a 1-pixel axis cannot be mirrored: repeat it
+            return F.pad(out, (0, width - out.shape[-1], 0, height - out.shape[-2]), "replicate")[
+                0, 0
+            ]
+        out = F.pad(out, (0, max(dx, 0), 0, max(dy, 0)), mode="reflect")
+    return out[0, 0]
+
+
 def _plane_pass(
     plane: torch.Tensor,
     models: LoadedModels,
@@ -336,7 +356,7 @@ def _plane_pass(
     h, w = plane.shape
     th, tw, ov, ys, xs = _plane_tiles(h, w, cfg, tile_size)
     ph, pw = max(h, th), max(w, tw)
-    padded = F.pad(plane[None, None], (0, pw - w, 0, ph - h))[0, 0] if (ph, pw) != (h, w) else plane
+    padded = _mirror_pad(plane, ph, pw)
     origins = [(y, x) for y in ys for x in xs]
     _configure_detector(models.spines, th * tw, score_threshold)
     window = _blend_window(th, tw, ov).to(models.device)
@@ -361,7 +381,7 @@ def _plane_pass(
             masks = det["masks"][keep][:, 0].float().cpu().numpy()
             for box, score, mask in zip(boxes, scores, masks, strict=False):
                 cx, cy = (box[0] + box[2]) / 2 + x, (box[1] + box[3]) / 2 + y
-                if xlo <= cx < xhi and ylo <= cy < yhi:
+                if xlo <= cx < min(xhi, w) and ylo <= cy < min(yhi, h):  # not a mirror image
                     detections.append((box + np.array([x, y, x, y]), float(score), mask))
         yield len(batch_org)
     prob = (prob_sum / weight_sum.clamp_min(1e-6))[:h, :w]
