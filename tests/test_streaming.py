@@ -26,7 +26,7 @@ def test_plane_sink_gets_the_same_planes_and_table_as_an_in_memory_run(tiny_mode
     shape = small_stack.image.shape
     received: list[int] = []
 
-    class Sink:  # keeps its planes, so the engine can trim spines to their in-focus planes
+    class Sink:  # keeps its planes, so the engine can trim them to their in-focus planes
         dendrite = np.zeros(shape, np.uint8)
         spines = np.zeros(shape, np.uint32)
 
@@ -34,8 +34,8 @@ def test_plane_sink_gets_the_same_planes_and_table_as_an_in_memory_run(tiny_mode
             received.append(z)
             self.dendrite[z], self.spines[z] = dendrite, spines
 
-        def written_spines(self):
-            return self.spines
+        def written(self, which):
+            return getattr(self, which)
 
     sink = Sink()
     events = list(iter_predict(small_stack.image, voxel, _cfg(tiny_model_dir), plane_sink=sink))

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from .dendrite_depth import trim_dendrite_depth
 from .errors import Cancelled, DendritePanopticError, InputError
 from .models.store import LoadedModels, load_models
 from .normalise import finite_percentiles
@@ -40,8 +41,10 @@ class InferenceConfig:
     the model card (``inference.spine_score_threshold``, else 0.5). Sizes in px are at the
     model's native pixel size. ``spine_focus_fraction``: in a stack, each spine keeps only the
     planes where its mean intensity is at least this fraction of its brightest plane's (0 keeps
-    all; see :func:`zlink.trim_out_of_focus`); with a ``plane_sink`` this needs the sink's
-    ``written_spines()`` (as :class:`streaming.DiskPlaneSink` has).
+    all; see :func:`zlink.trim_out_of_focus`). ``dendrite_depth_tolerance``: in a stack, each
+    (y, x) column keeps the dendrite planes a tube-shaped shaft fills, plus this many planes
+    (None keeps all; see :func:`dendrite_depth.trim_dendrite_depth`). With a ``plane_sink`` both
+    trims need the sink's ``written(which)`` (as :class:`streaming.DiskPlaneSink` has).
     """
 
     model: str | None = None
@@ -56,6 +59,7 @@ class InferenceConfig:
     link_iou: float = 0.2
     pixel_size_um: float | None = None
     spine_focus_fraction: float = 0.9
+    dendrite_depth_tolerance: float | None = 0.5
 
     def __post_init__(self) -> None:
         if self.tile_size < 64 or self.tile_size % 32:
@@ -73,6 +77,10 @@ class InferenceConfig:
                 raise InputError(f"{name} must be between 0 and 1, got {value}")
         if self.pixel_size_um is not None and not (self.pixel_size_um > 0):
             raise InputError(f"pixel size must be > 0 µm, got {self.pixel_size_um}")
+        if self.dendrite_depth_tolerance is not None and not self.dendrite_depth_tolerance >= 0:
+            raise InputError(
+                f"dendrite_depth_tolerance must be >= 0 planes, got {self.dendrite_depth_tolerance}"
+            )
         if self.batch_tiles < 1 or self.min_spine_px < 0:
             raise InputError("batch_tiles must be >= 1 and min_spine_px >= 0")
 
@@ -470,9 +478,9 @@ def iter_predict(
         Called as ``plane_sink(z, dendrite (Y, X) uint8, spines (Y, X) uint32)`` with every
         finished plane, in z order; the engine then keeps no (Z, Y, X) result, so a stack of any
         depth is segmented in the memory of a few planes, and the result's ``dendrite`` and
-        ``spines`` are None (its table is complete). A sink with a ``written_spines()``
-        method returning its (Z, Y, X) spines, writable, gets them trimmed to their in-focus
-        planes after the last plane (``spine_focus_fraction``).
+        ``spines`` are None (its table is complete). A sink with a ``written(which)`` method
+        returning its (Z, Y, X) "dendrite" or "spines", writable, gets them trimmed after the
+        last plane (``spine_focus_fraction``, ``dendrite_depth_tolerance``).
     """
     cfg = config or InferenceConfig()
     volume = _as_zyx(image)
@@ -620,20 +628,22 @@ def iter_predict(
         warning = f"The image holds no structure ({value}): nothing to segment."
         notices.append(warning)
         yield ProgressEvent(done, total, "", warning=warning)
-    trim = nz > 1 and cfg.spine_focus_fraction > 0
-    kept = spines  # the finished spines, in memory or in a sink that keeps them on disk
-    if trim and plane_sink is not None:
-        written = getattr(plane_sink, "written_spines", None)
-        kept = written() if written is not None else None
-        if kept is None:
-            notices.append("spines were not trimmed to their in-focus planes (plane sink)")
-    if trim and kept is not None:
-        trim_out_of_focus(
-            kept,
-            lambda z: np.nan_to_num(np.asarray(volume[z], dtype=np.float32) - lo),
-            cfg.spine_focus_fraction,
-        )
-        table = spine_table(kept, linker.scores, voxel)
+    kept_spines, kept_dendrite = spines, dendrite  # in memory, or kept on disk by the sink
+    if nz > 1 and plane_sink is not None:
+        written = getattr(plane_sink, "written", None)
+        kept_spines = written("spines") if written is not None else None
+        kept_dendrite = written("dendrite") if written is not None else None
+        if written is None:
+            notices.append("spines and dendrite were not trimmed to their in-focus planes")
+
+    def background_free(z: int) -> np.ndarray:
+        return np.nan_to_num(np.asarray(volume[z], dtype=np.float32) - lo)
+
+    if nz > 1 and cfg.dendrite_depth_tolerance is not None and kept_dendrite is not None:
+        trim_dendrite_depth(kept_dendrite, background_free, voxel, cfg.dendrite_depth_tolerance)
+    if nz > 1 and cfg.spine_focus_fraction > 0 and kept_spines is not None:
+        trim_out_of_focus(kept_spines, background_free, cfg.spine_focus_fraction)
+        table = spine_table(kept_spines, linker.scores, voxel)
     else:
         table = table_sums.table(linker.scores, voxel)
     params = {

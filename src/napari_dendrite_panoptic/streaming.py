@@ -74,12 +74,12 @@ class DiskPlaneSink:
         top = self.max_id if which == "spines" else 1
         return PlaneStream(self.shape, dtype, planes, top)
 
-    def written_spines(self) -> np.ndarray:
-        """The spine planes collected so far as a writable (Z, Y, X) uint32 memory map (for
-        changes after the last plane, e.g. :func:`zlink.trim_out_of_focus`)."""
-        self._files["spines"].flush()
+    def written(self, which: str) -> np.ndarray:
+        """The "dendrite" or "spines" planes collected so far as a writable (Z, Y, X) memory map
+        (for changes after the last plane, e.g. :func:`zlink.trim_out_of_focus`)."""
+        self._files[which].flush()
         shape = (self._next_z, *self.shape[1:])
-        return np.memmap(self._paths["spines"], dtype=np.uint32, mode="r+", shape=shape)
+        return np.memmap(self._paths[which], dtype=self._dtypes[which], mode="r+", shape=shape)
 
     def close(self) -> None:
         """Close and remove the raw files."""
