@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from napari.utils.notifications import show_error, show_warning
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QComboBox, QFileDialog
+from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QWidget
 
 from ..errors import ModelError
 
@@ -29,6 +29,22 @@ logger = logging.getLogger(__name__)
 OURS = "dendrite_panoptic"
 """Metadata key that marks a layer as written by this plugin."""
 BROWSE = "Browse…"
+
+
+def form(rows: Sequence[tuple[str, Any]]) -> QFormLayout:
+    """A form of (label, widget or layout) rows, in order."""
+    layout = QFormLayout()
+    for label, field in rows:
+        layout.addRow(label, field)
+    return layout
+
+
+def button_row(*buttons: QWidget) -> QHBoxLayout:
+    """The buttons side by side."""
+    row = QHBoxLayout()
+    for button in buttons:
+        row.addWidget(button)
+    return row
 
 
 def voxel_size_from_scale(scale: Sequence[float]) -> tuple[float, float, float]:

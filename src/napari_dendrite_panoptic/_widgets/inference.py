@@ -21,8 +21,6 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
-    QFormLayout,
-    QHBoxLayout,
     QLabel,
     QProgressBar,
     QPushButton,
@@ -34,6 +32,8 @@ from ..errors import Cancelled, DendritePanopticError
 from ._common import (
     ModelPicker,
     add_or_update_labels,
+    button_row,
+    form,
     scale_is_calibrated,
     spatial_data,
     voxel_size_from_scale,
@@ -109,19 +109,20 @@ class PanopticInferenceWidget(QWidget):
         self.status_label = QLabel("Ready.")
         self.status_label.setWordWrap(True)
 
-        form = QFormLayout()
-        form.addRow("Image", self.image_combo)
-        form.addRow("Model", self.model_combo)
-        form.addRow("Device", self.device_combo)
-        form.addRow("Spine score ≥", self.score_threshold)
-        form.addRow("Dendrite prob. ≥", self.dendrite_threshold)
-        form.addRow("Pixel size", self.pixel_size)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.run_button)
-        buttons.addWidget(self.cancel_button)
         layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addLayout(buttons)
+        layout.addLayout(
+            form(
+                [
+                    ("Image", self.image_combo),
+                    ("Model", self.model_combo),
+                    ("Device", self.device_combo),
+                    ("Spine score ≥", self.score_threshold),
+                    ("Dendrite prob. ≥", self.dendrite_threshold),
+                    ("Pixel size", self.pixel_size),
+                ]
+            )
+        )
+        layout.addLayout(button_row(self.run_button, self.cancel_button))
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.status_label)
         layout.addStretch(1)

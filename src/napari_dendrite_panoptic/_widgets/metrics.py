@@ -20,8 +20,6 @@ from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
-    QFormLayout,
-    QHBoxLayout,
     QLabel,
     QPushButton,
     QTableWidget,
@@ -32,7 +30,14 @@ from qtpy.QtWidgets import (
 
 from .. import comparison as cmp
 from ..errors import DendritePanopticError, OutputExistsError
-from ._common import OURS, add_or_update_labels, is_ours, voxel_size_from_scale
+from ._common import (
+    OURS,
+    add_or_update_labels,
+    button_row,
+    form,
+    is_ours,
+    voxel_size_from_scale,
+)
 
 if TYPE_CHECKING:
     import napari
@@ -113,21 +118,22 @@ class MetricsWidget(QWidget):
         self.objects_table.itemSelectionChanged.connect(self._on_row_selected)
         self.canvas, self._axes = _plot_canvas()
 
-        form = QFormLayout()
-        form.addRow("Dendrite prediction", self.pred_dendrite)
-        form.addRow("Dendrite ground truth", self.truth_dendrite)
-        form.addRow("Spine prediction", self.pred_spines)
-        form.addRow("Spine ground truth", self.truth_spines)
-        form.addRow("Match at IoU ≥", self.iou)
-        form.addRow("Centre within", self.distance)
-        form.addRow("Scope", self.scope)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.compute_button)
-        buttons.addWidget(self.export_button)
         layout = QVBoxLayout(self)
-        layout.addLayout(form)
+        layout.addLayout(
+            form(
+                [
+                    ("Dendrite prediction", self.pred_dendrite),
+                    ("Dendrite ground truth", self.truth_dendrite),
+                    ("Spine prediction", self.pred_spines),
+                    ("Spine ground truth", self.truth_spines),
+                    ("Match at IoU ≥", self.iou),
+                    ("Centre within", self.distance),
+                    ("Scope", self.scope),
+                ]
+            )
+        )
         layout.addWidget(self.show_layers)
-        layout.addLayout(buttons)
+        layout.addLayout(button_row(self.compute_button, self.export_button))
         layout.addWidget(self.split_button)
         layout.addWidget(self.status_label)
         layout.addWidget(QLabel("Figures"))

@@ -30,7 +30,6 @@ from qtpy.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QGroupBox,
-    QHBoxLayout,
     QLabel,
     QPushButton,
     QSpinBox,
@@ -41,7 +40,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..errors import DendritePanopticError
-from ._common import voxel_size_from_scale
+from ._common import button_row, form, voxel_size_from_scale
 
 if TYPE_CHECKING:
     import napari
@@ -136,19 +135,20 @@ class SpineAnalysisWidget(QWidget):
             rules_form.addRow(key.replace("_", " "), w)
             self.rule_widgets[key] = w
 
-        form = QFormLayout()
-        form.addRow("Image", self.image_combo)
-        form.addRow("Dendrite labels", self.dendrite_combo)
-        form.addRow("Spine labels", self.spine_combo)
-        form.addRow("Spine types", self.method_combo)
-        form.addRow("Colour spines by", self.colour_combo)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.recompute_button)
-        buttons.addWidget(self.export_button)
         layout = QVBoxLayout(self)
-        layout.addLayout(form)
+        layout.addLayout(
+            form(
+                [
+                    ("Image", self.image_combo),
+                    ("Dendrite labels", self.dendrite_combo),
+                    ("Spine labels", self.spine_combo),
+                    ("Spine types", self.method_combo),
+                    ("Colour spines by", self.colour_combo),
+                ]
+            )
+        )
         layout.addWidget(self.auto_update)
-        layout.addLayout(buttons)
+        layout.addLayout(button_row(self.recompute_button, self.export_button))
         layout.addWidget(self.status_label)
         layout.addWidget(QLabel("Spines"))
         layout.addWidget(self.spine_table, 3)

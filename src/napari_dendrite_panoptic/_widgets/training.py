@@ -25,8 +25,6 @@ from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
-    QFormLayout,
-    QHBoxLayout,
     QHeaderView,
     QLabel,
     QLineEdit,
@@ -41,7 +39,9 @@ from qtpy.QtWidgets import (
 from ..errors import DendritePanopticError
 from ._common import (
     ModelPicker,
+    button_row,
     edited_planes_of,
+    form,
     refresh_model_pickers,
     scale_is_calibrated,
     spatial_data,
@@ -229,29 +229,24 @@ class TrainOnCorrectionsWidget(QWidget):
         self.status_label.setWordWrap(True)
         self.plot = LossPlot()
 
-        rows = QHBoxLayout()
-        rows.addWidget(self.add_row_button)
-        rows.addWidget(self.remove_row_button)
-        duration = QHBoxLayout()
-        duration.addWidget(self.duration)
-        duration.addWidget(self.duration_unit)
-        form = QFormLayout()
-        form.addRow("Train", self.which_combo)
-        form.addRow("Start from", self.model_combo)
-        form.addRow("Duration", duration)
-        form.addRow("Learning rate", self.lr)
-        form.addRow("", self.only_edited)
-        form.addRow("New model name", self.name_edit)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.start_button)
-        buttons.addWidget(self.stop_button)
         layout = QVBoxLayout(self)
         layout.addWidget(QLabel("Corrected images (image, dendrite labels, spine labels):"))
         layout.addWidget(self.table)
-        layout.addLayout(rows)
+        layout.addLayout(button_row(self.add_row_button, self.remove_row_button))
         layout.addWidget(self.split_button)
-        layout.addLayout(form)
-        layout.addLayout(buttons)
+        layout.addLayout(
+            form(
+                [
+                    ("Train", self.which_combo),
+                    ("Start from", self.model_combo),
+                    ("Duration", button_row(self.duration, self.duration_unit)),
+                    ("Learning rate", self.lr),
+                    ("", self.only_edited),
+                    ("New model name", self.name_edit),
+                ]
+            )
+        )
+        layout.addLayout(button_row(self.start_button, self.stop_button))
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.status_label)
         layout.addWidget(self.plot)
