@@ -33,12 +33,15 @@ def main(out: str) -> None:
         QApplication.processEvents()
         time.sleep(0.05)
     print(widget.status_label.text())
+    import numpy as np
+
     viewer.dims.ndisplay = 2
-    viewer.dims.set_current_step(0, 11)
+    spines = next(la for la in viewer.layers if la.name.endswith("spines")).data
+    # each spine keeps only its in-focus planes: show the plane where most spines are
+    per_plane = [len(np.unique(plane[plane > 0])) for plane in spines]
+    viewer.dims.set_current_step(0, int(np.argmax(per_plane)))
     for layer in viewer.layers:
         if layer.name == "dendrite":  # the image: contrast from its percentiles
-            import numpy as np
-
             layer.contrast_limits = [float(v) for v in np.percentile(layer.data, [1, 99.8])]
         if layer.name.endswith("dendrites"):
             layer.opacity = 0.35
