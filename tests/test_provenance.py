@@ -57,3 +57,16 @@ def test_from_run_refuses_another_model(first_run, tmp_path, capsys):
     bad.write_text(json.dumps(record))
     assert main(["segment", str(img), "--out", str(tmp_path / "r3"), "--from-run", str(bad)]) == 2
     assert "is not the one this run used" in capsys.readouterr().err
+
+
+def test_a_record_from_before_a_step_existed_reruns_without_it(first_run):
+    from napari_dendrite_panoptic.provenance import config_from_record
+
+    _, out = first_run
+    record = json.loads((out / "plane_run.json").read_text())
+    assert record["parameters"]["dendrite_depth_tolerance"] == 0.5  # recorded now
+    old = json.loads(json.dumps(record))
+    del old["parameters"]["dendrite_depth_tolerance"], old["parameters"]["spine_focus_fraction"]
+    config = config_from_record(old)
+    assert config.dendrite_depth_tolerance is None and config.spine_focus_fraction == 0.0
+    assert config_from_record(record).dendrite_depth_tolerance == 0.5

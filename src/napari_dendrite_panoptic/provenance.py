@@ -22,6 +22,11 @@ from .models.store import LoadedModels
 RECORD_FORMAT = 1
 _CONFIG_FIELDS = tuple(InferenceConfig.__dataclass_fields__)  # type: ignore[attr-defined]
 
+LATER_STEPS_OFF = {"spine_focus_fraction": 0.0, "dendrite_depth_tolerance": None}
+"""Settings of steps added after the first records (session 3: spine focus trim; session 4:
+dendrite depth trim) and the value that switches each off: a record without one was made
+without that step, so its re-run leaves it out too."""
+
 
 def software_versions() -> dict[str, str]:
     """Versions of Python and of the packages that shape a result (absent ones are skipped)."""
@@ -87,6 +92,8 @@ def config_from_record(record: dict[str, Any]) -> InferenceConfig:
         raise InputError(f"not a run record: missing {exc}") from None
     if values.get("model") is None:
         values["model"] = record.get("model", {}).get("folder")
+    for key, off in LATER_STEPS_OFF.items():
+        values.setdefault(key, off)
     return InferenceConfig(**values)
 
 
