@@ -136,3 +136,11 @@ def test_model_card_recommends_the_spine_threshold(tiny_model_dir, tmp_path, sma
         small_plane.image, small_plane.voxel_size_um, replace(cfg, spine_score_threshold=0.0)
     )
     assert loose.parameters["spine_score_threshold_used"] == 0.0 and loose.spines.max() > 0
+
+
+@pytest.mark.parametrize("shape", [(3, 70), (2, 2), (40, 1000)])
+def test_thin_and_tiny_planes_are_padded_and_segmented(tiny_model_dir, shape):
+    """Planes smaller than a tile are mirrored into the padding, however thin."""
+    image = np.random.default_rng(0).random(shape).astype(np.float32)
+    result = predict(image, (1.0, 0.08, 0.08), _cfg(tiny_model_dir))
+    assert result.dendrite.shape == (1, *shape) and result.spines.shape == (1, *shape)
