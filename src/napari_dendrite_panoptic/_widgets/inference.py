@@ -270,11 +270,13 @@ class PanopticInferenceWidget(QWidget):
             show_warning(f"'{self._job.get('image_name', '')}': {event.warning}")
         self.progress_bar.setRange(0, max(int(event.total), 1))
         self.progress_bar.setValue(int(event.done))
+        if event.message:
+            self.status_label.setText(event.message)
+        # last: updating napari's progress can process queued events, among them the job's
+        # result, whose "Done" message must not be overwritten by this older one
         if self._napari_progress is not None:
             self._napari_progress.total = int(event.total)
             self._napari_progress.update(int(event.done) - self._napari_progress.n)
-        if event.message:
-            self.status_label.setText(event.message)
 
     def _on_returned(self, outcome: Any) -> None:
         if isinstance(outcome, _Failed):
