@@ -134,7 +134,7 @@ def main() -> None:
         "f1_by_threshold": sweep,
     }
     atomic_write_text(Path(args.json), json.dumps(report, indent=1))
-    print(f"chosen threshold {chosen} (mean F1 {sweep[str(chosen)]['mean']:.3f})")
+    print(f"chosen threshold {chosen} ({key} F1 {sweep[str(chosen)][key]:.3f})")
     if args.write_card:
         card_path = Path(args.model) / "card.json"
         card = json.loads(card_path.read_text())
