@@ -25,6 +25,18 @@ def test_weak_overlap_does_not_link():
     assert len(np.unique(labels[labels > 0])) == 2
 
 
+def test_a_spine_missed_in_one_plane_keeps_its_id_across_the_gap():
+    planes = np.zeros((4, 20, 20), dtype=np.int32)
+    planes[0, 2:6, 2:6] = 1  # spine A in planes 0 and 2, missed in plane 1
+    planes[2, 2:6, 3:7] = 1
+    planes[0, 12:16, 12:16] = 2  # spine B in plane 0, then not before plane 3: a new spine
+    planes[3, 12:16, 12:16] = 1
+    labels, _ = link_planes(planes, [[1.0, 1.0], [], [1.0], [1.0]], min_iou=0.2)
+    assert labels[0, 3, 3] == labels[2, 3, 5] != 0
+    assert labels[3, 13, 13] not in (0, labels[0, 13, 13])  # a gap of two planes is not bridged
+    assert len(np.unique(labels[labels > 0])) == 3
+
+
 def test_out_of_focus_planes_of_a_spine_are_dropped_and_its_brightest_plane_kept():
     from napari_dendrite_panoptic.zlink import trim_out_of_focus
 

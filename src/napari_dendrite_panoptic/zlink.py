@@ -22,16 +22,19 @@ def _overlaps(prev: np.ndarray, cur: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 class PlaneLinker:
     """Link 2D spine instances plane by plane (z order) into 3D objects, keeping only the last
-    plane: a stack of any depth is linked in the memory of two planes.
+    planes: a stack of any depth is linked in the memory of three planes. With ``bridge_gaps``
+    a spine the detector missed in one plane keeps its id across that plane.
 
     Each plane's ids are final when :meth:`add` returns them; ids are numbered 1..N in the order
     spines first appear.
     """
 
-    def __init__(self, min_iou: float = 0.2) -> None:
+    def __init__(self, min_iou: float = 0.2, bridge_gaps: bool = True) -> None:
         self.min_iou = min_iou
+        self.bridge_gaps = bridge_gaps
         self.scores: dict[int, float] = {}
         self._prev: np.ndarray | None = None
+        self._orphans: np.ndarray | None = None  # spines of plane z-2 missing from plane z-1
         self._next_id = 1
 
     @property
@@ -44,22 +47,11 @@ class PlaneLinker:
         ``i``) to the previous plane; returns its (Y, X) uint32 global ids."""
         n_cur = max(len(plane_scores), int(cur.max()) if cur.size else 0)
         mapping = np.zeros(n_cur + 1, dtype=np.uint32)
-        prev = self._prev
-        if prev is not None:
-            pa, pb, inter = _overlaps(prev, cur)
-            if inter.size:
-                size_prev = np.bincount(prev.ravel(), minlength=int(pa.max()) + 1)
-                size_cur = np.bincount(cur.ravel(), minlength=int(pb.max()) + 1)
-                iou = inter / (size_prev[pa] + size_cur[pb] - inter)
-                used_prev: set[int] = set()
-                for k in np.argsort(-iou):
-                    if iou[k] < self.min_iou:
-                        break
-                    a, b = int(pa[k]), int(pb[k])
-                    if mapping[b] or a in used_prev:
-                        continue
-                    mapping[b] = a
-                    used_prev.add(a)
+        # first the plane before; then, for spines still new, a spine of the plane before that
+        # which the plane before missed (a detection gap of one plane)
+        for earlier in (self._prev, self._orphans):
+            if earlier is not None:
+                self._match(earlier, cur, mapping)
         present = np.unique(cur)
         for local in present[present > 0].tolist():
             score = plane_scores[local - 1] if local - 1 < len(plane_scores) else 1.0
@@ -69,8 +61,31 @@ class PlaneLinker:
             gid = int(mapping[local])
             self.scores[gid] = max(self.scores.get(gid, 0.0), float(score))
         out = mapping[cur]
+        if self.bridge_gaps and self._prev is not None:
+            gone = self._prev.copy()  # spines of this plane's predecessor that it does not continue
+            gone[np.isin(gone, out)] = 0
+            self._orphans = gone if gone.any() else None
         self._prev = out
         return out
+
+    def _match(self, earlier: np.ndarray, cur: np.ndarray, mapping: np.ndarray) -> None:
+        """Give unmapped local ids of ``cur`` the global id of the ``earlier`` spine they overlap
+        best (IoU ≥ ``min_iou``, each earlier spine at most once, best IoU first)."""
+        pa, pb, inter = _overlaps(earlier, cur)
+        if not inter.size:
+            return
+        size_prev = np.bincount(earlier.ravel(), minlength=int(pa.max()) + 1)
+        size_cur = np.bincount(cur.ravel(), minlength=int(pb.max()) + 1)
+        iou = inter / (size_prev[pa] + size_cur[pb] - inter)
+        used = set(mapping[mapping > 0].tolist())
+        for k in np.argsort(-iou):
+            if iou[k] < self.min_iou:
+                break
+            a, b = int(pa[k]), int(pb[k])
+            if mapping[b] or a in used:
+                continue
+            mapping[b] = a
+            used.add(a)
 
 
 def link_planes(
@@ -86,7 +101,9 @@ def link_planes(
         ``plane_scores[z][i - 1]`` is the detection score of id ``i`` in plane ``z``.
     min_iou
         Two instances in planes z-1 and z are the same spine when their IoU (in the YX plane) is at
-        least this; each instance links to at most one in the plane before (best IoU first).
+        least this; each instance links to at most one in the plane before (best IoU first). An
+        instance that links to none may link to a spine of plane z-2 that plane z-1 missed (a
+        detection gap of one plane).
 
     Returns
     -------
