@@ -21,8 +21,19 @@ def _cfg(model, **kw) -> InferenceConfig:
 
 def test_plane_sink_gets_the_same_planes_and_table_as_an_in_memory_run(tiny_model_dir, small_stack):
     voxel = small_stack.voxel_size_um
-    whole = predict(small_stack.image, voxel, _cfg(tiny_model_dir))
-    untrimmed = predict(small_stack.image, voxel, _cfg(tiny_model_dir, spine_focus_fraction=0))
+    # the random-weight model's dendrite probability is ~0.4 here: this threshold gives a
+    # dendrite in some planes, so the depth trim has something to do
+    whole = predict(small_stack.image, voxel, _cfg(tiny_model_dir, dendrite_threshold=0.4))
+    untrimmed = predict(
+        small_stack.image,
+        voxel,
+        _cfg(
+            tiny_model_dir,
+            dendrite_threshold=0.4,
+            spine_focus_fraction=0,
+            dendrite_depth_tolerance=None,
+        ),
+    )
     shape = small_stack.image.shape
     received: list[int] = []
 
@@ -38,7 +49,8 @@ def test_plane_sink_gets_the_same_planes_and_table_as_an_in_memory_run(tiny_mode
             return getattr(self, which)
 
     sink = Sink()
-    events = list(iter_predict(small_stack.image, voxel, _cfg(tiny_model_dir), plane_sink=sink))
+    cfg = _cfg(tiny_model_dir, dendrite_threshold=0.4)
+    events = list(iter_predict(small_stack.image, voxel, cfg, plane_sink=sink))
     streamed = events[-1]
     assert streamed.dendrite is None and streamed.spines is None
     assert received == list(range(shape[0]))
@@ -47,6 +59,7 @@ def test_plane_sink_gets_the_same_planes_and_table_as_an_in_memory_run(tiny_mode
     assert whole.spines.max() > 0  # the comparison covers spines, not only empty planes
     # the trim changed something here, so the comparison covers it too
     assert np.count_nonzero(untrimmed.spines) > np.count_nonzero(whole.spines)
+    assert np.count_nonzero(untrimmed.dendrite) > np.count_nonzero(whole.dendrite)
     for key, column in whole.table.items():
         np.testing.assert_allclose(streamed.table[key], column, rtol=1e-9)
 
@@ -80,11 +93,13 @@ def test_low_memory_segment_writes_the_same_labels(tiny_model_dir, tmp_path):
     stack = tmp_path / "in" / "stack.tif"
     assert main(["sample", str(stack)]) == 0
     common = ["--model", str(tiny_model_dir), "--device", "cpu", "--score-threshold", "0"]
+    common += ["--dendrite-threshold", "0.4"]  # some dendrite from the random-weight model
     assert main(["segment", str(stack), "--out", str(tmp_path / "mem"), *common]) == 0
     low = tmp_path / "low"
     assert main(["segment", str(stack), "--out", str(low), *common, "--low-memory"]) == 0
     for role in ("dendrite", "spines"):
         a = np.asarray(read_tiff(tmp_path / "mem" / f"stack_{role}.tif").data)
+        assert a.any()  # the comparison covers this role's trim, not only empty planes
         b = read_tiff(low / f"stack_{role}.tif")
         np.testing.assert_array_equal(np.asarray(b.data), a)
         assert b.voxel_size_um[0] == pytest.approx(0.5)

@@ -646,6 +646,9 @@ def iter_predict(
         table = spine_table(kept_spines, linker.scores, voxel)
     else:
         table = table_sums.table(linker.scores, voxel)
+    for kept in (kept_dendrite, kept_spines):  # a sink's memory maps: on disk before it streams
+        if isinstance(kept, np.memmap):
+            kept.flush()
     params = {
         k: getattr(cfg, k)
         for k in cfg.__dataclass_fields__  # type: ignore[attr-defined]
