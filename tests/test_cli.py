@@ -74,6 +74,30 @@ def test_bad_input_gives_one_line_reason_and_nonzero_exit(tiny_model_dir, tmp_pa
     assert missing.returncode == 2 and "is not a model folder" in missing.stderr
 
 
+def test_stack_trims_can_be_switched_off_and_bad_values_are_refused(
+    tiny_model_dir, tmp_path, capsys
+):
+    import json
+
+    stack = tmp_path / "in" / "stack.tif"
+    assert main(["sample", str(stack)]) == 0
+    args = ["segment", str(stack), "--model", str(tiny_model_dir), "--device", "cpu"]
+    args += ["--score-threshold", "0", "--dendrite-threshold", "0.4"]
+    out = {k: tmp_path / k for k in ("on", "off")}
+    assert main([*args, "--out", str(out["on"])]) == 0
+    off = ["--dendrite-depth-tolerance", "off", "--spine-focus-fraction", "0"]
+    assert main([*args, "--out", str(out["off"]), *off]) == 0
+    params = json.loads((out["off"] / "stack_run.json").read_text())["parameters"]
+    assert params["dendrite_depth_tolerance"] is None and params["spine_focus_fraction"] == 0
+    kept = {k: np.count_nonzero(read_tiff(v / "stack_spines.tif").data) for k, v in out.items()}
+    assert kept["off"] > kept["on"]  # without the focus trim spines keep their blurred planes
+    with pytest.raises(SystemExit):
+        main([*args, "--out", str(tmp_path / "bad"), "--dendrite-depth-tolerance", "lots"])
+    assert "expected a number of planes or 'off'" in capsys.readouterr().err
+    assert main([*args, "--out", str(tmp_path / "bad"), "--spine-focus-fraction", "2"]) == 2
+    assert "spine_focus_fraction must be between 0 and 1" in capsys.readouterr().err
+
+
 def test_evaluate_files_prints_known_scores(tmp_path, capsys):
     import json
 

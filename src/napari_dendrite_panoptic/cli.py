@@ -48,8 +48,25 @@ def segment_config(args: argparse.Namespace):
         spine_score_threshold=args.score_threshold,
         dendrite_threshold=args.dendrite_threshold,
         tile_size=args.tile_size,
+        dendrite_depth_tolerance=args.dendrite_depth_tolerance,
+        spine_focus_fraction=args.spine_focus_fraction,
     )
     return config, None
+
+
+def _planes_or_off(text: str) -> float | None:
+    """``--dendrite-depth-tolerance``: a number of planes >= 0, or "off"."""
+    if text.strip().lower() in ("off", "none"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of planes or 'off', got '{text}'"
+        ) from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number of planes >= 0, got {value}")
+    return value
 
 
 def segment_file(path: Path, args: argparse.Namespace, cfg, models, bar_factory) -> dict[str, Path]:
@@ -518,6 +535,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--score-threshold", type=float, default=None, help="spine score 0-1 (default: the model's)"
     )
     seg.add_argument("--dendrite-threshold", type=float, default=0.5, help="dendrite prob (0-1)")
+    seg.add_argument(
+        "--dendrite-depth-tolerance",
+        type=_planes_or_off,
+        default=0.5,
+        help="stacks: each (y, x) column keeps the dendrite planes a tube-shaped shaft fills, plus "
+        "this many planes (default 0.5; 'off' keeps every plane the network marks)",
+    )
+    seg.add_argument(
+        "--spine-focus-fraction",
+        type=float,
+        default=0.9,
+        help="stacks: each spine keeps the planes at >= this fraction of its brightest plane's "
+        "mean intensity (default 0.9; 0 keeps all)",
+    )
     seg.add_argument(
         "--tile-size", type=int, default=1024, help="largest tile in px (multiple of 32)"
     )
