@@ -32,8 +32,9 @@ import numpy as np
 from napari_dendrite_panoptic import real_data as rd
 from napari_dendrite_panoptic import synthetic
 from napari_dendrite_panoptic.atomic import atomic_write_text
+from napari_dendrite_panoptic.evaluation import point_counts
 from napari_dendrite_panoptic.inference import InferenceConfig, predict
-from napari_dendrite_panoptic.metrics import match_instances, match_points, pool_instance_scores
+from napari_dendrite_panoptic.metrics import match_instances, pool_instance_scores
 from napari_dendrite_panoptic.models.store import load_models
 
 THRESHOLDS = [round(t, 2) for t in np.arange(0.30, 0.951, 0.05)]
@@ -50,12 +51,7 @@ def _point_f1s(models, items, device) -> list[float]:
     for item in items:
         px = float(item.pixel_size_um)
         table = _predict(models, item.image, (1.0, px, px), device).table
-        pred = np.stack([table["centroid_y_px"], table["centroid_x_px"]], axis=1)
-        for k, t in enumerate(THRESHOLDS):
-            s, _ = match_points(
-                pred[table["score"] >= t], np.asarray(item.centres_px), item.match_radius_px
-            )
-            counts[k] += (s.tp, s.fp, s.fn)
+        counts += point_counts(table, item, THRESHOLDS)
     return [2 * tp / max(2 * tp + fp + fn, 1) for tp, fp, fn in counts]
 
 

@@ -69,6 +69,24 @@ def evaluate_generator(
     }
 
 
+def point_counts(
+    table: dict[str, np.ndarray], item: Any, thresholds: Sequence[float] = (0.0,)
+) -> np.ndarray:
+    """(len(thresholds), 3) float (tp, fp, fn) of one image's predicted spines against its
+    annotated centres (``real_data.PointAnnotatedImage``), keeping for each threshold the spines
+    whose ``score`` is at least it. A spine's centroid matches a centre within the item's
+    ``match_radius_px`` (Hungarian matching)."""
+    pred = np.stack([table["centroid_y_px"], table["centroid_x_px"]], axis=1)
+    scores = np.asarray(table["score"])
+    counts = np.zeros((len(thresholds), 3))
+    for k, threshold in enumerate(thresholds):
+        s, _ = match_points(
+            pred[scores >= threshold], np.asarray(item.centres_px), float(item.match_radius_px)
+        )
+        counts[k] = (s.tp, s.fp, s.fn)
+    return counts
+
+
 def evaluate_points(
     models: LoadedModels,
     items: Sequence[Any],
@@ -86,9 +104,8 @@ def evaluate_points(
         px = float(item.pixel_size_um)
         result = predict(item.image, (1.0, px, px), replace(cfg, pixel_size_um=None), models=models)
         # the result's table already holds each spine's centroid in px
-        pred = np.stack([result.table["centroid_y_px"], result.table["centroid_x_px"]], axis=1)
-        s, _ = match_points(pred, np.asarray(item.centres_px), float(item.match_radius_px))
-        tp, fp, fn = tp + s.tp, fp + s.fp, fn + s.fn
+        ((a, b, c),) = point_counts(result.table, item).astype(int).tolist()
+        tp, fp, fn = tp + a, fp + b, fn + c
         progress(i + 1, len(items))
     return {
         "images": len(items),
