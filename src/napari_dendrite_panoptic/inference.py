@@ -628,20 +628,24 @@ def iter_predict(
         warning = f"The image holds no structure ({value}): nothing to segment."
         notices.append(warning)
         yield ProgressEvent(done, total, "", warning=warning)
-    kept_spines, kept_dendrite = spines, dendrite  # in memory, or kept on disk by the sink
-    if nz > 1 and plane_sink is not None:
+    trim_dendrite = nz > 1 and cfg.dendrite_depth_tolerance is not None
+    trim_spines = nz > 1 and cfg.spine_focus_fraction > 0
+    kept_dendrite, kept_spines = dendrite, spines  # in memory, or kept on disk by the sink
+    if plane_sink is not None and (trim_dendrite or trim_spines):
         written = getattr(plane_sink, "written", None)
-        kept_spines = written("spines") if written is not None else None
-        kept_dendrite = written("dendrite") if written is not None else None
         if written is None:
             notices.append("spines and dendrite were not trimmed to their in-focus planes")
+            trim_dendrite = trim_spines = False
+        else:
+            kept_dendrite = written("dendrite") if trim_dendrite else None
+            kept_spines = written("spines") if trim_spines else None
 
     def background_free(z: int) -> np.ndarray:
         return np.nan_to_num(np.asarray(volume[z], dtype=np.float32) - lo)
 
-    if nz > 1 and cfg.dendrite_depth_tolerance is not None and kept_dendrite is not None:
+    if trim_dendrite:
         trim_dendrite_depth(kept_dendrite, background_free, voxel, cfg.dendrite_depth_tolerance)
-    if nz > 1 and cfg.spine_focus_fraction > 0 and kept_spines is not None:
+    if trim_spines:
         trim_out_of_focus(kept_spines, background_free, cfg.spine_focus_fraction)
         table = spine_table(kept_spines, linker.scores, voxel)
     else:

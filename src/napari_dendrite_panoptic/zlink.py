@@ -22,16 +22,15 @@ def _overlaps(prev: np.ndarray, cur: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 class PlaneLinker:
     """Link 2D spine instances plane by plane (z order) into 3D objects, keeping only the last
-    planes: a stack of any depth is linked in the memory of three planes. With ``bridge_gaps``
-    a spine the detector missed in one plane keeps its id across that plane.
+    planes: a stack of any depth is linked in the memory of three planes. A spine the detector
+    missed in one plane keeps its id across that plane.
 
     Each plane's ids are final when :meth:`add` returns them; ids are numbered 1..N in the order
     spines first appear.
     """
 
-    def __init__(self, min_iou: float = 0.2, bridge_gaps: bool = True) -> None:
+    def __init__(self, min_iou: float = 0.2) -> None:
         self.min_iou = min_iou
-        self.bridge_gaps = bridge_gaps
         self.scores: dict[int, float] = {}
         self._prev: np.ndarray | None = None
         self._orphans: np.ndarray | None = None  # spines of plane z-2 missing from plane z-1
@@ -61,7 +60,7 @@ class PlaneLinker:
             gid = int(mapping[local])
             self.scores[gid] = max(self.scores.get(gid, 0.0), float(score))
         out = mapping[cur]
-        if self.bridge_gaps and self._prev is not None:
+        if self._prev is not None:
             gone = self._prev.copy()  # spines of this plane's predecessor that it does not continue
             gone[np.isin(gone, out)] = 0
             self._orphans = gone if gone.any() else None
