@@ -122,3 +122,21 @@ def test_releasing_planes_reads_the_same_planes_from_a_memory_map(tmp_path, smal
     assert planes.shape == small_stack.image.shape and planes.ndim == 3
     for z in range(planes.shape[0]):
         np.testing.assert_array_equal(planes[z], small_stack.image[z])
+
+
+def test_a_sink_that_cannot_give_its_planes_back_is_reported_only_when_a_trim_was_asked(
+    tiny_model_dir, small_stack
+):
+    voxel = small_stack.voxel_size_um
+
+    def sink(z, dendrite, spines):  # keeps nothing: the stack trims cannot run
+        return None
+
+    def notices(**kw):
+        events = list(
+            iter_predict(small_stack.image, voxel, _cfg(tiny_model_dir, **kw), plane_sink=sink)
+        )
+        return events[-1].parameters["warnings"]
+
+    assert any("not trimmed" in w for w in notices())
+    assert not notices(spine_focus_fraction=0, dendrite_depth_tolerance=None)
