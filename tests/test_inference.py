@@ -144,3 +144,20 @@ def test_thin_and_tiny_planes_are_padded_and_segmented(tiny_model_dir, shape):
     image = np.random.default_rng(0).random(shape).astype(np.float32)
     result = predict(image, (1.0, 0.08, 0.08), _cfg(tiny_model_dir))
     assert result.dendrite.shape == (1, *shape) and result.spines.shape == (1, *shape)
+
+
+@pytest.mark.parametrize("size", [100, 57])
+def test_spine_labels_are_resized_without_shifting_them(size):
+    """Labels found at the model's pixel size go back to the image's size centred: plain
+    'nearest' would shift them by up to a pixel down and right when enlarging."""
+    import torch
+    from scipy import ndimage as ndi
+
+    from napari_dendrite_panoptic.inference import _resize
+
+    labels = np.zeros((40, 40), np.float32)
+    labels[10:13, 20:23] = 1
+    resized = _resize(torch.from_numpy(labels)[None, None], (size, size), "nearest")[0, 0]
+    scale = size / 40
+    cy, cx = ndi.center_of_mass(resized.numpy() > 0)
+    assert abs((cy + 0.5) / scale - 11.5) < 0.35 and abs((cx + 0.5) / scale - 21.5) < 0.35

@@ -170,7 +170,7 @@ def _resize(t: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> t
     if tuple(t.shape[-2:]) == tuple(size):
         return t
     if mode == "nearest":
-        return F.interpolate(t, size=size, mode="nearest")
+        return F.interpolate(t, size=size, mode="nearest-exact")
     shrink = size[0] < t.shape[-2] or size[1] < t.shape[-1]
     return F.interpolate(t, size=size, mode="bilinear", align_corners=False, antialias=shrink)
 
@@ -297,6 +297,13 @@ def _detect_spines(model: torch.nn.Module, tiles: torch.Tensor) -> list[dict[str
     return detections
 
 
+MASK_OFFSET_PX = 0.5
+"""torchvision's Mask R-CNN learns its mask targets with ``roi_align(aligned=False)``, which
+samples the true mask half a pixel right of and below the box; pasted on the box itself, its
+masks sat 0.4-0.45 px up and left of the true spines (generator images at the native pixel
+size), and mirrored views of a plane disagreed by a pixel."""
+
+
 def _paste_instances(
     labels: np.ndarray,
     scores: list[float],
@@ -305,10 +312,11 @@ def _paste_instances(
     min_px: int,
 ) -> None:
     """Paste (box xyxy, score, mask probs MxM) detections into ``labels`` (H, W) int32, best
-    score first; a pixel already owned by a better spine stays with it."""
+    score first; a pixel already owned by a better spine stays with it. Each mask lands
+    :data:`MASK_OFFSET_PX` right of and below its box, where it was learned."""
     h, w = labels.shape
     for box, score, mask in sorted(detections, key=lambda d: -d[1]):
-        x0, y0, x1, y1 = box
+        x0, y0, x1, y1 = np.asarray(box, dtype=np.float64) + MASK_OFFSET_PX
         xi0, yi0 = max(int(np.floor(x0)), 0), max(int(np.floor(y0)), 0)
         xi1, yi1 = min(int(np.ceil(x1)), w), min(int(np.ceil(y1)), h)
         if xi1 <= xi0 or yi1 <= yi0:
