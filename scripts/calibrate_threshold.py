@@ -40,8 +40,18 @@ from napari_dendrite_panoptic.models.store import load_models
 THRESHOLDS = [round(t, 2) for t in np.arange(0.30, 0.951, 0.05)]
 
 
+FLIPS = False
+"""Segment in four mirror views (``InferenceConfig.test_time_flips``, off by default): set by
+``--flips``, to choose a threshold for runs that use them."""
+
+
 def _predict(models, image, voxel_um, device):
-    cfg = InferenceConfig(device=device, spine_score_threshold=THRESHOLDS[0], pixel_size_um=None)
+    cfg = InferenceConfig(
+        device=device,
+        spine_score_threshold=THRESHOLDS[0],
+        pixel_size_um=None,
+        test_time_flips=FLIPS,
+    )
     return predict(image, voxel_um, cfg, models=models)
 
 
@@ -78,7 +88,10 @@ def main() -> None:
     parser.add_argument(
         "--unseen-model", help="a model trained without FindSpines: its F1 there is a 2nd curve"
     )
+    parser.add_argument("--flips", action="store_true", help="four mirror views per plane")
     args = parser.parse_args()
+    global FLIPS
+    FLIPS = args.flips
 
     models = load_models(args.model, args.device)
     smirnov = rd.load_smirnov("train")[::40]
@@ -126,6 +139,7 @@ def main() -> None:
             "unseen-findspines-train": len(unseen_fields) if args.unseen_model else 0,
         },
         "rule": rule,
+        "test_time_flips": FLIPS,
         "chosen": chosen,
         "f1_by_threshold": sweep,
     }

@@ -89,6 +89,7 @@ def test_stack_trims_can_be_switched_off_and_bad_values_are_refused(
     assert main([*args, "--out", str(out["off"]), *off]) == 0
     params = json.loads((out["off"] / "stack_run.json").read_text())["parameters"]
     assert params["dendrite_depth_tolerance"] is None and params["spine_focus_fraction"] == 0
+    assert params["test_time_flips"] is False  # the default
     kept = {k: np.count_nonzero(read_tiff(v / "stack_spines.tif").data) for k, v in out.items()}
     assert kept["off"] > kept["on"]  # without the focus trim spines keep their blurred planes
     with pytest.raises(SystemExit):

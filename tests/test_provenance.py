@@ -66,7 +66,9 @@ def test_a_record_from_before_a_step_existed_reruns_without_it(first_run):
     record = json.loads((out / "plane_run.json").read_text())
     assert record["parameters"]["dendrite_depth_tolerance"] == 0.5  # recorded now
     old = json.loads(json.dumps(record))
-    del old["parameters"]["dendrite_depth_tolerance"], old["parameters"]["spine_focus_fraction"]
+    for later in ("dendrite_depth_tolerance", "spine_focus_fraction", "test_time_flips"):
+        del old["parameters"][later]
     config = config_from_record(old)
     assert config.dendrite_depth_tolerance is None and config.spine_focus_fraction == 0.0
+    assert config.test_time_flips is False
     assert config_from_record(record).dendrite_depth_tolerance == 0.5

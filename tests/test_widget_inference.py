@@ -85,6 +85,7 @@ def test_run_on_stack_adds_two_labels_layers_on_the_image_grid(
         assert info["model_name"] == "tiny-test-model"
         assert info["pixel_size_source"] == "image metadata"
         assert info["parameters"]["spine_score_threshold"] == 0.0
+        assert info["parameters"]["test_time_flips"] is False  # the default: one view
         record = info["run_record"]
         assert record["model"]["name"] == "tiny-test-model"
         assert len(record["model"]["weights_sha256"]["dendrites"]) == 64
@@ -110,10 +111,12 @@ def test_run_on_stack_adds_two_labels_layers_on_the_image_grid(
 
     # a second run updates the same two layers
     widget.dendrite_threshold.setValue(0.9)
+    widget.flips.setChecked(True)  # four mirror views vote
     _run(qtbot, widget)
     assert [layer.name for layer in viewer.layers] == ["cell", "cell dendrites", "cell spines"]
     assert viewer.layers["cell spines"] is spines
-    assert spines.metadata["dendrite_panoptic"]["parameters"]["dendrite_threshold"] == 0.9
+    params = spines.metadata["dendrite_panoptic"]["parameters"]
+    assert params["dendrite_threshold"] == 0.9 and params["test_time_flips"] is True
     _check_spine_features(spines)
 
 

@@ -23,6 +23,7 @@ from torch.nn import functional as F
 
 from .dendrite_depth import trim_dendrite_depth
 from .errors import Cancelled, DendritePanopticError, InputError
+from .flip_averaging import FLIP_VIEWS, VIEW_SCORE_FLOOR, flip_view, fuse_views, paste_fused
 from .models.store import LoadedModels, load_models
 from .normalise import finite_percentiles
 from .tables import SpineTableAccumulator, spine_table
@@ -45,6 +46,8 @@ class InferenceConfig:
     (y, x) column keeps the dendrite planes a tube-shaped shaft fills, plus this many planes
     (None keeps all; see :func:`dendrite_depth.trim_dendrite_depth`). With a ``plane_sink`` both
     trims need the sink's ``written(which)`` (as :class:`streaming.DiskPlaneSink` has).
+    ``test_time_flips``: segment each plane in its four mirror views and let them vote
+    (:mod:`flip_averaging`; four times the network time for a small gain, docs/models.md).
     """
 
     model: str | None = None
@@ -60,6 +63,7 @@ class InferenceConfig:
     pixel_size_um: float | None = None
     spine_focus_fraction: float = 0.9
     dendrite_depth_tolerance: float | None = 0.5
+    test_time_flips: bool = False
 
     def __post_init__(self) -> None:
         if self.tile_size < 64 or self.tile_size % 32:
@@ -363,12 +367,42 @@ def _plane_pass(
     should_stop: Callable[[], bool],
     tile_size: int | None = None,
 ) -> Iterator[int]:
-    """Both networks over one native-resolution plane (H, W) float32.
+    """Both networks over one native-resolution plane (H, W) float32, in each of its mirror
+    views when ``cfg.test_time_flips`` (see :mod:`flip_averaging`).
 
     Yields once per tile batch (the caller reports progress and may stop); returns dendrite
     probability (H, W), spine labels (H, W) int32 and the score of each id. ``tile_size``
     overrides ``cfg.tile_size`` (smaller tiles after an out-of-memory error).
     """
+    if not cfg.test_time_flips:
+        return (yield from _view_pass(plane, models, cfg, score_threshold, should_stop, tile_size))
+    view_threshold = min(score_threshold, VIEW_SCORE_FLOOR)
+    prob_sum = None
+    view_labels, view_scores = [], []
+    for view in FLIP_VIEWS:
+        dims = [d for d, flip in zip((0, 1), view, strict=True) if flip]
+        seen = plane.flip(dims) if dims else plane
+        prob, labels, scores = yield from _view_pass(
+            seen, models, cfg, view_threshold, should_stop, tile_size
+        )
+        prob = prob.flip(dims) if dims else prob
+        prob_sum = prob if prob_sum is None else prob_sum + prob
+        view_labels.append(np.ascontiguousarray(flip_view(labels, view)))
+        view_scores.append(scores)
+    fused = fuse_views(view_labels, view_scores)
+    labels, scores = paste_fused(plane.shape, fused, score_threshold, cfg.min_spine_px)
+    return prob_sum / len(FLIP_VIEWS), labels, scores
+
+
+def _view_pass(
+    plane: torch.Tensor,
+    models: LoadedModels,
+    cfg: InferenceConfig,
+    score_threshold: float,
+    should_stop: Callable[[], bool],
+    tile_size: int | None = None,
+) -> Iterator[int]:
+    """Both networks over one view of a plane, tile by tile (as :func:`_plane_pass`)."""
     h, w = plane.shape
     th, tw, ov, ys, xs = _plane_tiles(h, w, cfg, tile_size)
     ph, pw = max(h, th), max(w, tw)
@@ -536,7 +570,7 @@ def iter_predict(
 
     def tiles_per_plane(tile: int) -> int:
         _, _, _, ys, xs = _plane_tiles(nh, nw, cfg, tile)
-        return len(ys) * len(xs)
+        return len(ys) * len(xs) * (len(FLIP_VIEWS) if cfg.test_time_flips else 1)
 
     tile = cfg.tile_size
     notices: list[str] = []

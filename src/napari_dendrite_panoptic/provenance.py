@@ -22,10 +22,14 @@ from .models.store import LoadedModels
 RECORD_FORMAT = 1
 _CONFIG_FIELDS = tuple(InferenceConfig.__dataclass_fields__)  # type: ignore[attr-defined]
 
-LATER_STEPS_OFF = {"spine_focus_fraction": 0.0, "dendrite_depth_tolerance": None}
+LATER_STEPS_OFF = {
+    "spine_focus_fraction": 0.0,
+    "dendrite_depth_tolerance": None,
+    "test_time_flips": False,
+}
 """Settings of steps added after the first records (session 3: spine focus trim; session 4:
-dendrite depth trim) and the value that switches each off: a record without one was made
-without that step, so its re-run leaves it out too."""
+dendrite depth trim; session 5: mirror views) and the value that switches each off: a record
+without one was made without that step, so its re-run leaves it out too."""
 
 
 def software_versions() -> dict[str, str]:
