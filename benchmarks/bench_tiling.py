@@ -10,7 +10,7 @@ dendrites on a black background, 512² and 1024²). Settings:
 
 - ``512 tiles, all boxes``: the pipeline before the change (tile_size 512, mask head on every box
   scoring ≥ 0.05);
-- ``balanced ≤1024 tiles``: :func:`inference.tile_layout`, limits scaled with the tile area,
+- ``balanced ≤1024 tiles``: :func:`tiling.tile_layout`, limits scaled with the tile area,
   mask head only on boxes above the spine score threshold;
 - ``… + skip tiles without dendrite``: the current default, no spine network on tiles whose
   dendrite probability stays under ``inference.EMPTY_TILE_PROB``.

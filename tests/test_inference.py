@@ -8,9 +8,8 @@ from napari_dendrite_panoptic.inference import (
     ProgressEvent,
     iter_predict,
     predict,
-    tile_layout,
-    tile_origins,
 )
+from napari_dendrite_panoptic.tiling import tile_layout, tile_origins
 
 
 def _cfg(model, **kw):

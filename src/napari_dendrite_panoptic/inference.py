@@ -27,6 +27,14 @@ from .flip_averaging import FLIP_VIEWS, VIEW_SCORE_FLOOR, flip_view, fuse_views,
 from .models.store import LoadedModels, load_models
 from .normalise import finite_percentiles
 from .tables import SpineTableAccumulator, spine_table
+from .tiling import (
+    blend_window,
+    ceil32,
+    core_bounds,
+    mirror_pad,
+    plane_tiles,
+    smaller_tile,
+)
 from .zlink import PlaneLinker, trim_out_of_focus
 
 logger = logging.getLogger(__name__)
@@ -108,9 +116,6 @@ class OutOfMemory(DendritePanopticError, MemoryError):
     """Inference ran out of memory even with the smallest tiles on the CPU."""
 
 
-MIN_TILE = 64
-"""Smallest tile (px) tried after out-of-memory errors before giving up on a device."""
-
 MAX_NATIVE_PIXELS = 1 << 30
 """Largest plane (px) after resampling to the model's pixel size; beyond it the pixel size is
 surely wrong (e.g. nm taken for µm)."""
@@ -179,44 +184,6 @@ def _resize(t: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> t
     return F.interpolate(t, size=size, mode="bilinear", align_corners=False, antialias=shrink)
 
 
-def tile_origins(length: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of tiles of size ``tile`` covering ``length`` with at least ``overlap``."""
-    if length <= tile:
-        return [0]
-    stride = tile - overlap
-    n = int(np.ceil((length - tile) / stride)) + 1
-    starts = np.linspace(0, length - tile, n).round().astype(int)
-    return sorted(set(starts.tolist()))
-
-
-def _ceil32(n: int) -> int:
-    return max(64, int(np.ceil(n / 32)) * 32)
-
-
-def tile_layout(length: int, max_tile: int, overlap: int) -> tuple[int, list[int]]:
-    """Tile size (a multiple of 32, at most ``max_tile`` unless the plane is smaller than 64 px)
-    and start offsets covering ``length`` px with at least ``overlap`` px between neighbours:
-    the fewest tiles ``max_tile`` allows, each as small as they can be (a 1280 px axis with
-    ``max_tile`` 1024 gets two 672 px tiles, not two of 1024)."""
-    if length <= max_tile:
-        return _ceil32(length), [0]
-    n = int(np.ceil((length - overlap) / (max_tile - overlap)))
-    tile = min(_ceil32(int(np.ceil((length + (n - 1) * overlap) / n))), max_tile)
-    return tile, tile_origins(length, tile, overlap)
-
-
-def _plane_tiles(
-    h: int, w: int, cfg: InferenceConfig, tile_size: int | None = None
-) -> tuple[int, int, int, list[int], list[int]]:
-    """(tile height, tile width, overlap, y origins, x origins) of an (h, w) native plane;
-    ``tile_size`` overrides ``cfg.tile_size`` (smaller tiles after an out-of-memory error)."""
-    tile = tile_size or cfg.tile_size
-    ov = min(cfg.tile_overlap, tile // 2)
-    th, ys = tile_layout(h, tile, ov)
-    tw, xs = tile_layout(w, tile, ov)
-    return th, tw, min(ov, th // 2, tw // 2), ys, xs
-
-
 REFERENCE_TILE_AREA = 512 * 512
 """Tile area for which the spine model's proposal and detection limits in builders.py are set."""
 
@@ -240,27 +207,6 @@ def _configure_detector(model: torch.nn.Module, tile_area: int, score_threshold:
     rpn._post_nms_top_n["testing"] = int(base[1] * factor)
     heads.detections_per_img = int(base[2] * factor)
     heads.score_thresh = max(float(score_threshold), 0.05)
-
-
-def _ramp(length: int, overlap: int) -> torch.Tensor:
-    ramp = torch.ones(length)
-    if overlap > 0:
-        edge = torch.linspace(0.05, 1.0, overlap)
-        ramp[:overlap] = edge
-        ramp[-overlap:] = edge.flip(0)
-    return ramp
-
-
-def _blend_window(height: int, width: int, overlap: int) -> torch.Tensor:
-    """(height, width) weights that ramp up over the overlap so tiles blend without seams."""
-    return _ramp(height, overlap)[:, None] * _ramp(width, overlap)[None, :]
-
-
-def _core_bounds(start: int, size: int, length: int, overlap: int) -> tuple[float, float]:
-    """The part of a tile that owns detections: the tile minus half the overlap on inner sides."""
-    lo = start + (overlap / 2 if start > 0 else -np.inf)
-    hi = start + size - (overlap / 2 if start + size < length else -np.inf)
-    return lo, hi
 
 
 EMPTY_TILE_PROB = 0.2
@@ -339,26 +285,6 @@ def _paste_instances(
         region[own] = len(scores)
 
 
-def _mirror_pad(plane: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """(H, W) ``plane`` extended to (height, width) at the bottom and right by mirroring it.
-
-    The networks never saw a border during training (every crop lies inside an image), and a
-    zero border draws a bright-to-dark edge that the dendrite network reads as a shaft along the
-    image's edge; a mirrored border continues the image instead. Planes smaller than the padding
-    are mirrored repeatedly.
-    """
-    out = plane[None, None]
-    while out.shape[-2] < height or out.shape[-1] < width:
-        dy = min(height - out.shape[-2], out.shape[-2] - 1)
-        dx = min(width - out.shape[-1], out.shape[-1] - 1)
-        if dy <= 0 and dx <= 0:  # a 1-pixel axis cannot be mirrored: repeat it
-            return F.pad(out, (0, width - out.shape[-1], 0, height - out.shape[-2]), "replicate")[
-                0, 0
-            ]
-        out = F.pad(out, (0, max(dx, 0), 0, max(dy, 0)), mode="reflect")
-    return out[0, 0]
-
-
 def _plane_pass(
     plane: torch.Tensor,
     models: LoadedModels,
@@ -404,12 +330,12 @@ def _view_pass(
 ) -> Iterator[int]:
     """Both networks over one view of a plane, tile by tile (as :func:`_plane_pass`)."""
     h, w = plane.shape
-    th, tw, ov, ys, xs = _plane_tiles(h, w, cfg, tile_size)
+    th, tw, ov, ys, xs = plane_tiles(h, w, tile_size or cfg.tile_size, cfg.tile_overlap)
     ph, pw = max(h, th), max(w, tw)
-    padded = _mirror_pad(plane, ph, pw)
+    padded = mirror_pad(plane, ph, pw)
     origins = [(y, x) for y in ys for x in xs]
     _configure_detector(models.spines, th * tw, score_threshold)
-    window = _blend_window(th, tw, ov).to(models.device)
+    window = blend_window(th, tw, ov).to(models.device)
     prob_sum = torch.zeros((ph, pw), device=models.device)
     weight_sum = torch.zeros((ph, pw), device=models.device)
     detections: list[tuple[np.ndarray, float, np.ndarray]] = []
@@ -423,8 +349,8 @@ def _view_pass(
         for (y, x), p, det in zip(batch_org, prob, dets, strict=False):
             prob_sum[y : y + th, x : x + tw] += p * window
             weight_sum[y : y + th, x : x + tw] += window
-            ylo, yhi = _core_bounds(y, th, ph, ov)
-            xlo, xhi = _core_bounds(x, tw, pw, ov)
+            ylo, yhi = core_bounds(y, th, ph, ov)
+            xlo, xhi = core_bounds(x, tw, pw, ov)
             keep = det["scores"] >= score_threshold
             boxes = det["boxes"][keep].cpu().numpy()
             scores = det["scores"][keep].cpu().numpy()
@@ -460,16 +386,6 @@ def _check_memory(nz: int, ny: int, nx: int, nh: int, nw: int) -> None:
             f"memory, more than this machine's {have / 2**30:.1f} GiB: crop the image, bin it, "
             "or segment fewer planes at a time"
         )
-
-
-def _smaller_tile(tile: int, height: int, width: int) -> int | None:
-    """The next tile size to try after an out-of-memory error with ``tile`` on a (height, width)
-    plane: halved (a multiple of 32) until smaller than the tile actually used; None when
-    :data:`MIN_TILE` was used already."""
-    used = min(tile, _ceil32(max(height, width)))
-    while tile >= used and tile > MIN_TILE:
-        tile = max(MIN_TILE, (tile // 2) // 32 * 32)
-    return tile if tile < used else None
 
 
 def _free_memory(device: torch.device) -> None:
@@ -569,7 +485,7 @@ def iter_predict(
     span = hi - lo if hi > lo else 1.0
 
     def tiles_per_plane(tile: int) -> int:
-        _, _, _, ys, xs = _plane_tiles(nh, nw, cfg, tile)
+        _, _, _, ys, xs = plane_tiles(nh, nw, tile, cfg.tile_overlap)
         return len(ys) * len(xs) * (len(FLIP_VIEWS) if cfg.test_time_flips else 1)
 
     tile = cfg.tile_size
@@ -637,8 +553,8 @@ def iter_predict(
                 del passes
                 done = done_before
                 _free_memory(models.device)
-                smaller = _smaller_tile(tile, nh, nw)
-                used = min(tile, _ceil32(max(nh, nw)))
+                smaller = smaller_tile(tile, nh, nw)
+                used = min(tile, ceil32(max(nh, nw)))
                 if smaller is not None:
                     warning = (
                         f"Out of memory on {models.device} with {used} px tiles: "
