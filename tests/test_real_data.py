@@ -180,3 +180,29 @@ def test_mask_and_mixed_sources(root):
         assert s.image[bg].std() > 0.01
     mixed = rd.mixed_source([(src, 1.0), (lambda r: pytest.fail("weight 0 drawn"), 0.0)])
     _check_sample(mixed(rng), CROP)
+
+
+def test_yolo_labels_are_read_from_corner_to_corner(tmp_path):
+    """A YOLO outline from 0.25 to 0.5 of an 8 px image covers pixels 2 and 3 on each axis (its
+    edges at 2.0 and 4.0 px); read with pixel centres at i / size it covered pixels 2, 3 and 4.
+    Box centres of FindSpines labels are read the same way."""
+    import tifffile
+
+    folder = tmp_path / "spine-types-yolo11" / "train"
+    folder.mkdir(parents=True)
+    image = np.full((8, 8), 100, np.uint8)
+    tifffile.imwrite(folder / "1.tif", image)
+    (folder / "1.txt").write_text("0 0.25 0.25 0.5 0.25 0.5 0.5 0.25 0.5\n")
+    (item,) = rd.load_yolo11("train", root=tmp_path)
+    rows, cols = np.nonzero(item.spines)
+    assert sorted(set(rows.tolist())) == [2, 3] and sorted(set(cols.tolist())) == [2, 3]
+
+    fields = tmp_path / "findspines"
+    (fields / "img").mkdir(parents=True)
+    (fields / "labels").mkdir()
+    from PIL import Image
+
+    Image.fromarray(np.full((64, 64), 90, np.uint8)).save(fields / "img" / "000001.jpg")
+    (fields / "labels" / "000001.txt").write_text("0 0.5 0.25 0.0635 0.0635\n")
+    (field,) = rd.load_findspines(root=tmp_path)
+    np.testing.assert_allclose(field.centres_px, [[15.5, 31.5]])

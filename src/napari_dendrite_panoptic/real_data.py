@@ -253,7 +253,8 @@ def _load_findspines_cached(folder: str, limit: int | None) -> tuple[PointAnnota
         label = folder_p / "labels" / f"{path.stem}.txt"
         rows = _read_rows(label)
         boxes = np.asarray([r[1:5] for r in rows if len(r) == 5], dtype=np.float64).reshape(-1, 4)
-        centres = np.stack([boxes[:, 1] * h, boxes[:, 0] * w], axis=1)
+        # normalised from corner to corner: pixel i's centre is at (i + 0.5) / size
+        centres = np.stack([boxes[:, 1] * h, boxes[:, 0] * w], axis=1) - 0.5
         # one box centre lies just past the border (000339): keep it, on the edge pixel
         centres = np.clip(centres, 0, [h - 1, w - 1])
         box_px = float(np.median(boxes[:, 2]) * w) if len(boxes) else FINDSPINES_BOX * w
@@ -437,8 +438,11 @@ def load_yolo11(
     -------
     list of MaskAnnotatedImage
         Sorted by name. Spine ids follow the label lines (1, 2, …). Polygons are rasterised
-        with :func:`skimage.draw.polygon`; a plain box line ``class cx cy w h`` becomes the
-        filled ellipse inside the box. A spine keeps only its pixels inside the foreground
+        with :func:`skimage.draw.polygon`, their normalised coordinates read as running from
+        the image's corner (0) to its far corner (1), so pixel ``i`` is centred at
+        ``(i + 0.5) / size`` (read with centres at ``i / size``, every outline landed half a
+        pixel right of and below the spine it traces); a plain box line ``class cx cy w h``
+        becomes the filled ellipse inside the box. A spine keeps only its pixels inside the foreground
         (the outlines overlap the black background by ~10 %) unless fewer than 3 would be
         left. Cached: don't modify the items.
     """
@@ -461,10 +465,12 @@ def _load_yolo11_cached(folder: str, limit: int | None) -> tuple[MaskAnnotatedIm
         for row in _read_rows(path.with_suffix(".txt")):
             cls, v = int(row[0]), np.asarray(row[1:], dtype=np.float64)
             if v.size == 4:
-                cx, cy, bw, bh = v * (w, h, w, h)
+                cx, cy, bw, bh = v * (w, h, w, h) - (0.5, 0.5, 0, 0)
                 rr, cc = ellipse(cy, cx, max(bh / 2, 1.0), max(bw / 2, 1.0), shape=(h, w))
             elif v.size >= 6 and v.size % 2 == 0:
-                rr, cc = polygon(v[1::2] * h, v[0::2] * w, shape=(h, w))
+                # label coordinates run from the image's corner (0) to its far corner (1), pixel
+                # centres at (i + 0.5) / size; skimage puts pixel i's centre at i
+                rr, cc = polygon(v[1::2] * h - 0.5, v[0::2] * w - 0.5, shape=(h, w))
             else:
                 logger.warning("%s: skipped a label line with %d numbers", path.name, v.size)
                 continue
