@@ -16,7 +16,9 @@ ratios of (a) to the others in planes/s.
 (c) DeepD3's dual-decoder U-Net with 32 base filters (the model zoo's "32F"), re-implemented in
     PyTorch from its published layer layout (``deepd3_unet.py``; ``--check-deepd3`` compares its
     parameter count with the Keras model's), on the whole plane, then DeepD3's simple
-    post-processing (threshold, connected components of the spine map).
+    post-processing (threshold, connected components of the spine map);
+(f) (a) with ``test_time_flips`` (``segment --flips``): each plane in four mirror views
+    (``--only a,f``).
 
 ``--backbones`` also times the spine network's trunk options on one 512x512 tile; ``--big``
 segments one 4096x4096 plane with (a) and reports time and peak memory.
@@ -43,6 +45,7 @@ NAMES = {
     "a": "(a) this plugin, bundled pipeline",
     "b": "(b) paper: maskrcnn_resnet50_fpn + fcn_resnet50",
     "c": "(c) DeepD3 dual-decoder U-Net, 32F (PyTorch re-implementation)",
+    "f": "(f) this plugin with --flips (four mirror views vote)",
 }
 
 
@@ -78,17 +81,21 @@ def _read(path: Path) -> np.ndarray:
     return np.asarray(as_zyx(read_tiff(path)))[0]
 
 
-def pipeline_ours(path: Path, device: str, model: str | None):
+def pipeline_ours(path: Path, device: str, model: str | None, flips: bool = False):
     from napari_dendrite_panoptic.inference import InferenceConfig, predict
     from napari_dendrite_panoptic.models.store import load_models
 
     models = load_models(model, device)
-    cfg = InferenceConfig(model=model, device=device)
+    cfg = InferenceConfig(model=model, device=device, test_time_flips=flips)
 
     def run() -> None:
         predict(_read(path), (1.0, 0.08, 0.08), cfg, models)
 
     return run
+
+
+def pipeline_ours_flips(path: Path, device: str, model: str | None):
+    return pipeline_ours(path, device, model, flips=True)
 
 
 def pipeline_paper(path: Path, device: str, model: str | None):
@@ -136,7 +143,12 @@ def pipeline_deepd3(path: Path, device: str, model: str | None):
     return run
 
 
-PIPELINES = {"a": pipeline_ours, "b": pipeline_paper, "c": pipeline_deepd3}
+PIPELINES = {
+    "a": pipeline_ours,
+    "b": pipeline_paper,
+    "c": pipeline_deepd3,
+    "f": pipeline_ours_flips,
+}
 
 
 def _peak_mib(device: str) -> float:
@@ -217,7 +229,7 @@ def main() -> None:
         s = row["seconds"]
         print(f"| {NAMES[key]} | {s:.3f} | {1 / s:.2f} | {row['peak_mib']:.0f} |")
     if "a" in rows:
-        for other in ("b", "c"):
+        for other in ("b", "c", "f"):
             if other in rows:
                 ratio = rows[other]["seconds"] / rows["a"]["seconds"]
                 print(f"ratio (a)/({other}) in planes/s: {ratio:.2f}")
