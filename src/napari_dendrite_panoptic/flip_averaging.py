@@ -123,6 +123,9 @@ def fuse_views(
     Returns the groups, best score first.
     """
     groups: list[_Group] = []
+    # which group's first spine holds each pixel (1-based; the earlier group keeps a shared
+    # pixel): the candidates for a spine are the groups under it, found without a search
+    owner = np.zeros(np.shape(view_labels[0]), dtype=np.int32)
     for labels, scores in zip(view_labels, view_scores, strict=True):
         taken: set[int] = set()
         spines = []
@@ -131,26 +134,23 @@ def fuse_views(
                 spines.append((region, labels[region] == k + 1, float(scores[k])))
         for region, mask, score in sorted(spines, key=lambda s: -s[2]):
             best, best_iou = None, min_iou
-            for g, group in enumerate(groups):
-                if g in taken or not _overlaps(group.first_region, region):
+            for g in np.unique(owner[region][mask]).tolist():
+                if g == 0 or g - 1 in taken:
                     continue
-                iou = group.iou(region, mask)
+                iou = groups[g - 1].iou(region, mask)
                 if iou >= best_iou:
-                    best, best_iou = g, iou
+                    best, best_iou = g - 1, iou
             if best is None:
                 groups.append(_Group(region, mask, score))
                 taken.add(len(groups) - 1)
+                free = owner[region]
+                free[mask & (free == 0)] = len(groups)
             else:
                 groups[best].members.append((region, mask))
                 groups[best].score_sum += score
                 taken.add(best)
     fused = [g.fused(len(view_labels)) for g in groups]
     return sorted(fused, key=lambda f: -f.score)
-
-
-def _overlaps(a: Region, b: Region) -> bool:
-    (ay, ax), (by, bx) = a, b
-    return ay.start < by.stop and by.start < ay.stop and ax.start < bx.stop and bx.start < ax.stop
 
 
 def paste_fused(
