@@ -1,7 +1,7 @@
 """Choose a model's spine score threshold on training images only, and record it in its card.
 
     .venv/bin/python scripts/calibrate_threshold.py MODEL_FOLDER --json docs/results/X.json \
-        [--unseen-model LOSO_FOLDER] [--write-card] [--device cpu]
+        [--unseen-model LOSO_FOLDER] [--write-card] [--device cpu] [--flips]
 
 Sweeps thresholds 0.30-0.95 (step 0.05) and scores spine detection on images the model was
 trained on, never on the held-out splits that ``dendrite-panoptic evaluate --real`` reports:
@@ -40,38 +40,23 @@ from napari_dendrite_panoptic.models.store import load_models
 THRESHOLDS = [round(t, 2) for t in np.arange(0.30, 0.951, 0.05)]
 
 
-FLIPS = False
-"""Segment in four mirror views (``InferenceConfig.test_time_flips``, off by default): set by
-``--flips``, to choose a threshold for runs that use them."""
-
-
-def _predict(models, image, voxel_um, device):
-    cfg = InferenceConfig(
-        device=device,
-        spine_score_threshold=THRESHOLDS[0],
-        pixel_size_um=None,
-        test_time_flips=FLIPS,
-    )
-    return predict(image, voxel_um, cfg, models=models)
-
-
-def _point_f1s(models, items, device) -> list[float]:
+def _point_f1s(models, items, cfg) -> list[float]:
     """F1 per threshold: one prediction per image at the lowest threshold, spines kept by score."""
     counts = np.zeros((len(THRESHOLDS), 3))
     for item in items:
         px = float(item.pixel_size_um)
-        table = _predict(models, item.image, (1.0, px, px), device).table
+        table = predict(item.image, (1.0, px, px), cfg, models=models).table
         counts += point_counts(table, item, THRESHOLDS)
     return [2 * tp / max(2 * tp + fp + fn, 1) for tp, fp, fn in counts]
 
 
-def _generator_f1s(models, n, seed, device) -> list[float]:
+def _generator_f1s(models, n, seed, cfg) -> list[float]:
     """Spine F1 at IoU 0.5 per threshold on ``n`` generator images (labels kept by score)."""
     rng = np.random.default_rng(seed)
     parts: list[list] = [[] for _ in THRESHOLDS]
     for i in range(n):
         sample = synthetic.generate(seed + i, synthetic.random_config(rng, shape=(1, 256, 256)))
-        result = _predict(models, sample.image, sample.voxel_size_um, device)
+        result = predict(sample.image, sample.voxel_size_um, cfg, models=models)
         for k, t in enumerate(THRESHOLDS):
             drop = result.table["id"][result.table["score"] < t]
             spines = np.where(np.isin(result.spines, drop), 0, result.spines)
@@ -90,22 +75,27 @@ def main() -> None:
     )
     parser.add_argument("--flips", action="store_true", help="four mirror views per plane")
     args = parser.parse_args()
-    global FLIPS
-    FLIPS = args.flips
+    # every image predicted once at the lowest threshold; spines then kept by score
+    cfg = InferenceConfig(
+        device=args.device,
+        spine_score_threshold=THRESHOLDS[0],
+        pixel_size_um=None,
+        test_time_flips=args.flips,
+    )
 
     models = load_models(args.model, args.device)
     smirnov = rd.load_smirnov("train")[::40]
     fs_train, _ = rd.findspines_split(rd.load_findspines())
     findspines = fs_train[::12]
     columns = {
-        "smirnov-train": _point_f1s(models, smirnov, args.device),
-        "findspines-train": _point_f1s(models, findspines, args.device),
-        "generator": _generator_f1s(models, 4, 30_000, args.device),
+        "smirnov-train": _point_f1s(models, smirnov, cfg),
+        "findspines-train": _point_f1s(models, findspines, cfg),
+        "generator": _generator_f1s(models, 4, 30_000, cfg),
     }
     unseen_fields = fs_train[::6]
     if args.unseen_model:
         unseen = load_models(args.unseen_model, args.device)
-        columns["unseen-findspines-train"] = _point_f1s(unseen, unseen_fields, args.device)
+        columns["unseen-findspines-train"] = _point_f1s(unseen, unseen_fields, cfg)
     sweep: dict[str, dict[str, float]] = {}
     for k, t in enumerate(THRESHOLDS):
         row = {name: f1s[k] for name, f1s in columns.items()}
@@ -139,7 +129,7 @@ def main() -> None:
             "unseen-findspines-train": len(unseen_fields) if args.unseen_model else 0,
         },
         "rule": rule,
-        "test_time_flips": FLIPS,
+        "test_time_flips": args.flips,
         "chosen": chosen,
         "f1_by_threshold": sweep,
     }
