@@ -57,7 +57,7 @@ def segment_config(args: argparse.Namespace):
 
 FLIPS_HELP = (
     "segment each plane in its four mirror views and keep the spines most of them find "
-    "(4x the time; spine F1 about +0.01 on the real sets, docs/models.md)"
+    "(4x the time; spine F1 +0.003 to +0.010 on the held-out real sets, docs/models.md)"
 )
 
 
