@@ -34,14 +34,31 @@ Region = tuple[slice, slice]
 """A (y, x) rectangle of a plane."""
 
 
+def flipped_axes(view: tuple[bool, bool]) -> list[int]:
+    """The axes (0 y, 1 x) of a (Y, X) plane that ``view`` mirrors."""
+    return [axis for axis, flip in enumerate(view) if flip]
+
+
 def flip_view(array: np.ndarray, view: tuple[bool, bool]) -> np.ndarray:
-    """``array`` (..., Y, X) as seen in ``view`` (flip y, flip x); applying it twice undoes it."""
-    flip_y, flip_x = view
-    if flip_y:
-        array = array[..., ::-1, :]
-    if flip_x:
-        array = array[..., ::-1]
-    return array
+    """(Y, X) ``array`` as seen in ``view`` (flip y, flip x); applying it twice undoes it."""
+    axes = flipped_axes(view)
+    return np.flip(array, axes) if axes else array
+
+
+def claim_pixels(
+    region: np.ndarray, mask: np.ndarray, score: float, scores: list[float], min_px: int
+) -> bool:
+    """Give a spine the pixels of ``mask`` still free (0) in ``region`` (a view into a label
+    image, spines pasted best score first) under the next id, appending ``score`` to ``scores``;
+    unless fewer than ``min_px`` pixels (at least 1) or under half its mask would be left.
+    Returns whether the spine was kept. The one rule of both pastes (one view, mirror views)."""
+    own = mask & (region == 0)
+    n = int(np.count_nonzero(own))
+    if n < max(min_px, 1) or n < 0.5 * np.count_nonzero(mask):
+        return False
+    scores.append(float(score))
+    region[own] = len(scores)
+    return True
 
 
 @dataclass
@@ -164,11 +181,5 @@ def paste_fused(
     for spine in sorted(spines, key=lambda s: -s.score):
         if spine.score < score_threshold:
             break
-        region = labels[spine.region]
-        own = spine.mask & (region == 0)
-        n = int(np.count_nonzero(own))
-        if n < max(min_px, 1) or n < 0.5 * np.count_nonzero(spine.mask):
-            continue
-        scores.append(spine.score)
-        region[own] = len(scores)
+        claim_pixels(labels[spine.region], spine.mask, spine.score, scores, min_px)
     return labels, scores

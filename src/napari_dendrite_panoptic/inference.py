@@ -23,7 +23,15 @@ from torch.nn import functional as F
 
 from .dendrite_depth import trim_dendrite_depth
 from .errors import Cancelled, DendritePanopticError, InputError
-from .flip_averaging import FLIP_VIEWS, VIEW_SCORE_FLOOR, flip_view, fuse_views, paste_fused
+from .flip_averaging import (
+    FLIP_VIEWS,
+    VIEW_SCORE_FLOOR,
+    claim_pixels,
+    flip_view,
+    flipped_axes,
+    fuse_views,
+    paste_fused,
+)
 from .models.store import LoadedModels, load_models
 from .normalise import finite_percentiles
 from .tables import SpineTableAccumulator, spine_table
@@ -277,12 +285,7 @@ def _paste_instances(
         )[0, 0].numpy()
         oy, ox = yi0 - int(np.floor(y0)), xi0 - int(np.floor(x0))
         m = m[oy : oy + (yi1 - yi0), ox : ox + (xi1 - xi0)] >= mask_threshold
-        region = labels[yi0:yi1, xi0:xi1]
-        own = m & (region == 0)
-        if own.sum() < max(min_px, 1) or own.sum() < 0.5 * m.sum():
-            continue
-        scores.append(float(score))
-        region[own] = len(scores)
+        claim_pixels(labels[yi0:yi1, xi0:xi1], m, score, scores, min_px)
 
 
 def _plane_pass(
@@ -306,7 +309,7 @@ def _plane_pass(
     prob_sum = None
     view_labels, view_scores = [], []
     for view in FLIP_VIEWS:
-        dims = [d for d, flip in zip((0, 1), view, strict=True) if flip]
+        dims = flipped_axes(view)
         seen = plane.flip(dims) if dims else plane
         prob, labels, scores = yield from _view_pass(
             seen, models, cfg, view_threshold, should_stop, tile_size
