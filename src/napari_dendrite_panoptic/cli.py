@@ -397,9 +397,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 DEFAULT_MIX = "generator:0.4,yolo11:0.25,findspines:0.2,smirnov:0.15"
 
 
-def training_source(mix: str, crop: int, native_px_um: float):
-    """Build the training sample source from ``name:weight,...`` (generator, yolo11, findspines,
-    smirnov). Real sets that are absent are skipped with a warning; returns (source, description)."""
+def training_source(mix: str, crop: int, native_px_um: float, planes: int = 1):
+    """Build the training sample source from ``name:weight,...`` (generator, generator3d: stacks
+    only, yolo11, findspines, smirnov). Real sets that are absent are skipped with a warning;
+    generated stacks carry their neighbouring planes when ``planes`` > 1 (the real sets are 2D).
+    Returns (source, description)."""
+    from functools import partial
+
     from .datasets import generator_sample
 
     parts = []
@@ -411,9 +415,17 @@ def training_source(mix: str, crop: int, native_px_um: float):
             raise DendritePanopticError(f"--data: cannot read the weight in {item!r}") from None
     sources, described = [], []
     for name, weight in parts:
-        if name == "generator":
-            sources.append((lambda rng: generator_sample(rng, crop, native_px_um), weight))
-            described.append(f"generator {weight:g}")
+        if name in ("generator", "generator3d"):
+            p3d = 1.0 if name == "generator3d" else 0.25
+            draw = partial(
+                generator_sample,
+                crop=crop,
+                native_px_um=native_px_um,
+                p3d=p3d,
+                neighbours=planes > 1,
+            )
+            sources.append((draw, weight))
+            described.append(f"{name} {weight:g}")
             continue
         if name not in ("yolo11", "findspines", "smirnov"):
             raise DendritePanopticError(f"--data: unknown source {name!r}")
@@ -453,7 +465,7 @@ def data_fingerprints(mix: str) -> dict[str, str]:
     folders = {"yolo11": "spine-types-yolo11", "findspines": "findspines", "smirnov": "smirnov2018"}
     for item in mix.split(","):
         name = item.strip().partition(":")[0]
-        if name == "generator":
+        if name in ("generator", "generator3d"):
             prints[name] = f"napari_dendrite_panoptic.synthetic {__version__}"
         elif name in folders:
             from .real_data import data_root
@@ -472,9 +484,13 @@ def data_fingerprints(mix: str) -> dict[str, str]:
 def _cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from .models.card import ModelCard
     from .training import TrainConfig, iter_fit
 
-    source, description = training_source(args.data, args.crop, args.pixel_size)
+    planes = args.input_planes
+    if planes is None:
+        planes = ModelCard.load(Path(args.base_model)).input_planes if args.base_model else 1
+    source, description = training_source(args.data, args.crop, args.pixel_size, planes)
     cfg = TrainConfig(
         work_dir=args.work,
         output_model=args.out,
@@ -496,6 +512,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         device=args.device,
         workers=args.workers,
         max_seconds=args.max_minutes * 60 if args.max_minutes else None,
+        input_planes=args.input_planes,
     )
     bar = tqdm(total=cfg.steps, desc="training", unit="step")
 
@@ -619,6 +636,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="time budget: stop and save when spent (the learning rate decays over it)",
+    )
+    tr.add_argument(
+        "--input-planes",
+        type=int,
+        choices=[1, 3],
+        default=None,
+        help="planes the networks see at once: 1, or 3 (a stack's plane with the planes below "
+        "and above); default: the base model's, else 1. 3 on a 1-plane base model widens it "
+        "without changing its output at the start",
     )
     tr.add_argument("--name", default="dendrite-panoptic")
     tr.add_argument("--model-version", default="0.1")

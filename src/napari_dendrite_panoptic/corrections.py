@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from .datasets import SampleSource, TrainingSample
+from .datasets import SampleSource, TrainingSample, plane_neighbours
 from .errors import InputError
 from .normalise import percentile_normalise
 from .training import IGNORE  # dendrite target of padding outside the image
@@ -250,11 +250,12 @@ def _pad_to(a: np.ndarray, size: int, value: float) -> np.ndarray:
 
 
 def correction_source(
-    volumes: Sequence[CorrectedVolume], crop: int, native_px_um: float
+    volumes: Sequence[CorrectedVolume], crop: int, native_px_um: float, neighbours: bool = False
 ) -> SampleSource:
     """A sample source drawing ``crop`` × ``crop`` crops at ``native_px_um`` from the chosen
     planes of ``volumes``, each volume and plane in proportion to its area, mostly around
-    annotated pixels. Regions outside the image are padded (dendrite target ignored there)."""
+    annotated pixels. Regions outside the image are padded (dendrite target ignored there).
+    ``neighbours``: crops of stacks carry the planes below and above (3-plane networks)."""
     if not volumes:
         raise InputError("no corrected image to train on")
     entries = [(v, z) for v in volumes for z in v.planes]
@@ -269,15 +270,25 @@ def correction_source(
         y0, x0 = _crop_window(rng, masks[(id(v), z)], size)
         window = np.s_[y0 : y0 + size, x0 : x0 + size]
         img, den, spi = v.image[z][window], v.dendrite[z][window], v.spines[z][window]
+        around = []
+        if neighbours and v.image.shape[0] > 1:
+            around = [a[window] for a in plane_neighbours(v.image, z)]
         if abs(scale - 1) > 0.02:
             img = ndi.zoom(img, scale, order=1)
             den = ndi.zoom(den, scale, order=0)
             spi = ndi.zoom(spi, scale, order=0)
+            around = [ndi.zoom(a, scale, order=1) for a in around]
         img = _pad_to(img, crop, 0.0)[:crop, :crop]
         den = _pad_to(den, crop, IGNORE)[:crop, :crop]
         spi = _pad_to(spi, crop, 0)[:crop, :crop]
+        around = [_pad_to(a, crop, 0.0)[:crop, :crop] for a in around]
         return TrainingSample(
-            img.astype(np.float32), den.astype(np.uint8), spi.astype(np.int32), 1.0, "corrections"
+            img.astype(np.float32),
+            den.astype(np.uint8),
+            spi.astype(np.int32),
+            1.0,
+            "corrections",
+            np.stack(around).astype(np.float32) if around else None,
         )
 
     return draw

@@ -229,7 +229,7 @@ _NO_DETECTIONS = {
 def _run_networks(
     models: LoadedModels, tiles: torch.Tensor
 ) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
-    """Dendrite probability (B, T, T) and spine detections of (B, 1, T, T) tiles on the models'
+    """Dendrite probability (B, T, T) and spine detections of (B, P, T, T) tiles on the models'
     device (the one call that allocates most memory; tests make it fail to simulate OOM).
 
     Spines grow on dendrites: a tile whose dendrite probability stays under
@@ -247,7 +247,7 @@ def _run_networks(
 
 @torch.inference_mode()
 def _detect_spines(model: torch.nn.Module, tiles: torch.Tensor) -> list[dict[str, torch.Tensor]]:
-    """Run Mask R-CNN on (B, 1, T, T) tiles; masks stay at the head's 28x28 resolution."""
+    """Run Mask R-CNN on (B, P, T, T) tiles; masks stay at the head's 28x28 resolution."""
     images, _ = model.transform(list(tiles))
     features = model.backbone(images.tensors)
     proposals, _ = model.rpn(images, features)
@@ -296,8 +296,9 @@ def _plane_pass(
     should_stop: Callable[[], bool],
     tile_size: int | None = None,
 ) -> Iterator[int]:
-    """Both networks over one native-resolution plane (H, W) float32, in each of its mirror
-    views when ``cfg.test_time_flips`` (see :mod:`flip_averaging`).
+    """Both networks over one native-resolution plane (P, H, W) float32 (the plane with its
+    neighbours in z when the networks take P > 1 planes), in each of its mirror views when
+    ``cfg.test_time_flips`` (see :mod:`flip_averaging`).
 
     Yields once per tile batch (the caller reports progress and may stop); returns dendrite
     probability (H, W), spine labels (H, W) int32 and the score of each id. ``tile_size``
@@ -309,7 +310,7 @@ def _plane_pass(
     prob_sum = None
     view_labels, view_scores = [], []
     for view in FLIP_VIEWS:
-        dims = flipped_axes(view)
+        dims = [axis - 2 for axis in flipped_axes(view)]  # the last two axes: y, x
         seen = plane.flip(dims) if dims else plane
         prob, labels, scores = yield from _view_pass(
             seen, models, cfg, view_threshold, should_stop, tile_size
@@ -319,7 +320,7 @@ def _plane_pass(
         view_labels.append(np.ascontiguousarray(flip_view(labels, view)))
         view_scores.append(scores)
     fused = fuse_views(view_labels, view_scores)
-    labels, scores = paste_fused(plane.shape, fused, score_threshold, cfg.min_spine_px)
+    labels, scores = paste_fused(plane.shape[-2:], fused, score_threshold, cfg.min_spine_px)
     return prob_sum / len(FLIP_VIEWS), labels, scores
 
 
@@ -331,8 +332,8 @@ def _view_pass(
     should_stop: Callable[[], bool],
     tile_size: int | None = None,
 ) -> Iterator[int]:
-    """Both networks over one view of a plane, tile by tile (as :func:`_plane_pass`)."""
-    h, w = plane.shape
+    """Both networks over one view of a (P, H, W) plane, tile by tile (as :func:`_plane_pass`)."""
+    h, w = plane.shape[-2:]
     th, tw, ov, ys, xs = plane_tiles(h, w, tile_size or cfg.tile_size, cfg.tile_overlap)
     ph, pw = max(h, th), max(w, tw)
     padded = mirror_pad(plane, ph, pw)
@@ -346,7 +347,7 @@ def _view_pass(
         if should_stop():
             raise Cancelled("inference cancelled")
         batch_org = origins[i : i + cfg.batch_tiles]
-        tiles = torch.stack([padded[y : y + th, x : x + tw] for y, x in batch_org])[:, None]
+        tiles = torch.stack([padded[:, y : y + th, x : x + tw] for y, x in batch_org])
         tiles = tiles.to(models.device)
         prob, dets = _run_networks(models, tiles)
         for (y, x), p, det in zip(batch_org, prob, dets, strict=False):
@@ -514,16 +515,40 @@ def iter_predict(
         else:
             dendrite[z], spines[z] = dendrite_plane, ids
 
+    reach = models.card.input_planes // 2  # planes above and below that the networks see
+    raws: dict[int, np.ndarray] = {}  # planes as read (finite), by z: each is read once
+    natives: dict[int, torch.Tensor] = {}  # the same normalised, at the native pixel size
+
+    def read_plane(z: int) -> np.ndarray:
+        if z not in raws:
+            try:
+                raw = np.asarray(volume[z], dtype=np.float32)
+                raws[z] = np.where(np.isfinite(raw), raw, lo)
+            except MemoryError:
+                raise OutOfMemory(
+                    f"not enough memory to read plane {z + 1} of {ny}x{nx} px: close other "
+                    "programs or crop the image"
+                ) from None
+        return raws[z]
+
+    def native_planes(z: int) -> torch.Tensor:
+        """(P, nh, nw): planes z - reach .. z + reach (clamped to the stack), normalised and
+        resampled to the native pixel size."""
+        out = []
+        for k in range(z - reach, z + reach + 1):
+            k = min(max(k, 0), nz - 1)
+            if k not in natives:
+                plane = torch.from_numpy((read_plane(k) - lo) / span)
+                natives[k] = _resize(plane[None, None], (nh, nw))[0, 0]
+            out.append(natives[k])
+        return torch.stack(out)
+
     uniform: list[float] = []
     for z in range(nz):
-        try:
-            raw = np.asarray(volume[z], dtype=np.float32)
-            raw = np.where(np.isfinite(raw), raw, lo)
-        except MemoryError:
-            raise OutOfMemory(
-                f"not enough memory to read plane {z + 1} of {ny}x{nx} px: close other programs "
-                "or crop the image"
-            ) from None
+        for cache in (raws, natives):  # forget the planes no later plane needs
+            for k in [k for k in cache if k < z - reach]:
+                del cache[k]
+        raw = read_plane(z)
         if raw.min() == raw.max():  # nothing to see (e.g. all zero): no dendrite, no spine
             uniform.append(float(raw.flat[0]))
             empty = np.zeros((ny, nx), dtype=np.uint8)
@@ -531,8 +556,7 @@ def iter_predict(
             done += tiles_per_plane(tile)
             yield ProgressEvent(done, total, f"plane {z + 1}/{nz}: uniform, skipped")
             continue
-        plane = torch.from_numpy((raw - lo) / span)
-        native_plane = _resize(plane[None, None], (nh, nw))[0, 0]
+        native_plane = native_planes(z)
         while True:  # until the plane is done; after an out-of-memory error, again smaller
             done_before = done
             passes = None

@@ -16,16 +16,21 @@ def finite_percentiles(values: np.ndarray, low: float, high: float) -> tuple[flo
 
 
 def percentile_normalise(
-    image: np.ndarray, low: float = 1.0, high: float = 99.8, sample: int = 2_000_000
+    image: np.ndarray,
+    low: float = 1.0,
+    high: float = 99.8,
+    sample: int = 2_000_000,
+    reference: np.ndarray | None = None,
 ) -> np.ndarray:
     """Map the ``low``..``high`` percentiles of ``image`` to 0..1 (not clipped), as float32.
 
-    Percentiles are taken over the whole array (a plane or a stack), from at most ``sample``
+    Percentiles are taken over the whole array (a plane or a stack), or over ``reference`` when
+    given (e.g. neighbouring planes mapped as their centre plane is), from at most ``sample``
     evenly strided values so huge stacks stay cheap. Non-finite values become 0. A constant
     image maps to zeros.
     """
     arr = np.asarray(image)
-    flat = arr.reshape(-1)
+    flat = np.asarray(arr if reference is None else reference).reshape(-1)
     step = max(1, flat.size // sample)
     bounds = finite_percentiles(flat[::step].astype(np.float32), low, high)
     if bounds is None:

@@ -76,23 +76,25 @@ def core_bounds(start: int, size: int, length: int, overlap: int) -> tuple[float
 
 
 def mirror_pad(plane: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """(H, W) ``plane`` extended to (height, width) at the bottom and right by mirroring it.
+    """(H, W) or (P, H, W) ``plane`` extended to (height, width) at the bottom and right by
+    mirroring it.
 
     The networks never saw a border during training (every crop lies inside an image), and a
     zero border draws a bright-to-dark edge that the dendrite network reads as a shaft along the
     image's edge; a mirrored border continues the image instead. Planes smaller than the padding
     are mirrored repeatedly.
     """
-    out = plane[None, None]
+    lead = plane.shape[:-2]
+    out = plane.reshape(1, -1, *plane.shape[-2:])
     while out.shape[-2] < height or out.shape[-1] < width:
         dy = min(height - out.shape[-2], out.shape[-2] - 1)
         dx = min(width - out.shape[-1], out.shape[-1] - 1)
         if dy <= 0 and dx <= 0:  # a 1-pixel axis cannot be mirrored: repeat it
-            return F.pad(out, (0, width - out.shape[-1], 0, height - out.shape[-2]), "replicate")[
-                0, 0
-            ]
+            pad = (0, width - out.shape[-1], 0, height - out.shape[-2])
+            out = F.pad(out, pad, "replicate")
+            break
         out = F.pad(out, (0, max(dx, 0), 0, max(dy, 0)), mode="reflect")
-    return out[0, 0]
+    return out.reshape(*lead, *out.shape[-2:])
 
 
 def smaller_tile(tile: int, height: int, width: int) -> int | None:

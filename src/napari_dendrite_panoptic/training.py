@@ -23,13 +23,21 @@ import torch
 from torch.nn import functional as F
 
 from .atomic import atomic_path, atomic_write_text
-from .datasets import SampleSource, TrainingSample, augment, generator_sample, instance_targets
+from .datasets import (
+    SampleSource,
+    TrainingSample,
+    augment,
+    generator_sample,
+    instance_targets,
+    network_input,
+)
 from .errors import DendritePanopticError, InputError, OutputExistsError
 from .models.builders import (
     DENDRITE_DEFAULTS,
     SPINE_DEFAULTS,
     build_dendrite_model,
     build_spine_model,
+    widen_input_planes,
 )
 from .models.card import ModelCard, NetworkCard
 from .models.store import load_models, resolve_device, save_models, sha256_file
@@ -54,7 +62,10 @@ class TrainConfig:
     follows whichever of the two is further along. ``device``: "cpu", "cuda" or "auto".
     ``workers``: processes that draw and augment batches ahead of the networks (0: drawn in the
     training loop itself); the batches are the same either way, because batch ``k`` is drawn from
-    a random generator seeded with ``(seed, k)``.
+    a random generator seeded with ``(seed, k)``. ``input_planes``: planes the networks see at
+    once, 1 or 3 (the plane and its neighbours in a stack); None keeps the base model's (1 for a
+    new model); 3 on a 1-plane base model widens its stems (see
+    :func:`~napari_dendrite_panoptic.models.builders.widen_input_planes`).
     """
 
     work_dir: str
@@ -78,6 +89,7 @@ class TrainConfig:
     max_seconds: float | None = None
     device: str = "cpu"
     workers: int = 0
+    input_planes: int | None = None
 
     def __post_init__(self) -> None:
         if self.which not in ("both", "spines", "dendrites"):
@@ -92,6 +104,8 @@ class TrainConfig:
             raise InputError(f"device must be cpu, cuda or auto, not {self.device!r}")
         if self.workers < 0:
             raise InputError("workers must be >= 0")
+        if self.input_planes not in (None, 1, 3):
+            raise InputError(f"input planes must be 1 or 3, not {self.input_planes!r}")
 
 
 @dataclass
@@ -143,41 +157,64 @@ def dendrite_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def _default_card(cfg: TrainConfig) -> ModelCard:
+    planes = {"input_planes": cfg.input_planes} if (cfg.input_planes or 1) > 1 else {}
     return ModelCard(
         name=cfg.model_name,
         version=cfg.model_version,
         pixel_size_um=cfg.pixel_size_um,
         spines=NetworkCard(
-            "maskrcnn_resnet18_fpn_lite", "spines.safetensors", "", dict(SPINE_DEFAULTS), ("spine",)
+            "maskrcnn_resnet18_fpn_lite",
+            "spines.safetensors",
+            "",
+            {**SPINE_DEFAULTS, **planes},
+            ("spine",),
         ),
         dendrites=NetworkCard(
             "fcn_resnet18_fpn_lite",
             "dendrites.safetensors",
             "",
-            dict(DENDRITE_DEFAULTS),
+            {**DENDRITE_DEFAULTS, **planes},
             ("background", "dendrite"),
         ),
     )
 
 
 def _build(cfg: TrainConfig) -> tuple[ModelCard, torch.nn.Module, torch.nn.Module]:
-    if cfg.base_model:
-        base = load_models(cfg.base_model, device="cpu")
-        card = base.card
+    if not cfg.base_model:
+        card = _default_card(cfg)
         spines = build_spine_model(card.spines.config)
-        dendrites = build_dendrite_model(card.dendrites.config)
-        spines.load_state_dict(base.spines.state_dict())
-        dendrites.load_state_dict(base.dendrites.state_dict())
+        return card, spines, build_dendrite_model(card.dendrites.config)
+    base = load_models(cfg.base_model, device="cpu")
+    card = base.card
+    spines = build_spine_model(card.spines.config)
+    dendrites = build_dendrite_model(card.dendrites.config)
+    spines.load_state_dict(base.spines.state_dict())
+    dendrites.load_state_dict(base.dendrites.state_dict())
+    wanted = cfg.input_planes or card.input_planes
+    if wanted == card.input_planes:
         return card, spines, dendrites
-    card = _default_card(cfg)
-    return card, build_spine_model(card.spines.config), build_dendrite_model(card.dendrites.config)
+    if card.input_planes != 1:
+        raise InputError(
+            f"the base model takes {card.input_planes} input planes; only a 1-plane model can "
+            f"be trained further with {wanted}"
+        )
+    widen_input_planes(spines, wanted)
+    widen_input_planes(dendrites, wanted)
+    card = replace(
+        card,
+        spines=replace(card.spines, config={**card.spines.config, "input_planes": wanted}),
+        dendrites=replace(card.dendrites, config={**card.dendrites.config, "input_planes": wanted}),
+    )
+    return card, spines, dendrites
 
 
 def _batch(
-    source: SampleSource, rng: np.random.Generator, n: int
+    source: SampleSource, rng: np.random.Generator, n: int, planes: int = 1
 ) -> tuple[torch.Tensor, torch.Tensor, list[dict[str, torch.Tensor]]]:
+    """``n`` augmented samples: images (n, planes, H, W) float32, dendrite targets (n, H, W)
+    int64 and Mask R-CNN targets."""
     samples: list[TrainingSample] = [augment(source(rng), rng) for _ in range(n)]
-    images = torch.from_numpy(np.stack([s.image for s in samples]))[:, None]
+    images = torch.from_numpy(np.stack([network_input(s, planes) for s in samples]))
     dendrite = torch.from_numpy(np.stack([s.dendrite for s in samples]).astype(np.int64))
     targets = [instance_targets(s.spines) for s in samples]
     return images, dendrite, targets
@@ -187,14 +224,18 @@ class _StepBatches(torch.utils.data.Dataset):
     """Batch ``k`` of a run, drawn from a generator seeded with ``(seed, k)`` (the same batch
     whether it is drawn in the loop or by a data-loader worker)."""
 
-    def __init__(self, source: SampleSource, seed: int, batch_size: int, steps: int):
+    def __init__(
+        self, source: SampleSource, seed: int, batch_size: int, steps: int, planes: int = 1
+    ):
         self.source, self.seed, self.batch_size, self.steps = source, seed, batch_size, steps
+        self.planes = planes
 
     def __len__(self) -> int:
         return self.steps
 
     def __getitem__(self, step: int):
-        return _batch(self.source, np.random.default_rng([self.seed, step]), self.batch_size)
+        rng = np.random.default_rng([self.seed, step])
+        return _batch(self.source, rng, self.batch_size, self.planes)
 
 
 def _single_thread_worker(_: int) -> None:
@@ -202,11 +243,11 @@ def _single_thread_worker(_: int) -> None:
 
 
 def _batches(
-    source: SampleSource, cfg: TrainConfig, start: int
+    source: SampleSource, cfg: TrainConfig, start: int, planes: int = 1
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[dict[str, torch.Tensor]]]]:
     """Batches ``start, start + 1, ... steps - 1``, in order; drawn by ``cfg.workers`` forked
     processes when > 0."""
-    batches = _StepBatches(source, cfg.seed, cfg.batch_size, cfg.steps)
+    batches = _StepBatches(source, cfg.seed, cfg.batch_size, cfg.steps, planes)
     if cfg.workers == 0:
         return (batches[k] for k in range(start, cfg.steps))
     import multiprocessing
@@ -335,13 +376,6 @@ def iter_fit(
     """
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    if source is None:
-        px = cfg.pixel_size_um
-        crop = cfg.crop_size
-
-        def source(rng: np.random.Generator) -> TrainingSample:
-            return generator_sample(rng, crop, px)
-
     if (Path(cfg.output_model) / "card.json").exists():
         raise OutputExistsError(
             f"model folder '{cfg.output_model}' exists already; choose a new output name"
@@ -350,20 +384,35 @@ def iter_fit(
     work.mkdir(parents=True, exist_ok=True)
     ckpt_path = work / CHECKPOINT_FILE
     card, spines, dendrites = _build(cfg)
+    if source is None:
+        px, crop, around = cfg.pixel_size_um, cfg.crop_size, card.input_planes > 1
+
+        def source(rng: np.random.Generator) -> TrainingSample:
+            return generator_sample(rng, crop, px, neighbours=around)
+
     state = load_checkpoint(ckpt_path) if resume and ckpt_path.is_file() else None
     start = int(state["step"]) if state else 0
     elapsed_before = float(state.get("elapsed_s", 0.0)) if state else 0.0
     train_s = cfg.which in ("both", "spines")
     train_d = cfg.which in ("both", "dendrites")
     device = resolve_device(cfg.device)
-    batches = _batches(source, cfg, start)  # workers fork here, before CUDA is touched
+    batches = _batches(
+        source, cfg, start, card.input_planes
+    )  # workers fork here, before CUDA is touched
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed crop size: pick the fastest convolutions
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     if state:
-        spines.load_state_dict(state["spines"])
-        dendrites.load_state_dict(state["dendrites"])
+        try:
+            spines.load_state_dict(state["spines"])
+            dendrites.load_state_dict(state["dendrites"])
+        except RuntimeError as exc:  # other shapes, e.g. another number of input planes
+            first = str(exc).strip().splitlines()[-1].strip()
+            raise InputError(
+                f"the checkpoint in '{work}' belongs to networks of another shape ({first}); "
+                "resume with the settings it was started with, or start in a new --work folder"
+            ) from None
     spines.to(device)
     dendrites.to(device)
     # optimisers over the parameters on their device: a resumed state is cast to it on loading

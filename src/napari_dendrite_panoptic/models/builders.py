@@ -1,8 +1,10 @@
 """Network builders: a light Mask R-CNN for spines and a light FCN for dendrites.
 
-Both use a ResNet-18 trunk cut after ``layer3`` (strides 4, 8, 16) with a single-channel stem:
-spines are 5-40 px at the native pixel size, so stride-32 features (ResNet-18's ``layer4``, three
-quarters of its weights) add cost and no information. Nothing is pretrained (no downloads).
+Both use a ResNet-18 trunk cut after ``layer3`` (strides 4, 8, 16): spines are 5-40 px at the
+native pixel size, so stride-32 features (ResNet-18's ``layer4``, three quarters of its weights)
+add cost and no information. Nothing is pretrained (no downloads). The stem takes
+``input_planes`` channels: 1 (the plane alone) or an odd number of neighbouring planes of a stack
+centred on the plane segmented (2.5D input; a 2D image repeats its one plane).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from ..errors import ModelError
+from .card import input_planes
 
 SPINE_DEFAULTS: dict[str, Any] = {
     "trunk": "resnet18",
@@ -38,14 +41,40 @@ SPINE_DEFAULTS: dict[str, Any] = {
 DENDRITE_DEFAULTS: dict[str, Any] = {"trunk": "resnet18", "fpn_channels": 64}
 
 
-def _trunk(name: str) -> nn.Module:
-    """ResNet trunk with a 1-channel stem, random weights."""
+def _trunk(name: str, planes: int = 1) -> nn.Module:
+    """ResNet trunk with a ``planes``-channel stem, random weights."""
     builders = {"resnet18": resnet18, "resnet34": resnet34}
     if name not in builders:
         raise ModelError(f"unknown trunk {name!r}; choose one of {sorted(builders)}")
     net = builders[name](weights=None)
-    net.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    net.conv1 = nn.Conv2d(planes, 64, kernel_size=7, stride=2, padding=3, bias=False)
     return net
+
+
+def _stem(model: nn.Module) -> nn.Conv2d:
+    """The first convolution of a spine or dendrite network (the one that sees the planes)."""
+    return next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+
+
+def widen_input_planes(model: nn.Module, planes: int) -> None:
+    """Give a 1-plane network's stem ``planes`` input channels, in place, keeping what it
+    computes: the trained filters go to the middle channel and the neighbours' start at zero,
+    so on any stack the widened network's output equals the 1-plane network's until training
+    teaches it to use the neighbouring planes. Mask R-CNN's input normalisation is widened too."""
+    stem = _stem(model)
+    if stem.in_channels != 1:
+        raise ModelError(
+            f"only a 1-plane network can be widened (this one takes {stem.in_channels})"
+        )
+    input_planes({"input_planes": planes})  # checks the number
+    weight = torch.zeros(stem.out_channels, planes, *stem.kernel_size, dtype=stem.weight.dtype)
+    weight[:, planes // 2] = stem.weight.detach()[:, 0]
+    stem.in_channels = planes
+    stem.weight = nn.Parameter(weight.to(stem.weight.device))
+    transform = getattr(model, "transform", None)
+    if transform is not None:
+        transform.image_mean = [float(transform.image_mean[0])] * planes
+        transform.image_std = [float(transform.image_std[0])] * planes
 
 
 class _NoResizeTransform(GeneralizedRCNNTransform):
@@ -57,14 +86,16 @@ class _NoResizeTransform(GeneralizedRCNNTransform):
 
 
 def build_spine_model(config: dict[str, Any] | None = None) -> MaskRCNN:
-    """Mask R-CNN for spine instances on (1, H, W) float images in [0, 1]-ish range.
+    """Mask R-CNN for spine instances on (P, H, W) float images in [0, 1]-ish range, P the
+    config's ``input_planes``.
 
     Classes: 0 background, 1 spine. Anchors are ``anchor_sizes`` px at the native pixel size.
     """
     cfg = {**SPINE_DEFAULTS, **(config or {})}
     c = int(cfg["fpn_channels"])
+    planes = input_planes(cfg)
     backbone = BackboneWithFPN(
-        _trunk(cfg["trunk"]),
+        _trunk(cfg["trunk"], planes),
         return_layers={"layer1": "0", "layer2": "1", "layer3": "2"},
         in_channels_list=[64, 128, 256],
         out_channels=c,
@@ -87,8 +118,8 @@ def build_spine_model(config: dict[str, Any] | None = None) -> MaskRCNN:
         box_predictor=FastRCNNPredictor(rep, 2),
         mask_head=MaskRCNNHeads(c, (mc, mc, mc, mc), 1),
         mask_predictor=MaskRCNNPredictor(mc, mc, 2),
-        image_mean=[0.0],
-        image_std=[1.0],
+        image_mean=[0.0] * planes,
+        image_std=[1.0] * planes,
         min_size=256,
         max_size=4096,
         box_detections_per_img=int(cfg["detections_per_tile"]),
@@ -98,7 +129,7 @@ def build_spine_model(config: dict[str, Any] | None = None) -> MaskRCNN:
         rpn_batch_size_per_image=256,
         box_batch_size_per_image=256,
     )
-    model.transform = _NoResizeTransform(256, 4096, [0.0], [1.0])
+    model.transform = _NoResizeTransform(256, 4096, [0.0] * planes, [1.0] * planes)
     return model
 
 
@@ -106,9 +137,9 @@ class _FPNStride4(nn.Module):
     """ResNet trunk + FPN merged into one stride-4 feature map, returned as ``{"out": ...}``
     (the backbone contract of torchvision's :class:`FCN`)."""
 
-    def __init__(self, trunk: str, channels: int) -> None:
+    def __init__(self, trunk: str, channels: int, planes: int = 1) -> None:
         super().__init__()
-        body = _trunk(trunk)
+        body = _trunk(trunk, planes)
         self.stem = nn.Sequential(body.conv1, body.bn1, body.relu, body.maxpool)
         self.layer1, self.layer2, self.layer3 = body.layer1, body.layer2, body.layer3
         self.fpn = FeaturePyramidNetwork([64, 128, 256], channels)
@@ -125,10 +156,12 @@ class _FPNStride4(nn.Module):
 
 
 def build_dendrite_model(config: dict[str, Any] | None = None) -> FCN:
-    """torchvision FCN for the dendrite class on (1, H, W) images; logits (2, H, W)."""
+    """torchvision FCN for the dendrite class on (P, H, W) images (P the config's
+    ``input_planes``); logits (2, H, W)."""
     cfg = {**DENDRITE_DEFAULTS, **(config or {})}
     c = int(cfg["fpn_channels"])
-    return FCN(_FPNStride4(cfg["trunk"], c), FCNHead(c, 2), aux_classifier=None)
+    backbone = _FPNStride4(cfg["trunk"], c, input_planes(cfg))
+    return FCN(backbone, FCNHead(c, 2), aux_classifier=None)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -14,6 +14,15 @@ CARD_FORMAT = 1
 KNOWN_ARCHITECTURES = ("maskrcnn_resnet18_fpn_lite", "fcn_resnet18_fpn_lite")
 
 
+def input_planes(config: dict[str, Any]) -> int:
+    """Planes a network of this config takes as channels (``input_planes``, default 1): a
+    positive odd number, the segmented plane in the middle."""
+    planes = config.get("input_planes", 1)
+    if not isinstance(planes, int) or isinstance(planes, bool) or planes < 1 or planes % 2 == 0:
+        raise ModelError(f"input_planes must be a positive odd whole number, not {planes!r}")
+    return planes
+
+
 @dataclass(frozen=True)
 class NetworkCard:
     """One network of a model folder.
@@ -67,6 +76,17 @@ class ModelCard:
             raise ModelError(
                 f"model card {self.name!r}: unknown normalisation {self.normalisation}"
             )
+        planes = {input_planes(net.config) for net in (self.spines, self.dendrites)}
+        if len(planes) != 1:
+            raise ModelError(
+                f"model card {self.name!r}: the spine and dendrite networks take different "
+                f"numbers of input planes ({sorted(planes)})"
+            )
+
+    @property
+    def input_planes(self) -> int:
+        """Planes each network sees at once: 1, or an odd number of neighbouring planes."""
+        return input_planes(self.spines.config)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable dict."""
