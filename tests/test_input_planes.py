@@ -43,12 +43,15 @@ def test_widened_networks_segment_a_stack_as_the_one_plane_networks_do(
     widened = load_models(_widened_copy(tiny_model_dir, tmp_path / "wide"), "cpu")
     assert widened.card.input_planes == 3
     assert widened.spines.backbone.body.conv1.weight.shape[1] == 3
-    cfg = InferenceConfig(device="cpu", spine_score_threshold=0.05)
-    one = predict(small_stack.image, small_stack.voxel_size_um, cfg, load_models(tiny_model_dir))
-    three = predict(small_stack.image, small_stack.voxel_size_um, cfg, widened)
-    assert one.spines.max() > 0  # the comparison covers spines, not only empty results
-    assert np.mean(one.dendrite == three.dendrite) > 0.999
-    assert np.mean(one.spines == three.spines) > 0.999
+    for flips in (False, True):
+        cfg = InferenceConfig(device="cpu", spine_score_threshold=0.05, test_time_flips=flips)
+        one = predict(
+            small_stack.image, small_stack.voxel_size_um, cfg, load_models(tiny_model_dir)
+        )
+        three = predict(small_stack.image, small_stack.voxel_size_um, cfg, widened)
+        assert one.spines.max() > 0  # the comparison covers spines, not only empty results
+        assert np.mean(one.dendrite == three.dendrite) > 0.999
+        assert np.mean(one.spines == three.spines) > 0.999
 
 
 def test_each_plane_is_segmented_with_the_planes_below_and_above(
