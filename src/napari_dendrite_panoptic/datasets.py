@@ -45,9 +45,10 @@ class TrainingSample:
         ):
             described = ", ".join(f"{k} {v}" for k, v in shapes.items())
             where = f" ({self.source})" if self.source else ""
+            around = "" if self.neighbours is None else " with two neighbouring planes"
             raise InputError(
                 f"a training sample{where} needs 2D image, dendrite and spine layers of one "
-                f"shape (and two neighbouring planes of that shape, if any); got {described}"
+                f"shape{around}; got {described}"
             )
 
 
