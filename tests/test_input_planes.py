@@ -27,13 +27,7 @@ def _widened_copy(tiny_model_dir, folder):
     base = load_models(tiny_model_dir, "cpu")
     widen_input_planes(base.spines, 3)
     widen_input_planes(base.dendrites, 3)
-    card = base.card
-    card = replace(
-        card,
-        spines=replace(card.spines, config={**card.spines.config, "input_planes": 3}),
-        dendrites=replace(card.dendrites, config={**card.dendrites.config, "input_planes": 3}),
-    )
-    save_models(folder, card, base.spines, base.dendrites)
+    save_models(folder, base.card.with_input_planes(3), base.spines, base.dendrites)
     return folder
 
 

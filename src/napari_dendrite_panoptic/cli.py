@@ -484,12 +484,9 @@ def data_fingerprints(mix: str) -> dict[str, str]:
 def _cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .models.card import ModelCard
-    from .training import TrainConfig, iter_fit
+    from .training import TrainConfig, iter_fit, run_input_planes
 
-    planes = args.input_planes
-    if planes is None:
-        planes = ModelCard.load(Path(args.base_model)).input_planes if args.base_model else 1
+    planes = run_input_planes(args.input_planes, args.base_model)
     source, description = training_source(args.data, args.crop, args.pixel_size, planes)
     cfg = TrainConfig(
         work_dir=args.work,

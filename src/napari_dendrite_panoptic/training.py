@@ -179,6 +179,17 @@ def _default_card(cfg: TrainConfig) -> ModelCard:
     )
 
 
+def run_input_planes(requested: int | None, base: ModelCard | str | Path | None) -> int:
+    """Planes the networks of a training run see: ``requested`` (1 or 3), else the base
+    model's (a card or a model folder), else 1. Sources that draw from stacks give neighbouring
+    planes when this is above 1."""
+    if requested is not None:
+        return requested
+    if base is None:
+        return 1
+    return (base if isinstance(base, ModelCard) else ModelCard.load(Path(base))).input_planes
+
+
 def _build(cfg: TrainConfig) -> tuple[ModelCard, torch.nn.Module, torch.nn.Module]:
     if not cfg.base_model:
         card = _default_card(cfg)
@@ -190,7 +201,7 @@ def _build(cfg: TrainConfig) -> tuple[ModelCard, torch.nn.Module, torch.nn.Modul
     dendrites = build_dendrite_model(card.dendrites.config)
     spines.load_state_dict(base.spines.state_dict())
     dendrites.load_state_dict(base.dendrites.state_dict())
-    wanted = cfg.input_planes or card.input_planes
+    wanted = run_input_planes(cfg.input_planes, card)
     if wanted == card.input_planes:
         return card, spines, dendrites
     if card.input_planes != 1:
@@ -200,12 +211,7 @@ def _build(cfg: TrainConfig) -> tuple[ModelCard, torch.nn.Module, torch.nn.Modul
         )
     widen_input_planes(spines, wanted)
     widen_input_planes(dendrites, wanted)
-    card = replace(
-        card,
-        spines=replace(card.spines, config={**card.spines.config, "input_planes": wanted}),
-        dendrites=replace(card.dendrites, config={**card.dendrites.config, "input_planes": wanted}),
-    )
-    return card, spines, dendrites
+    return card.with_input_planes(wanted), spines, dendrites
 
 
 def _batch(

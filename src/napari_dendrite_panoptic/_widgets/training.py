@@ -69,14 +69,13 @@ def _train_job(
     """Worker body: save the corrections, then train; yields training events and returns the
     last one, or the exception that ended the run (shown once, without a traceback)."""
     from ..corrections import correction_source, save_corrections, volume_scorer
-    from ..models.card import ModelCard
-    from ..training import iter_fit
+    from ..training import iter_fit, run_input_planes
 
     try:
         folder = Path(config.output_model)
         saved = save_corrections(folder / "corrections", raw)
         yield ("saved", [str(p) for p in saved])
-        planes = ModelCard.load(Path(config.base_model)).input_planes if config.base_model else 1
+        planes = run_input_planes(config.input_planes, config.base_model)
         source = correction_source(
             volumes, config.crop_size, config.pixel_size_um, neighbours=planes > 1
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +87,17 @@ class ModelCard:
     def input_planes(self) -> int:
         """Planes each network sees at once: 1, or an odd number of neighbouring planes."""
         return input_planes(self.spines.config)
+
+    def with_input_planes(self, planes: int) -> ModelCard:
+        """This card with both networks taking ``planes`` input planes (the weights must be
+        widened to match, see :func:`.builders.widen_input_planes`)."""
+        return replace(
+            self,
+            spines=replace(self.spines, config={**self.spines.config, "input_planes": planes}),
+            dendrites=replace(
+                self.dendrites, config={**self.dendrites.config, "input_planes": planes}
+            ),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable dict."""
