@@ -412,6 +412,87 @@ def _cpu_models(models: LoadedModels) -> LoadedModels:
     )
 
 
+class _PlaneReader:
+    """The planes of a (Z, Y, X) volume, each read and resampled once.
+
+    ``raw(z)``: plane z as read, (Y, X) float32 with non-finite pixels set to ``lo``.
+    ``native(z)``: (P, nh, nw) float32, planes z - reach .. z + reach (clamped to the stack),
+    normalised as ``(raw - lo) / span`` and resampled to the model's native pixel size; P is
+    ``2 * reach + 1``, the planes the networks see. ``forget_before(z)`` drops the planes no
+    plane from z on needs, so a stack is read in the memory of a few planes.
+    """
+
+    def __init__(
+        self, volume: Any, lo: float, span: float, native_shape: tuple[int, int], reach: int
+    ) -> None:
+        self.volume, self.lo, self.span = volume, lo, span
+        self.native_shape, self.reach = native_shape, reach
+        self.nz = int(volume.shape[0])
+        self._raws: dict[int, np.ndarray] = {}
+        self._natives: dict[int, torch.Tensor] = {}
+
+    def raw(self, z: int) -> np.ndarray:
+        if z not in self._raws:
+            try:
+                raw = np.asarray(self.volume[z], dtype=np.float32)
+                self._raws[z] = np.where(np.isfinite(raw), raw, self.lo)
+            except MemoryError:
+                ny, nx = (int(s) for s in self.volume.shape[1:])
+                raise OutOfMemory(
+                    f"not enough memory to read plane {z + 1} of {ny}x{nx} px: close other "
+                    "programs or crop the image"
+                ) from None
+        return self._raws[z]
+
+    def native(self, z: int) -> torch.Tensor:
+        out = []
+        for k in range(z - self.reach, z + self.reach + 1):
+            k = min(max(k, 0), self.nz - 1)
+            if k not in self._natives:
+                plane = torch.from_numpy((self.raw(k) - self.lo) / self.span)
+                self._natives[k] = _resize(plane[None, None], self.native_shape)[0, 0]
+            out.append(self._natives[k])
+        return torch.stack(out)
+
+    def forget_before(self, z: int) -> None:
+        for cache in (self._raws, self._natives):
+            for k in [k for k in cache if k < z - self.reach]:
+                del cache[k]
+
+
+def _after_out_of_memory(
+    models: LoadedModels,
+    tile: int,
+    tile_size: int,
+    shape: tuple[int, int],
+    native_shape: tuple[int, int],
+) -> tuple[LoadedModels, int, str]:
+    """What to retry a plane with after an out-of-memory error: smaller tiles, else the same
+    tiles on the CPU; returns (models, tile size in px, warning for the user). Raises
+    :class:`OutOfMemory` when neither is left. ``shape``: the plane's (Y, X) px;
+    ``native_shape``: at the native pixel size."""
+    _free_memory(models.device)
+    nh, nw = native_shape
+    smaller = smaller_tile(tile, nh, nw)
+    used = min(tile, ceil32(max(nh, nw)))
+    if smaller is not None:
+        warning = (
+            f"Out of memory on {models.device} with {used} px tiles: "
+            f"retrying with {smaller} px tiles."
+        )
+        return models, smaller, warning
+    if models.device.type != "cpu":
+        warning = (
+            f"Out of memory on {models.device} even with {used} px tiles: "
+            "continuing on the CPU (slower)."
+        )
+        return _cpu_models(models), tile_size, warning
+    raise OutOfMemory(
+        f"Not enough memory to segment {shape[0]}x{shape[1]} px planes, even with "
+        f"{used} px tiles on the CPU: close other programs or crop the image."
+    ) from None
+
+
 def iter_predict(
     image: Any,
     voxel_size_um: tuple[float, float, float] | None,
@@ -515,40 +596,12 @@ def iter_predict(
         else:
             dendrite[z], spines[z] = dendrite_plane, ids
 
-    reach = models.card.input_planes // 2  # planes above and below that the networks see
-    raws: dict[int, np.ndarray] = {}  # planes as read (finite), by z: each is read once
-    natives: dict[int, torch.Tensor] = {}  # the same normalised, at the native pixel size
-
-    def read_plane(z: int) -> np.ndarray:
-        if z not in raws:
-            try:
-                raw = np.asarray(volume[z], dtype=np.float32)
-                raws[z] = np.where(np.isfinite(raw), raw, lo)
-            except MemoryError:
-                raise OutOfMemory(
-                    f"not enough memory to read plane {z + 1} of {ny}x{nx} px: close other "
-                    "programs or crop the image"
-                ) from None
-        return raws[z]
-
-    def native_planes(z: int) -> torch.Tensor:
-        """(P, nh, nw): planes z - reach .. z + reach (clamped to the stack), normalised and
-        resampled to the native pixel size."""
-        out = []
-        for k in range(z - reach, z + reach + 1):
-            k = min(max(k, 0), nz - 1)
-            if k not in natives:
-                plane = torch.from_numpy((read_plane(k) - lo) / span)
-                natives[k] = _resize(plane[None, None], (nh, nw))[0, 0]
-            out.append(natives[k])
-        return torch.stack(out)
+    planes = _PlaneReader(volume, lo, span, (nh, nw), models.card.input_planes // 2)
 
     uniform: list[float] = []
     for z in range(nz):
-        for cache in (raws, natives):  # forget the planes no later plane needs
-            for k in [k for k in cache if k < z - reach]:
-                del cache[k]
-        raw = read_plane(z)
+        planes.forget_before(z)
+        raw = planes.raw(z)
         if raw.min() == raw.max():  # nothing to see (e.g. all zero): no dendrite, no spine
             uniform.append(float(raw.flat[0]))
             empty = np.zeros((ny, nx), dtype=np.uint8)
@@ -556,7 +609,7 @@ def iter_predict(
             done += tiles_per_plane(tile)
             yield ProgressEvent(done, total, f"plane {z + 1}/{nz}: uniform, skipped")
             continue
-        native_plane = native_planes(z)
+        native_plane = planes.native(z)
         while True:  # until the plane is done; after an out-of-memory error, again smaller
             done_before = done
             passes = None
@@ -579,27 +632,9 @@ def iter_predict(
                     passes.close()
                 del passes
                 done = done_before
-                _free_memory(models.device)
-                smaller = smaller_tile(tile, nh, nw)
-                used = min(tile, ceil32(max(nh, nw)))
-                if smaller is not None:
-                    warning = (
-                        f"Out of memory on {models.device} with {used} px tiles: "
-                        f"retrying with {smaller} px tiles."
-                    )
-                    tile = smaller
-                elif models.device.type != "cpu":
-                    warning = (
-                        f"Out of memory on {models.device} even with {used} px tiles: "
-                        "continuing on the CPU (slower)."
-                    )
-                    models = _cpu_models(models)
-                    tile = cfg.tile_size
-                else:
-                    raise OutOfMemory(
-                        f"Not enough memory to segment {ny}x{nx} px planes, even with "
-                        f"{used} px tiles on the CPU: close other programs or crop the image."
-                    ) from None
+                models, tile, warning = _after_out_of_memory(
+                    models, tile, cfg.tile_size, (ny, nx), (nh, nw)
+                )
                 logger.warning(warning)
                 notices.append(warning)
                 total = done + tiles_per_plane(tile) * (nz - z)
