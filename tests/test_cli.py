@@ -162,3 +162,12 @@ def test_train_with_unknown_source_is_refused(tmp_path, capsys):
     ]
     assert main(args) == 2
     assert "unknown source 'imagenet'" in capsys.readouterr().err
+
+
+def test_train_data_mix_is_read_or_refused_by_name():
+    from napari_dendrite_panoptic.errors import DendritePanopticError
+    from napari_dendrite_panoptic.training_mix import parse_mix
+
+    assert parse_mix("generator:0.4, smirnov") == [("generator", 0.4), ("smirnov", 1.0)]
+    with pytest.raises(DendritePanopticError, match="cannot read the weight in 'yolo11:lots'"):
+        parse_mix("generator:0.5,yolo11:lots")

@@ -394,97 +394,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-DEFAULT_MIX = "generator:0.4,yolo11:0.25,findspines:0.2,smirnov:0.15"
-
-
-def training_source(mix: str, crop: int, native_px_um: float, planes: int = 1):
-    """Build the training sample source from ``name:weight,...`` (generator, generator3d: stacks
-    only, yolo11, findspines, smirnov). Real sets that are absent are skipped with a warning;
-    generated stacks carry their neighbouring planes when ``planes`` > 1 (the real sets are 2D).
-    Returns (source, description)."""
-    from functools import partial
-
-    from .datasets import generator_sample
-
-    parts = []
-    for item in mix.split(","):
-        name, _, weight = item.strip().partition(":")
-        try:
-            parts.append((name, float(weight or 1.0)))
-        except ValueError:
-            raise DendritePanopticError(f"--data: cannot read the weight in {item!r}") from None
-    sources, described = [], []
-    for name, weight in parts:
-        if name in ("generator", "generator3d"):
-            p3d = 1.0 if name == "generator3d" else 0.25
-            draw = partial(
-                generator_sample,
-                crop=crop,
-                native_px_um=native_px_um,
-                p3d=p3d,
-                neighbours=planes > 1,
-            )
-            sources.append((draw, weight))
-            described.append(f"{name} {weight:g}")
-            continue
-        if name not in ("yolo11", "findspines", "smirnov"):
-            raise DendritePanopticError(f"--data: unknown source {name!r}")
-        from . import real_data as rd
-
-        try:
-            if name == "yolo11":
-                src = rd.mask_source(rd.load_yolo11("train"), crop, native_px_um)
-                what = "YOLO11 train split (outlines on synthetic backgrounds)"
-            elif name == "findspines":
-                train, val = rd.findspines_split(rd.load_findspines())
-                src = rd.point_source(train, crop, native_px_um)
-                what = f"FindSpines {len(train)} training images ({len(val)} held out by group)"
-            else:
-                src = rd.point_source(rd.load_smirnov("train"), crop, native_px_um)
-                what = "Smirnov train split (pseudo-masks from centres)"
-        except FileNotFoundError as exc:
-            logger.warning("skipping %s: the real data is absent (%s)", name, exc)
-            continue
-        sources.append((src, weight))
-        described.append(f"{what} {weight:g}")
-    if not sources:
-        raise DendritePanopticError("--data: no training source is available")
-    if len(sources) == 1:
-        return sources[0][0], described[0]
-    from .real_data import mixed_source
-
-    return mixed_source(sources), "; ".join(described)
-
-
-def data_fingerprints(mix: str) -> dict[str, str]:
-    """SHA-256 over the sorted (relative path, size) list of each real set's files; the generator
-    is identified by the plugin version that contains it."""
-    import hashlib
-
-    prints: dict[str, str] = {}
-    folders = {"yolo11": "spine-types-yolo11", "findspines": "findspines", "smirnov": "smirnov2018"}
-    for item in mix.split(","):
-        name = item.strip().partition(":")[0]
-        if name in ("generator", "generator3d"):
-            prints[name] = f"napari_dendrite_panoptic.synthetic {__version__}"
-        elif name in folders:
-            from .real_data import data_root
-
-            try:
-                root = data_root() / folders[name]
-            except FileNotFoundError:
-                continue
-            digest = hashlib.sha256()
-            for f in sorted(p for p in root.rglob("*") if p.is_file()):
-                digest.update(f"{f.relative_to(root)}:{f.stat().st_size}\n".encode())
-            prints[name] = digest.hexdigest()
-    return prints
-
-
 def _cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .training import TrainConfig, iter_fit, run_input_planes
+    from .training_mix import data_fingerprints, training_source
 
     planes = run_input_planes(args.input_planes, args.base_model)
     source, description = training_source(args.data, args.crop, args.pixel_size, planes)
@@ -536,6 +450,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``dendrite-panoptic`` argument parser."""
+    from .training_mix import DEFAULT_MIX
+
     parser = argparse.ArgumentParser(
         prog="dendrite-panoptic",
         description="Panoptic segmentation of dendrites and dendritic spines in TIFF stacks.",
