@@ -5,11 +5,16 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .errors import DendritePanopticError, OutputExistsError
+
+if TYPE_CHECKING:
+    from .inference import InferenceConfig
+    from .models.store import LoadedModels
 
 logger = logging.getLogger("napari_dendrite_panoptic")
 
@@ -32,7 +37,7 @@ def _segment_outputs(out: Path, stem: str, overlay: bool) -> dict[str, Path]:
     return paths
 
 
-def segment_config(args: argparse.Namespace):
+def segment_config(args: argparse.Namespace) -> tuple[InferenceConfig, dict[str, Any] | None]:
     """The job's InferenceConfig and the run record it comes from (None without ``--from-run``):
     the recorded settings of ``--from-run``, else the flags."""
     from .inference import InferenceConfig
@@ -76,7 +81,13 @@ def _planes_or_off(text: str) -> float | None:
     return value
 
 
-def segment_file(path: Path, args: argparse.Namespace, cfg, models, bar_factory) -> dict[str, Path]:
+def segment_file(
+    path: Path,
+    args: argparse.Namespace,
+    cfg: InferenceConfig,
+    models: LoadedModels,
+    bar_factory: Callable[..., Any],
+) -> dict[str, Path]:
     """Segment one TIFF and write its outputs and run record; returns the written paths."""
     import contextlib
     import dataclasses

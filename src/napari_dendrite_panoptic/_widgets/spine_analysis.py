@@ -45,6 +45,8 @@ from ._common import button_row, form, voxel_size_from_scale
 if TYPE_CHECKING:
     import napari
 
+    from ..analysis import TypeRules
+
 logger = logging.getLogger(__name__)
 
 TYPE_COLOURS = {
@@ -218,7 +220,7 @@ class SpineAnalysisWidget(QWidget):
         if self.auto_update.isChecked() and self.result is not None:
             self._debounce.start()
 
-    def rules(self):
+    def rules(self) -> TypeRules:
         """The rule thresholds as set in the dock."""
         from ..analysis import TypeRules
 

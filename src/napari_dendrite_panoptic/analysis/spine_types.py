@@ -23,11 +23,18 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage as ndi
 
 from ..synthetic import SPINE_TYPES
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    LearnedClassifier = tuple[list[nn.Module], np.ndarray, np.ndarray]
+    """(ensemble members, feature mean, feature std), as :func:`load_learned` returns it."""
 
 WEIGHTS = Path(__file__).with_name("spine_types.safetensors")
 """The learned classifier's weights (safetensors; its metadata holds the feature scaling)."""
@@ -182,7 +189,7 @@ def spine_crops(
     return out
 
 
-def build_net(n_features: int = 9):
+def build_net(n_features: int = 9) -> nn.Module:
     """The learned classifier: 3 conv blocks on the crop, joined with the measurement features."""
     import torch
     from torch import nn
@@ -214,7 +221,7 @@ def build_net(n_features: int = 9):
     return SpineTypeNet()
 
 
-def load_learned(path: str | Path | None = None):
+def load_learned(path: str | Path | None = None) -> LearnedClassifier | None:
     """(nets, mean, std) of the shipped learned classifier (an ensemble: the weights of member
     ``k`` are stored under ``m<k>.``), or None when its weights are absent."""
     from safetensors.torch import load_file, safe_open
@@ -237,7 +244,9 @@ def load_learned(path: str | Path | None = None):
     return nets, np.asarray(meta["mean"], np.float32), np.asarray(meta["std"], np.float32)
 
 
-def predict_learned_proba(model, crops: np.ndarray, features: np.ndarray) -> np.ndarray:
+def predict_learned_proba(
+    model: LearnedClassifier, crops: np.ndarray, features: np.ndarray
+) -> np.ndarray:
     """(N, 5) class probabilities (order :data:`SPINE_TYPES`), averaged over the ensemble."""
     import torch
 
@@ -257,7 +266,7 @@ def classify_learned(
     spines: np.ndarray,
     table: dict[str, np.ndarray],
     voxel_size_um: tuple[float, float, float],
-    model=None,
+    model: LearnedClassifier | None = None,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Type names (N,) and their probabilities (N,) from the learned classifier, or None when
     its weights are absent."""

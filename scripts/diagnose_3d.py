@@ -1,0 +1,158 @@
+"""Where spine detection in stacks goes wrong: in the plane (x, y) or in depth (z).
+
+    .venv/bin/python scripts/diagnose_3d.py MODEL_FOLDER [MODEL_FOLDER ...] [--stacks 6]
+        [--focus-fraction 0.9] [--json OUT.json]
+
+Segments generated stacks of 8x192x192 voxels drawn with seeds 40000, 40001, ... (tuning seeds:
+``evaluate --generator-3d`` scores seeds 20000 onwards, training draws other seeds) and prints
+one table per model:
+
+- spine F1 at IoU 0.5 in 3D (what ``evaluate`` reports) and on footprints (each spine's union
+  over z; overlapping footprints keep the larger spine), so the gap between the two rows is
+  what depth costs;
+- for true spines whose footprint a prediction matches (footprint IoU >= 0.5): the share that
+  also reach 3D IoU >= 0.5, the planes of each (mean), the share whose planes agree exactly, the
+  z-Jaccard of their plane sets, and the mean pixels per plane of each (a predicted mask larger
+  than the true cross-section lowers IoU even on the right planes).
+
+Each stack's pixel size, z step, true and predicted spine counts and both F1s are listed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from napari_dendrite_panoptic import synthetic
+from napari_dendrite_panoptic.atomic import atomic_write_text
+from napari_dendrite_panoptic.inference import InferenceConfig, predict
+from napari_dendrite_panoptic.metrics import match_instances, pool_instance_scores
+from napari_dendrite_panoptic.models.store import load_models
+
+SEED = 40_000
+SHAPE = (8, 192, 192)
+
+
+def footprints(labels: np.ndarray) -> np.ndarray:
+    """(Z, Y, X) spine ids → (Y, X) int32: each spine's union over z, larger spines first."""
+    out = np.zeros(labels.shape[1:], dtype=np.int32)
+    ids, sizes = np.unique(labels[labels > 0], return_counts=True)
+    for k in ids[np.argsort(-sizes)]:
+        out[(labels == k).any(0) & (out == 0)] = k
+    return out
+
+
+def depth_pairs(pred: np.ndarray, truth: np.ndarray) -> list[dict[str, float]]:
+    """For each true spine, the prediction with the best footprint IoU, when that is >= 0.5."""
+    pairs = []
+    for t in np.unique(truth[truth > 0]):
+        t_mask = truth == t
+        t_foot = t_mask.any(0)
+        under = pred[:, t_foot]
+        best = None
+        for p in np.unique(under[under > 0]):
+            p_mask = pred == p
+            p_foot = p_mask.any(0)
+            iou = (t_foot & p_foot).sum() / (t_foot | p_foot).sum()
+            if best is None or iou > best[0]:
+                best = (iou, p_mask)
+        if best is None or best[0] < 0.5:
+            continue
+        p_mask = best[1]
+        tz = set(np.flatnonzero(t_mask.any((1, 2))).tolist())
+        pz = set(np.flatnonzero(p_mask.any((1, 2))).tolist())
+        pairs.append(
+            {
+                "iou_3d": float((t_mask & p_mask).sum() / (t_mask | p_mask).sum()),
+                "z_jaccard": len(tz & pz) / len(tz | pz),
+                "truth_planes": len(tz),
+                "pred_planes": len(pz),
+                "truth_px_per_plane": float(t_mask.sum() / len(tz)),
+                "pred_px_per_plane": float(p_mask.sum() / len(pz)),
+            }
+        )
+    return pairs
+
+
+def diagnose(model: str, n_stacks: int, focus_fraction: float) -> dict:
+    """Scores and depth statistics of one model on ``n_stacks`` tuning stacks."""
+    models = load_models(model, "cpu")
+    cfg = InferenceConfig(spine_focus_fraction=focus_fraction)
+    rng = np.random.default_rng(SEED)
+    in_3d, on_foot, pairs, stacks = [], [], [], []
+    for i in range(n_stacks):
+        sample = synthetic.generate(SEED + i, synthetic.random_config(rng, shape=SHAPE))
+        result = predict(sample.image, sample.voxel_size_um, cfg, models=models)
+        in_3d.append(match_instances(result.spines, sample.spines, 0.5)[0])
+        on_foot.append(
+            match_instances(footprints(result.spines), footprints(sample.spines), 0.5)[0]
+        )
+        pairs += depth_pairs(result.spines, sample.spines)
+        stacks.append(
+            {
+                "seed": SEED + i,
+                "z_step_um": round(float(sample.voxel_size_um[0]), 3),
+                "pixel_um": round(float(sample.voxel_size_um[1]), 3),
+                "true_spines": int(len(np.unique(sample.spines)) - 1),
+                "predicted_spines": int(len(np.unique(result.spines)) - 1),
+                "f1_3d": round(in_3d[-1].f1, 3),
+                "f1_footprint": round(on_foot[-1].f1, 3),
+            }
+        )
+    out = {"model": model, "stacks": stacks, "focus_fraction": focus_fraction}
+    for name, parts in (("3d", in_3d), ("footprint", on_foot)):
+        s = pool_instance_scores(parts)
+        out[name] = {"f1": s.f1, "precision": s.precision, "recall": s.recall, "pq": s.pq}
+    if pairs:
+        mean = {k: float(np.mean([p[k] for p in pairs])) for k in pairs[0]}
+        mean["pairs"] = len(pairs)
+        mean["share_iou_3d_050"] = float(np.mean([p["iou_3d"] >= 0.5 for p in pairs]))
+        mean["share_same_planes"] = float(np.mean([p["z_jaccard"] == 1 for p in pairs]))
+        out["footprint_matches"] = mean
+    return out
+
+
+def print_report(r: dict) -> None:
+    print(f"\n{r['model']} (focus fraction {r['focus_fraction']})")
+    print("seed   z µm  px µm  true  pred  F1 3D  F1 footprint")
+    for s in r["stacks"]:
+        print(
+            f"{s['seed']}  {s['z_step_um']:.2f}  {s['pixel_um']:.3f}  {s['true_spines']:4d}  "
+            f"{s['predicted_spines']:4d}  {s['f1_3d']:.3f}  {s['f1_footprint']:.3f}"
+        )
+    for name in ("3d", "footprint"):
+        s = r[name]
+        print(
+            f"{name:9s}: F1 {s['f1']:.3f}  P {s['precision']:.3f}  R {s['recall']:.3f}  "
+            f"PQ {s['pq']:.3f}"
+        )
+    m = r.get("footprint_matches")
+    if m:
+        print(
+            f"{m['pairs']} footprint matches: 3D IoU >= 0.5 for {m['share_iou_3d_050']:.2f}, "
+            f"same planes for {m['share_same_planes']:.2f}, z-Jaccard {m['z_jaccard']:.2f}, "
+            f"planes true {m['truth_planes']:.2f} / predicted {m['pred_planes']:.2f}, "
+            f"px per plane true {m['truth_px_per_plane']:.1f} / "
+            f"predicted {m['pred_px_per_plane']:.1f}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("models", nargs="+", help="model folders")
+    parser.add_argument("--stacks", type=int, default=6)
+    parser.add_argument("--focus-fraction", type=float, default=0.9)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    reports = [diagnose(m, args.stacks, args.focus_fraction) for m in args.models]
+    for r in reports:
+        print_report(r)
+    if args.json:
+        atomic_write_text(args.json, json.dumps(reports, indent=2))
+
+
+if __name__ == "__main__":
+    main()
