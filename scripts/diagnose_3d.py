@@ -10,10 +10,11 @@ one table per model:
 - spine F1 at IoU 0.5 in 3D (what ``evaluate`` reports) and on footprints (each spine's union
   over z; overlapping footprints keep the larger spine), so the gap between the two rows is
   what depth costs;
-- for true spines whose footprint a prediction matches (footprint IoU >= 0.5): the share that
-  also reach 3D IoU >= 0.5, the planes of each (mean), the share whose planes agree exactly, the
-  z-Jaccard of their plane sets, and the mean pixels per plane of each (a predicted mask larger
-  than the true cross-section lowers IoU even on the right planes).
+- for true spines whose footprint a prediction matches (IoU >= 0.5 between the footprints as
+  drawn for the row above): the share that also reach 3D IoU >= 0.5, the planes of each
+  (mean), the share whose planes agree exactly, the z-Jaccard of their plane sets, and the mean
+  pixels per plane of each (a predicted mask larger than the true cross-section lowers IoU even
+  on the right planes).
 
 Each stack's pixel size, z step, true and predicted spine counts and both F1s are listed too.
 """
@@ -29,7 +30,7 @@ import numpy as np
 from napari_dendrite_panoptic import synthetic
 from napari_dendrite_panoptic.atomic import atomic_write_text
 from napari_dendrite_panoptic.inference import InferenceConfig, predict
-from napari_dendrite_panoptic.metrics import match_instances, pool_instance_scores
+from napari_dendrite_panoptic.metrics import iou_matrix, match_instances, pool_instance_scores
 from napari_dendrite_panoptic.models.store import load_models
 
 SEED = 40_000
@@ -46,27 +47,21 @@ def footprints(labels: np.ndarray) -> np.ndarray:
 
 
 def depth_pairs(pred: np.ndarray, truth: np.ndarray) -> list[dict[str, float]]:
-    """For each true spine, the prediction with the best footprint IoU, when that is >= 0.5."""
+    """For each true spine, the prediction with the best footprint IoU (on :func:`footprints`),
+    when that is >= 0.5: their 3D IoU, planes and pixels per plane."""
+    foot_iou, foot_t, foot_p = iou_matrix(footprints(pred), footprints(truth))
+    vol_iou, vol_t, vol_p = iou_matrix(pred, truth)
     pairs = []
-    for t in np.unique(truth[truth > 0]):
-        t_mask = truth == t
-        t_foot = t_mask.any(0)
-        under = pred[:, t_foot]
-        best = None
-        for p in np.unique(under[under > 0]):
-            p_mask = pred == p
-            p_foot = p_mask.any(0)
-            iou = (t_foot & p_foot).sum() / (t_foot | p_foot).sum()
-            if best is None or iou > best[0]:
-                best = (iou, p_mask)
-        if best is None or best[0] < 0.5:
+    for row, t in enumerate(foot_t):
+        if not foot_p.size or foot_iou[row].max() < 0.5:
             continue
-        p_mask = best[1]
+        p = foot_p[foot_iou[row].argmax()]
+        t_mask, p_mask = truth == t, pred == p
         tz = set(np.flatnonzero(t_mask.any((1, 2))).tolist())
         pz = set(np.flatnonzero(p_mask.any((1, 2))).tolist())
         pairs.append(
             {
-                "iou_3d": float((t_mask & p_mask).sum() / (t_mask | p_mask).sum()),
+                "iou_3d": float(vol_iou[np.searchsorted(vol_t, t), np.searchsorted(vol_p, p)]),
                 "z_jaccard": len(tz & pz) / len(tz | pz),
                 "truth_planes": len(tz),
                 "pred_planes": len(pz),
