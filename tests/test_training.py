@@ -126,3 +126,22 @@ def test_bad_device_or_workers_are_refused(tmp_path):
         TrainConfig(work_dir=str(tmp_path), output_model=str(tmp_path / "m"), device="tpu")
     with pytest.raises(InputError, match="workers"):
         TrainConfig(work_dir=str(tmp_path), output_model=str(tmp_path / "m"), workers=-1)
+
+
+@pytest.mark.parametrize(
+    ("which", "trained", "kept"),
+    [("spines", "spines", "dendrites"), ("dendrites", "dendrites", "spines")],
+)
+def test_training_one_network_leaves_the_other_as_the_base_model_had_it(
+    tmp_path, tiny_model_dir, which, trained, kept
+):
+    """``--which spines`` fine-tunes the spine network and writes the base's dendrite network
+    unchanged (the bundled v0.3 pair is built this way: its dendrite network is v0.2's)."""
+    fit(_cfg(tmp_path, tiny_model_dir, which=which), source=_source)
+    base = load_models(tiny_model_dir, "cpu")
+    tuned = load_models(tmp_path / "model", "cpu")
+    for name, should_change in ((trained, True), (kept, False)):
+        before = getattr(base, name).state_dict()
+        after = getattr(tuned, name).state_dict()
+        same = all(torch.equal(before[k], after[k]) for k in before)
+        assert same is not should_change, name
