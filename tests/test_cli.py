@@ -120,6 +120,23 @@ def test_evaluate_files_prints_known_scores(tmp_path, capsys):
     assert only["instance_tp"] == 3 and only["pixel_iou"] == pytest.approx(48 / 80)
 
 
+def test_evaluate_model_takes_the_dendrite_threshold(tiny_model_dir, tmp_path, capsys):
+    import json
+
+    recall = {}
+    for threshold in (0.0, 1.0):
+        out = tmp_path / f"t{threshold}.json"
+        args = ["evaluate", "--model", str(tiny_model_dir), "--device", "cpu", "--generator", "1"]
+        assert main([*args, "--dendrite-threshold", str(threshold), "--json", str(out)]) == 0
+        ((_, scores),) = json.loads(out.read_text()).items()
+        recall[threshold] = scores["dendrite_recall"]
+    # every pixel's probability is >= 0, and (almost) none reaches 1
+    assert recall[0.0] == 1.0 and recall[1.0] < 0.5
+    args = ["evaluate", "--model", str(tiny_model_dir), "--generator", "1"]
+    assert main([*args, "--dendrite-threshold", "1.5"]) == 2
+    assert "dendrite_threshold must be between 0 and 1" in capsys.readouterr().err
+
+
 def test_train_fine_tunes_and_writes_a_model_folder_segment_accepts(tiny_model_dir, tmp_path):
     from napari_dendrite_panoptic.models import load_models
 

@@ -349,6 +349,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             model=args.model,
             device=args.device,
             spine_score_threshold=args.score_threshold,
+            dendrite_threshold=args.dendrite_threshold,
             test_time_flips=args.flips,
         )
         if args.generator:
@@ -591,6 +592,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--pred-dendrite", help="predicted dendrite mask TIFF")
     ev.add_argument("--truth-dendrite", help="ground-truth dendrite mask TIFF")
     ev.add_argument("--score-threshold", type=float, default=None, help="default: the model's")
+    ev.add_argument(
+        "--dendrite-threshold", type=float, default=0.5, help="dendrite prob (0-1, default 0.5)"
+    )
     ev.add_argument("--flips", action="store_true", help=FLIPS_HELP)
     ev.add_argument("--iou", type=float, default=0.5, help="IoU for a spine match (default 0.5)")
     ev.add_argument("--json", help="also write the scores as JSON")
