@@ -1,7 +1,8 @@
 """Choose a model's spine score threshold on training images only, and record it in its card.
 
     .venv/bin/python scripts/calibrate_threshold.py MODEL_FOLDER --json docs/results/X.json \
-        [--unseen-model LOSO_FOLDER] [--write-card] [--device cpu] [--flips]
+        [--unseen-model LOSO_FOLDER] [--unseen-smirnov-model LOSO_FOLDER] [--write-card] \
+        [--device cpu] [--flips]
 
 Sweeps thresholds 0.30-0.95 (step 0.05) and scores spine detection on images the model was
 trained on, never on the held-out splits that ``dendrite-panoptic evaluate --real`` reports:
@@ -15,6 +16,9 @@ scores there are lower). ``--unseen-model`` names a model trained the same way w
 FindSpines (``docs/models.md``, "Leave-one-set-out"); its F1 on every 6th FindSpines training
 field (40 fields, a lab it never saw) is a second curve, and the chosen threshold is then the
 argmax of the mean of the two curves (the seen-labs mean and the unseen lab).
+``--unseen-smirnov-model`` names one trained without Smirnov; its F1 on every 10th Smirnov
+``train`` crop (166 crops) joins the unseen side, and with both the chosen threshold is the
+argmax of the mean of the seen-labs mean and the mean of the two unseen-lab curves.
 
 Each image is predicted once at 0.30 and its spines are then kept by score for each threshold.
 ``--write-card`` writes the choice into the model's ``card.json`` (atomically; weights
@@ -73,6 +77,10 @@ def main() -> None:
     parser.add_argument(
         "--unseen-model", help="a model trained without FindSpines: its F1 there is a 2nd curve"
     )
+    parser.add_argument(
+        "--unseen-smirnov-model",
+        help="a model trained without Smirnov: its F1 on Smirnov training crops is an unseen curve",
+    )
     parser.add_argument("--flips", action="store_true", help="four mirror views per plane")
     args = parser.parse_args()
     # every image predicted once at the lowest threshold; spines then kept by score
@@ -93,40 +101,62 @@ def main() -> None:
         "generator": _generator_f1s(models, 4, 30_000, cfg),
     }
     unseen_fields = fs_train[::6]
+    unseen_crops = rd.load_smirnov("train")[::10]
     if args.unseen_model:
         unseen = load_models(args.unseen_model, args.device)
         columns["unseen-findspines-train"] = _point_f1s(unseen, unseen_fields, cfg)
+    if args.unseen_smirnov_model:
+        unseen = load_models(args.unseen_smirnov_model, args.device)
+        columns["unseen-smirnov-train"] = _point_f1s(unseen, unseen_crops, cfg)
+    unseen_names = [name for name in columns if name.startswith("unseen-")]
     sweep: dict[str, dict[str, float]] = {}
     for k, t in enumerate(THRESHOLDS):
         row = {name: f1s[k] for name, f1s in columns.items()}
         seen = [row[name] for name in ("smirnov-train", "findspines-train", "generator")]
         row["mean"] = float(np.mean(seen))
-        if args.unseen_model:
-            row["combined"] = (row["mean"] + row["unseen-findspines-train"]) / 2
+        if unseen_names:
+            row["combined"] = (row["mean"] + float(np.mean([row[n] for n in unseen_names]))) / 2
         sweep[str(t)] = row
         print(t, " ".join(f"{name} {v:.3f}" for name, v in row.items()), flush=True)
-    key = "combined" if args.unseen_model else "mean"
+    key = "combined" if unseen_names else "mean"
     chosen = max(THRESHOLDS, key=lambda t: sweep[str(t)][key])
     rule = (
         "argmax of mean spine F1 over thresholds 0.30-0.95 on training images only "
         f"({len(smirnov)} Smirnov train crops, {len(findspines)} FindSpines training fields, "
         "4 generator images)"
     )
+    unseen_parts = []
     if args.unseen_model:
+        unseen_parts.append(
+            f"the F1 of a model trained without FindSpines ({args.unseen_model}) on "
+            f"{len(unseen_fields)} FindSpines training fields (a lab it never saw)"
+        )
+    if args.unseen_smirnov_model:
+        unseen_parts.append(
+            f"the F1 of a model trained without Smirnov ({args.unseen_smirnov_model}) on "
+            f"{len(unseen_crops)} Smirnov train crops (a lab it never saw)"
+        )
+    if unseen_parts:
         rule = (
             "argmax over thresholds 0.30-0.95 of the mean of two curves: the "
             + rule.removeprefix("argmax of ")
-            + f", and the F1 of a model trained without FindSpines ({args.unseen_model}) on "
-            f"{len(unseen_fields)} FindSpines training fields (a lab it never saw)"
+            + ", and "
+            + (
+                unseen_parts[0]
+                if len(unseen_parts) == 1
+                else "the mean of " + " and ".join(unseen_parts)
+            )
         )
     report = {
         "model": str(args.model),
         "unseen_model": args.unseen_model,
+        "unseen_smirnov_model": args.unseen_smirnov_model,
         "images": {
             "smirnov-train": len(smirnov),
             "findspines-train": len(findspines),
             "generator": 4,
             "unseen-findspines-train": len(unseen_fields) if args.unseen_model else 0,
+            "unseen-smirnov-train": len(unseen_crops) if args.unseen_smirnov_model else 0,
         },
         "rule": rule,
         "test_time_flips": args.flips,
