@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from scipy import ndimage as ndi
 
 from napari_dendrite_panoptic import synthetic
@@ -46,3 +47,16 @@ def test_random_configs_vary_within_documented_ranges():
     dens = [c.spine_density_per_um for c in cfgs]
     assert min(px) >= 0.06 and max(px) <= 0.2 and max(px) - min(px) > 0.08
     assert min(dens) >= 0.5 and max(dens) <= 3.0
+
+
+@pytest.mark.parametrize(("shape", "scale"), [((1, 97, 130), 30.0), ((9, 64, 50), 12.0)])
+def test_smooth_field_is_the_cubic_spline_zoom_of_its_coarse_grid(shape, scale):
+    # the field is built one axis at a time; it must equal scipy's n-D cubic zoom, which the
+    # generator used before (the held-out generator images must not change)
+    small = tuple(max(2, int(np.ceil(s / scale)) + 2) for s in shape)
+    coarse = np.random.default_rng(5).normal(size=small)
+    zoomed = ndi.zoom(coarse, [s / c for s, c in zip(shape, small, strict=True)], order=3)
+    expected = (zoomed - zoomed.mean()) / (zoomed.std() + 1e-9)
+    got = synthetic._smooth_field(np.random.default_rng(5), shape, scale)
+    assert got.shape == shape
+    np.testing.assert_allclose(got, expected, atol=1e-10)
