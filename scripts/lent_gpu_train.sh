@@ -2,10 +2,13 @@
 # Train the next bundled candidate on a lent GPU machine (the `device` tool), in one call.
 #
 # Here, once:   mkdir -p .gpu_data && cp -r ../shared/data/{README.md,findspines,smirnov2018,spine-types-yolo11} .gpu_data/
-# There:        bash scripts/lent_gpu_train.sh 7.5      (carry: [".gpu_data"]; 7.5 minutes of training)
+# There:        bash scripts/lent_gpu_train.sh 7.0      (carry: [".gpu_data"]; 7 minutes of training)
 #
 # It widens the bundled v0.2 to 3 input planes and trains the spine network only, so v0.2's
-# dendrite network stays (docs/models.md, "Open"). The model folder (17 MB) comes back as
+# dendrite network stays (docs/models.md, "Open"). To go on from an earlier run's model instead,
+# carry its folder too and name it, with a new seed so that the run draws new crops:
+#   BASE=runs/lent-gpu-s10/model SEED=22 bash scripts/lent_gpu_train.sh 7.0
+# (a 3-plane base is trained as it is). The model folder (17 MB) comes back as
 # $OUT/model and the log as $OUT/train.log; score it here with `dendrite-panoptic evaluate`
 # and `scripts/calibrate_threshold.py`. To check it on this CPU:
 #   OUT=/tmp/check DEVICE=cpu WORKERS=0 BATCH=2 PYTHON=.venv/bin/python bash scripts/lent_gpu_train.sh 0.5
@@ -15,10 +18,10 @@ out=${OUT:-runs/lent-gpu}
 mkdir -p "$out"
 export PYTHONPATH=src OMP_NUM_THREADS=1 DENDRITE_PANOPTIC_DATA="$PWD/.gpu_data"
 "${PYTHON:-python3}" -m napari_dendrite_panoptic.cli train --work "$(mktemp -d)" --out "$out/model" \
-    --base-model src/napari_dendrite_panoptic/models/weights/bundled --input-planes 3 \
+    --base-model "${BASE:-src/napari_dendrite_panoptic/models/weights/bundled}" --input-planes 3 \
     --which spines --data generator:0.2,generator3d:0.3,yolo11:0.15,findspines:0.2,smirnov:0.15 \
     --steps 100000 --max-minutes "$minutes" --batch-size "${BATCH:-16}" --lr 5e-4 --warmup 100 \
-    --checkpoint-every 500 --workers "${WORKERS:-14}" --device "${DEVICE:-cuda}" --seed 21 \
+    --checkpoint-every 500 --workers "${WORKERS:-14}" --device "${DEVICE:-cuda}" --seed "${SEED:-21}" \
     --validate 0 --name dendrite-panoptic --model-version 0.3 2>&1 |
     tr '\r' '\n' | awk 'NR % 50 == 1 || !/^training:/' > "$out/train.log"
 tail -3 "$out/train.log"

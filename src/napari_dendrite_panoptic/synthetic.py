@@ -176,10 +176,16 @@ def _capsule_distance(coords: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.nd
     ab = b - a
     denom = float(ab @ ab)
     if denom == 0:
-        return np.linalg.norm(coords - a, axis=-1)
+        return _length(coords - a)
     t = np.clip(((coords - a) @ ab) / denom, 0.0, 1.0)
     closest = a + t[..., None] * ab
-    return np.linalg.norm(coords - closest, axis=-1)
+    return _length(coords - closest)
+
+
+def _length(v: np.ndarray) -> np.ndarray:
+    """Euclidean length over the last axis of ``v`` (..., 3): ``np.linalg.norm(v, axis=-1)`` to
+    the bit, several times faster on the many-voxel boxes that capsules are drawn in."""
+    return np.sqrt(v[..., 0] * v[..., 0] + v[..., 1] * v[..., 1] + v[..., 2] * v[..., 2])
 
 
 def _spine_primitives(
