@@ -1,3 +1,4 @@
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -143,3 +144,18 @@ def test_training_one_network_leaves_the_other_as_the_base_model_had_it(
         after = getattr(tuned, name).state_dict()
         same = all(torch.equal(before[k], after[k]) for k in before)
         assert same is not should_change, name
+
+
+def test_step_events_say_how_much_of_the_run_waited_for_data(tmp_path, tiny_model_dir):
+    def slow_source(rng):
+        time.sleep(0.5)
+        return _source(rng)
+
+    steps = [
+        e for e in iter_fit(_cfg(tmp_path, tiny_model_dir), source=slow_source) if e.kind == "step"
+    ]
+    assert [e.step for e in steps] == [1, 2]
+    assert all(0.0 < e.data_wait_fraction <= 1.0 for e in steps)
+    # two batches of one crop that takes at least 0.5 s each were waited for
+    waited_s = steps[-1].data_wait_fraction * steps[-1].elapsed_s
+    assert waited_s >= 1.0

@@ -450,9 +450,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
             tqdm.write(f"resuming from the checkpoint at step {event.step}")
         bar.n = event.step
         if event.losses:
-            bar.set_postfix(
-                {k: f"{v:.3f}" for k, v in event.losses.items() if k in ("spines", "dendrites")}
-            )
+            shown = {k: f"{v:.3f}" for k, v in event.losses.items() if k in ("spines", "dendrites")}
+            shown["data_wait"] = f"{event.data_wait_fraction:.0%}"
+            bar.set_postfix(shown)
         bar.refresh()
         if event.model_folder:
             bar.close()

@@ -111,7 +111,9 @@ class TrainConfig:
 @dataclass
 class TrainEvent:
     """Progress of a training job. ``kind``: "start", "step", "checkpoint", "validation" (with
-    ``metrics``), "done", "stopped"."""
+    ``metrics``), "done", "stopped". ``data_wait_fraction`` (0-1, on "step" events): the share
+    of this run's wall time so far spent waiting for batches rather than training on them; near
+    1, the data sources (``--workers``) and not the device set the pace."""
 
     kind: str
     step: int
@@ -121,6 +123,7 @@ class TrainEvent:
     elapsed_s: float = 0.0
     model_folder: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    data_wait_fraction: float = 0.0
 
 
 def lr_factor(step: int, warmup: int, total: int, time_fraction: float = 0.0) -> float:
@@ -466,6 +469,7 @@ def iter_fit(
     step = start
     saved_step = start
     stopped = False
+    waited = 0.0  # seconds this run spent waiting for batches
     while step < cfg.steps:
         if should_stop():
             stopped = True
@@ -473,7 +477,9 @@ def iter_fit(
         spent = elapsed_before + time.perf_counter() - t0
         if cfg.max_seconds is not None and spent >= cfg.max_seconds:
             break
+        asked = time.perf_counter()
         images, dendrite_t, targets = _to_device(next(batches), device)
+        waited += time.perf_counter() - asked
         time_fraction = spent / cfg.max_seconds if cfg.max_seconds else 0.0
         factor = lr_factor(step, cfg.warmup_steps, cfg.steps, time_fraction)
         losses: dict[str, float] = {}
@@ -507,7 +513,10 @@ def iter_fit(
             losses["dendrites"] = loss_d.item()
         step += 1
         elapsed = elapsed_before + time.perf_counter() - t0
-        yield TrainEvent("step", step, cfg.steps, losses, cfg.lr * factor, elapsed)
+        share = waited / max(time.perf_counter() - t0, 1e-9)
+        yield TrainEvent(
+            "step", step, cfg.steps, losses, cfg.lr * factor, elapsed, data_wait_fraction=share
+        )
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             checkpoint(step)
             saved_step = step
