@@ -2,16 +2,17 @@
 # Train the next bundled candidate on a lent GPU machine (the `device` tool), in one call.
 #
 # Here, once:   mkdir -p .gpu_data && cp -r ../shared/data/{README.md,findspines,smirnov2018,spine-types-yolo11} .gpu_data/
-# There:        bash scripts/lent_gpu_train.sh 7.0      (carry: [".gpu_data"]; 7 minutes of training)
+# There:        SEED=23 bash scripts/lent_gpu_train.sh 7.0      (carry: [".gpu_data"]; 7 minutes of training)
 #
-# It widens the bundled v0.2 to 3 input planes and trains the spine network only, so v0.2's
-# dendrite network stays (docs/models.md, "Open"). To go on from an earlier run's model instead,
-# carry its folder too and name it, with a new seed so that the run draws new crops:
-#   BASE=runs/lent-gpu-s10/model SEED=22 bash scripts/lent_gpu_train.sh 7.0
-# (a 3-plane base is trained as it is). The model folder (17 MB) comes back as
-# $OUT/model and the log as $OUT/train.log; score it here with `dendrite-panoptic evaluate`
+# It trains the spine network of the bundled pair further (three input planes; a 1-plane base is
+# widened first), so the bundled dendrite network stays (docs/models.md, "Session 10" and "Open").
+# Give each run its own seed so that it draws new crops, and a version for its card:
+#   SEED=23 VERSION=0.4 bash scripts/lent_gpu_train.sh 7.0
+# To go on from an earlier run's model instead, carry its folder too and name it in BASE
+# (session 10's part 2: BASE=runs/lent-gpu-s10/model SEED=22 ... 3.0). The model folder (17 MB)
+# comes back as $OUT/model and the log as $OUT/train.log; score it here with `dendrite-panoptic evaluate`
 # and `scripts/calibrate_threshold.py`. To check it on this CPU:
-#   OUT=/tmp/check DEVICE=cpu WORKERS=0 BATCH=2 PYTHON=.venv/bin/python bash scripts/lent_gpu_train.sh 0.5
+#   OUT=/tmp/check SEED=1 DEVICE=cpu WORKERS=0 BATCH=2 PYTHON=.venv/bin/python bash scripts/lent_gpu_train.sh 0.5
 set -euo pipefail
 minutes=${1:?usage: lent_gpu_train.sh MINUTES}
 out=${OUT:-runs/lent-gpu}
@@ -21,7 +22,7 @@ export PYTHONPATH=src OMP_NUM_THREADS=1 DENDRITE_PANOPTIC_DATA="$PWD/.gpu_data"
     --base-model "${BASE:-src/napari_dendrite_panoptic/models/weights/bundled}" --input-planes 3 \
     --which spines --data generator:0.2,generator3d:0.3,yolo11:0.15,findspines:0.2,smirnov:0.15 \
     --steps 100000 --max-minutes "$minutes" --batch-size "${BATCH:-16}" --lr 5e-4 --warmup 100 \
-    --checkpoint-every 500 --workers "${WORKERS:-14}" --device "${DEVICE:-cuda}" --seed "${SEED:-21}" \
-    --validate 0 --name dendrite-panoptic --model-version 0.3 2>&1 |
+    --checkpoint-every 500 --workers "${WORKERS:-14}" --device "${DEVICE:-cuda}" --seed "${SEED:?set SEED to a seed no earlier run used (21 and 22 were)}" \
+    --validate 0 --name dendrite-panoptic --model-version "${VERSION:-0.4}" 2>&1 |
     tr '\r' '\n' | awk 'NR % 50 == 1 || !/^training:/' > "$out/train.log"
 tail -3 "$out/train.log"
