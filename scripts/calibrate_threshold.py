@@ -1,8 +1,8 @@
 """Choose a model's spine score threshold on training images only, and record it in its card.
 
     .venv/bin/python scripts/calibrate_threshold.py MODEL_FOLDER --json docs/results/X.json \
-        [--unseen-model LOSO_FOLDER] [--unseen-smirnov-model LOSO_FOLDER] [--write-card] \
-        [--device cpu] [--flips]
+        [--unseen-model LOSO_FOLDER] [--unseen-smirnov-model LOSO_FOLDER] \
+        [--unseen-yolo11-model LOSO_FOLDER] [--write-card] [--device cpu] [--flips]
 
 Sweeps thresholds 0.30-0.95 (step 0.05) and scores spine detection on images the model was
 trained on, never on the held-out splits that ``dendrite-panoptic evaluate --real`` reports:
@@ -19,6 +19,9 @@ argmax of the mean of the two curves (the seen-labs mean and the unseen lab).
 ``--unseen-smirnov-model`` names one trained without Smirnov; its F1 on every 10th Smirnov
 ``train`` crop (166 crops) joins the unseen side, and with both the chosen threshold is the
 argmax of the mean of the seen-labs mean and the mean of the two unseen-lab curves.
+``--unseen-yolo11-model`` names one trained without YOLO11; its spine F1 at mask IoU 0.25 (the
+YOLO11 target's measure) on every 4th YOLO11 ``train`` image (50 images) joins the unseen side
+the same way.
 
 Each image is predicted once at 0.30 and its spines are then kept by score for each threshold.
 ``--write-card`` writes the choice into the model's ``card.json`` (atomically; weights
@@ -54,6 +57,12 @@ def _point_f1s(models, items, cfg) -> list[float]:
     return [2 * tp / max(2 * tp + fp + fn, 1) for tp, fp, fn in counts]
 
 
+def _kept(result, threshold: float) -> np.ndarray:
+    """``result.spines`` without the spines scored below ``threshold``."""
+    drop = result.table["id"][result.table["score"] < threshold]
+    return np.where(np.isin(result.spines, drop), 0, result.spines)
+
+
 def _generator_f1s(models, n, seed, cfg) -> list[float]:
     """Spine F1 at IoU 0.5 per threshold on ``n`` generator images (labels kept by score)."""
     rng = np.random.default_rng(seed)
@@ -62,9 +71,18 @@ def _generator_f1s(models, n, seed, cfg) -> list[float]:
         sample = synthetic.generate(seed + i, synthetic.random_config(rng, shape=(1, 256, 256)))
         result = predict(sample.image, sample.voxel_size_um, cfg, models=models)
         for k, t in enumerate(THRESHOLDS):
-            drop = result.table["id"][result.table["score"] < t]
-            spines = np.where(np.isin(result.spines, drop), 0, result.spines)
-            parts[k].append(match_instances(spines, sample.spines, 0.5)[0])
+            parts[k].append(match_instances(_kept(result, t), sample.spines, 0.5)[0])
+    return [pool_instance_scores(p).f1 for p in parts]
+
+
+def _mask_f1s(models, items, cfg, iou: float = 0.25) -> list[float]:
+    """Spine F1 at mask IoU ``iou`` per threshold on outline-annotated 2D images."""
+    parts: list[list] = [[] for _ in THRESHOLDS]
+    for item in items:
+        px = float(item.pixel_size_um)
+        result = predict(item.image, (1.0, px, px), cfg, models=models)
+        for k, t in enumerate(THRESHOLDS):
+            parts[k].append(match_instances(_kept(result, t)[0], item.spines, iou)[0])
     return [pool_instance_scores(p).f1 for p in parts]
 
 
@@ -80,6 +98,10 @@ def main() -> None:
     parser.add_argument(
         "--unseen-smirnov-model",
         help="a model trained without Smirnov: its F1 on Smirnov training crops is an unseen curve",
+    )
+    parser.add_argument(
+        "--unseen-yolo11-model",
+        help="a model trained without YOLO11: its F1 (IoU 0.25) on YOLO11 train is an unseen curve",
     )
     parser.add_argument("--flips", action="store_true", help="four mirror views per plane")
     args = parser.parse_args()
@@ -102,12 +124,16 @@ def main() -> None:
     }
     unseen_fields = fs_train[::6]
     unseen_crops = rd.load_smirnov("train")[::10]
+    unseen_outlined = rd.load_yolo11("train")[::4] if args.unseen_yolo11_model else []
     if args.unseen_model:
         unseen = load_models(args.unseen_model, args.device)
         columns["unseen-findspines-train"] = _point_f1s(unseen, unseen_fields, cfg)
     if args.unseen_smirnov_model:
         unseen = load_models(args.unseen_smirnov_model, args.device)
         columns["unseen-smirnov-train"] = _point_f1s(unseen, unseen_crops, cfg)
+    if args.unseen_yolo11_model:
+        unseen = load_models(args.unseen_yolo11_model, args.device)
+        columns["unseen-yolo11-train"] = _mask_f1s(unseen, unseen_outlined, cfg)
     unseen_names = [name for name in columns if name.startswith("unseen-")]
     sweep: dict[str, dict[str, float]] = {}
     for k, t in enumerate(THRESHOLDS):
@@ -136,6 +162,12 @@ def main() -> None:
             f"the F1 of a model trained without Smirnov ({args.unseen_smirnov_model}) on "
             f"{len(unseen_crops)} Smirnov train crops (a lab it never saw)"
         )
+    if args.unseen_yolo11_model:
+        unseen_parts.append(
+            f"the spine F1 at mask IoU 0.25 of a model trained without YOLO11 "
+            f"({args.unseen_yolo11_model}) on {len(unseen_outlined)} YOLO11 train images "
+            "(a lab it never saw)"
+        )
     if unseen_parts:
         rule = (
             "argmax over thresholds 0.30-0.95 of the mean of two curves: the "
@@ -144,19 +176,21 @@ def main() -> None:
             + (
                 unseen_parts[0]
                 if len(unseen_parts) == 1
-                else "the mean of " + " and ".join(unseen_parts)
+                else "the mean of " + ", ".join(unseen_parts[:-1]) + " and " + unseen_parts[-1]
             )
         )
     report = {
         "model": str(args.model),
         "unseen_model": args.unseen_model,
         "unseen_smirnov_model": args.unseen_smirnov_model,
+        "unseen_yolo11_model": args.unseen_yolo11_model,
         "images": {
             "smirnov-train": len(smirnov),
             "findspines-train": len(findspines),
             "generator": 4,
             "unseen-findspines-train": len(unseen_fields) if args.unseen_model else 0,
             "unseen-smirnov-train": len(unseen_crops) if args.unseen_smirnov_model else 0,
+            "unseen-yolo11-train": len(unseen_outlined),
         },
         "rule": rule,
         "test_time_flips": args.flips,
