@@ -64,6 +64,10 @@ FLIPS_HELP = (
     "segment each plane in its four mirror views and keep the spines most of them find "
     "(4x the time; spine F1 +0.003 to +0.010 on the held-out real sets, docs/models.md)"
 )
+DENDRITE_THRESHOLD_HELP = (
+    "dendrite probability (0-1) above which a pixel is dendrite (default 0.5; lower draws the "
+    "shaft wider: docs/models.md)"
+)
 
 
 def _planes_or_off(text: str) -> float | None:
@@ -486,7 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument(
         "--score-threshold", type=float, default=None, help="spine score 0-1 (default: the model's)"
     )
-    seg.add_argument("--dendrite-threshold", type=float, default=0.5, help="dendrite prob (0-1)")
+    seg.add_argument("--dendrite-threshold", type=float, default=0.5, help=DENDRITE_THRESHOLD_HELP)
     seg.add_argument(
         "--dendrite-depth-tolerance",
         type=_planes_or_off,
@@ -592,9 +596,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--pred-dendrite", help="predicted dendrite mask TIFF")
     ev.add_argument("--truth-dendrite", help="ground-truth dendrite mask TIFF")
     ev.add_argument("--score-threshold", type=float, default=None, help="default: the model's")
-    ev.add_argument(
-        "--dendrite-threshold", type=float, default=0.5, help="dendrite prob (0-1, default 0.5)"
-    )
+    ev.add_argument("--dendrite-threshold", type=float, default=0.5, help=DENDRITE_THRESHOLD_HELP)
     ev.add_argument("--flips", action="store_true", help=FLIPS_HELP)
     ev.add_argument("--iou", type=float, default=0.5, help="IoU for a spine match (default 0.5)")
     ev.add_argument("--json", help="also write the scores as JSON")
