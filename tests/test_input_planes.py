@@ -150,3 +150,35 @@ def test_corrected_stacks_give_their_neighbouring_planes_to_fine_tuning(small_st
         sample = correction_source([volume], 64, 0.1, neighbours=True)(rng)
         assert (None if sample.neighbours is None else sample.neighbours.shape) == planes
         assert correction_source([volume], 64, 0.1)(rng).neighbours is None
+
+
+def test_a_three_plane_model_fine_tunes_on_a_corrected_stack(tiny_model_dir, tmp_path, small_stack):
+    # the bundled pair reads three planes since v0.3: the training dock's path (corrections of a
+    # stack, crops with their neighbouring planes) must train it and keep its planes
+    from napari_dendrite_panoptic.corrections import correction_source, prepare_volume
+
+    base = _widened_copy(tiny_model_dir, tmp_path / "base3")
+    volume, _ = prepare_volume(
+        "stack", small_stack.image, small_stack.dendrite, small_stack.spines, 0.1
+    )
+    source = correction_source([volume], 64, 0.1, neighbours=True)
+    sample = source(np.random.default_rng(0))
+    assert sample.neighbours is not None and sample.neighbours.shape == (2, 64, 64)
+    cfg = TrainConfig(
+        work_dir=str(tmp_path / "work"),
+        output_model=str(tmp_path / "tuned"),
+        base_model=str(base),
+        steps=2,
+        batch_size=1,
+        crop_size=64,
+        pixel_size_um=0.1,
+        checkpoint_every=2,
+    )
+    fit(cfg, source=source)
+    tuned = load_models(tmp_path / "tuned", "cpu")
+    assert tuned.card.input_planes == 3
+    before = load_models(base, "cpu").spines.state_dict()
+    after = tuned.spines.state_dict()
+    assert any(
+        not torch.equal(before[k], after[k]) for k in before if before[k].is_floating_point()
+    )
