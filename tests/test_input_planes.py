@@ -31,6 +31,18 @@ def _widened_copy(tiny_model_dir, folder):
     return folder
 
 
+def _tiny_run(tmp_path, base, output: str, **kw) -> TrainConfig:
+    """A training job of one-crop batches of 64 px from ``base``, into ``tmp_path / output``."""
+    return TrainConfig(
+        work_dir=str(tmp_path / "work"),
+        output_model=str(tmp_path / output),
+        base_model=str(base),
+        batch_size=1,
+        crop_size=64,
+        **kw,
+    )
+
+
 def test_widened_networks_segment_a_stack_as_the_one_plane_networks_do(
     tiny_model_dir, tmp_path, small_stack
 ):
@@ -113,15 +125,7 @@ def test_cards_refuse_mismatched_or_even_plane_counts(tiny_model_dir):
 def test_training_widens_a_one_plane_model_and_refuses_a_mismatched_checkpoint(
     tiny_model_dir, tmp_path, small_stack
 ):
-    cfg = TrainConfig(
-        work_dir=str(tmp_path / "work"),
-        output_model=str(tmp_path / "m3"),
-        base_model=str(tiny_model_dir),
-        steps=1,
-        batch_size=1,
-        crop_size=64,
-        input_planes=3,
-    )
+    cfg = _tiny_run(tmp_path, tiny_model_dir, "m3", steps=1, input_planes=3)
     assert fit(cfg)[-1].kind == "done"  # the default source: generated stacks with neighbours
     trained = load_models(tmp_path / "m3", "cpu")
     assert trained.card.input_planes == 3
@@ -164,16 +168,7 @@ def test_a_three_plane_model_fine_tunes_on_a_corrected_stack(tiny_model_dir, tmp
     source = correction_source([volume], 64, 0.1, neighbours=True)
     sample = source(np.random.default_rng(0))
     assert sample.neighbours is not None and sample.neighbours.shape == (2, 64, 64)
-    cfg = TrainConfig(
-        work_dir=str(tmp_path / "work"),
-        output_model=str(tmp_path / "tuned"),
-        base_model=str(base),
-        steps=2,
-        batch_size=1,
-        crop_size=64,
-        pixel_size_um=0.1,
-        checkpoint_every=2,
-    )
+    cfg = _tiny_run(tmp_path, base, "tuned", steps=2, pixel_size_um=0.1, checkpoint_every=2)
     fit(cfg, source=source)
     tuned = load_models(tmp_path / "tuned", "cpu")
     assert tuned.card.input_planes == 3

@@ -512,8 +512,9 @@ def iter_fit(
             opt_d.step()
             losses["dendrites"] = loss_d.item()
         step += 1
-        elapsed = elapsed_before + time.perf_counter() - t0
-        share = waited / max(time.perf_counter() - t0, 1e-9)
+        running = time.perf_counter() - t0  # this run's wall time; elapsed adds earlier runs'
+        elapsed = elapsed_before + running
+        share = waited / max(running, 1e-9)
         yield TrainEvent(
             "step", step, cfg.steps, losses, cfg.lr * factor, elapsed, data_wait_fraction=share
         )
