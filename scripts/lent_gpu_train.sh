@@ -15,6 +15,7 @@
 #   OUT=/tmp/check SEED=1 DEVICE=cpu WORKERS=0 BATCH=2 PYTHON=.venv/bin/python bash scripts/lent_gpu_train.sh 0.5
 set -euo pipefail
 minutes=${1:?usage: lent_gpu_train.sh MINUTES}
+seed=${SEED:?set SEED to a seed no earlier run used (21 and 22 were)}
 out=${OUT:-runs/lent-gpu}
 mkdir -p "$out"
 export PYTHONPATH=src OMP_NUM_THREADS=1 DENDRITE_PANOPTIC_DATA="$PWD/.gpu_data"
@@ -22,7 +23,7 @@ export PYTHONPATH=src OMP_NUM_THREADS=1 DENDRITE_PANOPTIC_DATA="$PWD/.gpu_data"
     --base-model "${BASE:-src/napari_dendrite_panoptic/models/weights/bundled}" --input-planes 3 \
     --which spines --data generator:0.2,generator3d:0.3,yolo11:0.15,findspines:0.2,smirnov:0.15 \
     --steps 100000 --max-minutes "$minutes" --batch-size "${BATCH:-16}" --lr 5e-4 --warmup 100 \
-    --checkpoint-every 500 --workers "${WORKERS:-14}" --device "${DEVICE:-cuda}" --seed "${SEED:?set SEED to a seed no earlier run used (21 and 22 were)}" \
+    --checkpoint-every 500 --workers "${WORKERS:-14}" --device "${DEVICE:-cuda}" --seed "$seed" \
     --validate 0 --name dendrite-panoptic --model-version "${VERSION:-0.4}" 2>&1 |
     tr '\r' '\n' | awk 'NR % 50 == 1 || !/^training:/' > "$out/train.log"
 tail -3 "$out/train.log"
