@@ -1,7 +1,7 @@
 """Where spine detection in stacks goes wrong: in the plane (x, y) or in depth (z).
 
     .venv/bin/python scripts/diagnose_3d.py MODEL_FOLDER [MODEL_FOLDER ...] [--stacks 6]
-        [--focus-fraction 0.9] [--json OUT.json]
+        [--focus-fraction 0.9] [--score-threshold T] [--link-iou 0.2] [--json OUT.json]
 
 Segments generated stacks of 8x192x192 voxels drawn with seeds 40000, 40001, ... (tuning seeds:
 ``evaluate --generator-3d`` scores seeds 20000 onwards, training draws other seeds) and prints
@@ -15,6 +15,12 @@ one table per model:
   (mean), the share whose planes agree exactly, the z-Jaccard of their plane sets, and the mean
   pixels per plane of each (a predicted mask larger than the true cross-section lowers IoU even
   on the right planes).
+
+Two more rows bound what post-processing in depth could gain: the 3D F1 when every prediction
+whose footprint matches a true spine is moved onto exactly that spine's planes (keeping its own
+mask in each plane it has, its footprint in the others: "right planes"), and when it also takes
+the true spine's mask in each plane ("right planes and masks", which equals the footprint F1
+up to spines whose footprints overlap).
 
 Each stack's pixel size, z step, true and predicted spine counts and both F1s are listed too.
 """
@@ -72,12 +78,42 @@ def depth_pairs(pred: np.ndarray, truth: np.ndarray) -> list[dict[str, float]]:
     return pairs
 
 
-def diagnose(model: str, n_stacks: int, focus_fraction: float) -> dict:
+def with_true_depth(pred: np.ndarray, truth: np.ndarray, true_masks: bool) -> np.ndarray:
+    """``pred`` (Z, Y, X) with each prediction whose footprint matches a true spine's (IoU >=
+    0.5) moved onto that spine's planes: in each of them it keeps its own mask, or its footprint
+    where it has none, or (``true_masks``) takes the true spine's mask."""
+    foot_iou, foot_t, foot_p = iou_matrix(footprints(pred), footprints(truth))
+    out = pred.copy()
+    for row, t in enumerate(foot_t):
+        if not foot_p.size or foot_iou[row].max() < 0.5:
+            continue
+        p = foot_p[foot_iou[row].argmax()]
+        t_mask, p_mask = truth == t, pred == p
+        footprint = p_mask.any(0)
+        out[p_mask] = 0
+        for z in np.flatnonzero(t_mask.any((1, 2))):
+            source = t_mask[z] if true_masks else (p_mask[z] if p_mask[z].any() else footprint)
+            out[z][source & (out[z] == 0)] = p
+    return out
+
+
+def diagnose(
+    model: str,
+    n_stacks: int,
+    focus_fraction: float,
+    score_threshold: float | None = None,
+    link_iou: float = 0.2,
+) -> dict:
     """Scores and depth statistics of one model on ``n_stacks`` tuning stacks."""
     models = load_models(model, "cpu")
-    cfg = InferenceConfig(spine_focus_fraction=focus_fraction)
+    cfg = InferenceConfig(
+        spine_focus_fraction=focus_fraction,
+        spine_score_threshold=score_threshold,
+        link_iou=link_iou,
+    )
     rng = np.random.default_rng(SEED)
     in_3d, on_foot, pairs, stacks = [], [], [], []
+    right_planes, right_masks = [], []
     for i in range(n_stacks):
         sample = synthetic.generate(SEED + i, synthetic.random_config(rng, shape=SHAPE))
         result = predict(sample.image, sample.voxel_size_um, cfg, models=models)
@@ -86,6 +122,9 @@ def diagnose(model: str, n_stacks: int, focus_fraction: float) -> dict:
             match_instances(footprints(result.spines), footprints(sample.spines), 0.5)[0]
         )
         pairs += depth_pairs(result.spines, sample.spines)
+        for parts, true_masks in ((right_planes, False), (right_masks, True)):
+            moved = with_true_depth(result.spines, sample.spines, true_masks)
+            parts.append(match_instances(moved, sample.spines, 0.5)[0])
         stacks.append(
             {
                 "seed": SEED + i,
@@ -97,8 +136,20 @@ def diagnose(model: str, n_stacks: int, focus_fraction: float) -> dict:
                 "f1_footprint": round(on_foot[-1].f1, 3),
             }
         )
-    out = {"model": model, "stacks": stacks, "focus_fraction": focus_fraction}
-    for name, parts in (("3d", in_3d), ("footprint", on_foot)):
+    out = {
+        "model": model,
+        "stacks": stacks,
+        "focus_fraction": focus_fraction,
+        "score_threshold": score_threshold,  # None: the card's
+        "link_iou": link_iou,
+    }
+    rows = (
+        ("3d", in_3d),
+        ("footprint", on_foot),
+        ("3d_right_planes", right_planes),
+        ("3d_right_planes_and_masks", right_masks),
+    )
+    for name, parts in rows:
         s = pool_instance_scores(parts)
         out[name] = {"f1": s.f1, "precision": s.precision, "recall": s.recall, "pq": s.pq}
     if pairs:
@@ -111,17 +162,21 @@ def diagnose(model: str, n_stacks: int, focus_fraction: float) -> dict:
 
 
 def print_report(r: dict) -> None:
-    print(f"\n{r['model']} (focus fraction {r['focus_fraction']})")
+    threshold = r.get("score_threshold") or "the card's"
+    print(
+        f"\n{r['model']} (focus fraction {r['focus_fraction']}, score threshold {threshold}, "
+        f"link IoU {r.get('link_iou', 0.2)})"
+    )
     print("seed   z µm  px µm  true  pred  F1 3D  F1 footprint")
     for s in r["stacks"]:
         print(
             f"{s['seed']}  {s['z_step_um']:.2f}  {s['pixel_um']:.3f}  {s['true_spines']:4d}  "
             f"{s['predicted_spines']:4d}  {s['f1_3d']:.3f}  {s['f1_footprint']:.3f}"
         )
-    for name in ("3d", "footprint"):
+    for name in ("3d", "footprint", "3d_right_planes", "3d_right_planes_and_masks"):
         s = r[name]
         print(
-            f"{name:9s}: F1 {s['f1']:.3f}  P {s['precision']:.3f}  R {s['recall']:.3f}  "
+            f"{name:25s}: F1 {s['f1']:.3f}  P {s['precision']:.3f}  R {s['recall']:.3f}  "
             f"PQ {s['pq']:.3f}"
         )
     m = r.get("footprint_matches")
@@ -140,9 +195,14 @@ def main() -> None:
     parser.add_argument("models", nargs="+", help="model folders")
     parser.add_argument("--stacks", type=int, default=6)
     parser.add_argument("--focus-fraction", type=float, default=0.9)
+    parser.add_argument("--score-threshold", type=float, help="default: the model card's")
+    parser.add_argument("--link-iou", type=float, default=0.2)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    reports = [diagnose(m, args.stacks, args.focus_fraction) for m in args.models]
+    reports = [
+        diagnose(m, args.stacks, args.focus_fraction, args.score_threshold, args.link_iou)
+        for m in args.models
+    ]
     for r in reports:
         print_report(r)
     if args.json:
