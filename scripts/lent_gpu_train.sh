@@ -7,7 +7,7 @@
 # It trains the spine network of the bundled pair further (three input planes; a 1-plane base is
 # widened first), so the bundled dendrite network stays (docs/models.md, "Session 10" and "Open").
 # Give each run its own seed so that it draws new crops, and a version for its card:
-#   SEED=23 VERSION=0.4 bash scripts/lent_gpu_train.sh 7.0
+#   SEED=23 VERSION=0.5 bash scripts/lent_gpu_train.sh 7.0
 # To go on from an earlier run's model instead, carry its folder too and name it in BASE
 # (session 10's part 2: BASE=runs/lent-gpu-s10/model SEED=22 ... 3.0). The model folder (17 MB)
 # comes back as $OUT/model and the log as $OUT/train.log; score it here with `dendrite-panoptic evaluate`
@@ -24,6 +24,6 @@ export PYTHONPATH=src OMP_NUM_THREADS=1 DENDRITE_PANOPTIC_DATA="$PWD/.gpu_data"
     --which spines --data generator:0.2,generator3d:0.3,yolo11:0.15,findspines:0.2,smirnov:0.15 \
     --steps 100000 --max-minutes "$minutes" --batch-size "${BATCH:-16}" --lr 5e-4 --warmup 100 \
     --checkpoint-every 500 --workers "${WORKERS:-14}" --device "${DEVICE:-cuda}" --seed "$seed" \
-    --validate 0 --name dendrite-panoptic --model-version "${VERSION:-0.4}" 2>&1 |
+    --validate 0 --name dendrite-panoptic --model-version "${VERSION:-0.5}" 2>&1 |
     tr '\r' '\n' | awk 'NR % 50 == 1 || !/^training:/' > "$out/train.log"
 tail -3 "$out/train.log"
