@@ -52,16 +52,25 @@ def footprints(labels: np.ndarray) -> np.ndarray:
     return out
 
 
-def depth_pairs(pred: np.ndarray, truth: np.ndarray) -> list[dict[str, float]]:
-    """For each true spine, the prediction with the best footprint IoU (on :func:`footprints`),
-    when that is >= 0.5: their 3D IoU, planes and pixels per plane."""
+def footprint_matches(pred: np.ndarray, truth: np.ndarray) -> list[tuple[int, int]]:
+    """(true id, predicted id) for each true spine and the prediction with the best footprint
+    IoU (on :func:`footprints`), when that is >= 0.5."""
     foot_iou, foot_t, foot_p = iou_matrix(footprints(pred), footprints(truth))
+    if not foot_p.size:
+        return []
+    best = foot_iou.argmax(1)
+    return [
+        (int(t), int(foot_p[best[row]]))
+        for row, t in enumerate(foot_t)
+        if foot_iou[row, best[row]] >= 0.5
+    ]
+
+
+def depth_pairs(pred: np.ndarray, truth: np.ndarray) -> list[dict[str, float]]:
+    """For each pair of :func:`footprint_matches`: their 3D IoU, planes and pixels per plane."""
     vol_iou, vol_t, vol_p = iou_matrix(pred, truth)
     pairs = []
-    for row, t in enumerate(foot_t):
-        if not foot_p.size or foot_iou[row].max() < 0.5:
-            continue
-        p = foot_p[foot_iou[row].argmax()]
+    for t, p in footprint_matches(pred, truth):
         t_mask, p_mask = truth == t, pred == p
         tz = set(np.flatnonzero(t_mask.any((1, 2))).tolist())
         pz = set(np.flatnonzero(p_mask.any((1, 2))).tolist())
@@ -82,12 +91,8 @@ def with_true_depth(pred: np.ndarray, truth: np.ndarray, true_masks: bool) -> np
     """``pred`` (Z, Y, X) with each prediction whose footprint matches a true spine's (IoU >=
     0.5) moved onto that spine's planes: in each of them it keeps its own mask, or its footprint
     where it has none, or (``true_masks``) takes the true spine's mask."""
-    foot_iou, foot_t, foot_p = iou_matrix(footprints(pred), footprints(truth))
     out = pred.copy()
-    for row, t in enumerate(foot_t):
-        if not foot_p.size or foot_iou[row].max() < 0.5:
-            continue
-        p = foot_p[foot_iou[row].argmax()]
+    for t, p in footprint_matches(pred, truth):
         t_mask, p_mask = truth == t, pred == p
         footprint = p_mask.any(0)
         out[p_mask] = 0
@@ -162,10 +167,10 @@ def diagnose(
 
 
 def print_report(r: dict) -> None:
-    threshold = r.get("score_threshold") or "the card's"
+    threshold = r["score_threshold"] or "the card's"
     print(
         f"\n{r['model']} (focus fraction {r['focus_fraction']}, score threshold {threshold}, "
-        f"link IoU {r.get('link_iou', 0.2)})"
+        f"link IoU {r['link_iou']})"
     )
     print("seed   z µm  px µm  true  pred  F1 3D  F1 footprint")
     for s in r["stacks"]:
