@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_dendrite_panoptic import training
+from napari_dendrite_panoptic import training, training_batches
 from napari_dendrite_panoptic.datasets import TrainingSample, instance_targets
 from napari_dendrite_panoptic.errors import InputError, OutputExistsError
 from napari_dendrite_panoptic.models import load_models
@@ -103,8 +103,8 @@ def test_worker_processes_draw_the_same_batches_as_the_loop(tmp_path):
         crop_size=64,
         seed=4,
     )
-    inline = list(training._batches(_source, cfg, start=2))
-    workers = training._batches(_source, replace(cfg, workers=2), start=2)
+    inline = list(training_batches.step_batches(_source, cfg, start=2))
+    workers = training_batches.step_batches(_source, replace(cfg, workers=2), start=2)
     drawn = list(workers)
     assert len(inline) == len(drawn) == 3
     for (im_a, den_a, tg_a), (im_b, den_b, tg_b) in zip(inline, drawn, strict=True):

@@ -8,6 +8,10 @@ tile whose core holds their centre) ▸ resample back ▸ link spines across nei
 :func:`iter_predict` is a generator of :class:`ProgressEvent` that ends with a
 :class:`PanopticResult`; the GUI and the CLI both drive it and can stop between tiles.
 :func:`predict` runs it to the end. This module never imports napari or Qt.
+
+Memory guarding (the up-front RAM check, recognising out-of-memory errors, retrying with smaller
+tiles or on the CPU; :class:`OutOfMemory`, :func:`is_out_of_memory` and :func:`memory_needed`,
+re-exported here) lives in :mod:`napari_dendrite_panoptic.memory_guard`.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import torch
 from torch.nn import functional as F
 
 from .dendrite_depth import trim_dendrite_depth
-from .errors import Cancelled, DendritePanopticError, InputError
+from .errors import Cancelled, InputError
 from .flip_averaging import (
     FLIP_VIEWS,
     VIEW_SCORE_FLOOR,
@@ -32,16 +36,21 @@ from .flip_averaging import (
     fuse_views,
     paste_fused,
 )
+from .memory_guard import (
+    OutOfMemory,
+    after_out_of_memory,
+    check_memory,
+    is_out_of_memory,
+    memory_needed,  # noqa: F401 - re-exported: inference.memory_needed is part of the API
+)
 from .models.store import LoadedModels, load_models
 from .normalise import finite_percentiles
 from .tables import SpineTableAccumulator, spine_table
 from .tiling import (
     blend_window,
-    ceil32,
     core_bounds,
     mirror_pad,
     plane_tiles,
-    smaller_tile,
 )
 from .zlink import PlaneLinker, trim_out_of_focus
 
@@ -120,23 +129,9 @@ class ProgressEvent:
     warning: str = ""
 
 
-class OutOfMemory(DendritePanopticError, MemoryError):
-    """Inference ran out of memory even with the smallest tiles on the CPU."""
-
-
 MAX_NATIVE_PIXELS = 1 << 30
 """Largest plane (px) after resampling to the model's pixel size; beyond it the pixel size is
 surely wrong (e.g. nm taken for µm)."""
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """True for PyTorch's (CUDA, MPS, CPU allocator) out-of-memory errors and MemoryError."""
-    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
-        return True
-    text = str(exc).lower()
-    return isinstance(exc, RuntimeError) and (
-        "out of memory" in text or "can't allocate memory" in text
-    )
 
 
 @dataclass
@@ -371,47 +366,6 @@ def _view_pass(
     return prob, labels, scores
 
 
-def memory_needed(nz: int, ny: int, nx: int, nh: int, nw: int) -> int:
-    """Bytes of RAM a job needs besides the models: the (Z, Y, X) results (uint8 dendrite,
-    uint32 spines; ``nz`` = 0 when planes go to a ``plane_sink``) and one plane's working set at
-    input (``ny`` x ``nx``) and native (``nh`` x ``nw``) size (float32 copies, blended sums,
-    labels)."""
-    return nz * ny * nx * 5 + ny * nx * 24 + nh * nw * 20
-
-
-def _check_memory(nz: int, ny: int, nx: int, nh: int, nw: int) -> None:
-    """Refuse up front a job that cannot fit in this machine's RAM, instead of failing late."""
-    from ._lazy import physical_memory
-
-    need, have = memory_needed(nz, ny, nx, nh, nw), physical_memory()
-    if need > have:
-        raise OutOfMemory(
-            f"segmenting {nz} plane(s) of {ny}x{nx} px needs about {need / 2**30:.1f} GiB of "
-            f"memory, more than this machine's {have / 2**30:.1f} GiB: crop the image, bin it, "
-            "or segment fewer planes at a time"
-        )
-
-
-def _free_memory(device: torch.device) -> None:
-    """Give cached GPU memory back after an out-of-memory error."""
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-
-
-def _cpu_models(models: LoadedModels) -> LoadedModels:
-    """The same networks on the CPU (rebuilt from the card, weights copied, nothing reloaded)."""
-    from .models.builders import build_dendrite_model, build_spine_model
-
-    cpu = torch.device("cpu")
-    spines = build_spine_model(models.card.spines.config)
-    spines.load_state_dict(models.spines.state_dict())
-    dendrites = build_dendrite_model(models.card.dendrites.config)
-    dendrites.load_state_dict(models.dendrites.state_dict())
-    return LoadedModels(
-        models.card, models.folder, spines.to(cpu).eval(), dendrites.to(cpu).eval(), cpu
-    )
-
-
 class _PlaneReader:
     """The planes of a (Z, Y, X) volume, each read and resampled once.
 
@@ -458,39 +412,6 @@ class _PlaneReader:
         for cache in (self._raws, self._natives):
             for k in [k for k in cache if k < z - self.reach]:
                 del cache[k]
-
-
-def _after_out_of_memory(
-    models: LoadedModels,
-    tile: int,
-    tile_size: int,
-    shape: tuple[int, int],
-    native_shape: tuple[int, int],
-) -> tuple[LoadedModels, int, str]:
-    """What to retry a plane with after an out-of-memory error: smaller tiles, else the same
-    tiles on the CPU; returns (models, tile size in px, warning for the user). Raises
-    :class:`OutOfMemory` when neither is left. ``shape``: the plane's (Y, X) px;
-    ``native_shape``: at the native pixel size."""
-    _free_memory(models.device)
-    nh, nw = native_shape
-    smaller = smaller_tile(tile, nh, nw)
-    used = min(tile, ceil32(max(nh, nw)))
-    if smaller is not None:
-        warning = (
-            f"Out of memory on {models.device} with {used} px tiles: "
-            f"retrying with {smaller} px tiles."
-        )
-        return models, smaller, warning
-    if models.device.type != "cpu":
-        warning = (
-            f"Out of memory on {models.device} even with {used} px tiles: "
-            "continuing on the CPU (slower)."
-        )
-        return _cpu_models(models), tile_size, warning
-    raise OutOfMemory(
-        f"Not enough memory to segment {shape[0]}x{shape[1]} px planes, even with "
-        f"{used} px tiles on the CPU: close other programs or crop the image."
-    ) from None
 
 
 def iter_predict(
@@ -555,7 +476,7 @@ def iter_predict(
             "pixel size"
         )
     nh, nw = max(int(round(ny * scale)), 8), max(int(round(nx * scale)), 8)
-    _check_memory(0 if plane_sink else nz, ny, nx, nh, nw)
+    check_memory(0 if plane_sink else nz, ny, nx, nh, nw)
     norm = models.card.normalisation
     score = cfg.spine_score_threshold
     if score is None:
@@ -632,7 +553,7 @@ def iter_predict(
                     passes.close()
                 del passes
                 done = done_before
-                models, tile, warning = _after_out_of_memory(
+                models, tile, warning = after_out_of_memory(
                     models, tile, cfg.tile_size, (ny, nx), (nh, nw)
                 )
                 logger.warning(warning)

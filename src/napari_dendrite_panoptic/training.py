@@ -5,11 +5,14 @@ finite-loss check that raises, and a full checkpoint (networks, optimisers, step
 atomically every ``checkpoint_every`` steps. :func:`iter_fit` is a generator of
 :class:`TrainEvent` that ends by saving a model folder; it stops cleanly between batches when
 ``should_stop()`` turns true. :func:`fit` runs it to the end.
+
+Checkpoint files (:func:`save_checkpoint`, :func:`load_checkpoint`, :class:`CheckpointError`,
+re-exported here) live in :mod:`napari_dendrite_panoptic.checkpoints`; drawing batches (seeded
+per step, in the loop or by forked workers) in :mod:`napari_dendrite_panoptic.training_batches`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -22,15 +25,10 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .atomic import atomic_path, atomic_write_text
-from .datasets import (
-    SampleSource,
-    TrainingSample,
-    augment,
-    generator_sample,
-    instance_targets,
-    network_input,
-)
+# re-exported: training.CheckpointError, training.load_checkpoint and training.save_checkpoint
+# stay part of the API (docs/reliability.md, the tests)
+from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint  # noqa: F401
+from .datasets import SampleSource, TrainingSample, generator_sample
 from .errors import DendritePanopticError, InputError, OutputExistsError
 from .models.builders import (
     DENDRITE_DEFAULTS,
@@ -40,7 +38,8 @@ from .models.builders import (
     widen_input_planes,
 )
 from .models.card import ModelCard, NetworkCard
-from .models.store import load_models, resolve_device, save_models, sha256_file
+from .models.store import load_models, resolve_device, save_models
+from .training_batches import step_batches, to_device
 
 logger = logging.getLogger(__name__)
 
@@ -217,70 +216,6 @@ def _build(cfg: TrainConfig) -> tuple[ModelCard, torch.nn.Module, torch.nn.Modul
     return card.with_input_planes(wanted), spines, dendrites
 
 
-def _batch(
-    source: SampleSource, rng: np.random.Generator, n: int, planes: int = 1
-) -> tuple[torch.Tensor, torch.Tensor, list[dict[str, torch.Tensor]]]:
-    """``n`` augmented samples: images (n, planes, H, W) float32, dendrite targets (n, H, W)
-    int64 and Mask R-CNN targets."""
-    samples: list[TrainingSample] = [augment(source(rng), rng) for _ in range(n)]
-    images = torch.from_numpy(np.stack([network_input(s, planes) for s in samples]))
-    dendrite = torch.from_numpy(np.stack([s.dendrite for s in samples]).astype(np.int64))
-    targets = [instance_targets(s.spines) for s in samples]
-    return images, dendrite, targets
-
-
-class _StepBatches(torch.utils.data.Dataset):
-    """Batch ``k`` of a run, drawn from a generator seeded with ``(seed, k)`` (the same batch
-    whether it is drawn in the loop or by a data-loader worker)."""
-
-    def __init__(
-        self, source: SampleSource, seed: int, batch_size: int, steps: int, planes: int = 1
-    ):
-        self.source, self.seed, self.batch_size, self.steps = source, seed, batch_size, steps
-        self.planes = planes
-
-    def __len__(self) -> int:
-        return self.steps
-
-    def __getitem__(self, step: int):
-        rng = np.random.default_rng([self.seed, step])
-        return _batch(self.source, rng, self.batch_size, self.planes)
-
-
-def _single_thread_worker(_: int) -> None:
-    torch.set_num_threads(1)
-
-
-def _batches(
-    source: SampleSource, cfg: TrainConfig, start: int, planes: int = 1
-) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[dict[str, torch.Tensor]]]]:
-    """Batches ``start, start + 1, ... steps - 1``, in order; drawn by ``cfg.workers`` forked
-    processes when > 0."""
-    batches = _StepBatches(source, cfg.seed, cfg.batch_size, cfg.steps, planes)
-    if cfg.workers == 0:
-        return (batches[k] for k in range(start, cfg.steps))
-    import multiprocessing
-
-    loader = torch.utils.data.DataLoader(
-        batches,
-        batch_size=None,
-        sampler=range(start, cfg.steps),
-        num_workers=cfg.workers,
-        prefetch_factor=4,
-        worker_init_fn=_single_thread_worker,
-        multiprocessing_context=multiprocessing.get_context("fork"),
-    )
-    return iter(loader)
-
-
-def _to_device(
-    batch: tuple[torch.Tensor, torch.Tensor, list[dict[str, torch.Tensor]]], device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor, list[dict[str, torch.Tensor]]]:
-    images, dendrite, targets = batch
-    moved = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
-    return images.to(device, non_blocking=True), dendrite.to(device, non_blocking=True), moved
-
-
 def _cpu_copy(value: Any) -> Any:
     """Tensors of a (nested) state dict copied to the CPU, so checkpoints load anywhere."""
     if isinstance(value, torch.Tensor):
@@ -290,68 +225,6 @@ def _cpu_copy(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return type(value)(_cpu_copy(v) for v in value)
     return value
-
-
-def _hashes_path(path: Path) -> Path:
-    return Path(path).with_name(Path(path).name + ".sha256.json")
-
-
-def _recorded_hashes(path: Path) -> list[str] | None:
-    try:
-        return list(json.loads(_hashes_path(path).read_text(encoding="utf-8"))["sha256"])
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"cannot read '{_hashes_path(path)}': {exc}") from None
-
-
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write a training checkpoint atomically (a killed run never leaves half a file), with its
-    SHA-256 in ``<name>.sha256.json``.
-
-    The hash file is written before the checkpoint is renamed into place and lists the new and
-    the previous checkpoint's hashes, so a kill between the two writes still leaves a checkpoint
-    whose hash is on record.
-    """
-    path = Path(path)
-    previous = (_recorded_hashes(path) or [None])[0] if path.is_file() else None
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-        hashes = [sha256_file(tmp)] + ([previous] if previous else [])
-        atomic_write_text(_hashes_path(path), json.dumps({"sha256": hashes}))
-
-
-class CheckpointError(DendritePanopticError):
-    """A training checkpoint that cannot be resumed from (damaged, or not a checkpoint)."""
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load a checkpoint as data only (``weights_only=True``: no code in it is run), after
-    checking its SHA-256 against ``<name>.sha256.json`` when that exists.
-
-    Raises
-    ------
-    CheckpointError
-        When the file is damaged or holds something other than a checkpoint's tensors and
-        numbers.
-    """
-    hashes = _recorded_hashes(path)
-    if hashes is not None and Path(path).is_file() and sha256_file(Path(path)) not in hashes:
-        raise CheckpointError(
-            f"cannot resume from '{path}': it does not match the SHA-256 recorded when it was "
-            "written (altered or damaged); delete it or train without resuming (--no-resume)"
-        )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - zip, pickle and storage errors all mean "damaged"
-        raise CheckpointError(
-            f"cannot resume from '{path}': the checkpoint is damaged or not a checkpoint "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); delete it "
-            "or train without resuming (--no-resume)"
-        ) from None
-    if not isinstance(state, dict) or not {"step", "spines", "dendrites"} <= set(state):
-        raise CheckpointError(f"cannot resume from '{path}': it is not a training checkpoint")
-    return state
 
 
 def iter_fit(
@@ -405,7 +278,7 @@ def iter_fit(
     train_s = cfg.which in ("both", "spines")
     train_d = cfg.which in ("both", "dendrites")
     device = resolve_device(cfg.device)
-    batches = _batches(
+    batches = step_batches(
         source, cfg, start, card.input_planes
     )  # workers fork here, before CUDA is touched
     if device.type == "cuda":
@@ -478,7 +351,7 @@ def iter_fit(
         if cfg.max_seconds is not None and spent >= cfg.max_seconds:
             break
         asked = time.perf_counter()
-        images, dendrite_t, targets = _to_device(next(batches), device)
+        images, dendrite_t, targets = to_device(next(batches), device)
         waited += time.perf_counter() - asked
         time_fraction = spent / cfg.max_seconds if cfg.max_seconds else 0.0
         factor = lr_factor(step, cfg.warmup_steps, cfg.steps, time_fraction)
