@@ -1,64 +1,28 @@
-"""Command line: ``dendrite-panoptic segment | sample`` over the same engine as the dock widgets."""
+"""Command line: ``dendrite-panoptic segment | train | evaluate | sample`` over the same engine
+as the dock widgets.
+
+This module holds the argument parser (:func:`build_parser`), the entry point (:func:`main`) and
+the ``train`` and ``sample`` commands. ``segment`` lives in :mod:`cli_segment` and ``evaluate``
+in :mod:`cli_evaluate`; :func:`segment_file` and :func:`segment_config` are re-exported here
+(``cli.segment_file`` is what :mod:`batch` runs per file).
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from . import __version__
+from .cli_evaluate import cmd_evaluate
+from .cli_segment import (  # noqa: F401 - segment_config, segment_file re-exported
+    cmd_segment,
+    segment_config,
+    segment_file,
+)
 from .errors import DendritePanopticError, OutputExistsError
-
-if TYPE_CHECKING:
-    from .inference import InferenceConfig
-    from .models.store import LoadedModels
-
-logger = logging.getLogger("napari_dendrite_panoptic")
-
-
-LOW_MEMORY_BYTES = 1 << 30
-"""Results larger than this (5 bytes per voxel) are written plane by plane (``--low-memory``)."""
-
-
-def _segment_outputs(out: Path, stem: str, overlay: bool) -> dict[str, Path]:
-    paths = {
-        "dendrite": out / f"{stem}_dendrite.tif",
-        "spines": out / f"{stem}_spines.tif",
-        "csv": out / f"{stem}_spines.csv",
-        "run": out / f"{stem}_run.json",
-        "dendrites_csv": out / f"{stem}_dendrites.csv",
-        "roi": out / f"{stem}_spines_roi.zip",
-    }
-    if overlay:
-        paths["overlay"] = out / f"{stem}_overlay.png"
-    return paths
-
-
-def segment_config(args: argparse.Namespace) -> tuple[InferenceConfig, dict[str, Any] | None]:
-    """The job's InferenceConfig and the run record it comes from (None without ``--from-run``):
-    the recorded settings of ``--from-run``, else the flags."""
-    from .inference import InferenceConfig
-    from .provenance import config_from_record, load_record
-
-    if args.from_run is not None:
-        record = load_record(args.from_run)
-        return config_from_record(record), record
-    config = InferenceConfig(
-        model=str(args.model) if args.model else None,
-        device=args.device,
-        pixel_size_um=args.pixel_size,
-        spine_score_threshold=args.score_threshold,
-        dendrite_threshold=args.dendrite_threshold,
-        tile_size=args.tile_size,
-        dendrite_depth_tolerance=args.dendrite_depth_tolerance,
-        spine_focus_fraction=args.spine_focus_fraction,
-        test_time_flips=args.flips,
-    )
-    return config, None
-
 
 FLIPS_HELP = (
     "segment each plane in its four mirror views and keep the spines most of them find "
@@ -85,146 +49,6 @@ def _planes_or_off(text: str) -> float | None:
     return value
 
 
-def segment_file(
-    path: Path,
-    args: argparse.Namespace,
-    cfg: InferenceConfig,
-    models: LoadedModels,
-    bar_factory: Callable[..., Any],
-) -> dict[str, Path]:
-    """Segment one TIFF and write its outputs and run record; returns the written paths."""
-    import contextlib
-    import dataclasses
-    import datetime as dt
-    import json
-    import time
-
-    import numpy as np
-
-    from .atomic import atomic_write_text
-    from .inference import PanopticResult, iter_predict
-    from .io import as_zyx, read_tiff, write_labels_tiff
-    from .overlay import overlay_rgb, save_png
-    from .provenance import run_record
-    from .streaming import DiskPlaneSink, ReleasingPlanes, result_bytes
-    from .tables import write_table_csv
-
-    outputs = _segment_outputs(Path(args.out), path.stem, args.overlay)
-    existing = [p for p in outputs.values() if p.exists()]
-    if existing and not args.overwrite:
-        raise OutputExistsError(
-            f"{existing[0]} exists already; pass --overwrite to replace it or choose another --out"
-        )
-    stack = read_tiff(path, lazy=True)  # planes are read as the engine needs them
-    volume = as_zyx(stack, channel=args.channel)
-    voxel = stack.voxel_size_um if stack.voxel_size_source != "none" else None
-    if voxel is None and args.pixel_size is None:
-        logger.warning("%s stores no voxel size; assuming the model's pixel size", path)
-    low_memory = getattr(args, "low_memory", False) or result_bytes(volume.shape) > LOW_MEMORY_BYTES
-    if not low_memory:
-        volume = np.asarray(volume)
-    else:  # one tile at a time: the networks' working set is most of the peak
-        cfg = dataclasses.replace(cfg, batch_tiles=1)
-        volume = ReleasingPlanes(volume)
-    started, t0 = dt.datetime.now(dt.timezone.utc), time.perf_counter()
-    with contextlib.ExitStack() as cleanup:
-        sink = None
-        if low_memory:
-            sink = cleanup.enter_context(
-                DiskPlaneSink(outputs["dendrite"].parent, path.stem, volume.shape)
-            )
-        result = None
-        bar = None
-        for event in iter_predict(volume, voxel, cfg, models=models, plane_sink=sink):
-            if isinstance(event, PanopticResult):
-                result = event
-                continue
-            if event.warning:
-                print(f"dendrite-panoptic: {path.name}: {event.warning}", file=sys.stderr)
-            if bar is None:
-                bar = bar_factory(total=event.total, desc=path.name, unit="tile")
-            bar.n = event.done
-            bar.set_postfix_str(event.message, refresh=True)
-        if bar is not None:
-            bar.close()
-        assert result is not None
-        meta = run_record(
-            result,
-            models,
-            input_path=str(path.resolve()),
-            input_shape=tuple(stack.shape),
-            input_dtype=str(stack.dtype),
-            input_voxel_size_um=stack.voxel_size_um,
-            input_voxel_size_source=stack.voxel_size_source,
-            started=started,
-            duration_s=time.perf_counter() - t0,
-        )
-        if sink is not None:  # a stack too big for memory: written plane by plane
-            meta["low_memory"] = True
-            write_labels_tiff(
-                outputs["dendrite"], sink.stream("dendrite"), result.voxel_size_um, meta
-            )
-            write_labels_tiff(outputs["spines"], sink.stream("spines"), result.voxel_size_um, meta)
-            write_table_csv(outputs["csv"], result.table)
-            print(
-                f"dendrite-panoptic: {path.name}: low-memory run (results written plane by "
-                "plane); the spine analysis, branch table, ROI set and overlay are skipped: "
-                "run them on a crop or in napari",
-                file=sys.stderr,
-            )
-            atomic_write_text(outputs["run"], json.dumps(meta, indent=2, default=str))
-            return {k: v for k, v in outputs.items() if k in ("dendrite", "spines", "csv", "run")}
-    squeeze = "Z" not in stack.axes
-    dendrite = result.dendrite[0] if squeeze else result.dendrite
-    spines = result.spines[0] if squeeze else result.spines
-    write_labels_tiff(outputs["dendrite"], dendrite.astype(np.uint8), result.voxel_size_um, meta)
-    write_labels_tiff(outputs["spines"], spines, result.voxel_size_um, meta)
-    from .analysis import write_analysis_outputs
-
-    write_analysis_outputs(
-        outputs["csv"].parent,
-        path.stem,
-        result.dendrite,
-        result.spines,
-        result.voxel_size_um,
-        volume,
-        base_table=result.table,
-    )
-    if args.overlay:
-        save_png(outputs["overlay"], overlay_rgb(volume, result.dendrite, result.spines))
-    atomic_write_text(outputs["run"], json.dumps(meta, indent=2, default=str))
-    logger.info("%s: %d spines", path.name, len(result.table["id"]))
-    return outputs
-
-
-def _cmd_segment(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from .batch import expand_inputs, report_batch, run_batch, summary_path
-    from .models.store import load_models
-    from .provenance import check_model_matches
-
-    inputs = expand_inputs(args.inputs)
-    summary = summary_path(args, len(inputs))
-    cfg, record = segment_config(args)
-    models = load_models(cfg.model, cfg.device)
-    if record is not None:
-        check_model_matches(record, models)
-    Path(args.out).mkdir(parents=True, exist_ok=True)  # not before the model is known to load
-    outcomes = run_batch(
-        inputs,
-        args,
-        cfg,
-        models=models,
-        workers=args.workers,
-        scheduler=args.scheduler,
-        bar_factory=tqdm if len(inputs) > 1 else None,
-        on_done=lambda outcome: report_batch([outcome], None, final=False),
-    )
-    failures = report_batch(outcomes, summary, final=True)
-    return 1 if failures else 0
-
-
 def _cmd_sample(args: argparse.Namespace) -> int:
     from . import synthetic
     from .io import write_labels_tiff, write_tiff_atomic
@@ -240,173 +64,6 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         write_labels_tiff(f"{stem}_gt_dendrite.tif", sample.dendrite[squeeze], sample.voxel_size_um)
         write_labels_tiff(f"{stem}_gt_spines.tif", sample.spines[squeeze], sample.voxel_size_um)
     print(out)
-    return 0
-
-
-def _print_table(rows: list[tuple[str, dict]]) -> None:
-    for name, scores in rows:
-        print(f"== {name}")
-        for key, value in scores.items():
-            text = f"{value:.4f}" if isinstance(value, float) else str(value)
-            print(f"   {key:<24} {text}")
-
-
-def _evaluate_files(args: argparse.Namespace) -> list[tuple[str, dict]]:
-    """``evaluate --pred-*``: score label TIFFs (and a CSV of centres) with comparison.py, the
-    engine of the Metrics dock; prints the per-plane table and writes the CSVs asked for."""
-    import numpy as np
-
-    from . import comparison as cmp
-    from .io import read_tiff
-
-    if args.truth_points and not args.pred_spines:
-        raise DendritePanopticError("--truth-points needs --pred-spines")
-    if args.pred_spines and not (args.truth_spines or args.truth_points):
-        raise DendritePanopticError("--pred-spines needs --truth-spines or --truth-points")
-    if args.pred_dendrite and not args.truth_dendrite:
-        raise DendritePanopticError("--pred-dendrite needs --truth-dendrite")
-    csv_paths = {}
-    if args.csv:
-        csv_paths = {k: Path(f"{args.csv}_{k}.csv") for k in ("figures", "objects")}
-        existing = [p for p in csv_paths.values() if p.exists()]
-        if existing and not args.overwrite:
-            raise OutputExistsError(f"{existing[0]} exists already; pass --overwrite to replace it")
-    arrays: dict[str, np.ndarray] = {}
-    voxel = None
-    first: tuple[str, tuple, tuple | None] | None = None
-    for key in ("pred_dendrite", "truth_dendrite", "pred_spines", "truth_spines"):
-        path = getattr(args, key)
-        if not path:
-            continue
-        stack = read_tiff(path)
-        data = np.asarray(stack.data)
-        cmp.check_labels(data, path)
-        known = stack.voxel_size_source != "none"
-        scale = stack.voxel_size_um[-data.ndim :] if known else None
-        if first is None:
-            first = (path, data.shape, scale)
-        else:
-            cmp.check_same_grid(first[1], data.shape, first[0], path, first[2], scale)
-        if voxel is None and known:
-            voxel = stack.voxel_size_um
-        if key.endswith("spines"):
-            for message in cmp.input_warnings(data, path, key.replace("_", " "), instances=True):
-                if args.split_components and cmp.looks_semantic(data):
-                    data = cmp.split_components(data)
-                    logger.warning("%s: split into %d connected components", path, data.max())
-                else:
-                    logger.warning("%s (--split-components splits it)", message)
-        arrays[key] = data
-    voxel = voxel or (1.0, 1.0, 1.0)
-    points = None
-    if args.truth_points:
-        if voxel == (1.0, 1.0, 1.0):
-            logger.warning("no voxel size stored in the TIFFs: distances are in pixels")
-        points = cmp.read_points_csv(args.truth_points, voxel)
-    kwargs = dict(
-        **arrays,
-        truth_points_um=points,
-        voxel_size_um=voxel,
-        iou_threshold=args.iou,
-        distance_um=args.distance_um,
-    )
-    whole = cmp.compare(**kwargs)
-    rows: list[tuple[str, dict]] = []
-    if whole.dendrite is not None:
-        scores = {f"pixel_{k}": v for k, v in whole.dendrite.as_dict().items()}
-        rows.append((f"dendrite: {args.pred_dendrite} vs {args.truth_dendrite}", scores))
-    if whole.spine_instances is not None:
-        scores = {f"pixel_{k}": v for k, v in whole.spine_pixels.as_dict().items()}
-        scores.update({f"instance_{k}": v for k, v in whole.spine_instances.as_dict().items()})
-        rows.append((f"spines: {args.pred_spines} vs {args.truth_spines}", scores))
-    if whole.spine_points is not None:
-        scores = {f"point_{k}": v for k, v in whole.spine_points.as_dict().items()}
-        rows.append((f"spine centres: {args.pred_spines} vs {args.truth_points}", scores))
-    figures, objects = cmp.figures_table(whole.figures()), whole.objects
-    if args.per_plane:
-        figures, objects = cmp.compare_planes(**kwargs)
-        keys = [k for k in figures if k.endswith(("_iou", "_f1", "_pq")) and k != "plane"]
-        print("plane  " + "  ".join(f"{k:>16}" for k in keys))
-        for i, plane in enumerate(figures["plane"]):
-            print(f"{plane:>5}  " + "  ".join(f"{figures[k][i]:>16.4f}" for k in keys))
-    if csv_paths:
-        cmp.write_csv(csv_paths["figures"], figures)
-        cmp.write_csv(csv_paths["objects"], objects)
-        for p in csv_paths.values():
-            print(f"wrote {p}")
-    return rows
-
-
-def _cmd_evaluate(args: argparse.Namespace) -> int:
-    import json
-
-    rows: list[tuple[str, dict]] = []
-    if args.pred_spines or args.pred_dendrite or args.truth_points:
-        rows = _evaluate_files(args)
-    else:
-        from . import evaluation
-        from .inference import InferenceConfig
-        from .models.store import load_models
-
-        models = load_models(args.model, args.device)
-        cfg = InferenceConfig(
-            model=args.model,
-            device=args.device,
-            spine_score_threshold=args.score_threshold,
-            dendrite_threshold=args.dendrite_threshold,
-            test_time_flips=args.flips,
-        )
-        if args.generator:
-            rows.append(
-                (
-                    f"generator 2D ({args.generator} images, 256x256)",
-                    evaluation.evaluate_generator(models, args.generator, config=cfg),
-                )
-            )
-        if args.generator_3d:
-            rows.append(
-                (
-                    f"generator 3D ({args.generator_3d} stacks, 8x192x192)",
-                    evaluation.evaluate_generator(
-                        models, args.generator_3d, seed=20_000, shape=(8, 192, 192), config=cfg
-                    ),
-                )
-            )
-        if args.real:
-            from . import real_data as rd
-
-            try:
-                rd.data_root()
-            except FileNotFoundError as exc:
-                raise DendritePanopticError(f"real data sets are absent: {exc}") from None
-            _, fs_val = rd.findspines_split(rd.load_findspines())
-            rows.append(
-                (
-                    "smirnov test (centres within 7.5 px)",
-                    evaluation.evaluate_points(models, rd.load_smirnov("test"), cfg),
-                )
-            )
-            rows.append(
-                (
-                    "findspines validation groups (centres within half the box)",
-                    evaluation.evaluate_points(models, fs_val, cfg),
-                )
-            )
-            rows.append(
-                (
-                    "yolo11 val (outlines)",
-                    evaluation.evaluate_masks(models, rd.load_yolo11("val"), cfg),
-                )
-            )
-        if not rows:
-            raise DendritePanopticError(
-                "nothing to evaluate: give --generator N, --real or --pred-*"
-            )
-    _print_table(rows)
-    if args.json:
-        from .atomic import atomic_write_text
-
-        atomic_write_text(args.json, json.dumps(dict(rows), indent=2, default=float))
     return 0
 
 
@@ -531,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="summary CSV across files (default <out>/summary.csv for several files)",
     )
-    seg.set_defaults(func=_cmd_segment)
+    seg.set_defaults(func=cmd_segment)
 
     tr = sub.add_parser("train", help="train or fine-tune the spine and dendrite networks")
     tr.add_argument("--out", required=True, help="new model folder to write")
@@ -608,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--csv", help="write <CSV>_figures.csv and <CSV>_objects.csv")
     ev.add_argument("--split-components", action="store_true", help="0/1 spine masks → instances")
     ev.add_argument("--overwrite", action="store_true", help="replace existing CSV outputs")
-    ev.set_defaults(func=_cmd_evaluate)
+    ev.set_defaults(func=cmd_evaluate)
 
     smp = sub.add_parser("sample", help="write the bundled synthetic sample stack as a TIFF")
     smp.add_argument("path", help="output TIFF path")

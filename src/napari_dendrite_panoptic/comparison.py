@@ -1,11 +1,17 @@
-"""Compare a prediction with ground truth: figures, per-plane tables, per-object tables and
-difference maps.
+"""Compare a prediction with ground truth: input checks, figures, per-plane tables and
+per-object tables.
 
 GUI-free (numpy/scipy only); the "Metrics" dock and ``dendrite-panoptic evaluate`` both call
 :func:`compare` / :func:`compare_planes`, which score with :mod:`metrics` (one implementation of
 each metric). Arrays are (Y, X) or (Z, Y, X) label images on one grid; voxel sizes are (z, y, x)
 in µm; ground-truth points are spine centres in µm, (z, y, x) or (y, x), measured from the centre
 of the arrays' first voxel.
+
+The object-table columns and the CSV output live in :mod:`comparison_tables`
+(:func:`figures_table`, :func:`write_csv`), the difference maps and status colours in
+:mod:`comparison_maps` (:func:`dendrite_diff_map`, :func:`spine_status_map`,
+``STATUS_COLOURS``, ``DENDRITE_DIFF_VALUES``); both are re-exported here, so
+``comparison.write_csv`` etc. keep working.
 """
 
 from __future__ import annotations
@@ -18,6 +24,20 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
+from .comparison_maps import (  # noqa: F401 - re-exported: comparison.<name> is the API
+    DENDRITE_DIFF_VALUES,
+    STATUS_COLOURS,
+    dendrite_diff_map,
+    spine_status_map,
+)
+from .comparison_tables import (  # noqa: F401 - figures_table, write_csv re-exported
+    OBJECT_COLUMNS,
+    Table,
+    figures_table,
+    object_row,
+    objects_table,
+    write_csv,
+)
 from .errors import InputError
 from .metrics import (
     InstanceMatch,
@@ -36,12 +56,6 @@ DEFAULT_IOU = 0.5
 """IoU a predicted spine needs with a ground-truth spine to count as found."""
 DEFAULT_DISTANCE_UM = 1.0
 """Largest distance (µm) between a predicted spine's centroid and an annotated centre."""
-STATUS_COLOURS = {"TP": "#1b9e77", "FP": "#d95f02", "FN": "#7570b3"}
-"""Colour of each match status (colour-blind safe Dark2 colours): found, extra, missed."""
-DENDRITE_DIFF_VALUES = {"FP": 1, "FN": 2}
-"""Values of :func:`dendrite_diff_map`: predicted but not true (1), true but missed (2)."""
-
-Table = dict[str, np.ndarray]
 
 
 # --- input checks ------------------------------------------------------------------------------
@@ -321,15 +335,21 @@ def compare(
         truth_pos = {int(i): k for k, i in enumerate(truth_ids)}
         for t, p, value in match.pairs:
             k = truth_pos[t]
-            objects.append(_row("TP", "iou", p, t, value, np.nan, truth_c[k], truth_sizes[k], vox))
+            objects.append(
+                object_row("TP", "iou", p, t, value, np.nan, truth_c[k], truth_sizes[k], vox)
+            )
         for p in match.false_positives:
             k = pred_pos[p]
             best = float(iou[:, p_ids == p].max(initial=0.0))
-            objects.append(_row("FP", "iou", p, 0, best, np.nan, pred_c[k], pred_sizes[k], vox))
+            objects.append(
+                object_row("FP", "iou", p, 0, best, np.nan, pred_c[k], pred_sizes[k], vox)
+            )
         for t in match.false_negatives:
             k = truth_pos[t]
             best = float(iou[t_ids == t, :].max(initial=0.0))
-            objects.append(_row("FN", "iou", 0, t, best, np.nan, truth_c[k], truth_sizes[k], vox))
+            objects.append(
+                object_row("FN", "iou", 0, t, best, np.nan, truth_c[k], truth_sizes[k], vox)
+            )
     if truth_points_um is not None:
         true_um = points_to_zyx_um(truth_points_um)
         pred_um = pred_c * vox
@@ -341,7 +361,7 @@ def compare(
         matched_p = {b for _, b, _ in pairs}
         for a, b, dist in pairs:
             objects.append(
-                _row(
+                object_row(
                     "TP",
                     "distance",
                     int(pred_ids[b]),
@@ -356,7 +376,7 @@ def compare(
         for b in range(len(pred_ids)):
             if b not in matched_p:
                 objects.append(
-                    _row(
+                    object_row(
                         "FP",
                         "distance",
                         int(pred_ids[b]),
@@ -371,60 +391,9 @@ def compare(
         for a in range(len(true_um)):
             if a not in matched_t:
                 objects.append(
-                    _row("FN", "distance", 0, a + 1, np.nan, np.nan, true_um[a] / vox, 0, vox)
+                    object_row("FN", "distance", 0, a + 1, np.nan, np.nan, true_um[a] / vox, 0, vox)
                 )
-    return Comparison(dendrite, spine_pixels, instances, points, _to_table(objects), match)
-
-
-_OBJECT_COLUMNS = (
-    "index",
-    "status",
-    "by",
-    "pred_id",
-    "truth_id",
-    "iou",
-    "distance_um",
-    "centroid_z_px",
-    "centroid_y_px",
-    "centroid_x_px",
-    "centroid_z_um",
-    "centroid_y_um",
-    "centroid_x_um",
-    "size_px",
-)
-
-
-def _row(status, by, pred_id, truth_id, iou, dist, centroid_px, size, vox) -> dict:
-    c = np.asarray(centroid_px, dtype=float)
-    row = {
-        "status": status,
-        "by": by,
-        "pred_id": int(pred_id),
-        "truth_id": int(truth_id),
-        "iou": float(iou),
-        "distance_um": float(dist),
-    }
-    for k, axis in enumerate("zyx"):
-        row[f"centroid_{axis}_px"] = float(c[k])
-    for k, axis in enumerate("zyx"):
-        row[f"centroid_{axis}_um"] = float(c[k] * vox[k])
-    row["size_px"] = int(size)
-    return row
-
-
-_DTYPES = {"status": object, "by": object, "pred_id": np.int64, "truth_id": np.int64}
-
-
-def _to_table(rows: list[dict], extra: Sequence[str] = ()) -> Table:
-    columns = [*extra, *_OBJECT_COLUMNS]
-    table: Table = {}
-    for c in columns:
-        if c == "index":
-            table[c] = np.arange(1, len(rows) + 1, dtype=np.int64)
-            continue
-        dtype = _DTYPES.get(c, np.int64 if c in ("size_px", "plane") else float)
-        table[c] = np.array([r[c] for r in rows], dtype=dtype)
-    return table
+    return Comparison(dendrite, spine_pixels, instances, points, objects_table(objects), match)
 
 
 def compare_planes(
@@ -476,7 +445,7 @@ def compare_planes(
         parts.append(part)
         n = len(part.objects.get("status", ()))
         for i in range(n):
-            row = {c: part.objects[c][i] for c in _OBJECT_COLUMNS if c != "index"}
+            row = {c: part.objects[c][i] for c in OBJECT_COLUMNS if c != "index"}
             row["plane"] = z
             row["centroid_z_px"] = float(z)
             row["centroid_z_um"] = z * vz
@@ -488,7 +457,7 @@ def compare_planes(
     table: Table = {"plane": np.array([str(z) for z in chosen] + ["all"], dtype=object)}
     for key in figures[0] if figures else ():
         table[key] = np.array([f[key] for f in figures])
-    return table, _to_table(rows, extra=("plane",))
+    return table, objects_table(rows, extra=("plane",))
 
 
 def _plane(a: np.ndarray | None, z: int) -> np.ndarray | None:
@@ -524,81 +493,3 @@ def pool(parts: Sequence[Comparison]) -> Comparison:
         spine_instances=pool_instance_scores(inst) if inst else None,
         spine_points=points,
     )
-
-
-# --- difference maps ---------------------------------------------------------------------------
-def dendrite_diff_map(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """uint8 map of where two dendrite masks differ: 1 = predicted, not true (FP); 2 = true,
-    not predicted (FN); 0 elsewhere. Same shape as the inputs."""
-    p = np.asarray(pred) > 0
-    t = np.asarray(truth) > 0
-    if p.shape != t.shape:
-        raise InputError(f"dendrite masks differ in shape: {p.shape} vs {t.shape}")
-    out = np.zeros(p.shape, dtype=np.uint8)
-    out[p & ~t] = DENDRITE_DIFF_VALUES["FP"]
-    out[t & ~p] = DENDRITE_DIFF_VALUES["FN"]
-    return out
-
-
-def spine_status_map(
-    pred_spines: np.ndarray, truth_spines: np.ndarray | None, objects: Table
-) -> np.ndarray:
-    """uint32 label image of an object table: each object's pixels hold its ``index``.
-
-    A TP is drawn as its ground-truth and predicted masks, an FN as its ground-truth mask, an FP
-    as its predicted mask; predicted pixels are drawn last (win where an FN and an FP overlap).
-    Annotated centres (``by == "distance"``) have no mask: only the predicted spines are drawn.
-    A table with a ``plane`` column is drawn plane by plane. Same shape as ``pred_spines``.
-    """
-    pred = np.asarray(pred_spines)
-    out = np.zeros(pred.shape, dtype=np.uint32)
-    if not len(objects.get("index", ())):
-        return out
-    truth = None if truth_spines is None else np.asarray(truth_spines)
-    if "plane" in objects:
-        out3 = _zyx(out)
-        for z in np.unique(objects["plane"]):
-            sel = {c: v[objects["plane"] == z] for c, v in objects.items()}
-            out3[z] = _paint(_zyx(pred)[z], None if truth is None else _zyx(truth)[z], sel)
-        return out
-    return _paint(pred, truth, objects)
-
-
-def _paint(pred: np.ndarray, truth: np.ndarray | None, objects: Table) -> np.ndarray:
-    out = np.zeros(pred.shape, dtype=np.uint32)
-    index = objects["index"].astype(np.uint32)
-    if truth is not None:
-        ok = (objects["by"] == "iou") & (objects["truth_id"] > 0)
-        _draw(out, truth, objects["truth_id"][ok], index[ok])
-    ok = objects["pred_id"] > 0
-    _draw(out, pred, objects["pred_id"][ok], index[ok])
-    return out
-
-
-def _draw(out: np.ndarray, labels: np.ndarray, ids: np.ndarray, values: np.ndarray) -> None:
-    """out[labels == ids[k]] = values[k] for every k, visiting only labelled pixels."""
-    if not ids.size:
-        return
-    order = np.argsort(ids)
-    ids, values = ids[order].astype(np.int64), values[order]
-    where = np.flatnonzero(labels)
-    found = labels.ravel()[where].astype(np.int64, copy=False)
-    k = np.clip(np.searchsorted(ids, found), 0, ids.size - 1)
-    hit = ids[k] == found
-    out.ravel()[where[hit]] = values[k[hit]]
-
-
-# --- files -------------------------------------------------------------------------------------
-def figures_table(figures: dict[str, float], name: str = "stack") -> Table:
-    """One comparison's figures as a one-row table (``scope`` = ``name``)."""
-    table: Table = {"scope": np.array([name], dtype=object)}
-    for key, value in figures.items():
-        table[key] = np.array([value])
-    return table
-
-
-def write_csv(path: str | Path, table: Table) -> Path:
-    """Write a column table (figures or objects) as CSV atomically; NaN is written as ``nan``."""
-    from .tables import write_table_csv
-
-    return write_table_csv(path, table)
