@@ -13,7 +13,7 @@ dendrites on a black background, 512² and 1024²). Settings:
 - ``balanced ≤1024 tiles``: :func:`tiling.tile_layout`, limits scaled with the tile area,
   mask head only on boxes above the spine score threshold;
 - ``… + skip tiles without dendrite``: the current default, no spine network on tiles whose
-  dendrite probability stays under ``inference.EMPTY_TILE_PROB``.
+  dendrite probability stays under ``tile_passes.EMPTY_TILE_PROB``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from napari_dendrite_panoptic import inference, synthetic
+from napari_dendrite_panoptic import synthetic, tile_passes
 from napari_dendrite_panoptic.inference import InferenceConfig, predict
 from napari_dendrite_panoptic.models.store import load_models
 
@@ -38,11 +38,11 @@ def _old_detector(model, tile_area, score_threshold):  # the behaviour before th
 
 SETTINGS = {
     "512 tiles, all boxes": (InferenceConfig(device="cpu", tile_size=512), _old_detector, 0.0),
-    "balanced ≤1024 tiles": (InferenceConfig(device="cpu"), inference._configure_detector, 0.0),
+    "balanced ≤1024 tiles": (InferenceConfig(device="cpu"), tile_passes.configure_detector, 0.0),
     "… + skip tiles without dendrite": (
         InferenceConfig(device="cpu"),
-        inference._configure_detector,
-        inference.EMPTY_TILE_PROB,
+        tile_passes.configure_detector,
+        tile_passes.EMPTY_TILE_PROB,
     ),
 }
 
@@ -56,13 +56,13 @@ def main() -> None:
     models = load_models(None, "cpu")
     cfg0 = synthetic.SyntheticConfig(shape=(1, 1024, 1024), pixel_size_um=0.08, n_dendrites=3)
     image = synthetic.generate(0, cfg0).image
-    original = inference._configure_detector, inference.EMPTY_TILE_PROB
+    original = tile_passes.configure_detector, tile_passes.EMPTY_TILE_PROB
     times: dict[str, list[float]] = {k: [] for k in SETTINGS}
     spines: dict[str, int] = {}
     try:
         for run in range(args.runs + 1):
             for name, (cfg, detector, empty) in SETTINGS.items():
-                inference._configure_detector, inference.EMPTY_TILE_PROB = detector, empty
+                tile_passes.configure_detector, tile_passes.EMPTY_TILE_PROB = detector, empty
                 t0 = time.perf_counter()
                 result = predict(image, (1.0, 0.08, 0.08), cfg, models)
                 if run:  # the first round is the warm-up
@@ -77,7 +77,7 @@ def main() -> None:
             _, fs_val = rd.findspines_split(rd.load_findspines())
             fs_val = fs_val[: args.findspines]
             for name, (cfg, detector, empty) in SETTINGS.items():
-                inference._configure_detector, inference.EMPTY_TILE_PROB = detector, empty
+                tile_passes.configure_detector, tile_passes.EMPTY_TILE_PROB = detector, empty
                 t0 = time.perf_counter()
                 masks = evaluate_masks(models, yolo, cfg)
                 t_yolo = (time.perf_counter() - t0) / len(yolo)
@@ -90,7 +90,7 @@ def main() -> None:
                     f"findspines F1 ({len(fs_val)})": points["f1"],
                 }
     finally:
-        inference._configure_detector, inference.EMPTY_TILE_PROB = original
+        tile_passes.configure_detector, tile_passes.EMPTY_TILE_PROB = original
     print(
         "| setting | s per 1024² plane | spines found |"
         + "".join(f" {k} |" for k in next(iter(scores.values()), {}))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_dendrite_panoptic import inference
+from napari_dendrite_panoptic import tile_passes
 from napari_dendrite_panoptic.flip_averaging import fuse_views, paste_fused
 from napari_dendrite_panoptic.inference import InferenceConfig, ProgressEvent, iter_predict
 
@@ -78,7 +78,7 @@ def _corner_spine_network(models, tiles):
 
 
 def test_a_spine_found_in_one_mirror_view_only_is_dropped(tiny_model_dir, monkeypatch):
-    monkeypatch.setattr(inference, "_run_networks", _corner_spine_network)
+    monkeypatch.setattr(tile_passes, "run_networks", _corner_spine_network)
     image = np.zeros((64, 64), np.float32)
     image[39:44, 29:34] = 0.5  # one bright spot, away from the corners
     image[41, 31] = 1.0

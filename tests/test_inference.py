@@ -152,7 +152,7 @@ def test_spine_labels_are_resized_without_shifting_them(size):
     import torch
     from scipy import ndimage as ndi
 
-    from napari_dendrite_panoptic.inference import _resize
+    from napari_dendrite_panoptic.plane_reader import resize as _resize
 
     labels = np.zeros((40, 40), np.float32)
     labels[10:13, 20:23] = 1

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_dendrite_panoptic import inference
+from napari_dendrite_panoptic import tile_passes
 from napari_dendrite_panoptic.cli import main
 from napari_dendrite_panoptic.datasets import (
     TrainingSample,
@@ -71,9 +71,9 @@ def test_each_plane_is_segmented_with_the_planes_below_and_above(
     def record(models, tiles):
         seen.append(tiles.mean(dim=(0, 2, 3)))  # the mean of each input plane
         zero = torch.zeros(tiles.shape[0], *tiles.shape[-2:])
-        return zero, [inference._NO_DETECTIONS] * tiles.shape[0]
+        return zero, [tile_passes.NO_DETECTIONS] * tiles.shape[0]
 
-    monkeypatch.setattr(inference, "_run_networks", record)
+    monkeypatch.setattr(tile_passes, "run_networks", record)
     predict(stack, (0.5, 0.1, 0.1), InferenceConfig(device="cpu"), models)
     order = [[round(float(m) * 3 / float(seen[-1][-1])) for m in means] for means in seen]
     # planes 0..3 normalised to about 0, 1/3, 2/3, 1; the ends repeat their own plane

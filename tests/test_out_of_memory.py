@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_dendrite_panoptic import inference
+from napari_dendrite_panoptic import inference, tile_passes
 from napari_dendrite_panoptic.inference import (
     InferenceConfig,
     OutOfMemory,
@@ -52,7 +52,7 @@ def _fail_when(monkeypatch, condition, error=torch.OutOfMemoryError):
             raise error("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
         return _stand_in(models, tiles)
 
-    monkeypatch.setattr(inference, "_run_networks", fake)
+    monkeypatch.setattr(tile_passes, "run_networks", fake)
     return calls
 
 

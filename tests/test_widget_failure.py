@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_dendrite_panoptic import inference
+from napari_dendrite_panoptic import tile_passes
 from napari_dendrite_panoptic._widgets import inference as widget_module
 from napari_dendrite_panoptic.models.store import MODELS_DIR_ENV
 
@@ -81,7 +81,7 @@ def test_unexpected_engine_error_is_one_notification_not_a_crash(dock, qtbot, mo
     def broken(models, tiles):
         raise RuntimeError("cuDNN error: CUDNN_STATUS_INTERNAL_ERROR (simulated)")
 
-    monkeypatch.setattr(inference, "_run_networks", broken)
+    monkeypatch.setattr(tile_passes, "run_networks", broken)
     _run(qtbot, widget)
 
     assert notes["error"] == [
@@ -106,7 +106,7 @@ def test_out_of_memory_fallback_is_a_warning_and_the_result_arrives(dock, qtbot,
         }
         return prob, [empty] * len(tiles)
 
-    monkeypatch.setattr(inference, "_run_networks", small_tiles_only)
+    monkeypatch.setattr(tile_passes, "run_networks", small_tiles_only)
     _run(qtbot, widget)
 
     assert notes["error"] == []

@@ -9,9 +9,16 @@ tile whose core holds their centre) ▸ resample back ▸ link spines across nei
 :class:`PanopticResult`; the GUI and the CLI both drive it and can stop between tiles.
 :func:`predict` runs it to the end. This module never imports napari or Qt.
 
-Memory guarding (the up-front RAM check, recognising out-of-memory errors, retrying with smaller
-tiles or on the CPU; :class:`OutOfMemory`, :func:`is_out_of_memory` and :func:`memory_needed`,
-re-exported here) lives in :mod:`napari_dendrite_panoptic.memory_guard`.
+Where the steps live: reading, normalising and resampling the planes (:class:`PlaneReader`,
+:func:`as_zyx`, :func:`stack_percentiles`, :func:`resize`) in
+:mod:`napari_dendrite_panoptic.plane_reader`; the networks over one plane, tile by tile and in
+mirror views (:func:`plane_pass`, :func:`run_networks`, :func:`configure_detector`,
+``EMPTY_TILE_PROB``, ``MASK_OFFSET_PX``) in :mod:`napari_dendrite_panoptic.tile_passes` (tests
+that replace the networks patch ``tile_passes.run_networks``); memory guarding (the up-front RAM
+check, recognising out-of-memory errors, retrying with smaller tiles or on the CPU;
+:class:`OutOfMemory`, :func:`is_out_of_memory` and :func:`memory_needed`, re-exported here) in
+:mod:`napari_dendrite_panoptic.memory_guard`. This module keeps the job's settings, its events
+and result, and the plane loop that drives them.
 """
 
 from __future__ import annotations
@@ -23,19 +30,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from .dendrite_depth import trim_dendrite_depth
-from .errors import Cancelled, InputError
-from .flip_averaging import (
-    FLIP_VIEWS,
-    VIEW_SCORE_FLOOR,
-    claim_pixels,
-    flip_view,
-    flipped_axes,
-    fuse_views,
-    paste_fused,
-)
+from .errors import InputError
+from .flip_averaging import FLIP_VIEWS
 from .memory_guard import (
     OutOfMemory,
     after_out_of_memory,
@@ -44,14 +42,10 @@ from .memory_guard import (
     memory_needed,  # noqa: F401 - re-exported: inference.memory_needed is part of the API
 )
 from .models.store import LoadedModels, load_models
-from .normalise import finite_percentiles
+from .plane_reader import PlaneReader, as_zyx, resize, stack_percentiles
 from .tables import SpineTableAccumulator, spine_table
-from .tiling import (
-    blend_window,
-    core_bounds,
-    mirror_pad,
-    plane_tiles,
-)
+from .tile_passes import plane_pass
+from .tiling import plane_tiles
 from .zlink import PlaneLinker, trim_out_of_focus
 
 logger = logging.getLogger(__name__)
@@ -152,268 +146,6 @@ class PanopticResult:
     parameters: dict[str, Any] = field(default_factory=dict)
 
 
-def _as_zyx(image: Any) -> Any:
-    ndim = len(image.shape)
-    if ndim == 2:
-        return image[None] if isinstance(image, np.ndarray) else np.asarray(image)[None]
-    if ndim != 3:
-        raise InputError(
-            f"expected a 2D (Y, X) or 3D (Z, Y, X) image, got shape {tuple(image.shape)}; "
-            "pick one channel and time point first"
-        )
-    return image
-
-
-def _stack_percentiles(volume: Any, low: float, high: float) -> tuple[float, float]:
-    """Percentiles over (at most 16 evenly spaced planes of) the stack, finite values only."""
-    nz = volume.shape[0]
-    zs = np.unique(np.linspace(0, nz - 1, min(nz, 16)).round().astype(int))
-    values = []
-    for z in zs:
-        plane = np.asarray(volume[int(z)], dtype=np.float32).ravel()
-        step = max(1, plane.size // 250_000)
-        values.append(plane[::step])
-    bounds = finite_percentiles(np.concatenate(values), low, high)
-    return bounds if bounds is not None else (0.0, 1.0)
-
-
-def _resize(t: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
-    """Resize (B, C, H, W) to ``size``; anti-aliased when shrinking."""
-    if tuple(t.shape[-2:]) == tuple(size):
-        return t
-    if mode == "nearest":
-        return F.interpolate(t, size=size, mode="nearest-exact")
-    shrink = size[0] < t.shape[-2] or size[1] < t.shape[-1]
-    return F.interpolate(t, size=size, mode="bilinear", align_corners=False, antialias=shrink)
-
-
-REFERENCE_TILE_AREA = 512 * 512
-"""Tile area for which the spine model's proposal and detection limits in builders.py are set."""
-
-
-def _configure_detector(model: torch.nn.Module, tile_area: int, score_threshold: float) -> None:
-    """Scale the RPN proposal and detection limits with the tile area (a 1024² tile keeps four
-    times those of a 512² tile), and drop boxes under the spine score threshold before the mask
-    head, which then runs only on spines that will be kept (results are unchanged: NMS never
-    lets a lower-scoring box remove a higher one)."""
-    factor = max(tile_area / REFERENCE_TILE_AREA, 1.0)
-    rpn, heads = model.rpn, model.roi_heads
-    base = getattr(model, "_reference_limits", None)
-    if base is None:
-        base = (
-            rpn._pre_nms_top_n["testing"],
-            rpn._post_nms_top_n["testing"],
-            heads.detections_per_img,
-        )
-        model._reference_limits = base
-    rpn._pre_nms_top_n["testing"] = int(base[0] * factor)
-    rpn._post_nms_top_n["testing"] = int(base[1] * factor)
-    heads.detections_per_img = int(base[2] * factor)
-    heads.score_thresh = max(float(score_threshold), 0.05)
-
-
-EMPTY_TILE_PROB = 0.2
-"""A tile whose dendrite probability stays under this everywhere gets no spine detection."""
-_NO_DETECTIONS = {
-    "boxes": torch.zeros((0, 4)),
-    "scores": torch.zeros(0),
-    "masks": torch.zeros((0, 1, 28, 28)),
-}
-
-
-def _run_networks(
-    models: LoadedModels, tiles: torch.Tensor
-) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
-    """Dendrite probability (B, T, T) and spine detections of (B, P, T, T) tiles on the models'
-    device (the one call that allocates most memory; tests make it fail to simulate OOM).
-
-    Spines grow on dendrites: a tile whose dendrite probability stays under
-    :data:`EMPTY_TILE_PROB` everywhere skips the spine network.
-    """
-    with torch.inference_mode():
-        prob = models.dendrites(tiles)["out"].softmax(1)[:, 1]
-    busy = [k for k in range(tiles.shape[0]) if float(prob[k].max()) >= EMPTY_TILE_PROB]
-    found = _detect_spines(models.spines, tiles[busy]) if busy else []
-    dets = [_NO_DETECTIONS] * tiles.shape[0]
-    for k, det in zip(busy, found, strict=True):
-        dets[k] = det
-    return prob, dets
-
-
-@torch.inference_mode()
-def _detect_spines(model: torch.nn.Module, tiles: torch.Tensor) -> list[dict[str, torch.Tensor]]:
-    """Run Mask R-CNN on (B, P, T, T) tiles; masks stay at the head's 28x28 resolution."""
-    images, _ = model.transform(list(tiles))
-    features = model.backbone(images.tensors)
-    proposals, _ = model.rpn(images, features)
-    detections, _ = model.roi_heads(features, proposals, images.image_sizes)
-    return detections
-
-
-MASK_OFFSET_PX = 0.5
-"""torchvision's Mask R-CNN learns its mask targets with ``roi_align(aligned=False)``, which
-samples the true mask half a pixel right of and below the box; pasted on the box itself, its
-masks sat 0.4-0.45 px up and left of the true spines (generator images at the native pixel
-size), and mirrored views of a plane disagreed by a pixel."""
-
-
-def _paste_instances(
-    labels: np.ndarray,
-    scores: list[float],
-    detections: list[tuple[np.ndarray, float, np.ndarray]],
-    mask_threshold: float,
-    min_px: int,
-) -> None:
-    """Paste (box xyxy, score, mask probs MxM) detections into ``labels`` (H, W) int32, best
-    score first; a pixel already owned by a better spine stays with it. Each mask lands
-    :data:`MASK_OFFSET_PX` right of and below its box, where it was learned."""
-    h, w = labels.shape
-    for box, score, mask in sorted(detections, key=lambda d: -d[1]):
-        x0, y0, x1, y1 = np.asarray(box, dtype=np.float64) + MASK_OFFSET_PX
-        xi0, yi0 = max(int(np.floor(x0)), 0), max(int(np.floor(y0)), 0)
-        xi1, yi1 = min(int(np.ceil(x1)), w), min(int(np.ceil(y1)), h)
-        if xi1 <= xi0 or yi1 <= yi0:
-            continue
-        bw, bh = max(int(np.ceil(x1) - np.floor(x0)), 1), max(int(np.ceil(y1) - np.floor(y0)), 1)
-        m = F.interpolate(
-            torch.from_numpy(mask)[None, None], size=(bh, bw), mode="bilinear", align_corners=False
-        )[0, 0].numpy()
-        oy, ox = yi0 - int(np.floor(y0)), xi0 - int(np.floor(x0))
-        m = m[oy : oy + (yi1 - yi0), ox : ox + (xi1 - xi0)] >= mask_threshold
-        claim_pixels(labels[yi0:yi1, xi0:xi1], m, score, scores, min_px)
-
-
-def _plane_pass(
-    plane: torch.Tensor,
-    models: LoadedModels,
-    cfg: InferenceConfig,
-    score_threshold: float,
-    should_stop: Callable[[], bool],
-    tile_size: int | None = None,
-) -> Iterator[int]:
-    """Both networks over one native-resolution plane (P, H, W) float32 (the plane with its
-    neighbours in z when the networks take P > 1 planes), in each of its mirror views when
-    ``cfg.test_time_flips`` (see :mod:`flip_averaging`).
-
-    Yields once per tile batch (the caller reports progress and may stop); returns dendrite
-    probability (H, W), spine labels (H, W) int32 and the score of each id. ``tile_size``
-    overrides ``cfg.tile_size`` (smaller tiles after an out-of-memory error).
-    """
-    if not cfg.test_time_flips:
-        return (yield from _view_pass(plane, models, cfg, score_threshold, should_stop, tile_size))
-    view_threshold = min(score_threshold, VIEW_SCORE_FLOOR)
-    prob_sum = None
-    view_labels, view_scores = [], []
-    for view in FLIP_VIEWS:
-        dims = [axis - 2 for axis in flipped_axes(view)]  # the last two axes: y, x
-        seen = plane.flip(dims) if dims else plane
-        prob, labels, scores = yield from _view_pass(
-            seen, models, cfg, view_threshold, should_stop, tile_size
-        )
-        prob = prob.flip(dims) if dims else prob
-        prob_sum = prob if prob_sum is None else prob_sum + prob
-        view_labels.append(np.ascontiguousarray(flip_view(labels, view)))
-        view_scores.append(scores)
-    fused = fuse_views(view_labels, view_scores)
-    labels, scores = paste_fused(plane.shape[-2:], fused, score_threshold, cfg.min_spine_px)
-    return prob_sum / len(FLIP_VIEWS), labels, scores
-
-
-def _view_pass(
-    plane: torch.Tensor,
-    models: LoadedModels,
-    cfg: InferenceConfig,
-    score_threshold: float,
-    should_stop: Callable[[], bool],
-    tile_size: int | None = None,
-) -> Iterator[int]:
-    """Both networks over one view of a (P, H, W) plane, tile by tile (as :func:`_plane_pass`)."""
-    h, w = plane.shape[-2:]
-    th, tw, ov, ys, xs = plane_tiles(h, w, tile_size or cfg.tile_size, cfg.tile_overlap)
-    ph, pw = max(h, th), max(w, tw)
-    padded = mirror_pad(plane, ph, pw)
-    origins = [(y, x) for y in ys for x in xs]
-    _configure_detector(models.spines, th * tw, score_threshold)
-    window = blend_window(th, tw, ov).to(models.device)
-    prob_sum = torch.zeros((ph, pw), device=models.device)
-    weight_sum = torch.zeros((ph, pw), device=models.device)
-    detections: list[tuple[np.ndarray, float, np.ndarray]] = []
-    for i in range(0, len(origins), cfg.batch_tiles):
-        if should_stop():
-            raise Cancelled("inference cancelled")
-        batch_org = origins[i : i + cfg.batch_tiles]
-        tiles = torch.stack([padded[:, y : y + th, x : x + tw] for y, x in batch_org])
-        tiles = tiles.to(models.device)
-        prob, dets = _run_networks(models, tiles)
-        for (y, x), p, det in zip(batch_org, prob, dets, strict=False):
-            prob_sum[y : y + th, x : x + tw] += p * window
-            weight_sum[y : y + th, x : x + tw] += window
-            ylo, yhi = core_bounds(y, th, ph, ov)
-            xlo, xhi = core_bounds(x, tw, pw, ov)
-            keep = det["scores"] >= score_threshold
-            boxes = det["boxes"][keep].cpu().numpy()
-            scores = det["scores"][keep].cpu().numpy()
-            masks = det["masks"][keep][:, 0].float().cpu().numpy()
-            for box, score, mask in zip(boxes, scores, masks, strict=False):
-                cx, cy = (box[0] + box[2]) / 2 + x, (box[1] + box[3]) / 2 + y
-                if xlo <= cx < min(xhi, w) and ylo <= cy < min(yhi, h):  # not a mirror image
-                    detections.append((box + np.array([x, y, x, y]), float(score), mask))
-        yield len(batch_org)
-    prob = (prob_sum / weight_sum.clamp_min(1e-6))[:h, :w]
-    labels = np.zeros((h, w), dtype=np.int32)
-    scores: list[float] = []
-    _paste_instances(labels, scores, detections, cfg.spine_mask_threshold, cfg.min_spine_px)
-    return prob, labels, scores
-
-
-class _PlaneReader:
-    """The planes of a (Z, Y, X) volume, each read and resampled once.
-
-    ``raw(z)``: plane z as read, (Y, X) float32 with non-finite pixels set to ``lo``.
-    ``native(z)``: (P, nh, nw) float32, planes z - reach .. z + reach (clamped to the stack),
-    normalised as ``(raw - lo) / span`` and resampled to the model's native pixel size; P is
-    ``2 * reach + 1``, the planes the networks see. ``forget_before(z)`` drops the planes no
-    plane from z on needs, so a stack is read in the memory of a few planes.
-    """
-
-    def __init__(
-        self, volume: Any, lo: float, span: float, native_shape: tuple[int, int], reach: int
-    ) -> None:
-        self.volume, self.lo, self.span = volume, lo, span
-        self.native_shape, self.reach = native_shape, reach
-        self.nz = int(volume.shape[0])
-        self._raws: dict[int, np.ndarray] = {}
-        self._natives: dict[int, torch.Tensor] = {}
-
-    def raw(self, z: int) -> np.ndarray:
-        if z not in self._raws:
-            try:
-                raw = np.asarray(self.volume[z], dtype=np.float32)
-                self._raws[z] = np.where(np.isfinite(raw), raw, self.lo)
-            except MemoryError:
-                ny, nx = (int(s) for s in self.volume.shape[1:])
-                raise OutOfMemory(
-                    f"not enough memory to read plane {z + 1} of {ny}x{nx} px: close other "
-                    "programs or crop the image"
-                ) from None
-        return self._raws[z]
-
-    def native(self, z: int) -> torch.Tensor:
-        out = []
-        for k in range(z - self.reach, z + self.reach + 1):
-            k = min(max(k, 0), self.nz - 1)
-            if k not in self._natives:
-                plane = torch.from_numpy((self.raw(k) - self.lo) / self.span)
-                self._natives[k] = _resize(plane[None, None], self.native_shape)[0, 0]
-            out.append(self._natives[k])
-        return torch.stack(out)
-
-    def forget_before(self, z: int) -> None:
-        for cache in (self._raws, self._natives):
-            for k in [k for k in cache if k < z - self.reach]:
-                del cache[k]
-
-
 def iter_predict(
     image: Any,
     voxel_size_um: tuple[float, float, float] | None,
@@ -447,7 +179,7 @@ def iter_predict(
         last plane (``spine_focus_fraction``, ``dendrite_depth_tolerance``).
     """
     cfg = config or InferenceConfig()
-    volume = _as_zyx(image)
+    volume = as_zyx(image)
     nz, ny, nx = (int(s) for s in volume.shape)
     if nz < 1:
         raise InputError(f"the image holds no plane (shape {tuple(image.shape)})")
@@ -482,7 +214,7 @@ def iter_predict(
     if score is None:
         score = float(models.card.inference.get("spine_score_threshold", 0.5))
     try:
-        lo, hi = _stack_percentiles(volume, float(norm["low"]), float(norm["high"]))
+        lo, hi = stack_percentiles(volume, float(norm["low"]), float(norm["high"]))
     except MemoryError:
         raise OutOfMemory(
             f"not enough memory to read the image's {ny}x{nx} px planes: close other programs "
@@ -517,7 +249,7 @@ def iter_predict(
         else:
             dendrite[z], spines[z] = dendrite_plane, ids
 
-    planes = _PlaneReader(volume, lo, span, (nh, nw), models.card.input_planes // 2)
+    planes = PlaneReader(volume, lo, span, (nh, nw), models.card.input_planes // 2)
 
     uniform: list[float] = []
     for z in range(nz):
@@ -535,7 +267,7 @@ def iter_predict(
             done_before = done
             passes = None
             try:
-                passes = _plane_pass(
+                passes = plane_pass(
                     native_plane.to(models.device), models, cfg, score, should_stop, tile
                 )
                 while True:
@@ -560,8 +292,8 @@ def iter_predict(
                 notices.append(warning)
                 total = done + tiles_per_plane(tile) * (nz - z)
                 yield ProgressEvent(done, total, f"plane {z + 1}/{nz}", warning=warning)
-        prob_full = _resize(prob[None, None].float().cpu(), (ny, nx))[0, 0].numpy()
-        lab_full = _resize(torch.from_numpy(labels)[None, None].float(), (ny, nx), "nearest")
+        prob_full = resize(prob[None, None].float().cpu(), (ny, nx))[0, 0].numpy()
+        lab_full = resize(torch.from_numpy(labels)[None, None].float(), (ny, nx), "nearest")
         lab_full = lab_full[0, 0].numpy().astype(np.int32)
         finish_plane(z, (prob_full >= cfg.dendrite_threshold).astype(np.uint8), lab_full, scores)
     if len(uniform) == nz:
