@@ -7,6 +7,11 @@ Gaussian point-spread function, Poisson shot noise and Gaussian read noise.
 
 Ground truth is exact by construction: ``dendrite`` is 1 inside the shaft, ``spines`` holds one id
 per spine, and no voxel is both (spine voxels are the spine geometry minus the shaft).
+
+The geometry (dendrite and axon paths, spine capsules and rasterising them, the ground truth of a
+drawn spine, :class:`SpineGeometry`) lives in :mod:`napari_dendrite_panoptic.synthetic_geometry`;
+:class:`SpineGeometry` is re-exported here. This module keeps the configurations, the sample type
+and :func:`generate`, which composes geometry, fluorescence, optics and noise.
 """
 
 from __future__ import annotations
@@ -17,6 +22,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage as ndi
+
+from .synthetic_geometry import (
+    SpineGeometry,
+    draw_capsules,
+    length_inside,
+    random_path,
+    smooth_noise,
+    spine_geometry,
+    spine_primitives,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -60,25 +75,6 @@ class SyntheticConfig:
     def voxel_size_um(self) -> tuple[float, float, float]:
         """(z, y, x) voxel size in µm."""
         return (self.z_step_um, self.pixel_size_um, self.pixel_size_um)
-
-
-@dataclass(frozen=True)
-class SpineGeometry:
-    """Ground-truth geometry of one drawn spine, in µm, coordinates (z, y, x).
-
-    ``base_um`` is where the spine's axis leaves the shaft surface; ``length_um`` the distance from
-    there to the spine's farthest point (tip); ``head_diameter_um`` twice the largest head radius
-    as drawn (for stubby spines the capsule, for filopodia the shaft of the protrusion, for
-    branched spines the larger head); ``neck_width_um`` twice the drawn neck radius (NaN without
-    a neck). ``clipped`` is True when the spine's geometry reaches outside the image.
-    """
-
-    base_um: tuple[float, float, float]
-    direction: tuple[float, float, float]
-    length_um: float
-    head_diameter_um: float
-    neck_width_um: float
-    clipped: bool
 
 
 @dataclass
@@ -131,200 +127,6 @@ def random_config(
     )
 
 
-def _smooth_noise(rng: np.random.Generator, n: int, scale: float) -> np.ndarray:
-    """A smooth random 1D signal of length ``n`` with correlation length ``scale`` samples."""
-    sigma = max(scale, 1.0)
-    raw = rng.normal(size=n + int(6 * sigma))
-    out = ndi.gaussian_filter1d(raw, sigma=sigma, mode="reflect")[:n]
-    # white noise smoothed by a Gaussian of width sigma has std 1 / sqrt(2 sqrt(pi) sigma)
-    return out * np.sqrt(2.0 * np.sqrt(np.pi) * sigma)
-
-
-def _random_path(
-    rng: np.random.Generator, extent_um: np.ndarray, step_um: float, wiggle: float
-) -> np.ndarray:
-    """A smooth curve (N, 3) in µm (z, y, x) that crosses the field from border to border."""
-    _, h, w = extent_um
-    # start on a random border, head roughly across the field
-    side = rng.integers(4)
-    t = rng.uniform(0.15, 0.85)
-    starts = {0: (0.0, t * w), 1: (h, t * w), 2: (t * h, 0.0), 3: (t * h, w)}
-    heading = {0: np.pi / 2, 1: -np.pi / 2, 2: 0.0, 3: np.pi}
-    y, x = starts[int(side)]
-    theta0 = heading[int(side)] + rng.uniform(-0.6, 0.6)
-    n = int(2.5 * (h + w) / step_um)
-    dtheta = _smooth_noise(rng, n, scale=3.0 / step_um) * wiggle * step_um
-    theta = theta0 + np.cumsum(dtheta)
-    ys = y + np.cumsum(np.sin(theta) * step_um)
-    xs = x + np.cumsum(np.cos(theta) * step_um)
-    margin = 1.0
-    inside = (ys > -margin) & (ys < h + margin) & (xs > -margin) & (xs < w + margin)
-    # keep the first contiguous stretch inside the field
-    first_out = np.argmax(~inside[5:]) + 5 if (~inside[5:]).any() else n
-    ys, xs = ys[:first_out], xs[:first_out]
-    depth = extent_um[0]
-    zc = (
-        depth / 2 + _smooth_noise(rng, len(ys), 8.0 / step_um) * depth * 0.12
-        if depth > 0
-        else 0 * ys
-    )
-    return np.stack([np.asarray(zc, dtype=float), ys, xs], axis=1)
-
-
-def _capsule_distance(coords: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Distance (µm) of points ``coords`` (..., 3) to the segment a-b."""
-    ab = b - a
-    denom = float(ab @ ab)
-    if denom == 0:
-        return _length(coords - a)
-    t = np.clip(((coords - a) @ ab) / denom, 0.0, 1.0)
-    closest = a + t[..., None] * ab
-    return _length(coords - closest)
-
-
-def _length(v: np.ndarray) -> np.ndarray:
-    """Euclidean length over the last axis of ``v`` (..., 3): ``np.linalg.norm(v, axis=-1)`` to
-    the bit, several times faster on the many-voxel boxes that capsules are drawn in."""
-    return np.sqrt(v[..., 0] * v[..., 0] + v[..., 1] * v[..., 1] + v[..., 2] * v[..., 2])
-
-
-def _spine_primitives(
-    rng: np.random.Generator, kind: str, base: np.ndarray, direction: np.ndarray, scale: float
-) -> list[tuple[np.ndarray, np.ndarray, float]]:
-    """Capsules (a, b, radius) in µm that make one spine starting at ``base`` along ``direction``."""
-
-    def unit(v: np.ndarray) -> np.ndarray:
-        return v / (np.linalg.norm(v) + 1e-9)
-
-    s = scale
-    if kind == "stubby":
-        head_r = rng.uniform(0.25, 0.45) * s
-        length = rng.uniform(0.3, 0.6) * s
-        tip = base + direction * length
-        return [(base, tip, head_r)]
-    if kind == "mushroom":
-        neck_r = rng.uniform(0.08, 0.14) * s
-        neck = rng.uniform(0.4, 1.0) * s
-        head_r = rng.uniform(0.3, 0.5) * s
-        neck_end = base + direction * neck
-        head_c = neck_end + direction * head_r * 0.7
-        return [(base, neck_end, neck_r), (head_c, head_c, head_r)]
-    if kind == "thin":
-        neck_r = rng.uniform(0.06, 0.11) * s
-        neck = rng.uniform(0.6, 1.4) * s
-        head_r = rng.uniform(0.15, 0.26) * s
-        neck_end = base + direction * neck
-        head_c = neck_end + direction * head_r * 0.6
-        return [(base, neck_end, neck_r), (head_c, head_c, head_r)]
-    if kind == "filopodium":
-        r = rng.uniform(0.06, 0.1) * s
-        length = rng.uniform(1.4, 2.8) * s
-        return [(base, base + direction * length, r)]
-    if kind == "branched":
-        neck_r = rng.uniform(0.08, 0.12) * s
-        stem = rng.uniform(0.3, 0.6) * s
-        fork = base + direction * stem
-        prims: list[tuple[np.ndarray, np.ndarray, float]] = [(base, fork, neck_r)]
-        perp = unit(np.array([0.0, -direction[2], direction[1]]))
-        for sign in (-1.0, 1.0):
-            d = unit(direction + sign * perp * rng.uniform(0.6, 1.1))
-            end = fork + d * rng.uniform(0.4, 0.8) * s
-            head_r = rng.uniform(0.18, 0.32) * s
-            prims.append((fork, end, neck_r))
-            prims.append((end + d * head_r * 0.6, end + d * head_r * 0.6, head_r))
-        return prims
-    raise ValueError(f"unknown spine type {kind!r}")
-
-
-def _spine_geometry(
-    kind: str,
-    prims: list[tuple[np.ndarray, np.ndarray, float]],
-    centre: np.ndarray,
-    tangent: np.ndarray,
-    direction: np.ndarray,
-    shaft_radius: float,
-    min_r: float,
-    extent: np.ndarray,
-    is3d: bool,
-) -> SpineGeometry:
-    """Ground truth of one spine from its capsules (no random draws: the stream is unchanged)."""
-    perp = direction - tangent * float(direction @ tangent)
-    surface = centre + direction * shaft_radius / max(float(np.linalg.norm(perp)), 1e-6)
-    radii = [max(r, min_r) for *_, r in prims]
-    length = max(
-        float(np.linalg.norm(p - surface)) + r
-        for (a, b, _), r in zip(prims, radii, strict=True)
-        for p in (a, b)
-    )
-    heads = [r for (a, b, _), r in zip(prims, radii, strict=True) if np.array_equal(a, b)]
-    head_d = 2 * max(heads) if heads else 2 * radii[0]
-    neck_w = 2 * radii[0] if kind in ("mushroom", "thin", "branched") else float("nan")
-    ends = np.array([p for a, b, _ in prims for p in (a, b)])
-    rmax = max(radii)
-    lo, hi = ends.min(0) - rmax, ends.max(0) + rmax
-    dims = slice(0 if is3d else 1, 3)
-    clipped = bool(np.any(lo[dims] < 0) or np.any(hi[dims] > extent[dims]))
-    return SpineGeometry(
-        tuple(float(v) for v in surface),
-        tuple(float(v) for v in direction),
-        length,
-        float(head_d),
-        float(neck_w),
-        clipped,
-    )
-
-
-def _length_inside(path: np.ndarray, extent: np.ndarray) -> float:
-    """Length (µm) of the polyline ``path`` (N, 3) over the segments inside the image in y/x."""
-    inside = np.all((path[:, 1:] >= 0) & (path[:, 1:] <= extent[1:]), axis=1)
-    seg = np.linalg.norm(np.diff(path, axis=0), axis=1)
-    return float(seg[inside[1:] & inside[:-1]].sum())
-
-
-def _grid(shape: tuple[int, ...], voxel: np.ndarray, lo: np.ndarray, hi: np.ndarray):
-    """Voxel index box [lo, hi) clipped to ``shape`` and the µm coordinates of its voxels."""
-    lo = np.clip(lo, 0, shape)
-    hi = np.clip(hi, 0, shape)
-    if np.any(hi <= lo):
-        return None, None
-    zz, yy, xx = np.meshgrid(
-        *(np.arange(lo[i], hi[i]) * voxel[i] for i in range(3)), indexing="ij", sparse=False
-    )
-    return tuple(slice(int(lo[i]), int(hi[i])) for i in range(3)), np.stack([zz, yy, xx], -1)
-
-
-def _draw_capsules(
-    out: np.ndarray,
-    value: float | int,
-    prims: list[tuple[np.ndarray, np.ndarray, float]],
-    voxel: np.ndarray,
-    min_radius: np.ndarray,
-    only_where: np.ndarray | None = None,
-) -> int:
-    """Set voxels within the capsules to ``value``; returns how many voxels were set."""
-    pts = np.array([p for a, b, _ in prims for p in (a, b)])
-    rmax = max(r for *_, r in prims)
-    pad = rmax + float(voxel.max())
-    lo = np.floor((pts.min(0) - pad) / voxel).astype(int)
-    hi = np.ceil((pts.max(0) + pad) / voxel).astype(int) + 1
-    sl, coords = _grid(out.shape, voxel, lo, hi)
-    if sl is None:
-        return 0
-    hit = np.zeros(coords.shape[:-1], dtype=bool)
-    is3d = out.shape[0] > 1
-    for a, b, r in prims:
-        # thin necks stay connected: a capsule is never thinner than ~half a voxel, in x/y and,
-        # for stacks, in z (else a 0.1 µm neck between 0.5 µm planes would hit no voxel centre)
-        r_xy = max(r, float(min_radius))
-        r_z = max(r, 0.55 * float(voxel[0])) if is3d else r_xy
-        squash = np.array([r_xy / r_z, 1.0, 1.0])
-        hit |= _capsule_distance(coords * squash, a * squash, b * squash) <= r_xy
-    if only_where is not None:
-        hit &= only_where[sl]
-    out[sl][hit] = value
-    return int(hit.sum())
-
-
 def generate(seed: int, config: SyntheticConfig | None = None) -> SyntheticSample:
     """Generate one image with exact ground truth.
 
@@ -356,13 +158,13 @@ def generate(seed: int, config: SyntheticConfig | None = None) -> SyntheticSampl
     radius_at = np.zeros(shape, dtype=np.float32)
     paths = []
     for _ in range(cfg.n_dendrites):
-        path = _random_path(
+        path = random_path(
             rng, extent, step_um=cfg.pixel_size_um * 0.4, wiggle=rng.uniform(0.0, 0.12)
         )
         if len(path) < 10:
             continue
         lo_r, hi_r = cfg.dendrite_radius_um
-        radius = lo_r + (hi_r - lo_r) * (0.5 + 0.5 * np.tanh(_smooth_noise(rng, len(path), 300)))
+        radius = lo_r + (hi_r - lo_r) * (0.5 + 0.5 * np.tanh(smooth_noise(rng, len(path), 300)))
         idx = np.round(path / voxel).astype(int)
         if not is3d:
             idx[:, 0] = 0
@@ -406,9 +208,9 @@ def generate(seed: int, config: SyntheticConfig | None = None) -> SyntheticSampl
             direction /= np.linalg.norm(direction)
             kind = str(rng.choice(SPINE_TYPES, p=weights))
             base = path[i] + direction * (radius[i] - 0.1)
-            prims = _spine_primitives(rng, kind, base, direction, cfg.spine_scale)
+            prims = spine_primitives(rng, kind, base, direction, cfg.spine_scale)
             trial = np.zeros(shape, dtype=bool)
-            n_set = _draw_capsules(trial, True, prims, voxel, min_r, only_where=free)
+            n_set = draw_capsules(trial, True, prims, voxel, min_r, only_where=free)
             overlap = trial & (spines > 0)
             if n_set >= 3 and overlap.sum() <= 0.05 * n_set:
                 trial &= spines == 0
@@ -423,7 +225,7 @@ def generate(seed: int, config: SyntheticConfig | None = None) -> SyntheticSampl
                     spine_centres[next_id] = tuple(
                         float(c) for c in (np.argwhere(trial).mean(0) * voxel)
                     )
-                    geometry[next_id] = _spine_geometry(
+                    geometry[next_id] = spine_geometry(
                         kind, prims, path[i], tangent, direction, radius[i], min_r, extent, is3d
                     )
                     next_id += 1
@@ -437,7 +239,7 @@ def generate(seed: int, config: SyntheticConfig | None = None) -> SyntheticSampl
     spine_gain[0] = 0.0
     signal += np.where(spines > 0, spine_gain[spines], 0.0).astype(np.float32)
     for _ in range(cfg.n_axons):
-        path = _random_path(
+        path = random_path(
             rng, extent, step_um=cfg.pixel_size_um * 0.5, wiggle=rng.uniform(0.05, 0.3)
         )
         if len(path) < 4:
@@ -451,13 +253,13 @@ def generate(seed: int, config: SyntheticConfig | None = None) -> SyntheticSampl
         ]
         axon = np.zeros(shape, dtype=bool)
         for k in range(0, len(prims), 20):
-            _draw_capsules(axon, True, prims[k : k + 20], voxel, min_r)
+            draw_capsules(axon, True, prims[k : k + 20], voxel, min_r)
         signal[axon & (signal == 0)] += bright
     for _ in range(cfg.n_puncta):
         c = rng.uniform(0, 1, size=3) * extent
         r = rng.uniform(0.1, 0.35)
         blob = np.zeros(shape, dtype=bool)
-        _draw_capsules(blob, True, [(c, c, r)], voxel, min_r)
+        draw_capsules(blob, True, [(c, c, r)], voxel, min_r)
         signal[blob & (signal == 0)] += rng.uniform(0.3, 1.5)
     sigma_px = [cfg.psf_sigma_xy_um / cfg.pixel_size_um] * 2
     sigma = ([cfg.psf_sigma_z_um / cfg.z_step_um] if is3d else [0.0]) + sigma_px
@@ -479,7 +281,7 @@ def generate(seed: int, config: SyntheticConfig | None = None) -> SyntheticSampl
         spine_centres_um=spine_centres,
         config=cfg,
         spine_geometry=geometry,
-        dendrite_length_um=sum(_length_inside(p, extent) for p, _ in paths),
+        dendrite_length_um=sum(length_inside(p, extent) for p, _ in paths),
     )
 
 
