@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from napari.utils.notifications import show_error, show_warning
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QWidget
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QWidget,
+)
 
 from ..errors import ModelError
 
@@ -29,6 +36,8 @@ logger = logging.getLogger(__name__)
 OURS = "dendrite_panoptic"
 """Metadata key that marks a layer as written by this plugin."""
 BROWSE = "Browse…"
+NONE = "(none)"
+"""First entry of a layer picker that may be left empty."""
 
 
 def form(rows: Sequence[tuple[str, Any]]) -> QFormLayout:
@@ -45,6 +54,27 @@ def button_row(*buttons: QWidget) -> QHBoxLayout:
     for button in buttons:
         row.addWidget(button)
     return row
+
+
+def spin_box(lo: float, hi: float, value: float, step: float, decimals: int) -> QDoubleSpinBox:
+    """A float spin box on [lo, hi] showing ``decimals`` decimals, stepping by ``step``."""
+    spin = QDoubleSpinBox()
+    spin.setRange(lo, hi)
+    spin.setDecimals(decimals)
+    spin.setSingleStep(step)
+    spin.setValue(value)
+    return spin
+
+
+def relist(combo: QComboBox, names: Sequence[str]) -> None:
+    """Offer :data:`NONE` then ``names`` in a layer picker, keeping its choice while that name
+    is still offered (else :data:`NONE`), without emitting change signals."""
+    current = combo.currentText()
+    combo.blockSignals(True)
+    combo.clear()
+    combo.addItems([NONE, *names])
+    combo.setCurrentText(current if current in names else NONE)
+    combo.blockSignals(False)
 
 
 def voxel_size_from_scale(scale: Sequence[float]) -> tuple[float, float, float]:

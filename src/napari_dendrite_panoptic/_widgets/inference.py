@@ -21,7 +21,6 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QLabel,
     QProgressBar,
     QPushButton,
@@ -37,6 +36,7 @@ from ._common import (
     form,
     scale_is_calibrated,
     spatial_data,
+    spin_box,
     voxel_size_from_scale,
 )
 
@@ -95,10 +95,10 @@ class PanopticInferenceWidget(QWidget):
         self.model_combo = ModelPicker()
         self.device_combo = QComboBox()
         # the lowest value (-0.05) stands for "the threshold recommended by the model's card"
-        self.score_threshold = self._spin(-0.05, 1.0, -0.05, 0.05, 2)
+        self.score_threshold = spin_box(-0.05, 1.0, -0.05, 0.05, 2)
         self.score_threshold.setSpecialValueText("model default")
-        self.dendrite_threshold = self._spin(0.0, 1.0, 0.5, 0.05, 2)
-        self.pixel_size = self._spin(0.0, 100.0, 0.0, 0.01, 4)
+        self.dendrite_threshold = spin_box(0.0, 1.0, 0.5, 0.05, 2)
+        self.pixel_size = spin_box(0.0, 100.0, 0.0, 0.01, 4)
         self.pixel_size.setSpecialValueText("from layer scale")
         self.pixel_size.setSuffix(" µm")
         self.flips = QCheckBox("4 mirror views vote")
@@ -142,15 +142,6 @@ class PanopticInferenceWidget(QWidget):
         from ..models.store import available_devices
 
         self.device_combo.addItems(available_devices())
-
-    @staticmethod
-    def _spin(lo: float, hi: float, value: float, step: float, decimals: int) -> QDoubleSpinBox:
-        spin = QDoubleSpinBox()
-        spin.setRange(lo, hi)
-        spin.setDecimals(decimals)
-        spin.setSingleStep(step)
-        spin.setValue(value)
-        return spin
 
     # --- pickers ---------------------------------------------------------------------------
     def refresh_layers(self, *_: Any) -> None:

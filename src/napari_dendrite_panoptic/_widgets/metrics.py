@@ -3,7 +3,9 @@ differ.
 
 The widget only turns layers into arrays (µm from the layer scale) and results back into layers;
 every figure comes from :mod:`napari_dendrite_panoptic.comparison`, the engine that
-``dendrite-panoptic evaluate`` uses too.
+``dendrite-panoptic evaluate`` uses too (here through
+:func:`napari_dendrite_panoptic.comparison_scopes.compare_in_scope`). The tables and bar chart
+are drawn by :mod:`.metrics_view`, the difference layers written by :mod:`.metrics_layers`.
 """
 
 from __future__ import annotations
@@ -15,28 +17,38 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import (
-    QAbstractItemView,
     QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
     QLabel,
     QPushButton,
-    QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
 from .. import comparison as cmp
+from ..comparison_scopes import compare_in_scope
 from ..errors import DendritePanopticError, OutputExistsError
 from ._common import (
+    NONE,
     OURS,
     add_or_update_labels,
     button_row,
     form,
     is_ours,
+    relist,
+    spin_box,
     voxel_size_from_scale,
+)
+from .metrics_layers import show_comparison_layers
+from .metrics_view import (
+    draw_bars,
+    fill_figures_table,
+    fill_objects_table,
+    plot_canvas,
+    plotted_figures,
+    results_table,
+    summary,
 )
 
 if TYPE_CHECKING:
@@ -44,24 +56,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-NONE = "(none)"
 SCOPES = ("Current plane", "Whole stack", "Every plane")
-PLOT_FIGURES = (
-    ("dendrite_iou", "dendrite IoU"),
-    ("dendrite_precision", "dendrite precision"),
-    ("dendrite_recall", "dendrite recall"),
-    ("spine_pixel_iou", "spine pixel IoU"),
-    ("spine_precision", "spine precision"),
-    ("spine_recall", "spine recall"),
-    ("spine_f1", "spine F1"),
-    ("spine_pq", "spine PQ"),
-    ("point_precision", "centre precision"),
-    ("point_recall", "centre recall"),
-    ("point_f1", "centre F1"),
-)
-"""Figures drawn as bars (key, label), in this order, when present."""
-TABLE_COLUMNS = ("index", "plane", "status", "by", "pred_id", "truth_id", "iou", "distance_um")
-"""Per-object columns shown in the dock (the CSV holds all of them)."""
 
 
 class MetricsWidget(QWidget):
@@ -95,8 +90,8 @@ class MetricsWidget(QWidget):
         self.pred_spines = QComboBox()
         self.truth_spines = QComboBox()
         self.truth_spines.setToolTip("Labels with one id per spine, or Points at spine centres")
-        self.iou = _spin(0.05, 1.0, cmp.DEFAULT_IOU, 0.05, 2)
-        self.distance = _spin(0.01, 100.0, cmp.DEFAULT_DISTANCE_UM, 0.1, 2)
+        self.iou = spin_box(0.05, 1.0, cmp.DEFAULT_IOU, 0.05, 2)
+        self.distance = spin_box(0.01, 100.0, cmp.DEFAULT_DISTANCE_UM, 0.1, 2)
         self.distance.setSuffix(" µm")
         self.scope = QComboBox()
         self.scope.addItems(SCOPES)
@@ -113,10 +108,10 @@ class MetricsWidget(QWidget):
         self.split_button.setVisible(False)
         self.status_label = QLabel("Choose a prediction and a ground truth, then Compute.")
         self.status_label.setWordWrap(True)
-        self.figures_table = _table()
-        self.objects_table = _table()
+        self.figures_table = results_table()
+        self.objects_table = results_table()
         self.objects_table.itemSelectionChanged.connect(self._on_row_selected)
-        self.canvas, self._axes = _plot_canvas()
+        self.canvas, self._axes = plot_canvas()
 
         layout = QVBoxLayout(self)
         layout.addLayout(
@@ -169,12 +164,7 @@ class MetricsWidget(QWidget):
             (self.pred_spines, labels),
             (self.truth_spines, labels + points),
         ):
-            current = combo.currentText()
-            combo.blockSignals(True)
-            combo.clear()
-            combo.addItems([NONE, *names])
-            combo.setCurrentText(current if current in names else NONE)
-            combo.blockSignals(False)
+            relist(combo, names)
 
     def _layer(self, combo: QComboBox) -> Any:
         name = combo.currentText()
@@ -294,138 +284,29 @@ class MetricsWidget(QWidget):
         self.figures, self.objects = outcome["figures"], outcome["objects"]
         self.match_layer = None
         self._context = {**job, "arrays": outcome["arrays"]}
-        self._fill_figures()
-        self._fill_objects()
+        fill_figures_table(self.figures_table, self.figures)
+        fill_objects_table(self.objects_table, self.objects)
         self._plot()
         if self.show_layers.isChecked():
-            self._show_layers()
+            self.match_layer = show_comparison_layers(self.viewer, self._context, self.objects)
         self.export_button.setEnabled(True)
-        summary = _summary(self.figures) or "Computed."
-        self.status_label.setText(summary + "".join(f"\n{w}" for w in warnings))
+        text = summary(self.figures) or "Computed."
+        self.status_label.setText(text + "".join(f"\n{w}" for w in warnings))
 
     def _on_finished(self) -> None:
         self.worker = None
         self.compute_button.setEnabled(True)
 
     # --- results in the dock ---------------------------------------------------------------
-    def _fill_figures(self) -> None:
-        table = self.figures
-        scopes = [str(s) for s in table.get("scope", table.get("plane", []))]
-        keys = [k for k in table if k not in ("scope", "plane")]
-        t = self.figures_table
-        t.clear()
-        if len(scopes) == 1:  # one scope: a figure per row
-            t.setRowCount(len(keys))
-            t.setColumnCount(2)
-            t.setHorizontalHeaderLabels(["figure", scopes[0]])
-            for r, key in enumerate(keys):
-                t.setItem(r, 0, QTableWidgetItem(key))
-                t.setItem(r, 1, QTableWidgetItem(_fmt(table[key][0])))
-        else:  # every plane: a plane per row
-            t.setRowCount(len(scopes))
-            t.setColumnCount(len(keys) + 1)
-            t.setHorizontalHeaderLabels(["plane", *keys])
-            for r, scope in enumerate(scopes):
-                t.setItem(r, 0, QTableWidgetItem(scope))
-                for c, key in enumerate(keys, start=1):
-                    t.setItem(r, c, QTableWidgetItem(_fmt(table[key][r])))
-        t.resizeColumnsToContents()
-
-    def _fill_objects(self) -> None:
-        t = self.objects_table
-        cols = [c for c in TABLE_COLUMNS if c in self.objects]
-        n = len(self.objects.get("index", ()))
-        t.blockSignals(True)
-        t.clear()
-        t.setRowCount(n)
-        t.setColumnCount(len(cols))
-        t.setHorizontalHeaderLabels(cols)
-        for r in range(n):
-            for c, col in enumerate(cols):
-                t.setItem(r, c, QTableWidgetItem(_fmt(self.objects[col][r])))
-        t.blockSignals(False)
-        t.resizeColumnsToContents()
-
     def plotted(self) -> dict[str, float]:
         """The figures drawn as bars: label → value (the last row: the scope, or all planes)."""
-        out = {}
-        for key, label in PLOT_FIGURES:
-            if key in self.figures and np.isfinite(float(self.figures[key][-1])):
-                out[label] = float(self.figures[key][-1])
-        return out
+        return plotted_figures(self.figures)
 
     def _plot(self) -> None:
         if self._axes is None:
             return
-        ax = self._axes
-        ax.clear()
-        values = self.plotted()
-        labels = list(values)[::-1]
-        ax.barh(labels, [values[k] for k in labels], color="#1b9e77")
-        ax.set_xlim(0, 1)
-        ax.tick_params(labelsize=7)
-        for i, label in enumerate(labels):
-            ax.text(
-                min(values[label], 0.85) + 0.01, i, f"{values[label]:.2f}", va="center", fontsize=7
-            )
-        ax.figure.tight_layout()
+        draw_bars(self._axes, self.plotted())
         self.canvas.draw_idle()
-
-    # --- difference layers -----------------------------------------------------------------
-    def _show_layers(self) -> None:
-        ctx = self._context
-        layers, arrays, ref = ctx["layers"], ctx["arrays"], ctx["ref"]
-        place = {"scale": list(ref.scale), "translate": list(ref.translate)}
-        self.match_layer = None
-        if "pred_dendrite" in arrays:
-            diff = cmp.dendrite_diff_map(arrays["pred_dendrite"], arrays["truth_dendrite"])
-            diff = self._only_plane(diff)
-            name = f"{layers['pred_dendrite'].name} vs {layers['truth_dendrite'].name} differences"
-            meta = {"role": "differences", "values": {"1": "FP", "2": "FN"}}
-            layer = add_or_update_labels(self.viewer, name, diff, metadata=meta, **place)
-            colours = {1: cmp.STATUS_COLOURS["FP"], 2: cmp.STATUS_COLOURS["FN"]}
-            layer.colormap = _direct_colormap(colours)
-        if "pred_spines" not in arrays:
-            return
-        import pandas as pd
-
-        features = pd.DataFrame({c: self.objects[c] for c in self.objects})
-        features = features[["index", *[c for c in features if c != "index"]]]
-        pred = layers["pred_spines"]
-        points_layer = ctx["points_layer"]
-        truth_name = (points_layer or layers["truth_spines"]).name
-        name = f"{pred.name} vs {truth_name} matches"
-        if points_layer is None:
-            status = cmp.spine_status_map(
-                arrays["pred_spines"], arrays["truth_spines"], self.objects
-            )
-            meta = {"role": "matches", "colours": cmp.STATUS_COLOURS}
-            layer = add_or_update_labels(
-                self.viewer, name, status, metadata=meta, features=features, **place
-            )
-            colours = {
-                int(i): cmp.STATUS_COLOURS[s]
-                for i, s in zip(self.objects["index"], self.objects["status"], strict=True)
-            }
-            layer.colormap = _direct_colormap(colours)
-        else:
-            ndim = ctx["ndim"]
-            cols = ["centroid_z_px", "centroid_y_px", "centroid_x_px"][-ndim:]
-            data = np.column_stack([self.objects[c] for c in cols]) if len(features) else None
-            colours = [cmp.STATUS_COLOURS[s] for s in self.objects["status"]]
-            layer = _add_or_update_points(self.viewer, name, data, features, colours, ndim, place)
-        self.match_layer = layer
-
-    def _current_plane(self) -> int | None:
-        return self._context.get("plane")
-
-    def _only_plane(self, diff: np.ndarray) -> np.ndarray:
-        plane = self._current_plane()
-        if plane is None:
-            return diff
-        out = np.zeros_like(diff)
-        out[plane] = diff[plane]
-        return out
 
     # --- going to an object ----------------------------------------------------------------
     def _on_row_selected(self) -> None:
@@ -520,54 +401,27 @@ class MetricsWidget(QWidget):
 
 
 def _job(job: dict[str, Any]) -> dict[str, Any] | Exception:
-    """Worker body: read the layer data, check it, score it (comparison.py). Returns the
+    """Worker body: read the layer data, check it, score it (comparison_scopes.py). Returns the
     outcome, or the exception that stopped it (shown on the GUI thread)."""
     try:
         arrays = {k: np.asarray(a) for k, a in job["data"].items()}
-        names = job["names"]
-        warnings: list[str] = []
-        split = None
-        for key, array in arrays.items():
-            instances = key.endswith("spines")
-            found = cmp.input_warnings(array, names[key], _ROLES[key], instances)
-            warnings += found
-            if instances and found and split is None and cmp.looks_semantic(array):
-                split = names[key]
-        plane, kwargs, points = job["plane"], job["kwargs"], job["points_um"]
-        if plane is not None:
-            figures, objects = cmp.compare_planes(
-                **arrays, truth_points_um=points, planes=[plane], **kwargs
-            )
-            figures = {k: v[:1] for k, v in figures.items() if k != "plane"}
-            figures = {"scope": np.array([f"plane {plane}"], dtype=object), **figures}
-        elif job["every_plane"]:
-            figures, objects = cmp.compare_planes(**arrays, truth_points_um=points, **kwargs)
-        else:
-            result = cmp.compare(**arrays, truth_points_um=points, **kwargs)
-            name = "stack" if job["ndim"] == 3 else "plane"
-            figures, objects = cmp.figures_table(result.figures(), name), result.objects
+        outcome = compare_in_scope(
+            arrays,
+            job["names"],
+            ndim=job["ndim"],
+            plane=job["plane"],
+            every_plane=job["every_plane"],
+            truth_points_um=job["points_um"],
+            **job["kwargs"],
+        )
     except Exception as exc:  # noqa: BLE001 - reported on the GUI thread
         if not isinstance(exc, DendritePanopticError):
             logger.exception("metrics failed")
         return exc
-    return {
-        "arrays": arrays,
-        "figures": figures,
-        "objects": objects,
-        "warnings": warnings,
-        "split": split,
-    }
+    return {"arrays": arrays, **outcome}
 
 
 # --- helpers -------------------------------------------------------------------------------------
-_ROLES = {
-    "pred_dendrite": "dendrite prediction",
-    "truth_dendrite": "dendrite ground truth",
-    "pred_spines": "spine prediction",
-    "truth_spines": "spine ground truth",
-}
-
-
 def _role(layer: Any) -> str | None:
     meta = getattr(layer, "metadata", {}).get(OURS)
     return meta.get("role") if isinstance(meta, dict) else None
@@ -576,89 +430,3 @@ def _role(layer: Any) -> str | None:
 def _labels_data(layer: Any) -> np.ndarray:
     data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
     return np.asarray(data)
-
-
-def _spin(lo: float, hi: float, value: float, step: float, decimals: int) -> QDoubleSpinBox:
-    spin = QDoubleSpinBox()
-    spin.setRange(lo, hi)
-    spin.setDecimals(decimals)
-    spin.setSingleStep(step)
-    spin.setValue(value)
-    return spin
-
-
-def _table() -> QTableWidget:
-    t = QTableWidget()
-    t.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-    t.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-    t.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-    return t
-
-
-def _plot_canvas() -> tuple[Any, Any]:
-    try:
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-        from matplotlib.figure import Figure
-    except ImportError:  # matplotlib is optional: the tables still show every figure
-        logger.info("matplotlib is not installed: no bar chart in the Metrics dock")
-        return None, None
-    fig = Figure(figsize=(4, 2.6))
-    canvas = FigureCanvasQTAgg(fig)
-    canvas.setMinimumHeight(180)
-    return canvas, fig.add_subplot(1, 1, 1)
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, (float, np.floating)):
-        return "n/a" if not np.isfinite(value) else f"{value:.4g}"
-    return str(value)
-
-
-def _summary(figures: cmp.Table) -> str:
-    parts = []
-    for key, label in (
-        ("dendrite_iou", "dendrite IoU"),
-        ("spine_f1", "spine F1"),
-        ("spine_pq", "PQ"),
-        ("point_f1", "centre F1"),
-    ):
-        if key in figures:
-            parts.append(f"{label} {_fmt(figures[key][-1])}")
-    return ", ".join(parts)
-
-
-def _direct_colormap(colours: dict[int, str]) -> Any:
-    from napari.utils.colormaps import DirectLabelColormap
-
-    return DirectLabelColormap(color_dict={None: "transparent", 0: "transparent", **colours})
-
-
-def _add_or_update_points(viewer, name, data, features, colours, ndim, place) -> Any:
-    """Our Points layer ``name`` (updated in place when it is ours, else a new name)."""
-    from napari.layers import Points
-
-    data = np.zeros((0, ndim)) if data is None else data
-    meta = {OURS: {"role": "matches", "colours": cmp.STATUS_COLOURS}}
-    candidate, k = name, 1
-    while candidate in viewer.layers:
-        existing = viewer.layers[candidate]
-        if isinstance(existing, Points) and is_ours(existing) and existing.ndim == ndim:
-            existing.data = data
-            existing.features = features
-            existing.face_color = colours if len(data) else "transparent"
-            existing.scale, existing.translate = place["scale"], place["translate"]
-            return existing
-        k += 1
-        candidate = f"{name} [{k}]"
-    if candidate != name:
-        show_warning(f"A layer named '{name}' exists already: the matches go into '{candidate}'.")
-    return viewer.add_points(
-        data,
-        name=candidate,
-        features=features,
-        face_color=colours if len(data) else "white",
-        border_color="white",
-        size=6,
-        metadata=meta,
-        **place,
-    )

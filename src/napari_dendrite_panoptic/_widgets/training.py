@@ -1,24 +1,23 @@
 """Dock widget "Train on corrections": fine-tune the models on the user's corrected layers.
 
 The user picks (image, dendrite Labels, spine Labels) triples, optionally one or more held out
-for validation. The engine (:mod:`napari_dendrite_panoptic.corrections` for the data,
-:func:`napari_dendrite_panoptic.training.iter_fit` for the loop) runs in a napari worker thread:
-it first saves the corrections as TIFFs into the new model folder, then trains; every step
-drives the progress bar and the loss curve. Stop ends after the current batch, keeps the last
-checkpoint and saves the weights reached so far as a model folder.
+for validation (turned into training data by :mod:`.training_inputs`). The engine
+(:mod:`napari_dendrite_panoptic.corrections` for the data,
+:func:`napari_dendrite_panoptic.fine_tuning.iter_fine_tune` for the run) works in a napari
+worker thread: it first saves the corrections as TIFFs into the new model folder, then trains;
+every step drives the progress bar and the loss curve (:mod:`.loss_plot`). Stop ends after the
+current batch, keeps the last checkpoint and saves the weights reached so far as a model folder.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import (
@@ -37,16 +36,9 @@ from qtpy.QtWidgets import (
 )
 
 from ..errors import DendritePanopticError
-from ._common import (
-    ModelPicker,
-    button_row,
-    edited_planes_of,
-    form,
-    refresh_model_pickers,
-    scale_is_calibrated,
-    spatial_data,
-    voxel_size_from_scale,
-)
+from ._common import NONE, ModelPicker, button_row, form, refresh_model_pickers, relist
+from .loss_plot import LossPlot
+from .training_inputs import collect_training_data
 
 if TYPE_CHECKING:
     import napari
@@ -56,7 +48,6 @@ logger = logging.getLogger(__name__)
 PLUGIN = "napari-dendrite-panoptic"
 COLUMNS = ("Image", "Dendrite labels", "Spine labels", "Held out")
 WHICH = {"Both models": "both", "Spines only": "spines", "Dendrites only": "dendrites"}
-NONE = "(none)"
 
 
 def _train_job(
@@ -66,103 +57,17 @@ def _train_job(
     raw: list[dict[str, Any]],
     should_stop: Callable[[], bool],
 ) -> Iterator[Any]:
-    """Worker body: save the corrections, then train; yields training events and returns the
-    last one, or the exception that ended the run (shown once, without a traceback)."""
-    from ..corrections import correction_source, save_corrections, volume_scorer
-    from ..training import iter_fit, run_input_planes
+    """Worker body: save the corrections, then train (fine_tuning.py); yields training events
+    and returns the last one, or the exception that ended the run (shown once, without a
+    traceback)."""
+    from ..fine_tuning import iter_fine_tune
 
     try:
-        folder = Path(config.output_model)
-        saved = save_corrections(folder / "corrections", raw)
-        yield ("saved", [str(p) for p in saved])
-        planes = run_input_planes(config.input_planes, config.base_model)
-        source = correction_source(
-            volumes, config.crop_size, config.pixel_size_um, neighbours=planes > 1
-        )
-        scorers = [volume_scorer(v) for v in held_out]
-
-        def validator(models: Any) -> dict[str, float]:
-            scores = [s(models) for s in scorers]
-            return {k: float(np.mean([s[k] for s in scores])) for k in scores[0]}
-
-        last = None
-        every = max(10, config.steps // 5) if config.max_seconds is None else 25
-        for event in iter_fit(
-            config,
-            source=source,
-            should_stop=should_stop,
-            resume=False,
-            validator=validator if scorers else None,
-            validate_every=every,
-        ):
-            last = event
-            yield event
-        return last
+        return (yield from iter_fine_tune(config, volumes, held_out, raw, should_stop))
     except Exception as exc:  # noqa: BLE001 - reported on the GUI thread
         if not isinstance(exc, DendritePanopticError):
             logger.exception("training failed")
         return exc
-
-
-class LossPlot(QWidget):
-    """A small matplotlib plot of the training losses (and validation scores) per step."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-        from matplotlib.figure import Figure
-
-        self.figure = Figure(figsize=(3.2, 2.2), tight_layout=True)
-        self.canvas = FigureCanvasQTAgg(self.figure)
-        self.axes = self.figure.add_subplot(111)
-        self.val_axes = self.axes.twinx()
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.canvas)
-        self.clear()
-
-    def clear(self) -> None:
-        """Forget the curves of a previous run."""
-        self.steps: list[int] = []
-        self.losses: dict[str, list[float]] = {}
-        self.validation: dict[str, list[tuple[int, float]]] = {}
-        self._drawn_at = 0.0
-        self.redraw()
-
-    def add_losses(self, step: int, losses: dict[str, float]) -> None:
-        self.steps.append(step)
-        for key in ("spines", "dendrites"):
-            if key in losses:
-                self.losses.setdefault(key, []).append(losses[key])
-        if time.monotonic() - self._drawn_at > 1.0:  # at most one redraw per second
-            self.redraw()
-
-    def add_validation(self, step: int, metrics: dict[str, float]) -> None:
-        for key in ("spine_f1", "dendrite_iou"):
-            if key in metrics:
-                self.validation.setdefault(key, []).append((step, metrics[key]))
-        self.redraw()
-
-    def redraw(self) -> None:
-        self._drawn_at = time.monotonic()
-        ax, vax = self.axes, self.val_axes
-        ax.clear()
-        vax.clear()
-        for key, values in self.losses.items():
-            ax.plot(self.steps[-len(values) :], values, lw=1, label=f"{key} loss")
-        for key, points in self.validation.items():
-            xs, ys = zip(*points, strict=True)
-            vax.plot(xs, ys, "o--", ms=3, label=f"held-out {key}")
-        ax.set_xlabel("step", fontsize=7)
-        ax.set_ylabel("loss", fontsize=7)
-        vax.set_ylim(0, 1)
-        ax.tick_params(labelsize=6)
-        vax.tick_params(labelsize=6)
-        handles = ax.get_legend_handles_labels()
-        vhandles = vax.get_legend_handles_labels()
-        if handles[0] or vhandles[0]:
-            ax.legend(handles[0] + vhandles[0], handles[1] + vhandles[1], fontsize=6, loc="best")
-        self.canvas.draw_idle()
 
 
 class TrainOnCorrectionsWidget(QWidget):
@@ -292,13 +197,7 @@ class TrainOnCorrectionsWidget(QWidget):
     def _fill_row(self, row: int) -> None:
         image_names, label_names = self._names("image"), self._names("labels")
         for col, names in ((0, image_names), (1, label_names), (2, label_names)):
-            combo = self.table.cellWidget(row, col)
-            current = combo.currentText()
-            combo.blockSignals(True)
-            combo.clear()
-            combo.addItems([NONE, *names])
-            combo.setCurrentText(current if current in names else NONE)
-            combo.blockSignals(False)
+            relist(self.table.cellWidget(row, col), names)
 
     def set_row(
         self,
@@ -333,82 +232,18 @@ class TrainOnCorrectionsWidget(QWidget):
     # --- inputs --------------------------------------------------------------------------------
     def _collect(self) -> tuple[list[Any], list[Any], list[dict[str, Any]], list[str]]:
         """Validate the rows; returns (train volumes, held-out volumes, raw arrays, notes)."""
-        from ..corrections import SemanticSpinesError, prepare_volume
-        from ..errors import InputError
+        return collect_training_data(
+            self.viewer,
+            [self.row_names(r) for r in range(self.table.rowCount())],
+            WHICH[self.which_combo.currentText()],
+            self.only_edited.isChecked(),
+            self._offer_split,
+        )
 
-        which = WHICH[self.which_combo.currentText()]
-        train, held, raw, notes = [], [], [], []
-        rows = [self.row_names(r) for r in range(self.table.rowCount())]
-        if not any(r[0] for r in rows):
-            raise InputError("Add at least one corrected image (image, dendrite and spine labels).")
-        for row, (image_name, den_name, spi_name, held_out) in enumerate(rows):
-            if not image_name:
-                continue
-            if not den_name or not spi_name:
-                raise InputError(
-                    f"'{image_name}': choose its dendrite and its spine Labels layer "
-                    "(the same layer cannot be both)."
-                )
-            if den_name == spi_name:
-                raise InputError(
-                    f"'{image_name}': the dendrite and spine layers are the same layer"
-                )
-            image_layer = self.viewer.layers[image_name]
-            if getattr(image_layer, "rgb", False):
-                raise InputError(f"'{image_name}' is an RGB image: split the channels first.")
-            image, _ = spatial_data(image_layer, self.viewer)
-            den_layer, spi_layer = self.viewer.layers[den_name], self.viewer.layers[spi_name]
-            dendrite = np.asarray(spatial_data(den_layer, self.viewer)[0])
-            spines = np.asarray(spatial_data(spi_layer, self.viewer)[0])
-            scale = [float(s) for s in image_layer.scale[-image.ndim :]]
-            voxel = voxel_size_from_scale(scale) if scale_is_calibrated(scale) else None
-            planes = None
-            if self.only_edited.isChecked() and not held_out:
-                planes, note = self._edited(image_name, den_layer, spi_layer, which)
-                if note:
-                    notes.append(note)
-            try:
-                volume, more = prepare_volume(
-                    image_name, image, dendrite, spines, voxel[1] if voxel else None, which, planes
-                )
-            except SemanticSpinesError:
-                self._semantic_row = row
-                self.split_button.setVisible(True)
-                raise
-            notes += more
-            (held if held_out else train).append(volume)
-            if not held_out:
-                raw.append(
-                    {
-                        "name": image_name,
-                        "image": np.array(image),
-                        "dendrite": dendrite.copy(),
-                        "spines": spines.copy(),
-                        "voxel_size_um": voxel,
-                    }
-                )
-        if not train:
-            raise InputError("Every chosen image is held out: leave at least one to train on.")
-        return train, held, raw, notes
-
-    @staticmethod
-    def _edited(name: str, den_layer: Any, spi_layer: Any, which: str) -> tuple[Any, str | None]:
-        from ..errors import InputError
-
-        layers = {"both": (den_layer, spi_layer), "spines": (spi_layer,)}.get(which, (den_layer,))
-        found = [edited_planes_of(layer) for layer in layers]
-        if any(f is None for f in found):
-            return None, (
-                f"'{name}': a chosen labels layer was not written by the inference dock, so "
-                "every plane is used."
-            )
-        planes = sorted(set().union(*found))
-        if not planes:
-            raise InputError(
-                f"'{name}': no plane was edited since the model segmented it. Correct some "
-                "planes first, or untick 'Only planes I edited'."
-            )
-        return planes, None
+    def _offer_split(self, row: int) -> None:
+        """Row ``row``'s spine layer is a semantic mask: show the button that splits it."""
+        self._semantic_row = row
+        self.split_button.setVisible(True)
 
     def split_semantic_spines(self) -> None:
         """Add ``<spines> instances`` (one id per connected object) and use it in the row."""
@@ -561,25 +396,15 @@ class TrainOnCorrectionsWidget(QWidget):
         self.rerun_button.setEnabled(True)
         how = "stopped" if outcome.kind == "stopped" else "finished"
         if outcome.kind == "done":
-            self._drop_checkpoint(Path(self._job["config"].work_dir))
+            from ..fine_tuning import drop_checkpoint
+
+            drop_checkpoint(Path(self._job["config"].work_dir))
         message = (
             f"Training {how} after {outcome.step} steps ({outcome.elapsed_s / 60:.1f} min): "
             f"model '{Path(outcome.model_folder).name}' saved in {outcome.model_folder}."
         )
         show_info(message)
         self.status_label.setText(message)
-
-    @staticmethod
-    def _drop_checkpoint(work: Path) -> None:
-        """A finished run's model folder holds the final weights: its resumable checkpoint
-        (optimiser state, ~100 MB) is no longer needed. A stopped run keeps it."""
-        from ..training import CHECKPOINT_FILE
-
-        try:
-            (work / CHECKPOINT_FILE).unlink(missing_ok=True)
-            work.rmdir()
-        except OSError as exc:
-            logger.debug("kept %s: %s", work, exc)
 
     def _on_errored(self, exc: Exception) -> None:
         show_error(f"Training failed: {exc}")
