@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -70,11 +71,15 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from .models.store import resolve_device
     from .training import TrainConfig, iter_fit, run_input_planes
+    from .training_batches import loader_plan
     from .training_mix import data_fingerprints, training_source
 
     planes = run_input_planes(args.input_planes, args.base_model)
     source, description = training_source(args.data, args.crop, args.pixel_size, planes)
+    on_gpu = resolve_device(args.device).type == "cuda"
+    workers, threads = loader_plan(args.workers, args.threads, on_gpu, os.cpu_count() or 1)
     cfg = TrainConfig(
         work_dir=args.work,
         output_model=args.out,
@@ -90,11 +95,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         model_name=args.name,
         model_version=args.model_version,
-        threads=args.threads,
+        threads=threads,
         data_description=description,
         validate_images=args.validate,
         device=args.device,
-        workers=args.workers,
+        workers=workers,
         max_seconds=args.max_minutes * 60 if args.max_minutes else None,
         input_planes=args.input_planes,
     )
@@ -212,10 +217,18 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument(
         "--validate", type=int, default=4, help="held-out generator images scored at the end"
     )
-    tr.add_argument("--threads", type=int, default=None)
+    tr.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: on the CPU, the cores the batch workers leave)",
+    )
     tr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     tr.add_argument(
-        "--workers", type=int, default=0, help="processes drawing batches ahead (default 0)"
+        "--workers",
+        type=int,
+        default=None,
+        help="processes drawing batches ahead (default: 1 on the CPU, all cores but two on a GPU)",
     )
     tr.add_argument(
         "--max-minutes",

@@ -51,6 +51,31 @@ class _StepBatches(torch.utils.data.Dataset):
         return draw_batch(self.source, rng, self.batch_size, self.planes)
 
 
+MAX_AUTO_WORKERS = 16
+"""The most data-loader workers :func:`loader_plan` chooses by itself."""
+
+
+def loader_plan(
+    workers: int | None, threads: int | None, on_gpu: bool, cpus: int
+) -> tuple[int, int | None]:
+    """(data-loader workers, torch threads) for a run, choosing what is None.
+
+    On the CPU one worker draws batches while the networks take the other cores; on a GPU all
+    cores but two draw batches (at most :data:`MAX_AUTO_WORKERS`); with one core, batches are
+    drawn in the loop. ``threads`` None on a GPU, or with no worker, leaves torch's default.
+    Why one worker on the CPU: on a 2-core machine a dendrite step of 4 generated crops took
+    about 1.1 s with one worker and one thread, against 1.4 s drawn in the loop on two threads
+    (docs/performance.md, "Training steps on the CPU").
+    """
+    if workers is None and cpus < 2:
+        workers = 0
+    elif workers is None:
+        workers = min(max(1, cpus - 2), MAX_AUTO_WORKERS) if on_gpu else 1
+    if threads is None and not on_gpu and workers:
+        threads = max(1, cpus - workers)
+    return workers, threads
+
+
 def _single_thread_worker(_: int) -> None:
     torch.set_num_threads(1)
 
