@@ -64,8 +64,8 @@ def loader_plan(
     cores but two draw batches (at most :data:`MAX_AUTO_WORKERS`); with one core, batches are
     drawn in the loop. ``threads`` None on a GPU, or with no worker, leaves torch's default.
     Why one worker on the CPU: on a 2-core machine a dendrite step of 4 generated crops took
-    about 1.1 s with one worker and one thread, against 1.4 s drawn in the loop on two threads
-    (docs/performance.md, "Training steps on the CPU").
+    1.05 s with one worker and one thread, against 1.36 s drawn in the loop on two threads and
+    1.47 s with one worker and two threads (``benchmarks/bench_training_steps.py``).
     """
     if workers is None and cpus < 2:
         workers = 0
