@@ -2,13 +2,14 @@
 
 ``dendrite-panoptic train`` draws its batches either in the training loop or in forked
 data-loader workers (``--workers``), and gives torch ``--threads`` threads. On a small CPU the
-two compete for the same cores. This runs the bundled dendrite network's training (the CPU run
-of docs/models.md: batches of 4 crops of 256², the mix generator 0.3, generator3d 0.4, YOLO11
-0.3; YOLO11 is left out with a note when ``../shared/data`` is absent) for ``--steps`` steps
-under each plan, each in a fresh process, and prints the seconds per step after ``--skip``
-warm-up steps, with the share of the time spent waiting for batches.
+two compete for the same cores. This runs the bundled model's training (``--which``: the
+dendrite network, as in the CPU runs of docs/models.md, the spine network, or both) on batches
+of 4 crops of 256² from the mix generator 0.3, generator3d 0.4, YOLO11 0.3 (YOLO11 is left out
+when ``../shared/data`` is absent) for ``--steps`` steps under each plan, each in a fresh
+process, and prints the seconds per step after ``--skip`` warm-up steps, with the share of the
+time spent waiting for batches.
 
-    python benchmarks/bench_training_steps.py --steps 60
+    python benchmarks/bench_training_steps.py --steps 60 [--which both]
 """
 
 from __future__ import annotations
@@ -28,8 +29,11 @@ PLANS = ((0, None), (0, 1), (1, 1), (1, None))
 MIX = "generator:0.3,generator3d:0.4,yolo11:0.3"
 
 
-def one_plan(workers: int, threads: int | None, steps: int, skip: int) -> dict[str, float]:
-    """Train ``steps`` dendrite steps in this process; seconds per step after ``skip``."""
+def one_plan(
+    workers: int, threads: int | None, steps: int, skip: int, which: str = "dendrites"
+) -> dict[str, float]:
+    """Train ``steps`` steps of ``which`` network(s) in this process; seconds per step after
+    ``skip``."""
     from napari_dendrite_panoptic.errors import DendritePanopticError
     from napari_dendrite_panoptic.models.store import bundled_model_dir
     from napari_dendrite_panoptic.training import TrainConfig, iter_fit
@@ -47,7 +51,7 @@ def one_plan(workers: int, threads: int | None, steps: int, skip: int) -> dict[s
             batch_size=4,
             lr=2e-4,
             warmup_steps=10,
-            which="dendrites",
+            which=which,
             base_model=str(bundled_model_dir()),
             checkpoint_every=10 * steps,
             validate_images=0,
@@ -73,18 +77,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--skip", type=int, default=10, help="warm-up steps not timed")
+    parser.add_argument("--which", default="dendrites", choices=["dendrites", "spines", "both"])
     parser.add_argument("--plan", help=argparse.SUPPRESS)  # "workers,threads": one child run
     args = parser.parse_args()
     if args.plan:
         workers, threads = (int(v) if v != "-" else None for v in args.plan.split(","))
-        print(json.dumps(one_plan(workers, threads, args.steps, args.skip)))
+        print(json.dumps(one_plan(workers, threads, args.steps, args.skip, args.which)))
         return
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; mix {MIX}")
+    cpus = os.cpu_count()
+    print(f"{platform.processor() or platform.machine()}, {cpus} CPUs; {args.which}; mix {MIX}")
     print(f"{'workers':>7} {'threads':>8} {'s/step':>7} {'data wait':>9}")
     for workers, threads in PLANS:
         plan = f"{workers},{'-' if threads is None else threads}"
         child = [sys.executable, __file__, "--plan", plan, "--steps", str(args.steps)]
-        child += ["--skip", str(args.skip)]
+        child += ["--skip", str(args.skip), "--which", args.which]
         out = subprocess.run(child, capture_output=True, text=True, check=True).stdout
         row = json.loads(out.strip().splitlines()[-1])
         shown = "default" if threads is None else str(threads)

@@ -113,20 +113,24 @@ def test_worker_processes_draw_the_same_batches_as_the_loop(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("asked", "on_gpu", "cpus", "plan"),
+    ("asked", "on_gpu", "cpus", "which", "plan"),
     [
-        ((None, None), False, 2, (1, 1)),  # this machine: one worker, torch on the other core
-        ((None, None), False, 8, (1, 7)),
-        ((None, None), False, 1, (0, None)),  # one core: drawn in the loop
-        ((None, None), True, 16, (14, None)),
-        ((None, None), True, 64, (training_batches.MAX_AUTO_WORKERS, None)),
-        ((0, None), False, 2, (0, None)),  # what the user asks is kept
-        ((3, 2), False, 8, (3, 2)),
-        ((None, 4), False, 8, (1, 4)),
+        # this machine, dendrites alone: one worker, torch on the other core
+        ((None, None), False, 2, "dendrites", (1, 1)),
+        ((None, None), False, 8, "dendrites", (1, 7)),
+        # with the spine network the networks set the pace: torch keeps all cores
+        ((None, None), False, 2, "both", (1, None)),
+        ((None, None), False, 8, "spines", (1, None)),
+        ((None, None), False, 1, "dendrites", (0, None)),  # one core: drawn in the loop
+        ((None, None), True, 16, "dendrites", (14, None)),
+        ((None, None), True, 64, "both", (training_batches.MAX_AUTO_WORKERS, None)),
+        ((0, None), False, 2, "dendrites", (0, None)),  # what the user asks is kept
+        ((3, 2), False, 8, "dendrites", (3, 2)),
+        ((None, 4), False, 8, "dendrites", (1, 4)),
     ],
 )
-def test_loader_plan_fills_in_only_what_is_not_asked(asked, on_gpu, cpus, plan):
-    assert training_batches.loader_plan(*asked, on_gpu, cpus) == plan
+def test_loader_plan_fills_in_only_what_is_not_asked(asked, on_gpu, cpus, which, plan):
+    assert training_batches.loader_plan(*asked, on_gpu, cpus, which) == plan
 
 
 def test_training_with_workers_records_device_and_checkpoint_loads_on_cpu(tmp_path, tiny_model_dir):

@@ -79,7 +79,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     planes = run_input_planes(args.input_planes, args.base_model)
     source, description = training_source(args.data, args.crop, args.pixel_size, planes)
     on_gpu = resolve_device(args.device).type == "cuda"
-    workers, threads = loader_plan(args.workers, args.threads, on_gpu, os.cpu_count() or 1)
+    cpus = os.cpu_count() or 1
+    workers, threads = loader_plan(args.workers, args.threads, on_gpu, cpus, args.which)
     cfg = TrainConfig(
         work_dir=args.work,
         output_model=args.out,
@@ -221,7 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads",
         type=int,
         default=None,
-        help="torch threads (default: on the CPU, the cores the batch workers leave)",
+        help="torch threads (default: all cores; with --which dendrites on the CPU, the cores "
+        "the batch worker leaves)",
     )
     tr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     tr.add_argument(

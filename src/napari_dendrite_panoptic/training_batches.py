@@ -56,22 +56,25 @@ MAX_AUTO_WORKERS = 16
 
 
 def loader_plan(
-    workers: int | None, threads: int | None, on_gpu: bool, cpus: int
+    workers: int | None, threads: int | None, on_gpu: bool, cpus: int, which: str = "both"
 ) -> tuple[int, int | None]:
     """(data-loader workers, torch threads) for a run, choosing what is None.
 
-    On the CPU one worker draws batches while the networks take the other cores; on a GPU all
-    cores but two draw batches (at most :data:`MAX_AUTO_WORKERS`); with one core, batches are
-    drawn in the loop. ``threads`` None on a GPU, or with no worker, leaves torch's default.
-    Why one worker on the CPU: on a 2-core machine a dendrite step of 4 generated crops took
-    1.05 s with one worker and one thread, against 1.36 s drawn in the loop on two threads and
-    1.47 s with one worker and two threads (``benchmarks/bench_training_steps.py``).
+    On the CPU one worker draws batches ahead. When the dendrite network trains alone
+    (``which`` "dendrites"), drawing the batches takes most of a step, so torch gets the cores
+    the worker leaves; with the spine network, the networks take most of it, so torch keeps
+    its default (all cores). On a GPU all cores but two draw batches (at most
+    :data:`MAX_AUTO_WORKERS`); with one core, batches are drawn in the loop. Measured on a
+    2-core machine (``benchmarks/bench_training_steps.py``, batches of 4): a dendrite step
+    1.05 s with one worker and one thread, 1.36 s drawn in the loop on two threads, 1.47 s
+    with one worker and two threads; a step of both networks 3.37 s with one worker and two
+    threads, the same in the loop, 4.00 s with one worker and one thread.
     """
     if workers is None and cpus < 2:
         workers = 0
     elif workers is None:
         workers = min(max(1, cpus - 2), MAX_AUTO_WORKERS) if on_gpu else 1
-    if threads is None and not on_gpu and workers:
+    if threads is None and not on_gpu and workers and which == "dendrites":
         threads = max(1, cpus - workers)
     return workers, threads
 
