@@ -27,6 +27,7 @@ from scipy import ndimage as ndi
 from .comparison_maps import (  # noqa: F401 - re-exported: comparison.<name> is the API
     DENDRITE_DIFF_VALUES,
     STATUS_COLOURS,
+    as_planes,
     dendrite_diff_map,
     spine_status_map,
 )
@@ -136,7 +137,7 @@ def input_warnings(data: np.ndarray | None, name: str, role: str, instances: boo
 def spine_centroids(spines: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Ids, centroids (N, 3) in px (z, y, x) and sizes (px) of the spines of a (Z, Y, X) or
     (Y, X) label image (z = 0 for a plane). Only labelled pixels are visited."""
-    lab = _zyx(spines)
+    lab = as_planes(spines)
     flat = np.flatnonzero(lab)
     if not flat.size:
         return np.zeros(0, dtype=np.int64), np.zeros((0, 3)), np.zeros(0, dtype=np.int64)
@@ -278,11 +279,6 @@ class Comparison:
         return out
 
 
-def _zyx(a: np.ndarray) -> np.ndarray:
-    a = np.asarray(a)
-    return a[None] if a.ndim == 2 else a
-
-
 def compare(
     *,
     pred_dendrite: np.ndarray | None = None,
@@ -353,7 +349,7 @@ def compare(
     if truth_points_um is not None:
         true_um = points_to_zyx_um(truth_points_um)
         pred_um = pred_c * vox
-        if _zyx(pred_spines).shape[0] == 1:  # a plane: distances in (y, x) only
+        if as_planes(pred_spines).shape[0] == 1:  # a plane: distances in (y, x) only
             true_um, pred_um = true_um.copy(), pred_um.copy()
             true_um[:, 0] = pred_um[:, 0] = 0.0
         points, pairs = match_points(pred_um, true_um, float(distance_um))
@@ -422,7 +418,7 @@ def compare_planes(
     given = [a for a in (pred_dendrite, truth_dendrite, pred_spines, truth_spines) if a is not None]
     if not given:
         raise InputError("nothing to compare: give a dendrite or a spine pair")
-    n_planes = _zyx(given[0]).shape[0]
+    n_planes = as_planes(given[0]).shape[0]
     vz = float(voxel_size_um[-3]) if len(voxel_size_um) >= 3 else 1.0
     pts = points_to_zyx_um(truth_points_um) if truth_points_um is not None else None
     plane_of = np.rint(pts[:, 0] / vz).astype(int) if pts is not None else None
@@ -461,7 +457,7 @@ def compare_planes(
 
 
 def _plane(a: np.ndarray | None, z: int) -> np.ndarray | None:
-    return None if a is None else _zyx(a)[z]
+    return None if a is None else as_planes(a)[z]
 
 
 def _pixels_from_counts(tp: int, fp: int, fn: int) -> PixelScores:

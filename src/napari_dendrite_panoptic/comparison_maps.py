@@ -19,7 +19,9 @@ DENDRITE_DIFF_VALUES = {"FP": 1, "FN": 2}
 """Values of :func:`dendrite_diff_map`: predicted but not true (1), true but missed (2)."""
 
 
-def _zyx(a: np.ndarray) -> np.ndarray:
+def as_planes(a: np.ndarray) -> np.ndarray:
+    """A (Y, X) or (Z, Y, X) array as (Z, Y, X): a plane gains a Z axis of 1 (a view, so
+    writing into it writes into ``a``); a stack is returned as is."""
     a = np.asarray(a)
     return a[None] if a.ndim == 2 else a
 
@@ -53,10 +55,12 @@ def spine_status_map(
         return out
     truth = None if truth_spines is None else np.asarray(truth_spines)
     if "plane" in objects:
-        out3 = _zyx(out)
+        out3 = as_planes(out)
         for z in np.unique(objects["plane"]):
             sel = {c: v[objects["plane"] == z] for c, v in objects.items()}
-            out3[z] = _paint(_zyx(pred)[z], None if truth is None else _zyx(truth)[z], sel)
+            out3[z] = _paint(
+                as_planes(pred)[z], None if truth is None else as_planes(truth)[z], sel
+            )
         return out
     return _paint(pred, truth, objects)
 
