@@ -180,3 +180,35 @@ def test_step_events_say_how_much_of_the_run_waited_for_data(tmp_path, tiny_mode
     # two batches of one crop that takes at least 0.5 s each were waited for
     waited_s = steps[-1].data_wait_fraction * steps[-1].elapsed_s
     assert waited_s >= 1.0
+
+
+def _norm_statistics(net):
+    return {
+        k: v.clone()
+        for k, v in net.state_dict().items()
+        if k.endswith(("running_mean", "running_var"))
+    }
+
+
+@pytest.mark.parametrize("freeze", [False, True])
+def test_freeze_norm_keeps_the_base_models_batchnorm_statistics(tmp_path, tiny_model_dir, freeze):
+    """With ``freeze_norm`` (``train --freeze-norm``) small fine-tuning batches do not replace the
+    base model's BatchNorm statistics, while the weights still learn; without it they move."""
+    fit(_cfg(tmp_path, tiny_model_dir, which="spines", freeze_norm=freeze), source=_source)
+    base = load_models(tiny_model_dir, "cpu").spines
+    tuned = load_models(tmp_path / "model", "cpu").spines
+    before, after = _norm_statistics(base), _norm_statistics(tuned)
+    assert before, "the spine network has BatchNorm layers"
+    kept = all(torch.equal(before[k], after[k]) for k in before)
+    assert kept is freeze
+    weights_before, weights_after = base.state_dict(), tuned.state_dict()
+    assert any(
+        not torch.equal(weights_before[k], weights_after[k])
+        for k in weights_before
+        if k.endswith("weight")
+    )
+
+
+def test_freeze_norm_needs_a_base_model(tmp_path):
+    with pytest.raises(InputError, match="base model"):
+        TrainConfig(work_dir=str(tmp_path), output_model=str(tmp_path / "m"), freeze_norm=True)

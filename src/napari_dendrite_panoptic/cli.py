@@ -103,6 +103,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         workers=workers,
         max_seconds=args.max_minutes * 60 if args.max_minutes else None,
         input_planes=args.input_planes,
+        freeze_norm=args.freeze_norm,
     )
     bar = tqdm(total=cfg.steps, desc="training", unit="step")
 
@@ -246,6 +247,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="planes the networks see at once: 1, or 3 (a stack's plane with the planes below "
         "and above); default: the base model's, else 1. 3 on a 1-plane base model widens it "
         "without changing its output at the start",
+    )
+    tr.add_argument(
+        "--freeze-norm",
+        action="store_true",
+        help="keep the base model's BatchNorm statistics and normalise with them while "
+        "training (for fine-tuning with small batches; needs --base-model)",
     )
     tr.add_argument("--name", default="dendrite-panoptic")
     tr.add_argument("--model-version", default="0.1")

@@ -64,7 +64,10 @@ class TrainConfig:
     a random generator seeded with ``(seed, k)``. ``input_planes``: planes the networks see at
     once, 1 or 3 (the plane and its neighbours in a stack); None keeps the base model's (1 for a
     new model); 3 on a 1-plane base model widens its stems (see
-    :func:`~napari_dendrite_panoptic.models.builders.widen_input_planes`).
+    :func:`~napari_dendrite_panoptic.models.builders.widen_input_planes`). ``freeze_norm``: keep
+    every BatchNorm layer's running statistics as the base model has them and normalise with them
+    while training (their scale and shift still learn); meant for fine-tuning with small batches,
+    whose own statistics are too noisy to normalise with.
     """
 
     work_dir: str
@@ -89,6 +92,7 @@ class TrainConfig:
     device: str = "cpu"
     workers: int = 0
     input_planes: int | None = None
+    freeze_norm: bool = False
 
     def __post_init__(self) -> None:
         if self.which not in ("both", "spines", "dendrites"):
@@ -103,6 +107,8 @@ class TrainConfig:
             raise InputError(f"device must be cpu, cuda or auto, not {self.device!r}")
         if self.workers < 0:
             raise InputError("workers must be >= 0")
+        if self.freeze_norm and self.base_model is None:
+            raise InputError("freezing the normalisation needs a base model to take it from")
         if self.input_planes not in (None, 1, 3):
             raise InputError(f"input planes must be 1 or 3, not {self.input_planes!r}")
 
@@ -216,6 +222,16 @@ def _build(cfg: TrainConfig) -> tuple[ModelCard, torch.nn.Module, torch.nn.Modul
     return card.with_input_planes(wanted), spines, dendrites
 
 
+def set_training_mode(net: torch.nn.Module, training: bool, freeze_norm: bool = False) -> None:
+    """Put ``net`` in training (or evaluation) mode; with ``freeze_norm`` its BatchNorm layers
+    stay in evaluation mode, normalising with (and keeping) their running statistics."""
+    net.train(training)
+    if training and freeze_norm:
+        for module in net.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.eval()
+
+
 def _cpu_copy(value: Any) -> Any:
     """Tensors of a (nested) state dict copied to the CPU, so checkpoints load anywhere."""
     if isinstance(value, torch.Tensor):
@@ -306,8 +322,8 @@ def iter_fit(
         opt_s.load_state_dict(state["opt_spines"])
         opt_d.load_state_dict(state["opt_dendrites"])
         logger.info("resumed from %s at step %d", ckpt_path, start)
-    spines.train(train_s)
-    dendrites.train(train_d)
+    set_training_mode(spines, train_s, cfg.freeze_norm)
+    set_training_mode(dendrites, train_d, cfg.freeze_norm)
     t0 = time.perf_counter()
     yield TrainEvent("start", start, cfg.steps)
 
@@ -335,8 +351,8 @@ def iter_fit(
             with torch.inference_mode():
                 return validator(held_out) if validator is not None else {}
         finally:
-            spines.train(train_s)
-            dendrites.train(train_d)
+            set_training_mode(spines, train_s, cfg.freeze_norm)
+            set_training_mode(dendrites, train_d, cfg.freeze_norm)
 
     last_validation: dict[str, float] = {}
     step = start
