@@ -68,6 +68,19 @@ def score(models, samples) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=float, default=5.0, help="fine-tuning time budget")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="fine-tune for this many steps instead of --minutes (the same run however busy "
+        "the machine is, for comparing settings)",
+    )
+    parser.add_argument(
+        "--freeze-norm",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="keep the base model's BatchNorm statistics (default: as the dock does)",
+    )
     parser.add_argument("--train-images", type=int, default=2, help="corrected images")
     parser.add_argument("--test-images", type=int, default=6, help="other images scored")
     parser.add_argument("--lr", type=float, default=3e-4)
@@ -96,6 +109,10 @@ def main() -> None:
             name="bench-finetune",
         )
         cfg = replace(cfg, threads=args.threads)
+        if args.freeze_norm is not None:
+            cfg = replace(cfg, freeze_norm=args.freeze_norm)
+        if args.steps:
+            cfg = replace(cfg, steps=args.steps, max_seconds=None)
         t0 = time.perf_counter()
         events = list(iter_fit(cfg, source=correction_source(volumes, cfg.crop_size, 0.08)))
         train_s = time.perf_counter() - t0
@@ -112,8 +129,10 @@ def main() -> None:
         f"{args.train_images} corrected image(s), {args.test_images} test image(s)"
     )
     print(
-        f"# fine-tuning: {steps} steps in {train_s:.0f} s (budget {args.minutes:g} min), "
-        f"lr {args.lr:g}, batch {cfg.batch_size} × {cfg.crop_size}²"
+        f"# fine-tuning: {steps} steps in {train_s:.0f} s ("
+        + (f"asked {args.steps}" if args.steps else f"budget {args.minutes:g} min")
+        + f"), lr {args.lr:g}, batch {cfg.batch_size} × {cfg.crop_size}², BatchNorm "
+        + ("frozen" if cfg.freeze_norm else "trained")
     )
     print(f"{'metric':<14}{'bundled':>10}{'fine-tuned':>12}{'change':>10}")
     for key in ("spine_f1", "spine_pq", "dendrite_iou"):

@@ -68,6 +68,8 @@ def test_training_through_the_dock_saves_corrections_and_lists_the_new_model(
     assert card.name == "my-finetune"
     assert card.provenance["base_model"] == str(tiny_model_dir)
     assert card.provenance["steps"] == 1
+    # the dock's "Keep the model's normalisation" reached the run
+    assert card.provenance["config"]["freeze_norm"] is widget.freeze_norm.isChecked()
     assert "'plane'" in card.provenance["data"] and "held out: 'other'" in card.provenance["data"]
     assert set(card.metrics["validation"]) >= {"spine_f1", "dendrite_iou"}
     load_models(folder, "cpu")  # a complete, loadable model folder
@@ -183,3 +185,17 @@ def test_only_edited_planes_needs_an_edit(
     )
     assert new.name == "fresh spines [2]"
     assert int(viewer.layers["fresh spines"].data[6, 6]) == 77
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_keep_normalisation_box_sets_the_runs_freeze_norm(
+    viewer_with_corrections, tiny_model_dir, keep
+):
+    """The dock starts with the engine's default ticked and passes the box's state to the run."""
+    from napari_dendrite_panoptic.corrections import FINE_TUNE_FREEZE_NORM
+
+    _, widget = viewer_with_corrections(tiny_model_dir)
+    assert widget.freeze_norm.isChecked() is FINE_TUNE_FREEZE_NORM
+    widget.freeze_norm.setChecked(keep)
+    config = widget._prepare()[0]
+    assert config.freeze_norm is keep

@@ -356,6 +356,8 @@ def volume_scorer(
 
 FINE_TUNE_CROP = 256
 FINE_TUNE_BATCH = 2
+FINE_TUNE_FREEZE_NORM = True
+"""Whether fine-tuning keeps the base model's BatchNorm statistics (docs/fine_tuning.md)."""
 
 
 def fine_tune_config(
@@ -370,13 +372,15 @@ def fine_tune_config(
     epochs: int | None = None,
     name: str = "finetune",
     held_out: Sequence[str] = (),
+    freeze_norm: bool = FINE_TUNE_FREEZE_NORM,
 ) -> Any:
     """The :class:`~napari_dendrite_panoptic.training.TrainConfig` of a fine-tuning run on
     corrected volumes, as the training dock starts it: 256 px crops, batches of 2, a short
     warm-up, a checkpoint every 10 steps in ``<output_model>/training``.
 
     Exactly one of ``minutes`` (a time budget) and ``epochs`` (passes over the chosen planes,
-    see :func:`steps_per_epoch`) sets the length.
+    see :func:`steps_per_epoch`) sets the length. ``freeze_norm``: keep the base model's
+    BatchNorm statistics (:class:`~napari_dendrite_panoptic.training.TrainConfig`).
     """
     from .training import TrainConfig
 
@@ -405,4 +409,5 @@ def fine_tune_config(
         data_description=f"user corrections: {described}; held out: "
         + (", ".join(f"'{n}'" for n in held_out) or "none"),
         max_seconds=minutes * 60.0 if minutes else None,
+        freeze_norm=freeze_norm,
     )

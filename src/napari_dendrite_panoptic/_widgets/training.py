@@ -80,6 +80,8 @@ class TrainOnCorrectionsWidget(QWidget):
     """
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        from ..corrections import FINE_TUNE_FREEZE_NORM  # the engine's default, not with napari
+
         super().__init__()
         self.viewer = napari_viewer
         self.worker: Any = None
@@ -123,6 +125,12 @@ class TrainOnCorrectionsWidget(QWidget):
             "Train on the planes whose labels differ from what the model wrote, so untouched "
             "planes of a stack don't teach the model its own mistakes"
         )
+        self.freeze_norm = QCheckBox("Keep the model's normalisation")
+        self.freeze_norm.setChecked(FINE_TUNE_FREEZE_NORM)
+        self.freeze_norm.setToolTip(
+            "Normalise with the statistics the model learned on its training data instead of "
+            "re-estimating them from the small fine-tuning batches (docs/fine_tuning.md)"
+        )
         self.name_edit = QLineEdit(datetime.now().strftime("finetune-%Y%m%d-%H%M"))
         self.start_button = QPushButton("Start")
         self.start_button.clicked.connect(self.start)
@@ -150,6 +158,7 @@ class TrainOnCorrectionsWidget(QWidget):
                     ("Duration", button_row(self.duration, self.duration_unit)),
                     ("Learning rate", self.lr),
                     ("", self.only_edited),
+                    ("", self.freeze_norm),
                     ("New model name", self.name_edit),
                 ]
             )
@@ -322,6 +331,7 @@ class TrainOnCorrectionsWidget(QWidget):
             epochs=None if minutes else self.duration.value(),
             name=name,
             held_out=[v.name for v in held],
+            freeze_norm=self.freeze_norm.isChecked(),
         )
         return config, train, held, raw, notes
 
