@@ -85,6 +85,7 @@ def main() -> None:
     parser.add_argument("--test-images", type=int, default=6, help="other images scored")
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the fine-tuning batches")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -108,7 +109,7 @@ def main() -> None:
             minutes=args.minutes,
             name="bench-finetune",
         )
-        cfg = replace(cfg, threads=args.threads)
+        cfg = replace(cfg, threads=args.threads, seed=args.seed)
         if args.freeze_norm is not None:
             cfg = replace(cfg, freeze_norm=args.freeze_norm)
         if args.steps:
