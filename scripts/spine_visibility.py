@@ -65,6 +65,7 @@ def spine_rows(model: str, n: int, shape: tuple[int, int, int], seed0: int) -> l
         touched = {p[0] for p in match_instances(*footprints, 0.1)[1].pairs}
         for sid in np.unique(sample.spines[sample.spines > 0]):
             zz, yy, xx = np.nonzero(sample.spines == sid)
+            outline = _footprint_outline(footprints[0][0], footprints[1][0], int(sid))
             box = (
                 slice(max(zz.min() - 2, 0), zz.max() + 3),
                 slice(max(yy.min() - PAD_PX, 0), yy.max() + PAD_PX + 1),
@@ -79,10 +80,49 @@ def spine_rows(model: str, n: int, shape: tuple[int, int, int], seed0: int) -> l
                     "found_3d": int(sid) in found_3d,
                     "found_footprint": int(sid) in found_fp,
                     "found_footprint_iou10": int(sid) in touched,
+                    **outline,
                 }
             )
         print(f"seed {seed}: {len(rows)} spines so far", flush=True)
     return rows
+
+
+def _footprint_outline(pred: np.ndarray, truth: np.ndarray, sid: int) -> dict:
+    """How the prediction overlapping most of true spine ``sid``'s footprint (Y, X) relates to it:
+    its area over the truth's, how many predictions overlap the truth, how many truths it covers."""
+    mine = truth == sid
+    overlapping, counts = np.unique(pred[mine & (pred > 0)], return_counts=True)
+    if not len(overlapping):
+        return {"area_ratio": 0.0, "preds_on_truth": 0, "truths_under_pred": 0}
+    best = pred == overlapping[np.argmax(counts)]
+    under = np.unique(truth[best & (truth > 0)])
+    return {
+        "area_ratio": float(best.sum() / mine.sum()),
+        "preds_on_truth": len(overlapping),
+        "truths_under_pred": len(under),
+    }
+
+
+def outline_faults(rows: list[dict]) -> list[str]:
+    """For the spines touched on their footprint (IoU ≥ 0.1) but not matched there (< 0.5):
+    how often the overlapping prediction is too large, too small, merged or split."""
+    poor = [r for r in rows if r["found_footprint_iou10"] and not r["found_footprint"]]
+    if not poor:
+        return []
+    ratio = np.array([r["area_ratio"] for r in poor])
+    counts = {
+        "prediction > 1.5 × the spine's area": int((ratio > 1.5).sum()),
+        "prediction < 0.67 × the spine's area": int((ratio < 0.67).sum()),
+        "prediction covers other true spines too": sum(r["truths_under_pred"] > 1 for r in poor),
+        "spine split over several predictions": sum(r["preds_on_truth"] > 1 for r in poor),
+    }
+    lines = [
+        f"footprints touched but not matched: {len(poor)} spines, area ratio median "
+        f"{np.median(ratio):.2f} (quartiles {np.percentile(ratio, 25):.2f}-"
+        f"{np.percentile(ratio, 75):.2f})"
+    ]
+    lines += [f"  {name}: {n}" for name, n in counts.items()]
+    return lines
 
 
 def table(rows: list[dict]) -> list[str]:
@@ -116,7 +156,7 @@ def main() -> None:
     shape = (args.planes, 192, 192) if args.planes > 1 else (1, 256, 256)
     seed0 = args.seed if args.seed is not None else (20_000 if args.planes > 1 else 10_000)
     rows = spine_rows(args.model, args.stacks, shape, seed0)
-    print("\n".join(table(rows)))
+    print("\n".join(table(rows) + outline_faults(rows)))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=0) + "\n")
 
