@@ -33,14 +33,14 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_dendrite_panoptic import synthetic
+from napari_dendrite_panoptic import evaluation, synthetic
 from napari_dendrite_panoptic.atomic import atomic_write_text
 from napari_dendrite_panoptic.inference import InferenceConfig, predict
 from napari_dendrite_panoptic.metrics import iou_matrix, match_instances, pool_instance_scores
 from napari_dendrite_panoptic.models.store import load_models
 
-SEED = 40_000
-SHAPE = (8, 192, 192)
+SEED = evaluation.TUNING_3D_SEED
+SHAPE = evaluation.HELD_OUT_3D_SHAPE
 
 
 def footprints(labels: np.ndarray) -> np.ndarray:

@@ -1,12 +1,10 @@
 """How visible are the held-out generated spines, and which of them does a model find?
 
 For each true spine of the held-out generator sets (`evaluate --generator` / `--generator-3d`
-seeds and shapes), the image is rendered again bright (20,000 peak photons, 4,000 for planes)
-and without read noise, with and without the spines' light (the same seed and geometry,
-``spine_brightness=0``), and scaled back, so the photons each spine adds are known up to the
-bright renders' shot noise: at most about 0.2 σ per voxel in stacks and 0.45 σ in planes (for
-the brightest configurations), which the peak over a box turns into a small upward bias. Its visibility is the peak of (added photons) / (noise σ) over the voxels around
-it, σ = sqrt(expected photons + read noise²). The model segments the noisy image as `evaluate`
+seeds and shapes), the photons it adds are known exactly: the generator's mean counts before
+noise (``SyntheticSample.expected_counts``) with the spines' light, minus the same seed and
+geometry rendered without it (``spine_brightness=0``). Its visibility is the peak of (added
+photons) / (noise σ) over the voxels around it, σ = sqrt(expected photons + read noise²). The model segments the noisy image as `evaluate`
 does; a spine counts as found when a prediction matches it at IoU ≥ 0.5 in 3D, and on the
 footprint (each spine's union over z), and there at IoU ≥ 0.1 (found, however poorly
 outlined). Prints recall per visibility bin.
@@ -23,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_dendrite_panoptic import synthetic
+from napari_dendrite_panoptic import evaluation, synthetic
 from napari_dendrite_panoptic.inference import InferenceConfig, predict
 from napari_dendrite_panoptic.metrics import match_instances
 from napari_dendrite_panoptic.models.store import load_models
@@ -32,20 +30,10 @@ BINS = (0.0, 1.0, 2.0, 3.0, 5.0, 8.0, np.inf)
 PAD_PX = 6
 
 
-def _expected_photons(seed: int, cfg: synthetic.SyntheticConfig, spines: bool) -> np.ndarray:
-    """(Z, Y, X) float64 photon counts of the image without read noise, shot noise made small."""
-    # render bright and noise-free, then scale back to the configuration's photon budget
-    bright = 20000.0 if cfg.shape[0] > 1 else 4000.0
-    clean = dataclasses.replace(
-        cfg,
-        peak_photons=bright,
-        read_noise=0.0,
-        spine_brightness=cfg.spine_brightness if spines else 0.0,
-    )
-    counts = synthetic.generate(seed, clean).image.astype(np.float64) - 10.0
-    if counts.max() >= 65000:
-        raise RuntimeError(f"seed {seed}: the noise-free render saturates uint16")
-    return counts / bright * cfg.peak_photons
+def _without_spines(seed: int, cfg: synthetic.SyntheticConfig) -> np.ndarray:
+    """(Z, Y, X) float64 mean photon counts before noise of the image without the spines' light."""
+    dark = dataclasses.replace(cfg, spine_brightness=0.0)
+    return synthetic.generate(seed, dark).expected_counts.astype(np.float64)
 
 
 def spine_rows(model: str, n: int, shape: tuple[int, int, int], seed0: int) -> list[dict]:
@@ -57,8 +45,8 @@ def spine_rows(model: str, n: int, shape: tuple[int, int, int], seed0: int) -> l
         seed = seed0 + i
         cfg = synthetic.random_config(rng, shape=shape)
         sample = synthetic.generate(seed, cfg)
-        with_spines = _expected_photons(seed, cfg, True)
-        added = with_spines - _expected_photons(seed, cfg, False)
+        with_spines = sample.expected_counts.astype(np.float64)
+        added = with_spines - _without_spines(seed, cfg)
         visibility = added / np.sqrt(np.clip(with_spines, 0, None) + cfg.read_noise**2)
         result = predict(sample.image, sample.voxel_size_um, InferenceConfig(device="cpu"), models)
         found_3d = {p[0] for p in match_instances(result.spines, sample.spines, 0.5)[1].pairs}
@@ -152,11 +140,21 @@ def main() -> None:
     parser.add_argument("model", help="model folder")
     parser.add_argument("--stacks", type=int, default=12, help="images (seeds from --seed)")
     parser.add_argument("--planes", type=int, default=8, help="1 for the 2D set (256 × 256)")
-    parser.add_argument("--seed", type=int, help="default: 20000 for stacks, 10000 for 2D")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        help=f"default: {evaluation.HELD_OUT_3D_SEED} for stacks, {evaluation.HELD_OUT_2D_SEED} for 2D",
+    )
     parser.add_argument("--json", help="also write the per-spine rows here")
     args = parser.parse_args()
-    shape = (args.planes, 192, 192) if args.planes > 1 else (1, 256, 256)
-    seed0 = args.seed if args.seed is not None else (20_000 if args.planes > 1 else 10_000)
+    if args.planes > 1:
+        shape, default_seed = (
+            (args.planes, *evaluation.HELD_OUT_3D_SHAPE[1:]),
+            evaluation.HELD_OUT_3D_SEED,
+        )
+    else:
+        shape, default_seed = evaluation.HELD_OUT_2D_SHAPE, evaluation.HELD_OUT_2D_SEED
+    seed0 = args.seed if args.seed is not None else default_seed
     rows = spine_rows(args.model, args.stacks, shape, seed0)
     print("\n".join(table(rows) + outline_faults(rows)))
     if args.json:

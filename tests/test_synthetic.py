@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
@@ -29,6 +31,25 @@ def test_spines_are_brighter_than_background():
     s = synthetic.generate(1, synthetic.SyntheticConfig(shape=(1, 128, 128), n_puncta=0, n_axons=0))
     img = s.image.astype(float)
     assert img[s.spines > 0].mean() > 2 * img[(s.spines == 0) & (s.dendrite == 0)].mean()
+
+
+def test_expected_counts_are_the_noise_free_image_and_spines_alone_add_light():
+    cfg = synthetic.SyntheticConfig(
+        shape=(1, 128, 128), peak_photons=200.0, read_noise=2.0, haze=0.0
+    )
+    s = synthetic.generate(5, cfg)
+    assert s.expected_counts.shape == s.image.shape and s.expected_counts.dtype == np.float32
+    photons = s.image.astype(float) - synthetic.CAMERA_OFFSET
+    # the image is Poisson + read noise around the expected counts (minus < 1 count of rounding)
+    residual = (photons - s.expected_counts) / np.sqrt(s.expected_counts + cfg.read_noise**2)
+    assert abs(residual.mean()) < 0.15 and 0.8 < residual.std() < 1.2
+    # the same seed without the spines' light differs only near the spines (no haze here)
+    dark = synthetic.generate(5, replace(cfg, spine_brightness=0.0))
+    np.testing.assert_array_equal(dark.spines, s.spines)
+    added = s.expected_counts - dark.expected_counts
+    assert added[s.spines > 0].min() > 0
+    far = ndi.distance_transform_edt(s.spines[0] == 0) > 15
+    assert np.abs(added[0][far]).max() < 1e-3 * cfg.peak_photons
 
 
 def test_3d_stack_with_anisotropic_voxels():

@@ -136,16 +136,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if args.generator:
             rows.append(
                 (
-                    f"generator 2D ({args.generator} images, 256x256)",
+                    f"generator 2D ({args.generator} images, {'x'.join(map(str, evaluation.HELD_OUT_2D_SHAPE[1:]))})",
                     evaluation.evaluate_generator(models, args.generator, config=cfg),
                 )
             )
         if args.generator_3d:
             rows.append(
                 (
-                    f"generator 3D ({args.generator_3d} stacks, 8x192x192)",
+                    f"generator 3D ({args.generator_3d} stacks, "
+                    f"{'x'.join(map(str, evaluation.HELD_OUT_3D_SHAPE))})",
                     evaluation.evaluate_generator(
-                        models, args.generator_3d, seed=20_000, shape=(8, 192, 192), config=cfg
+                        models,
+                        args.generator_3d,
+                        seed=evaluation.HELD_OUT_3D_SEED,
+                        shape=evaluation.HELD_OUT_3D_SHAPE,
+                        config=cfg,
                     ),
                 )
             )

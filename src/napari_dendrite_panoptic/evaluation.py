@@ -19,6 +19,13 @@ from .models.store import LoadedModels
 
 Progress = Callable[[int, int], None]
 
+#: first seed and shape of the held-out generated planes (``evaluate --generator N``)
+HELD_OUT_2D_SEED, HELD_OUT_2D_SHAPE = 10_000, (1, 256, 256)
+#: first seed and shape of the held-out generated stacks (``evaluate --generator-3d N``)
+HELD_OUT_3D_SEED, HELD_OUT_3D_SHAPE = 20_000, (8, 192, 192)
+#: first seed of the generated stacks that tuning scripts may look at (never the held-out ones)
+TUNING_3D_SEED = 40_000
+
 
 def _noop(done: int, total: int) -> None:
     return None
@@ -27,8 +34,8 @@ def _noop(done: int, total: int) -> None:
 def evaluate_generator(
     models: LoadedModels,
     n_images: int = 8,
-    seed: int = 10_000,
-    shape: tuple[int, int, int] = (1, 256, 256),
+    seed: int = HELD_OUT_2D_SEED,
+    shape: tuple[int, int, int] = HELD_OUT_2D_SHAPE,
     config: InferenceConfig | None = None,
     progress: Progress = _noop,
 ) -> dict[str, Any]:

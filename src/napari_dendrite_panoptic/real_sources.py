@@ -328,7 +328,7 @@ def _background(
     cfg = synthetic.random_config(rng, shape=(1, *shape))
     cfg = replace(cfg, n_dendrites=0, pixel_size_um=px_um)
     sample = synthetic.generate(int(rng.integers(2**31)), cfg)
-    return sample.image[0].astype(np.float32) - 10.0, float(cfg.peak_photons)
+    return sample.image[0].astype(np.float32) - synthetic.CAMERA_OFFSET, float(cfg.peak_photons)
 
 
 def mask_source(

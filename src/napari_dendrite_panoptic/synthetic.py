@@ -35,6 +35,8 @@ from .synthetic_geometry import (
 
 logger = logging.getLogger(__name__)
 
+#: counts every generated voxel gets on top of its photons, as a camera's offset does
+CAMERA_OFFSET = 10.0
 SPINE_TYPES: tuple[str, ...] = ("mushroom", "stubby", "branched", "thin", "filopodium")
 """Spine type names; the index is the class id used everywhere (same order as the YOLO11 set)."""
 
@@ -94,6 +96,8 @@ class SyntheticSample:
     config: SyntheticConfig | None = None
     spine_geometry: dict[int, SpineGeometry] = field(default_factory=dict)
     dendrite_length_um: float = 0.0
+    #: (Z, Y, X) float32 mean photon counts before shot and read noise, without CAMERA_OFFSET
+    expected_counts: np.ndarray | None = None
 
 
 def random_config(
@@ -269,8 +273,9 @@ def generate(seed: int, config: SyntheticConfig | None = None) -> SyntheticSampl
         blurred += cfg.haze * ndi.gaussian_filter(signal, sigma=far) * 3
     blurred += cfg.background * (1.0 + 0.5 * _smooth_field(rng, shape, 60.0))
     blurred = np.clip(blurred, 0, None) ** cfg.gamma
-    counts = rng.poisson(blurred * cfg.peak_photons).astype(np.float32)
-    counts += rng.normal(0, cfg.read_noise, size=shape).astype(np.float32) + 10.0
+    expected = (blurred * cfg.peak_photons).astype(np.float32)
+    counts = rng.poisson(expected.astype(np.float64)).astype(np.float32)
+    counts += rng.normal(0, cfg.read_noise, size=shape).astype(np.float32) + CAMERA_OFFSET
     image = np.clip(counts, 0, 65535).astype(np.uint16)
     return SyntheticSample(
         image=image,
@@ -282,6 +287,7 @@ def generate(seed: int, config: SyntheticConfig | None = None) -> SyntheticSampl
         config=cfg,
         spine_geometry=geometry,
         dendrite_length_um=sum(length_inside(p, extent) for p, _ in paths),
+        expected_counts=expected,
     )
 
 
@@ -325,6 +331,7 @@ def sample_plane(seed: int = 3) -> SyntheticSample:
 
 
 __all__ = [
+    "CAMERA_OFFSET",
     "SPINE_TYPES",
     "SpineGeometry",
     "SyntheticConfig",

@@ -481,7 +481,7 @@ def _validate(
     from .models.store import LoadedModels
 
     models = LoadedModels(card, Path(cfg.output_model), spines, dendrites, torch.device("cpu"))
-    return evaluate_generator(models, cfg.validate_images, seed=10_000)
+    return evaluate_generator(models, cfg.validate_images)
 
 
 def fit(cfg: TrainConfig, **kwargs: Any) -> Sequence[TrainEvent]:
