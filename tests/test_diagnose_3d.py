@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 
 from napari_dendrite_panoptic.metrics import match_instances
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "diagnose_3d.py"
 
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("diagnose_3d", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_moving_a_prediction_onto_the_true_planes_recovers_the_match():
-    diagnose = _load_script()
+def test_moving_a_prediction_onto_the_true_planes_recovers_the_match(load_script):
+    diagnose = load_script("diagnose_3d")
     truth = np.zeros((4, 20, 20), dtype=np.uint32)
     truth[1:3, 5:10, 5:10] = 1  # planes 1-2
     pred = np.zeros_like(truth)
@@ -38,8 +26,8 @@ def test_moving_a_prediction_onto_the_true_planes_recovers_the_match():
     assert np.array_equal(exact == 7, truth == 1)
 
 
-def test_a_prediction_whose_footprint_misses_stays_where_it_is():
-    diagnose = _load_script()
+def test_a_prediction_whose_footprint_misses_stays_where_it_is(load_script):
+    diagnose = load_script("diagnose_3d")
     truth = np.zeros((3, 20, 20), dtype=np.uint32)
     truth[1, 2:6, 2:6] = 1
     pred = np.zeros_like(truth)

@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "spine_visibility.py"
 
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("spine_visibility", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_outline_faults_tell_too_large_merged_and_split_apart():
-    vis = _load_script()
+def test_outline_faults_tell_too_large_merged_and_split_apart(load_script):
+    vis = load_script("spine_visibility")
     truth = np.zeros((30, 30), dtype=np.int32)
     truth[2:6, 2:6] = 1  # 16 px
     truth[2:6, 8:12] = 2
@@ -47,8 +35,8 @@ def test_outline_faults_tell_too_large_merged_and_split_apart():
     assert "split over several predictions: 1" in lines[4]
 
 
-def test_recall_table_bins_spines_by_visibility():
-    vis = _load_script()
+def test_recall_table_bins_spines_by_visibility(load_script):
+    vis = load_script("spine_visibility")
     rows = [
         {
             "visibility": 0.5,
