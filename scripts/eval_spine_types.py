@@ -7,7 +7,7 @@ defaults, the rules with thresholds tuned on ``train`` (coordinate search), and 
 classifier (trained on ``train`` only). ``--tune`` prints the tuned thresholds to put in
 ``TypeRules``.
 
-    PYTHONPATH=src python scripts/eval_spine_types.py [--tune] [--predicted [--predicted-cache F]]
+    PYTHONPATH=src python scripts/eval_spine_types.py [--tune] [--predicted [--model M | --predicted-cache F]]
 """
 
 from __future__ import annotations
@@ -58,8 +58,9 @@ def report(name: str, truth: np.ndarray, pred: np.ndarray) -> float:
     return acc
 
 
-def predicted(split: str, cache: str | None = None):
-    """Types of the bundled model's spines on a split, matched to the truth at IoU >= 0.25.
+def predicted(split: str, cache: str | None = None, model: str | None = None):
+    """Types of a model's spines (``model``: a model folder; the bundled one by default) on a
+    split, matched to the truth at IoU >= 0.25.
 
     The prediction's own dendrite and spines are analysed (learned types); returns the truth and
     predicted type of every matched pair, and the number of true spines. ``cache``: an npz of the
@@ -70,7 +71,7 @@ def predicted(split: str, cache: str | None = None):
     from napari_dendrite_panoptic.models.store import load_models
 
     cached = np.load(cache) if cache else None
-    models = None if cached is not None else load_models(None, "cpu")
+    models = None if cached is not None else load_models(model, "cpu")
     truth, pred, n_true = [], [], 0
     for item in rd.load_yolo11(split):
         px = item.pixel_size_um
@@ -127,6 +128,7 @@ def main() -> None:
         default=None,
         help="npz of the model's predictions on val (cache_predicted_spines.py --split val)",
     )
+    ap.add_argument("--model", default=None, help="model folder for --predicted (default: bundled)")
     args = ap.parse_args()
     learned = load_learned()
     val, val_truth, val_learned = measured("val", learned)
@@ -142,9 +144,10 @@ def main() -> None:
     else:
         print("learned classifier: weights absent")
     if args.predicted:
-        truth, pred, n_true = predicted("val", args.predicted_cache)
+        truth, pred, n_true = predicted("val", args.predicted_cache, args.model)
+        whose = args.model or "bundled model"
         print(
-            f"\nbundled model's spines on val: {len(truth)} of {n_true} true spines matched (IoU >= 0.25)"
+            f"\n{whose}'s spines on val: {len(truth)} of {n_true} true spines matched (IoU >= 0.25)"
         )
         report("learned classifier on predicted spines (matched pairs)", truth, pred)
 
