@@ -4,8 +4,8 @@ For each true spine of the held-out generator sets (`evaluate --generator` / `--
 seeds and shapes), the photons it adds are known exactly: the generator's mean counts before
 noise (``SyntheticSample.expected_counts``) with the spines' light, minus the same seed and
 geometry rendered without it (``spine_brightness=0``). Its visibility is the peak of (added
-photons) / (noise σ) over the voxels around it, σ = sqrt(expected photons + read noise²). The model segments the noisy image as `evaluate`
-does; a spine counts as found when a prediction matches it at IoU ≥ 0.5 in 3D, and on the
+photons) / (noise σ) over the voxels around it, σ = sqrt(expected photons + read noise²). The
+model segments the noisy image as `evaluate` does; a spine counts as found when a prediction matches it at IoU ≥ 0.5 in 3D, and on the
 footprint (each spine's union over z), and there at IoU ≥ 0.1 (found, however poorly
 outlined). Prints recall per visibility bin.
 
@@ -148,12 +148,11 @@ def main() -> None:
     parser.add_argument("--json", help="also write the per-spine rows here")
     args = parser.parse_args()
     if args.planes > 1:
-        shape, default_seed = (
-            (args.planes, *evaluation.HELD_OUT_3D_SHAPE[1:]),
-            evaluation.HELD_OUT_3D_SEED,
-        )
+        shape = (args.planes, *evaluation.HELD_OUT_3D_SHAPE[1:])
+        default_seed = evaluation.HELD_OUT_3D_SEED
     else:
-        shape, default_seed = evaluation.HELD_OUT_2D_SHAPE, evaluation.HELD_OUT_2D_SEED
+        shape = evaluation.HELD_OUT_2D_SHAPE
+        default_seed = evaluation.HELD_OUT_2D_SEED
     seed0 = args.seed if args.seed is not None else default_seed
     rows = spine_rows(args.model, args.stacks, shape, seed0)
     print("\n".join(table(rows) + outline_faults(rows)))

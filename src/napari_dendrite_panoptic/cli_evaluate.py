@@ -17,6 +17,11 @@ from .errors import DendritePanopticError, OutputExistsError
 logger = logging.getLogger("napari_dendrite_panoptic")
 
 
+def _size_text(shape: tuple[int, ...]) -> str:
+    """``(8, 192, 192)`` → ``"8x192x192"``, as the generator rows' names give a set's size."""
+    return "x".join(map(str, shape))
+
+
 def _print_table(rows: list[tuple[str, dict]]) -> None:
     for name, scores in rows:
         print(f"== {name}")
@@ -136,7 +141,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if args.generator:
             rows.append(
                 (
-                    f"generator 2D ({args.generator} images, {'x'.join(map(str, evaluation.HELD_OUT_2D_SHAPE[1:]))})",
+                    f"generator 2D ({args.generator} images, "
+                    f"{_size_text(evaluation.HELD_OUT_2D_SHAPE[1:])})",
                     evaluation.evaluate_generator(models, args.generator, config=cfg),
                 )
             )
@@ -144,7 +150,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             rows.append(
                 (
                     f"generator 3D ({args.generator_3d} stacks, "
-                    f"{'x'.join(map(str, evaluation.HELD_OUT_3D_SHAPE))})",
+                    f"{_size_text(evaluation.HELD_OUT_3D_SHAPE)})",
                     evaluation.evaluate_generator(
                         models,
                         args.generator_3d,

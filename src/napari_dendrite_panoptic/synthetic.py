@@ -273,8 +273,8 @@ def generate(seed: int, config: SyntheticConfig | None = None) -> SyntheticSampl
         blurred += cfg.haze * ndi.gaussian_filter(signal, sigma=far) * 3
     blurred += cfg.background * (1.0 + 0.5 * _smooth_field(rng, shape, 60.0))
     blurred = np.clip(blurred, 0, None) ** cfg.gamma
-    expected = (blurred * cfg.peak_photons).astype(np.float32)
-    counts = rng.poisson(expected.astype(np.float64)).astype(np.float32)
+    expected = (blurred * cfg.peak_photons).astype(np.float32, copy=False)
+    counts = rng.poisson(expected).astype(np.float32)
     counts += rng.normal(0, cfg.read_noise, size=shape).astype(np.float32) + CAMERA_OFFSET
     image = np.clip(counts, 0, 65535).astype(np.uint16)
     return SyntheticSample(
