@@ -23,16 +23,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_dendrite_panoptic import synthetic
-from napari_dendrite_panoptic.corrections import (
-    correction_source,
-    fine_tune_config,
-    prepare_volume,
-)
+from napari_dendrite_panoptic.data import correction_source, prepare_volume, synthetic
+from napari_dendrite_panoptic.evaluation import match_instances, pixel_scores
+from napari_dendrite_panoptic.evaluation.metrics import pool_instance_scores
 from napari_dendrite_panoptic.inference import InferenceConfig, predict
-from napari_dendrite_panoptic.metrics import match_instances, pixel_scores, pool_instance_scores
-from napari_dendrite_panoptic.models.store import bundled_model_dir, load_models
-from napari_dendrite_panoptic.training import iter_fit
+from napari_dendrite_panoptic.models import bundled_model_dir, load_models
+from napari_dendrite_panoptic.training import fine_tune_config, iter_fit
 
 UNSEEN_STYLE = synthetic.SyntheticConfig(
     shape=(1, 320, 320),

@@ -67,7 +67,7 @@ def _median_time(fn, runs: int, device: str) -> float:
 
 
 def _write_plane(size: int, folder: Path) -> Path:
-    from napari_dendrite_panoptic import synthetic
+    from napari_dendrite_panoptic.data import synthetic
     from napari_dendrite_panoptic.io import write_tiff_atomic
 
     cfg = synthetic.SyntheticConfig(shape=(1, size, size), pixel_size_um=0.08, n_dendrites=3)
@@ -83,7 +83,7 @@ def _read(path: Path) -> np.ndarray:
 
 def pipeline_ours(path: Path, device: str, model: str | None, flips: bool = False):
     from napari_dendrite_panoptic.inference import InferenceConfig, predict
-    from napari_dendrite_panoptic.models.store import load_models
+    from napari_dendrite_panoptic.models import load_models
 
     models = load_models(model, device)
     cfg = InferenceConfig(model=model, device=device, test_time_flips=flips)
@@ -165,7 +165,8 @@ def child(key: str, path: Path, device: str, runs: int, model: str | None) -> No
 
 
 def bench_backbones(runs: int, device: str) -> list[tuple[str, float]]:
-    from napari_dendrite_panoptic.models.builders import build_spine_model, count_parameters
+    from napari_dendrite_panoptic.models import build_spine_model
+    from napari_dendrite_panoptic.models.builders import count_parameters
 
     rows = []
     tile = torch.rand(1, 1, 512, 512, device=device)
@@ -239,7 +240,7 @@ def main() -> None:
         for name, t in bench_backbones(args.runs, args.device):
             print(f"| {name} | {t:.3f} |")
     if args.big:
-        from napari_dendrite_panoptic import synthetic
+        from napari_dendrite_panoptic.data import synthetic
         from napari_dendrite_panoptic.inference import InferenceConfig, predict
 
         cfg = synthetic.SyntheticConfig(shape=(1, 4096, 4096), pixel_size_um=0.08, n_dendrites=3)

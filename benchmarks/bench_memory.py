@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from napari_dendrite_panoptic import synthetic
+from napari_dendrite_panoptic.data import synthetic
 
 
 def write_stack(path: Path, planes: int, size: int, pixel_um: float) -> None:

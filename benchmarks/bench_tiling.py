@@ -24,9 +24,9 @@ import time
 
 import numpy as np
 
-from napari_dendrite_panoptic import synthetic, tile_passes
-from napari_dendrite_panoptic.inference import InferenceConfig, predict
-from napari_dendrite_panoptic.models.store import load_models
+from napari_dendrite_panoptic.data import synthetic
+from napari_dendrite_panoptic.inference import InferenceConfig, predict, tile_passes
+from napari_dendrite_panoptic.models import load_models
 
 
 def _old_detector(model, tile_area, score_threshold):  # the behaviour before the change
@@ -70,8 +70,8 @@ def main() -> None:
                 spines[name] = len(result.table["id"])
         scores: dict[str, dict[str, float]] = {}
         if args.real:
-            from napari_dendrite_panoptic import real_data as rd
-            from napari_dendrite_panoptic.evaluation import evaluate_masks, evaluate_points
+            from napari_dendrite_panoptic.data import real as rd
+            from napari_dendrite_panoptic.evaluation.heldout import evaluate_masks, evaluate_points
 
             yolo = rd.load_yolo11("val")
             _, fs_val = rd.findspines_split(rd.load_findspines())

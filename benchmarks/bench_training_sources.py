@@ -18,8 +18,9 @@ import time
 
 import numpy as np
 
+from napari_dendrite_panoptic.data import training_source
+from napari_dendrite_panoptic.data.mix import parse_mix
 from napari_dendrite_panoptic.errors import DendritePanopticError
-from napari_dendrite_panoptic.training_mix import parse_mix, training_source
 
 SOURCES = ("generator", "generator3d", "yolo11", "findspines", "smirnov")
 GPU_MIX = "generator:0.2,generator3d:0.3,yolo11:0.15,findspines:0.2,smirnov:0.15"

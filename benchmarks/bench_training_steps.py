@@ -34,10 +34,10 @@ def one_plan(
 ) -> dict[str, float]:
     """Train ``steps`` steps of ``which`` network(s) in this process; seconds per step after
     ``skip``."""
+    from napari_dendrite_panoptic.data import training_source
     from napari_dendrite_panoptic.errors import DendritePanopticError
-    from napari_dendrite_panoptic.models.store import bundled_model_dir
+    from napari_dendrite_panoptic.models import bundled_model_dir
     from napari_dendrite_panoptic.training import TrainConfig, iter_fit
-    from napari_dendrite_panoptic.training_mix import training_source
 
     try:
         source, _ = training_source(MIX, 256, 0.08, planes=3)

@@ -18,9 +18,9 @@ import time
 import numpy as np
 from scipy import ndimage as ndi
 
-from napari_dendrite_panoptic import synthetic
-from napari_dendrite_panoptic.dendrite_depth import trim_dendrite_depth
-from napari_dendrite_panoptic.zlink import trim_out_of_focus
+from napari_dendrite_panoptic.data import synthetic
+from napari_dendrite_panoptic.inference.dendrite_depth import trim_dendrite_depth
+from napari_dendrite_panoptic.inference.zlink import trim_out_of_focus
 
 
 def make_stack(planes: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -15,9 +15,9 @@ import time
 
 import numpy as np
 
-from napari_dendrite_panoptic import real_data as rd
+from napari_dendrite_panoptic.data import real as rd
 from napari_dendrite_panoptic.inference import InferenceConfig, predict
-from napari_dendrite_panoptic.models.store import load_models
+from napari_dendrite_panoptic.models import load_models
 
 
 def main() -> None:

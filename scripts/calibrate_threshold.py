@@ -36,13 +36,14 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_dendrite_panoptic import real_data as rd
-from napari_dendrite_panoptic import synthetic
-from napari_dendrite_panoptic.atomic import atomic_write_text
-from napari_dendrite_panoptic.evaluation import point_counts
+from napari_dendrite_panoptic.core import atomic_write_text
+from napari_dendrite_panoptic.data import real as rd
+from napari_dendrite_panoptic.data import synthetic
+from napari_dendrite_panoptic.evaluation import match_instances
+from napari_dendrite_panoptic.evaluation.heldout import point_counts
+from napari_dendrite_panoptic.evaluation.metrics import pool_instance_scores
 from napari_dendrite_panoptic.inference import InferenceConfig, predict
-from napari_dendrite_panoptic.metrics import match_instances, pool_instance_scores
-from napari_dendrite_panoptic.models.store import load_models
+from napari_dendrite_panoptic.models import load_models
 
 THRESHOLDS = [round(t, 2) for t in np.arange(0.30, 0.951, 0.05)]
 

@@ -33,11 +33,13 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_dendrite_panoptic import evaluation, synthetic
-from napari_dendrite_panoptic.atomic import atomic_write_text
+from napari_dendrite_panoptic.core import atomic_write_text
+from napari_dendrite_panoptic.data import synthetic
+from napari_dendrite_panoptic.evaluation import heldout as evaluation
+from napari_dendrite_panoptic.evaluation import match_instances
+from napari_dendrite_panoptic.evaluation.metrics import iou_matrix, pool_instance_scores
 from napari_dendrite_panoptic.inference import InferenceConfig, predict
-from napari_dendrite_panoptic.metrics import iou_matrix, match_instances, pool_instance_scores
-from napari_dendrite_panoptic.models.store import load_models
+from napari_dendrite_panoptic.models import load_models
 
 SEED = evaluation.TUNING_3D_SEED
 SHAPE = evaluation.HELD_OUT_3D_SHAPE

@@ -18,15 +18,10 @@ import itertools
 
 import numpy as np
 
-from napari_dendrite_panoptic import real_data as rd
-from napari_dendrite_panoptic.analysis.spine_measurements import measure_spines
-from napari_dendrite_panoptic.analysis.spine_types import (
-    TypeRules,
-    classify_learned,
-    classify_rules,
-    load_learned,
-)
-from napari_dendrite_panoptic.synthetic import SPINE_TYPES
+from napari_dendrite_panoptic.analysis import TypeRules, classify_rules, measure_spines
+from napari_dendrite_panoptic.analysis.spine_types import classify_learned, load_learned
+from napari_dendrite_panoptic.core import SPINE_TYPES
+from napari_dendrite_panoptic.data import real as rd
 
 
 def measured(split: str, learned=None):
@@ -66,9 +61,9 @@ def predicted(split: str, cache: str | None = None, model: str | None = None):
     predicted type of every matched pair, and the number of true spines. ``cache``: an npz of the
     model's predictions (``scripts/cache_predicted_spines.py``) read instead of running it."""
     from napari_dendrite_panoptic.analysis import analyse
+    from napari_dendrite_panoptic.evaluation import match_instances
     from napari_dendrite_panoptic.inference import InferenceConfig, predict
-    from napari_dendrite_panoptic.metrics import match_instances
-    from napari_dendrite_panoptic.models.store import load_models
+    from napari_dendrite_panoptic.models import load_models
 
     cached = np.load(cache) if cache else None
     models = None if cached is not None else load_models(model, "cpu")

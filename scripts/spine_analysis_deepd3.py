@@ -19,9 +19,9 @@ import tifffile
 
 from napari_dendrite_panoptic.analysis import analyse
 from napari_dendrite_panoptic.analysis.exports import merged_spine_table
+from napari_dendrite_panoptic.core import SPINE_TYPES
 from napari_dendrite_panoptic.inference import InferenceConfig, predict
-from napari_dendrite_panoptic.synthetic import SPINE_TYPES
-from napari_dendrite_panoptic.tables import write_table_csv
+from napari_dendrite_panoptic.io import write_table_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 CROP = ROOT.parent / "shared" / "data" / "deepd3-benchmark-crop" / "dendrite.tif"

@@ -21,10 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_dendrite_panoptic import evaluation, synthetic
+from napari_dendrite_panoptic.data import synthetic
+from napari_dendrite_panoptic.evaluation import heldout as evaluation
+from napari_dendrite_panoptic.evaluation import match_instances
 from napari_dendrite_panoptic.inference import InferenceConfig, predict
-from napari_dendrite_panoptic.metrics import match_instances
-from napari_dendrite_panoptic.models.store import load_models
+from napari_dendrite_panoptic.models import load_models
 
 BINS = (0.0, 1.0, 2.0, 3.0, 5.0, 8.0, np.inf)
 PAD_PX = 6

@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 from skimage.transform import resize
 
-from napari_dendrite_panoptic import real_data as rd
-from napari_dendrite_panoptic.atomic import atomic_path
-from napari_dendrite_panoptic.metrics import match_points
+from napari_dendrite_panoptic.core import atomic_path
+from napari_dendrite_panoptic.data import real as rd
+from napari_dendrite_panoptic.evaluation.metrics import match_points
 
 THUMB = 32
 

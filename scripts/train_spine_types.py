@@ -22,15 +22,15 @@ import time
 import numpy as np
 import torch
 
-from napari_dendrite_panoptic import real_data as rd
-from napari_dendrite_panoptic.analysis.spine_measurements import measure_spines
+from napari_dendrite_panoptic.analysis import measure_spines
 from napari_dendrite_panoptic.analysis.spine_types import (
     WEIGHTS,
     build_net,
     measurement_features,
     spine_crops,
 )
-from napari_dendrite_panoptic.synthetic import SPINE_TYPES
+from napari_dendrite_panoptic.core import SPINE_TYPES
+from napari_dendrite_panoptic.data import real as rd
 
 
 def dataset(split: str):
@@ -51,7 +51,7 @@ def dataset(split: str):
 def predicted_dataset(split: str, cache: str, iou: float = 0.25):
     """Crops, raw features and labels of the cached predicted spines of a split that match a true
     outline (IoU >= ``iou``), labelled with the matched outline's type."""
-    from napari_dendrite_panoptic.metrics import match_instances
+    from napari_dendrite_panoptic.evaluation import match_instances
 
     z = np.load(cache)
     crops, feats, labels = [], [], []
@@ -174,7 +174,7 @@ def main() -> None:
             }
         ),
     }
-    from napari_dendrite_panoptic.atomic import atomic_path
+    from napari_dendrite_panoptic.core import atomic_path
 
     with atomic_path(args.out) as tmp:
         save_file(state, str(tmp), meta)

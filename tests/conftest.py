@@ -30,9 +30,13 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     """A model folder with small random-weight networks (fast on the CPU, results meaningless)."""
     import torch
 
-    from napari_dendrite_panoptic.models.builders import build_dendrite_model, build_spine_model
-    from napari_dendrite_panoptic.models.card import ModelCard, NetworkCard
-    from napari_dendrite_panoptic.models.store import save_models
+    from napari_dendrite_panoptic.models import (
+        ModelCard,
+        NetworkCard,
+        build_dendrite_model,
+        build_spine_model,
+        save_models,
+    )
 
     torch.manual_seed(0)
     spine_cfg = {"fpn_channels": 32, "box_head_size": 64, "mask_head_channels": 32}
@@ -61,7 +65,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def small_plane():
     """A 2D synthetic sample (1, 128, 128) at 0.1 µm/px with ground truth."""
-    from napari_dendrite_panoptic import synthetic
+    from napari_dendrite_panoptic.data import synthetic
 
     cfg = synthetic.SyntheticConfig(shape=(1, 128, 128), pixel_size_um=0.1)
     return synthetic.generate(11, cfg)
@@ -70,7 +74,7 @@ def small_plane():
 @pytest.fixture(scope="session")
 def small_stack():
     """A 3D synthetic sample (4, 96, 96) at 0.1 µm/px, 0.5 µm z steps."""
-    from napari_dendrite_panoptic import synthetic
+    from napari_dendrite_panoptic.data import synthetic
 
     cfg = synthetic.SyntheticConfig(shape=(4, 96, 96), pixel_size_um=0.1, z_step_um=0.5)
     return synthetic.generate(5, cfg)

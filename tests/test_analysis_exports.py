@@ -10,7 +10,7 @@ import roifile
 
 from napari_dendrite_panoptic.analysis import write_analysis_outputs
 from napari_dendrite_panoptic.analysis.roi_export import spine_rois
-from napari_dendrite_panoptic.tables import spine_table
+from napari_dendrite_panoptic.inference.spine_table import spine_table
 
 
 def _rows(path):
@@ -87,7 +87,7 @@ def test_a_failed_write_leaves_the_old_file(small_plane, tmp_path, monkeypatch):
 
 
 def test_segment_writes_the_analysis_beside_the_labels(tiny_model_dir, tmp_path):
-    from napari_dendrite_panoptic.cli import main
+    from napari_dendrite_panoptic.cli.main import main
 
     plane = tmp_path / "in" / "plane.tif"
     assert main(["sample", str(plane), "--plane"]) == 0

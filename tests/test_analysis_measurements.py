@@ -6,9 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_dendrite_panoptic import synthetic
-from napari_dendrite_panoptic.analysis import analyse, dendrite_length_um, skeletonize_dendrite
-from napari_dendrite_panoptic.analysis.spine_measurements import measure_spines
+from napari_dendrite_panoptic.analysis import (
+    analyse,
+    dendrite_length_um,
+    measure_spines,
+    skeletonize_dendrite,
+)
+from napari_dendrite_panoptic.data import synthetic
 from napari_dendrite_panoptic.errors import InputError
 
 PLANES = [(21, (1, 256, 256)), (8, (1, 192, 192))]

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_dendrite_panoptic import real_data as rd
 from napari_dendrite_panoptic.analysis import TypeRules, analyse, classify_rules
 from napari_dendrite_panoptic.analysis.spine_types import WEIGHTS, load_learned
+from napari_dendrite_panoptic.data import real as rd
 
 
 def _table(length, head, neck, tips=1):

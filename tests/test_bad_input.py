@@ -17,16 +17,12 @@ import pytest
 import tifffile
 
 from napari_dendrite_panoptic import io
-from napari_dendrite_panoptic.cli import main
-from napari_dendrite_panoptic.datasets import TrainingSample
+from napari_dendrite_panoptic.cli.main import main
+from napari_dendrite_panoptic.data import TrainingSample
 from napari_dendrite_panoptic.errors import InputError, TiffReadError
-from napari_dendrite_panoptic.inference import (
-    InferenceConfig,
-    PanopticResult,
-    ProgressEvent,
-    iter_predict,
-)
-from napari_dendrite_panoptic.metrics import match_instances, pixel_scores
+from napari_dendrite_panoptic.evaluation import match_instances, pixel_scores
+from napari_dendrite_panoptic.inference import InferenceConfig, PanopticResult, iter_predict
+from napari_dendrite_panoptic.inference.config import ProgressEvent
 
 RNG = np.random.default_rng(3)
 
@@ -196,7 +192,7 @@ def test_stack_larger_than_memory_is_read_plane_by_plane(tmp_path, tiny_model_di
     tifffile.imwrite(path, data, compression="zlib", imagej=True, metadata={"axes": "ZYX"})
     eager, eager_result = _segment_file(tiny_model_dir, path)
     # pretend the machine has less memory than 4x the stack: it is opened lazily
-    monkeypatch.setattr(io, "physical_memory", lambda: data.nbytes * 4 - 1)
+    monkeypatch.setattr(io.tiff_read, "physical_memory", lambda: data.nbytes * 4 - 1)
     reads: list[object] = []
     original = io.LazyArray.__getitem__
 

@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_dendrite_panoptic import batch
-from napari_dendrite_panoptic.analysis.skeleton import dendrite_length_um
-from napari_dendrite_panoptic.cli import build_parser, main, segment_config
+from napari_dendrite_panoptic.analysis import dendrite_length_um
+from napari_dendrite_panoptic.cli import batch
+from napari_dendrite_panoptic.cli.main import build_parser, main
+from napari_dendrite_panoptic.cli.segment import segment_config, segment_file
 from napari_dendrite_panoptic.io import read_tiff, write_tiff_atomic
 
 pytest.importorskip("distributed")
@@ -95,7 +96,7 @@ def test_local_dask_cluster_of_two_workers(folder, tiny_model_dir, tmp_path):
     )
     cfg = segment_config(ns)[0]
     paths = batch.expand_inputs([str(folder / "*.tif")])
-    outcomes = batch.run_batch(paths, ns, cfg, workers=2, processes=False)
+    outcomes = batch.run_batch(segment_file, paths, ns, cfg, workers=2, processes=False)
     assert [Path(o.file).name for o in outcomes] == [p.name for p in paths]  # input order
     assert [o.status for o in outcomes] == ["failed", "ok", "ok", "ok"]
     batch.write_summary_csv(out / "summary.csv", outcomes)

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
+from napari_dendrite_panoptic.evaluation import match_instances, pixel_scores
 from napari_dendrite_panoptic.inference import InferenceConfig, predict
-from napari_dendrite_panoptic.metrics import match_instances, pixel_scores
-from napari_dendrite_panoptic.models.store import bundled_model_dir, load_models
+from napari_dendrite_panoptic.models import bundled_model_dir, load_models
 
 SHARED_DATA = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -38,7 +38,7 @@ def test_bundled_card_describes_a_trained_model(bundled):
 def test_bundled_model_segments_the_samples(
     bundled, which, min_dendrite_iou, min_found, min_precision
 ):
-    from napari_dendrite_panoptic import synthetic
+    from napari_dendrite_panoptic.data import synthetic
 
     sample = getattr(synthetic, which)()
     result = predict(sample.image, sample.voxel_size_um, InferenceConfig(device="cpu"), bundled)
@@ -72,7 +72,7 @@ def test_no_dendrite_is_drawn_along_the_edges_of_an_odd_sized_image(bundled):
     """A plane whose native size is not a multiple of 32 is padded to one; the padding must not
     read as a shaft along the bottom and right edges (zero padding gave 216 false pixels here,
     mirrored padding 32)."""
-    from napari_dendrite_panoptic import synthetic
+    from napari_dendrite_panoptic.data import synthetic
 
     sample = synthetic.sample_plane()
     image, truth = sample.image[..., :221, :221], sample.dendrite[..., :221, :221] > 0
@@ -89,7 +89,7 @@ def test_spine_masks_sit_on_the_true_spines(bundled):
     box itself they sat 0.4-0.45 px up and left of every spine (mask IoU lost on small spines)."""
     import dataclasses
 
-    from napari_dendrite_panoptic import synthetic
+    from napari_dendrite_panoptic.data import synthetic
 
     offsets = []
     for seed in (50000, 50001, 50002):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_dendrite_panoptic.cli import main
+from napari_dendrite_panoptic.cli.main import main
 from napari_dendrite_panoptic.io import read_tiff
 
 
@@ -186,8 +186,8 @@ def test_train_with_unknown_source_is_refused(tmp_path, capsys):
 
 
 def test_train_data_mix_is_read_or_refused_by_name():
+    from napari_dendrite_panoptic.data.mix import parse_mix
     from napari_dendrite_panoptic.errors import DendritePanopticError
-    from napari_dendrite_panoptic.training_mix import parse_mix
 
     assert parse_mix("generator:0.4, smirnov") == [("generator", 0.4), ("smirnov", 1.0)]
     with pytest.raises(DendritePanopticError, match="cannot read the weight in 'yolo11:lots'"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_dendrite_panoptic import comparison as cmp
+from napari_dendrite_panoptic import evaluation as cmp
 from napari_dendrite_panoptic.errors import InputError
 
 
@@ -216,7 +216,7 @@ def test_csv_export_is_readable(tmp_path):
 def test_cli_evaluate_uses_the_same_engine_per_plane_points_and_csv(tmp_path, capsys):
     import pandas as pd
 
-    from napari_dendrite_panoptic.cli import main
+    from napari_dendrite_panoptic.cli.main import main
     from napari_dendrite_panoptic.io import write_labels_tiff
 
     truth = np.stack([_squares(TRUTH_POS), _squares(TRUTH_POS[:2])])
@@ -251,7 +251,7 @@ def test_comparison_engine_imports_neither_napari_nor_qt_nor_torch():
     import sys
 
     code = (
-        "import sys, napari_dendrite_panoptic.comparison\n"
+        "import sys, napari_dendrite_panoptic.evaluation\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
         "('napari', 'qtpy', 'PyQt5', 'PySide2', 'vispy', 'torch', 'matplotlib')))"
     )

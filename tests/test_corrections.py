@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_dendrite_panoptic import corrections
-from napari_dendrite_panoptic.corrections import (
+from napari_dendrite_panoptic.core import IGNORE
+from napari_dendrite_panoptic.data import (
     SemanticSpinesError,
     correction_source,
     edited_planes,
@@ -15,15 +15,12 @@ from napari_dendrite_panoptic.corrections import (
     prepare_volume,
     save_corrections,
     split_into_instances,
-    steps_per_epoch,
 )
+from napari_dendrite_panoptic.data.corrections import steps_per_epoch
 from napari_dendrite_panoptic.errors import InputError
-from napari_dendrite_panoptic.training import (
-    CHECKPOINT_FILE,
-    TrainConfig,
-    iter_fit,
-    load_checkpoint,
-)
+from napari_dendrite_panoptic.training import TrainConfig, iter_fit, load_checkpoint
+from napari_dendrite_panoptic.training.config import CHECKPOINT_FILE
+from napari_dendrite_panoptic.training.fine_tuning import volume_scorer
 
 
 def _triple(sample):
@@ -89,8 +86,8 @@ def test_crops_have_the_model_pixel_size_and_padding_is_ignored(small_plane):
     draw = correction_source([volume], 96, 0.1)
     sample = draw(np.random.default_rng(0))
     assert sample.image.shape == sample.dendrite.shape == sample.spines.shape == (96, 96)
-    assert (sample.dendrite[64:, :] == corrections.IGNORE).all()
-    assert (sample.dendrite[:64, :64] != corrections.IGNORE).all()
+    assert (sample.dendrite[64:, :] == IGNORE).all()
+    assert (sample.dendrite[:64, :64] != IGNORE).all()
     assert sample.spines.max() > 0  # crops are drawn around annotations
     assert steps_per_epoch([volume], 96, 0.1, 1) == 1
     coarse, _ = prepare_volume("coarse", image, dendrite, spines, 0.1)
@@ -134,7 +131,7 @@ def test_time_budget_ends_the_run_and_held_out_scores_reach_the_card(
         iter_fit(
             cfg,
             source=correction_source([volume], 64, 0.1),
-            validator=corrections.volume_scorer(volume),
+            validator=volume_scorer(volume),
         )
     )
     kinds = [e.kind for e in events]
@@ -143,7 +140,7 @@ def test_time_budget_ends_the_run_and_held_out_scores_reach_the_card(
     assert 1 <= steps < 10_000
     state = load_checkpoint(tmp_path / "work" / CHECKPOINT_FILE)
     assert state["step"] == steps  # the last partial interval is checkpointed too
-    from napari_dendrite_panoptic.models.card import ModelCard
+    from napari_dendrite_panoptic.models import ModelCard
 
     card = ModelCard.load(tmp_path / "model")
     assert set(card.metrics["validation"]) >= {"spine_f1", "dendrite_iou", "step"}

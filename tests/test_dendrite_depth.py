@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from napari_dendrite_panoptic.dendrite_depth import trim_dendrite_depth
 from napari_dendrite_panoptic.errors import InputError
+from napari_dendrite_panoptic.evaluation import pixel_scores
 from napari_dendrite_panoptic.inference import InferenceConfig
-from napari_dendrite_panoptic.metrics import pixel_scores
+from napari_dendrite_panoptic.inference.dendrite_depth import trim_dendrite_depth
 
 VOXEL = (0.25, 0.1, 0.1)  # µm
 

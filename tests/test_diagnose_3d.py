@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_dendrite_panoptic.metrics import match_instances
+from napari_dendrite_panoptic.evaluation import match_instances
 
 
 def test_moving_a_prediction_onto_the_true_planes_recovers_the_match(load_script):

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from napari_dendrite_panoptic.evaluation import point_counts
+from napari_dendrite_panoptic.evaluation.heldout import point_counts
 
 
 def test_point_counts_keep_spines_by_score_and_match_within_the_radius():

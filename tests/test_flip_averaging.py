@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from napari_dendrite_panoptic import tile_passes
-from napari_dendrite_panoptic.flip_averaging import fuse_views, paste_fused
-from napari_dendrite_panoptic.inference import InferenceConfig, ProgressEvent, iter_predict
+from napari_dendrite_panoptic.inference import InferenceConfig, iter_predict, tile_passes
+from napari_dendrite_panoptic.inference.config import ProgressEvent
+from napari_dendrite_panoptic.inference.flips import fuse_views, paste_fused
 
 
 def _disc(shape, cy, cx, r):

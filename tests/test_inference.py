@@ -5,11 +5,11 @@ from napari_dendrite_panoptic.errors import Cancelled, InputError
 from napari_dendrite_panoptic.inference import (
     InferenceConfig,
     PanopticResult,
-    ProgressEvent,
     iter_predict,
     predict,
 )
-from napari_dendrite_panoptic.tiling import tile_layout, tile_origins
+from napari_dendrite_panoptic.inference.config import ProgressEvent
+from napari_dendrite_panoptic.inference.tiling import tile_layout, tile_origins
 
 
 def _cfg(model, **kw):
@@ -152,7 +152,7 @@ def test_spine_labels_are_resized_without_shifting_them(size):
     import torch
     from scipy import ndimage as ndi
 
-    from napari_dendrite_panoptic.plane_reader import resize as _resize
+    from napari_dendrite_panoptic.inference.planes import resize as _resize
 
     labels = np.zeros((40, 40), np.float32)
     labels[10:13, 20:23] = 1

@@ -6,20 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from napari_dendrite_panoptic import tile_passes
-from napari_dendrite_panoptic.cli import main
-from napari_dendrite_panoptic.datasets import (
-    TrainingSample,
-    augment,
-    generator_sample,
-    network_input,
-)
+from napari_dendrite_panoptic.cli.main import main
+from napari_dendrite_panoptic.data import TrainingSample, augment, generator_sample, network_input
 from napari_dendrite_panoptic.errors import InputError, ModelError
-from napari_dendrite_panoptic.inference import InferenceConfig, predict
-from napari_dendrite_panoptic.models import load_models, save_models
-from napari_dendrite_panoptic.models.builders import widen_input_planes
-from napari_dendrite_panoptic.models.card import ModelCard
-from napari_dendrite_panoptic.training import TrainConfig, fit
+from napari_dendrite_panoptic.inference import InferenceConfig, predict, tile_passes
+from napari_dendrite_panoptic.models import ModelCard, load_models, save_models, widen_input_planes
+from napari_dendrite_panoptic.training import TrainConfig
+from napari_dendrite_panoptic.training.loop import fit
 
 
 def _widened_copy(tiny_model_dir, folder):
@@ -146,7 +139,7 @@ def test_cli_trains_three_plane_networks_on_generated_stacks(tiny_model_dir, tmp
 
 
 def test_corrected_stacks_give_their_neighbouring_planes_to_fine_tuning(small_stack, small_plane):
-    from napari_dendrite_panoptic.corrections import correction_source, prepare_volume
+    from napari_dendrite_panoptic.data import correction_source, prepare_volume
 
     rng = np.random.default_rng(1)
     for truth, planes in ((small_stack, (2, 64, 64)), (small_plane, None)):
@@ -159,7 +152,7 @@ def test_corrected_stacks_give_their_neighbouring_planes_to_fine_tuning(small_st
 def test_a_three_plane_model_fine_tunes_on_a_corrected_stack(tiny_model_dir, tmp_path, small_stack):
     # the bundled pair reads three planes since v0.3: the training dock's path (corrections of a
     # stack, crops with their neighbouring planes) must train it and keep its planes
-    from napari_dendrite_panoptic.corrections import correction_source, prepare_volume
+    from napari_dendrite_panoptic.data import correction_source, prepare_volume
 
     base = _widened_copy(tiny_model_dir, tmp_path / "base3")
     volume, _ = prepare_volume(

@@ -2,12 +2,8 @@ import numpy as np
 import pytest
 
 from napari_dendrite_panoptic.errors import InputError
-from napari_dendrite_panoptic.metrics import (
-    match_instances,
-    match_points,
-    pixel_scores,
-    pool_instance_scores,
-)
+from napari_dendrite_panoptic.evaluation import match_instances, pixel_scores
+from napari_dendrite_panoptic.evaluation.metrics import match_points, pool_instance_scores
 
 
 def _squares(positions, shape=(40, 40), size=4):

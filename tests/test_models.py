@@ -5,8 +5,13 @@ import pytest
 import torch
 
 from napari_dendrite_panoptic.errors import ModelError
-from napari_dendrite_panoptic.models import ModelCard, load_models, save_models
-from napari_dendrite_panoptic.models.store import bundled_model_dir, resolve_device
+from napari_dendrite_panoptic.models import (
+    ModelCard,
+    bundled_model_dir,
+    load_models,
+    resolve_device,
+    save_models,
+)
 
 
 def test_saved_model_loads_with_the_same_outputs(tiny_model_dir):

@@ -11,15 +11,16 @@ import numpy as np
 import pytest
 import torch
 
-from napari_dendrite_panoptic import inference, tile_passes
+from napari_dendrite_panoptic import inference
 from napari_dendrite_panoptic.inference import (
     InferenceConfig,
-    OutOfMemory,
     PanopticResult,
-    ProgressEvent,
     iter_predict,
+    tile_passes,
 )
-from napari_dendrite_panoptic.models.store import LoadedModels, load_models
+from napari_dendrite_panoptic.inference.config import ProgressEvent
+from napari_dendrite_panoptic.inference.memory import OutOfMemory
+from napari_dendrite_panoptic.models import LoadedModels, load_models
 
 
 def _image() -> np.ndarray:
@@ -122,18 +123,18 @@ def test_other_errors_are_not_mistaken_for_out_of_memory(tiny_model_dir, monkeyp
 
 
 def test_job_larger_than_the_machine_is_refused_before_it_starts(tiny_model_dir, monkeypatch):
-    from napari_dendrite_panoptic import _lazy
+    from napari_dendrite_panoptic import io
 
     image = _image()  # 2 x 200 x 200 px at the model's pixel size
     need = inference.memory_needed(2, 200, 200, 200, 200)
     assert need == 2 * 200 * 200 * 5 + 200 * 200 * 24 + 200 * 200 * 20
-    monkeypatch.setattr(_lazy, "physical_memory", lambda: need - 1)
+    monkeypatch.setattr(io, "physical_memory", lambda: need - 1)
     called = _fail_when(monkeypatch, lambda tiles: False)
     cfg = InferenceConfig(model=str(tiny_model_dir), device="cpu")
     with pytest.raises(OutOfMemory, match=r"segmenting 2 plane\(s\) of 200x200 px needs about"):
         _run(image, cfg)
     assert called == []  # refused before any network call
-    monkeypatch.setattr(_lazy, "physical_memory", lambda: need)
+    monkeypatch.setattr(io, "physical_memory", lambda: need)
     _run(image, cfg)
 
 

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from napari_dendrite_panoptic.cli import main
+from napari_dendrite_panoptic.cli.main import main
 from napari_dendrite_panoptic.io import read_tiff
 
 
@@ -60,7 +60,7 @@ def test_from_run_refuses_another_model(first_run, tmp_path, capsys):
 
 
 def test_a_record_from_before_a_step_existed_reruns_without_it(first_run):
-    from napari_dendrite_panoptic.provenance import config_from_record
+    from napari_dendrite_panoptic.inference import config_from_record
 
     _, out = first_run
     record = json.loads((out / "plane_run.json").read_text())

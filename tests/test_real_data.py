@@ -8,9 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_dendrite_panoptic import real_data as rd
-from napari_dendrite_panoptic.datasets import TrainingSample
-from napari_dendrite_panoptic.synthetic import SPINE_TYPES
+from napari_dendrite_panoptic.core import SPINE_TYPES
+from napari_dendrite_panoptic.data import TrainingSample
+from napari_dendrite_panoptic.data import real as rd
+from napari_dendrite_panoptic.errors import DataNotFoundError
 
 CROP = 128
 
@@ -50,14 +51,46 @@ def _centres_inside(items) -> bool:
 def test_data_root_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv(rd.ENV_VAR, str(tmp_path))
     assert rd.data_root() == tmp_path
-    with pytest.raises(FileNotFoundError, match="absent"):
+    with pytest.raises(DataNotFoundError, match=f"'smirnov2018/test' is absent.*{rd.ENV_VAR}"):
         rd.load_smirnov("test")
     monkeypatch.delenv(rd.ENV_VAR)
     assert rd.data_root() == rd.DATA_ROOT
+    assert rd.DATA_ROOT.parts[-2:] == ("shared", "data")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["evaluate", "--device", "cpu", "--real"],
+        ["train", "--data", "generator:0.5,findspines:0.5", "--steps", "1"],
+    ],
+)
+def test_an_absent_real_set_is_one_line_that_names_the_setting(
+    command, monkeypatch, tmp_path, capsys
+):
+    from napari_dendrite_panoptic.cli import main
+
+    monkeypatch.setenv(rd.ENV_VAR, str(tmp_path / "nowhere"))
+    if command[0] == "train":
+        command = [*command, "--out", str(tmp_path / "m"), "--work", str(tmp_path / "w")]
+    assert main(command) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and rd.ENV_VAR in err and "is absent" in err
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_card_never_fingerprints_a_set_that_is_not_there(monkeypatch, tmp_path):
+    from napari_dendrite_panoptic.data import data_fingerprints
+
+    monkeypatch.setenv(rd.ENV_VAR, str(tmp_path))
+    (tmp_path / "findspines").mkdir()
+    (tmp_path / "findspines" / "a.txt").write_text("0 0.5 0.5 0.1 0.1\n")
+    prints = data_fingerprints("generator:0.4,findspines:0.3,smirnov:0.3")
+    assert set(prints) == {"generator", "findspines"}
 
 
 def test_pseudo_masks_on_a_synthetic_plane_cover_the_spines():
-    from napari_dendrite_panoptic import synthetic
+    from napari_dendrite_panoptic.data import synthetic
 
     cfg = synthetic.SyntheticConfig(shape=(1, 160, 160), pixel_size_um=0.1)
     s = synthetic.generate(2, cfg)

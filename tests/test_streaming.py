@@ -9,10 +9,9 @@ import json
 import numpy as np
 import pytest
 
-from napari_dendrite_panoptic.cli import main
-from napari_dendrite_panoptic.inference import InferenceConfig, iter_predict, predict
+from napari_dendrite_panoptic.cli.main import main
+from napari_dendrite_panoptic.inference import DiskPlaneSink, InferenceConfig, iter_predict, predict
 from napari_dendrite_panoptic.io import PlaneStream, read_tiff, write_labels_tiff
-from napari_dendrite_panoptic.streaming import DiskPlaneSink
 
 
 def _cfg(model, **kw) -> InferenceConfig:
@@ -112,8 +111,8 @@ def test_low_memory_segment_writes_the_same_labels(tiny_model_dir, tmp_path):
 
 
 def test_releasing_planes_reads_the_same_planes_from_a_memory_map(tmp_path, small_stack):
+    from napari_dendrite_panoptic.inference import ReleasingPlanes
     from napari_dendrite_panoptic.io import as_zyx, write_tiff_atomic
-    from napari_dendrite_panoptic.streaming import ReleasingPlanes
 
     path = write_tiff_atomic(tmp_path / "s.tif", small_stack.image, small_stack.voxel_size_um)
     volume = as_zyx(read_tiff(path, lazy=True))

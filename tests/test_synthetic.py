@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from napari_dendrite_panoptic import synthetic
+from napari_dendrite_panoptic.core import SPINE_TYPES
+from napari_dendrite_panoptic.data import synthetic
 
 
 def test_same_seed_same_sample_and_exact_ground_truth():
@@ -58,7 +59,7 @@ def test_3d_stack_with_anisotropic_voxels():
     assert s.image.shape == (6, 96, 96)
     assert s.voxel_size_um == (0.5, 0.1, 0.1)
     assert s.dendrite[:, :, :].sum(axis=(1, 2)).max() > 0
-    assert set(s.spine_types.values()) <= set(synthetic.SPINE_TYPES)
+    assert set(s.spine_types.values()) <= set(SPINE_TYPES)
 
 
 def test_random_configs_vary_within_documented_ranges():

@@ -5,16 +5,20 @@ import numpy as np
 import pytest
 import torch
 
-from napari_dendrite_panoptic import training, training_batches
-from napari_dendrite_panoptic.datasets import TrainingSample, instance_targets
+from napari_dendrite_panoptic import training
+from napari_dendrite_panoptic.data import TrainingSample
 from napari_dendrite_panoptic.errors import InputError, OutputExistsError
 from napari_dendrite_panoptic.models import load_models
-from napari_dendrite_panoptic.training import TrainConfig, fit, iter_fit, load_checkpoint
+from napari_dendrite_panoptic.training import TrainConfig, iter_fit, load_checkpoint
+from napari_dendrite_panoptic.training import batches as training_batches
+from napari_dendrite_panoptic.training import loop as training_loop
+from napari_dendrite_panoptic.training.batches import instance_targets
+from napari_dendrite_panoptic.training.loop import fit
 
 
 def _source(rng):
-    from napari_dendrite_panoptic import synthetic
-    from napari_dendrite_panoptic.normalise import percentile_normalise
+    from napari_dendrite_panoptic.core import percentile_normalise
+    from napari_dendrite_panoptic.data import synthetic
 
     s = synthetic.generate(int(rng.integers(1000)), synthetic.SyntheticConfig(shape=(1, 64, 64)))
     return TrainingSample(percentile_normalise(s.image[0]), s.dendrite[0], s.spines[0])
@@ -66,7 +70,7 @@ def test_stop_keeps_a_checkpoint_and_a_model(tmp_path, tiny_model_dir):
 
 
 def test_non_finite_loss_raises(tmp_path, tiny_model_dir, monkeypatch):
-    monkeypatch.setattr(training, "dendrite_loss", lambda *a: torch.tensor(float("nan")))
+    monkeypatch.setattr(training_loop, "dendrite_loss", lambda *a: torch.tensor(float("nan")))
     with pytest.raises(training.NonFiniteLossError, match="not finite"):
         fit(_cfg(tmp_path, tiny_model_dir, which="dendrites"), source=_source)
 

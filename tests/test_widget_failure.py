@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from napari_dendrite_panoptic import tile_passes
 from napari_dendrite_panoptic._widgets import inference as widget_module
+from napari_dendrite_panoptic.inference import tile_passes
 from napari_dendrite_panoptic.models.store import MODELS_DIR_ENV
 
 PLUGIN = "napari-dendrite-panoptic"

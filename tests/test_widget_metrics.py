@@ -7,8 +7,8 @@ import pytest
 from napari.layers import Labels, Points
 
 from napari_dendrite_panoptic._widgets import metrics as widget_module
-from napari_dendrite_panoptic.comparison import STATUS_COLOURS
 from napari_dendrite_panoptic.errors import OutputExistsError
+from napari_dendrite_panoptic.evaluation.maps import STATUS_COLOURS
 
 PLUGIN = "napari-dendrite-panoptic"
 SCALE = (0.5, 0.1, 0.1)

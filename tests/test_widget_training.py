@@ -9,9 +9,10 @@ import pytest
 
 from napari_dendrite_panoptic._widgets import _common
 from napari_dendrite_panoptic._widgets import training as widget_module
-from napari_dendrite_panoptic.models.card import ModelCard
-from napari_dendrite_panoptic.models.store import MODELS_DIR_ENV, load_models
-from napari_dendrite_panoptic.training import CHECKPOINT_FILE, load_checkpoint
+from napari_dendrite_panoptic.models import ModelCard, load_models
+from napari_dendrite_panoptic.models.store import MODELS_DIR_ENV
+from napari_dendrite_panoptic.training import load_checkpoint
+from napari_dendrite_panoptic.training.config import CHECKPOINT_FILE
 
 PLUGIN = "napari-dendrite-panoptic"
 WAIT_MS = 120_000
@@ -148,7 +149,7 @@ def test_bad_inputs_give_clear_messages_and_start_nothing(
     widget.set_row(0, "plane", spines="plane spines")
     widget.name_edit.setText("taken")
     monkeypatch.setattr(widget_module, "_train_job", None)  # nothing may start below
-    from napari_dendrite_panoptic.models.store import user_models_dir
+    from napari_dendrite_panoptic.models import user_models_dir
 
     (user_models_dir() / "taken").mkdir(parents=True)
     widget.start()
@@ -192,7 +193,7 @@ def test_keep_normalisation_box_sets_the_runs_freeze_norm(
     viewer_with_corrections, tiny_model_dir, keep
 ):
     """The dock starts with the engine's default ticked and passes the box's state to the run."""
-    from napari_dendrite_panoptic.corrections import FINE_TUNE_FREEZE_NORM
+    from napari_dendrite_panoptic.training import FINE_TUNE_FREEZE_NORM
 
     _, widget = viewer_with_corrections(tiny_model_dir)
     assert widget.freeze_norm.isChecked() is FINE_TUNE_FREEZE_NORM

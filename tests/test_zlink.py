@@ -1,6 +1,6 @@
 import numpy as np
 
-from napari_dendrite_panoptic.zlink import link_planes
+from napari_dendrite_panoptic.inference.zlink import link_planes
 
 
 def test_overlapping_instances_in_neighbouring_planes_become_one_spine():
@@ -38,7 +38,7 @@ def test_a_spine_missed_in_one_plane_keeps_its_id_across_the_gap():
 
 
 def test_out_of_focus_planes_of_a_spine_are_dropped_and_its_brightest_plane_kept():
-    from napari_dendrite_panoptic.zlink import trim_out_of_focus
+    from napari_dendrite_panoptic.inference.zlink import trim_out_of_focus
 
     spines = np.zeros((4, 10, 10), np.uint32)
     spines[0:4, 2:5, 2:5] = 1  # seen in 4 planes, in focus in plane 1 (and nearly in plane 2)

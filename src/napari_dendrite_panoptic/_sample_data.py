@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import synthetic
 from ._reader import _layers_take_units
+from .data import synthetic
 
 LayerData = tuple[Any, dict[str, Any], str]
 

@@ -13,6 +13,10 @@ class TiffReadError(InputError):
     """A TIFF file that cannot be read: names the file and the problem."""
 
 
+class DataNotFoundError(DendritePanopticError, FileNotFoundError):
+    """A real annotated data set is absent from the data folder (``DENDRITE_PANOPTIC_DATA``)."""
+
+
 class ModelError(DendritePanopticError):
     """A model folder, card or weight file that cannot be used."""
 

@@ -154,7 +154,7 @@ def add_or_update_labels(
     """
     from napari.layers import Labels
 
-    from ..corrections import plane_hashes
+    from ..data import plane_hashes
 
     layer_metadata = {OURS: {**dict(metadata), "plane_hashes": plane_hashes(data)}}
     candidate, k = name, 1
@@ -187,7 +187,7 @@ def add_or_update_labels(
 def edited_planes_of(layer: Any) -> list[int] | None:
     """Planes (z indices; [0] for a 2D layer) of one of our Labels layers that differ from what
     the plugin wrote, or None when the layer carries no record of what was written."""
-    from ..corrections import edited_planes
+    from ..data import edited_planes
 
     hashes = getattr(layer, "metadata", {}).get(OURS, {}).get("plane_hashes")
     if not hashes:
@@ -249,7 +249,7 @@ class ModelPicker(QComboBox):
 
     def refresh(self) -> None:
         """Re-list the model folders, keeping the selection when it still exists."""
-        from ..models.store import list_model_folders
+        from ..models import list_model_folders
 
         current = self.folder()
         folders = [str(p) for p in list_model_folders()]
@@ -265,7 +265,7 @@ class ModelPicker(QComboBox):
 
     def set_folder(self, path: str | Path) -> None:
         """Add a model folder (if new) and select it; raises ModelError without a valid card."""
-        from ..models.card import ModelCard
+        from ..models import ModelCard
 
         folder = str(Path(path))
         ModelCard.load(Path(folder))
@@ -291,13 +291,13 @@ class ModelPicker(QComboBox):
 
 
 def _model_label(folder: str) -> str:
-    from ..models.card import ModelCard
+    from ..models import ModelCard
 
     try:
         card = ModelCard.load(Path(folder))
     except ModelError:
         return f"(unreadable card) {folder}"
-    from ..models.store import bundled_model_dir
+    from ..models import bundled_model_dir
 
     where = (
         "bundled" if Path(folder).resolve() == bundled_model_dir().resolve() else Path(folder).name

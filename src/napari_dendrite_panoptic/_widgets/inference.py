@@ -139,7 +139,7 @@ class PanopticInferenceWidget(QWidget):
             if hasattr(events, name):
                 getattr(events, name).connect(self.refresh_layers)
         self.refresh_layers()
-        from ..models.store import available_devices
+        from ..models import available_devices
 
         self.device_combo.addItems(available_devices())
 
@@ -210,7 +210,7 @@ class PanopticInferenceWidget(QWidget):
         override = self.pixel_size.value()
         voxel = voxel_size_from_scale(scale) if scale_is_calibrated(scale) else None
         if voxel is None and override == 0:
-            from ..models.card import ModelCard
+            from ..models import ModelCard
 
             native = ModelCard.load(Path(folder)).pixel_size_um
             show_info(
@@ -317,8 +317,8 @@ class PanopticInferenceWidget(QWidget):
     @staticmethod
     def _run_record(result: Any, job: dict[str, Any]) -> dict[str, Any]:
         """The same run record the CLI writes to ``<stem>_run.json`` (see provenance.py)."""
-        from ..models.store import load_models
-        from ..provenance import run_record
+        from ..inference import run_record
+        from ..models import load_models
 
         models = load_models(job["config"].model, job["config"].device)  # cached: no reload
         voxel = job["voxel"]

@@ -26,9 +26,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .. import comparison as cmp
-from ..comparison_scopes import compare_in_scope
+from .. import evaluation as cmp
 from ..errors import DendritePanopticError, OutputExistsError
+from ..evaluation import compare_in_scope
 from ._common import (
     NONE,
     OURS,

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from napari.utils.notifications import show_warning
 
-from .. import comparison as cmp
-from ..comparison_tables import Table
+from .. import evaluation as cmp
+from ..evaluation import Table
 from ._common import OURS, add_or_update_labels, is_ours
 
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from qtpy.QtWidgets import QAbstractItemView, QTableWidget, QTableWidgetItem
 
-from ..comparison_tables import Table
+from ..evaluation import Table
 
 logger = logging.getLogger(__name__)
 

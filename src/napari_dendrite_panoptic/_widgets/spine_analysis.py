@@ -421,8 +421,7 @@ class SpineAnalysisWidget(QWidget):
     def export(self, folder: str | Path, stem: str) -> dict[str, Path]:
         """Write ``<stem>_spines.csv``, ``<stem>_dendrites.csv`` and ``<stem>_spines_roi.zip``
         from the last analysis into ``folder``; returns the paths."""
-        from ..analysis.exports import analysis_paths, write_tables
-        from ..analysis.roi_export import write_roi_zip
+        from ..analysis import analysis_paths, write_roi_zip, write_tables
 
         if self.result is None:
             raise DendritePanopticError("Nothing to export: run the analysis first.")
@@ -457,6 +456,6 @@ class SpineAnalysisWidget(QWidget):
 
     @staticmethod
     def _paths(folder: str, stem: str) -> dict[str, Path]:
-        from ..analysis.exports import analysis_paths
+        from ..analysis import analysis_paths
 
         return analysis_paths(folder, stem)

@@ -60,7 +60,7 @@ def _train_job(
     """Worker body: save the corrections, then train (fine_tuning.py); yields training events
     and returns the last one, or the exception that ended the run (shown once, without a
     traceback)."""
-    from ..fine_tuning import iter_fine_tune
+    from ..training import iter_fine_tune
 
     try:
         return (yield from iter_fine_tune(config, volumes, held_out, raw, should_stop))
@@ -80,7 +80,7 @@ class TrainOnCorrectionsWidget(QWidget):
     """
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
-        from ..corrections import FINE_TUNE_FREEZE_NORM  # the engine's default, not with napari
+        from ..training import FINE_TUNE_FREEZE_NORM  # the engine's default, not with napari
 
         super().__init__()
         self.viewer = napari_viewer
@@ -256,7 +256,7 @@ class TrainOnCorrectionsWidget(QWidget):
 
     def split_semantic_spines(self) -> None:
         """Add ``<spines> instances`` (one id per connected object) and use it in the row."""
-        from ..corrections import split_into_instances
+        from ..data import split_into_instances
 
         row = self._semantic_row
         if row is None or row >= self.table.rowCount():
@@ -293,10 +293,10 @@ class TrainOnCorrectionsWidget(QWidget):
         self._start_worker(config, train, held, raw)
 
     def _prepare(self) -> tuple[Any, list[Any], list[Any], list[dict[str, Any]], list[str]]:
-        from ..corrections import fine_tune_config, resample_note
+        from ..data import resample_note
         from ..errors import InputError
-        from ..models.card import ModelCard
-        from ..models.store import user_models_dir
+        from ..models import ModelCard, user_models_dir
+        from ..training import fine_tune_config
 
         base = self.model_combo.folder()
         if base is None:
@@ -406,7 +406,7 @@ class TrainOnCorrectionsWidget(QWidget):
         self.rerun_button.setEnabled(True)
         how = "stopped" if outcome.kind == "stopped" else "finished"
         if outcome.kind == "done":
-            from ..fine_tuning import drop_checkpoint
+            from ..training import drop_checkpoint
 
             drop_checkpoint(Path(self._job["config"].work_dir))
         message = (

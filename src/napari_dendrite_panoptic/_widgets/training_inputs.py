@@ -52,7 +52,7 @@ def collect_training_data(
         With a message for the user: no image, a missing or repeated labels layer, an RGB image,
         nothing left to train on, or a triple that :func:`prepare_volume` refuses.
     """
-    from ..corrections import SemanticSpinesError, prepare_volume
+    from ..data import SemanticSpinesError, prepare_volume
     from ..errors import InputError
 
     train, held, raw, notes = [], [], [], []

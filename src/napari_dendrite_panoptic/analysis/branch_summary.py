@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..synthetic import SPINE_TYPES
+from ..core import SPINE_TYPES
 from .skeleton import DendriteSkeleton
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..tables import write_table_csv
-from . import SpineAnalysis, analyse
+from ..io import write_table_csv
+from .pipeline import SpineAnalysis, analyse
 from .roi_export import write_roi_zip
 
 

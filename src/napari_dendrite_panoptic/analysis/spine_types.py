@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..synthetic import SPINE_TYPES
+from ..core import SPINE_TYPES
 
 if TYPE_CHECKING:
     from torch import nn

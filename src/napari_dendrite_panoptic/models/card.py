@@ -120,7 +120,7 @@ class ModelCard:
 
     def save(self, folder: Path) -> Path:
         """Write ``card.json`` into ``folder`` atomically; returns its path."""
-        from ..atomic import atomic_write_text
+        from ..core import atomic_write_text
 
         path = Path(folder) / CARD_FILE
         atomic_write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True))

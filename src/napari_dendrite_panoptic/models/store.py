@@ -17,7 +17,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..atomic import atomic_path
+from ..core import atomic_path
 from ..errors import ModelError
 from .builders import build_dendrite_model, build_spine_model
 from .card import CARD_FILE, ModelCard

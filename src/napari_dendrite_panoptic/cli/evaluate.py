@@ -1,0 +1,194 @@
+"""``dendrite-panoptic evaluate``: score predicted label TIFFs (and a CSV of spine centres)
+against ground truth with :mod:`comparison`, or a model on held-out generator images and the real
+data sets with :mod:`evaluation`; prints the scores and writes the CSV/JSON asked for. Its flags
+are defined in :func:`cli.build_parser`.
+
+Heavy modules (torch via the engine, the TIFF reader) are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from ..errors import DendritePanopticError, OutputExistsError
+
+logger = logging.getLogger("napari_dendrite_panoptic")
+
+
+def _size_text(shape: tuple[int, ...]) -> str:
+    """``(8, 192, 192)`` → ``"8x192x192"``, as the generator rows' names give a set's size."""
+    return "x".join(map(str, shape))
+
+
+def _print_table(rows: list[tuple[str, dict]]) -> None:
+    for name, scores in rows:
+        print(f"== {name}")
+        for key, value in scores.items():
+            text = f"{value:.4f}" if isinstance(value, float) else str(value)
+            print(f"   {key:<24} {text}")
+
+
+def _evaluate_files(args: argparse.Namespace) -> list[tuple[str, dict]]:
+    """``evaluate --pred-*``: score label TIFFs (and a CSV of centres) with comparison.py, the
+    engine of the Metrics dock; prints the per-plane table and writes the CSVs asked for."""
+    import numpy as np
+
+    from .. import evaluation as cmp
+    from ..io import read_tiff
+
+    if args.truth_points and not args.pred_spines:
+        raise DendritePanopticError("--truth-points needs --pred-spines")
+    if args.pred_spines and not (args.truth_spines or args.truth_points):
+        raise DendritePanopticError("--pred-spines needs --truth-spines or --truth-points")
+    if args.pred_dendrite and not args.truth_dendrite:
+        raise DendritePanopticError("--pred-dendrite needs --truth-dendrite")
+    csv_paths = {}
+    if args.csv:
+        csv_paths = {k: Path(f"{args.csv}_{k}.csv") for k in ("figures", "objects")}
+        existing = [p for p in csv_paths.values() if p.exists()]
+        if existing and not args.overwrite:
+            raise OutputExistsError(f"{existing[0]} exists already; pass --overwrite to replace it")
+    arrays: dict[str, np.ndarray] = {}
+    voxel = None
+    first: tuple[str, tuple, tuple | None] | None = None
+    for key in ("pred_dendrite", "truth_dendrite", "pred_spines", "truth_spines"):
+        path = getattr(args, key)
+        if not path:
+            continue
+        stack = read_tiff(path)
+        data = np.asarray(stack.data)
+        cmp.check_labels(data, path)
+        known = stack.voxel_size_source != "none"
+        scale = stack.voxel_size_um[-data.ndim :] if known else None
+        if first is None:
+            first = (path, data.shape, scale)
+        else:
+            cmp.check_same_grid(first[1], data.shape, first[0], path, first[2], scale)
+        if voxel is None and known:
+            voxel = stack.voxel_size_um
+        if key.endswith("spines"):
+            for message in cmp.input_warnings(data, path, key.replace("_", " "), instances=True):
+                if args.split_components and cmp.looks_semantic(data):
+                    data = cmp.split_components(data)
+                    logger.warning("%s: split into %d connected components", path, data.max())
+                else:
+                    logger.warning("%s (--split-components splits it)", message)
+        arrays[key] = data
+    voxel = voxel or (1.0, 1.0, 1.0)
+    points = None
+    if args.truth_points:
+        if voxel == (1.0, 1.0, 1.0):
+            logger.warning("no voxel size stored in the TIFFs: distances are in pixels")
+        points = cmp.read_points_csv(args.truth_points, voxel)
+    kwargs = dict(
+        **arrays,
+        truth_points_um=points,
+        voxel_size_um=voxel,
+        iou_threshold=args.iou,
+        distance_um=args.distance_um,
+    )
+    whole = cmp.compare(**kwargs)
+    rows: list[tuple[str, dict]] = []
+    if whole.dendrite is not None:
+        scores = {f"pixel_{k}": v for k, v in whole.dendrite.as_dict().items()}
+        rows.append((f"dendrite: {args.pred_dendrite} vs {args.truth_dendrite}", scores))
+    if whole.spine_instances is not None:
+        scores = {f"pixel_{k}": v for k, v in whole.spine_pixels.as_dict().items()}
+        scores.update({f"instance_{k}": v for k, v in whole.spine_instances.as_dict().items()})
+        rows.append((f"spines: {args.pred_spines} vs {args.truth_spines}", scores))
+    if whole.spine_points is not None:
+        scores = {f"point_{k}": v for k, v in whole.spine_points.as_dict().items()}
+        rows.append((f"spine centres: {args.pred_spines} vs {args.truth_points}", scores))
+    figures, objects = cmp.figures_table(whole.figures()), whole.objects
+    if args.per_plane:
+        figures, objects = cmp.compare_planes(**kwargs)
+        keys = [k for k in figures if k.endswith(("_iou", "_f1", "_pq")) and k != "plane"]
+        print("plane  " + "  ".join(f"{k:>16}" for k in keys))
+        for i, plane in enumerate(figures["plane"]):
+            print(f"{plane:>5}  " + "  ".join(f"{figures[k][i]:>16.4f}" for k in keys))
+    if csv_paths:
+        cmp.write_csv(csv_paths["figures"], figures)
+        cmp.write_csv(csv_paths["objects"], objects)
+        for p in csv_paths.values():
+            print(f"wrote {p}")
+    return rows
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Run ``evaluate`` on the parsed arguments: label TIFFs when a ``--pred-*`` or
+    ``--truth-points`` is given, else the model on ``--generator``/``--generator-3d``/
+    ``--real``; prints the scores (and writes ``--json``); returns the exit status."""
+    import json
+
+    rows: list[tuple[str, dict]] = []
+    if args.pred_spines or args.pred_dendrite or args.truth_points:
+        rows = _evaluate_files(args)
+    else:
+        from .. import evaluation
+        from ..inference import InferenceConfig
+        from ..models import load_models
+
+        models = load_models(args.model, args.device)
+        cfg = InferenceConfig(
+            model=args.model,
+            device=args.device,
+            spine_score_threshold=args.score_threshold,
+            dendrite_threshold=args.dendrite_threshold,
+            test_time_flips=args.flips,
+        )
+        if args.generator:
+            rows.append(
+                (
+                    f"generator 2D ({args.generator} images, "
+                    f"{_size_text(evaluation.HELD_OUT_2D_SHAPE[1:])})",
+                    evaluation.evaluate_generator(models, args.generator, config=cfg),
+                )
+            )
+        if args.generator_3d:
+            rows.append(
+                (
+                    f"generator 3D ({args.generator_3d} stacks, "
+                    f"{_size_text(evaluation.HELD_OUT_3D_SHAPE)})",
+                    evaluation.evaluate_generator(
+                        models,
+                        args.generator_3d,
+                        seed=evaluation.HELD_OUT_3D_SEED,
+                        shape=evaluation.HELD_OUT_3D_SHAPE,
+                        config=cfg,
+                    ),
+                )
+            )
+        if args.real:
+            from ..data import real as rd  # an absent set: DataNotFoundError, one line
+
+            _, fs_val = rd.findspines_split(rd.load_findspines())
+            rows.append(
+                (
+                    "smirnov test (centres within 7.5 px)",
+                    evaluation.evaluate_points(models, rd.load_smirnov("test"), cfg),
+                )
+            )
+            rows.append(
+                (
+                    "findspines validation groups (centres within half the box)",
+                    evaluation.evaluate_points(models, fs_val, cfg),
+                )
+            )
+            rows.append(
+                (
+                    "yolo11 val (outlines)",
+                    evaluation.evaluate_masks(models, rd.load_yolo11("val"), cfg),
+                )
+            )
+        if not rows:
+            raise DendritePanopticError(
+                "nothing to evaluate: give --generator N, --real or --pred-*"
+            )
+    _print_table(rows)
+    if args.json:
+        from ..core import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(dict(rows), indent=2, default=float))
+    return 0

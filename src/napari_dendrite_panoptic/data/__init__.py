@@ -1,0 +1,43 @@
+"""Layer 2: training data: the synthetic generator, training samples and augmentation, the real annotated sets, the training mix, and user corrections."""
+
+from .corrections import (
+    CorrectedVolume,
+    SemanticSpinesError,
+    correction_source,
+    edited_planes,
+    plane_hashes,
+    prepare_volume,
+    resample_note,
+    save_corrections,
+    split_into_instances,
+    steps_per_epoch,
+)
+from .mix import DEFAULT_MIX, data_fingerprints, training_source
+from .samples import (
+    SampleSource,
+    TrainingSample,
+    augment,
+    generator_sample,
+    network_input,
+)
+
+__all__ = [
+    "CorrectedVolume",
+    "DEFAULT_MIX",
+    "SampleSource",
+    "SemanticSpinesError",
+    "TrainingSample",
+    "augment",
+    "correction_source",
+    "data_fingerprints",
+    "edited_planes",
+    "generator_sample",
+    "network_input",
+    "plane_hashes",
+    "prepare_volume",
+    "resample_note",
+    "save_corrections",
+    "split_into_instances",
+    "steps_per_epoch",
+    "training_source",
+]

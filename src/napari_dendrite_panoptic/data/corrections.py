@@ -1,0 +1,332 @@
+"""Training data from user-corrected segmentations (the correct-and-retrain loop).
+
+A :class:`CorrectedVolume` is one image with the user's dendrite mask and spine instances, as
+(Z, Y, X) arrays (a 2D plane is Z = 1). :func:`prepare_volume` checks a triple and says exactly
+what is wrong with it; :func:`correction_source` turns volumes into the training engine's
+:data:`~napari_dendrite_panoptic.datasets.SampleSource` (random crops at the model's pixel
+size); :func:`edited_planes` finds the planes a user changed since the model wrote them, from
+the per-plane hashes the plugin stores with its result layers.
+
+No napari, no Qt: the training dock only translates layers into these calls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from ..core import (
+    IGNORE,  # dendrite target of padding outside the image
+    percentile_normalise,
+)
+from ..errors import InputError
+from .samples import SampleSource, TrainingSample, plane_neighbours
+
+logger = logging.getLogger(__name__)
+
+
+class SemanticSpinesError(InputError):
+    """The spine layer holds one label for several separate objects (a semantic 0/1 mask).
+
+    The GUI offers :func:`split_into_instances`; ``n_objects`` says how many objects it would give.
+    """
+
+    def __init__(self, message: str, n_objects: int) -> None:
+        super().__init__(message)
+        self.n_objects = n_objects
+
+
+@dataclass(frozen=True)
+class CorrectedVolume:
+    """One corrected image, ready to train on.
+
+    ``image`` (Z, Y, X) float32 normalised like inference does (percentiles 1-99.8 → 0-1);
+    ``dendrite`` (Z, Y, X) uint8 0/1; ``spines`` (Z, Y, X) int32 instance ids (0 = none);
+    ``pixel_size_um`` the in-plane pixel size (None: unknown, taken as the model's);
+    ``planes`` the z indices to train on.
+    """
+
+    name: str
+    image: np.ndarray
+    dendrite: np.ndarray
+    spines: np.ndarray
+    pixel_size_um: float | None
+    planes: tuple[int, ...]
+
+
+def _as_zyx(array: Any) -> np.ndarray:
+    arr = np.asarray(array)
+    return arr[None] if arr.ndim == 2 else arr
+
+
+def plane_hashes(labels: Any) -> list[str]:
+    """One short hash per plane of a (Y, X) or (Z, Y, X) label array (a plane: one entry).
+
+    Stored with the plugin's result layers so that :func:`edited_planes` can tell which planes
+    the user changed afterwards.
+    """
+    arr = _as_zyx(labels)
+    return [
+        hashlib.blake2b(np.ascontiguousarray(p).tobytes(), digest_size=12).hexdigest() for p in arr
+    ]
+
+
+def edited_planes(labels: Any, hashes: Sequence[str]) -> list[int]:
+    """Indices of the planes of ``labels`` (Y, X) or (Z, Y, X) whose content differs from
+    ``hashes`` (as written by :func:`plane_hashes`); every plane when the plane count differs."""
+    now = plane_hashes(labels)
+    if len(now) != len(hashes):
+        return list(range(len(now)))
+    return [i for i, (a, b) in enumerate(zip(now, hashes, strict=True)) if a != b]
+
+
+def split_into_instances(spines: Any) -> np.ndarray:
+    """Instance labels (same shape, int32) from a semantic spine mask: one id per connected
+    component (face connectivity; in 3D across planes too)."""
+    from skimage.measure import label
+
+    return label(np.asarray(spines) > 0, connectivity=1).astype(np.int32)
+
+
+def _shape_text(arr: Any) -> str:
+    return " × ".join(str(int(s)) for s in np.shape(arr))
+
+
+def prepare_volume(
+    name: str,
+    image: Any,
+    dendrite: Any,
+    spines: Any,
+    pixel_size_um: float | None,
+    which: str = "both",
+    planes: Sequence[int] | None = None,
+) -> tuple[CorrectedVolume, list[str]]:
+    """Check one (image, dendrite labels, spine labels) triple and make a training volume.
+
+    Parameters
+    ----------
+    name
+        How the triple is named in messages (the image layer's name).
+    image, dendrite, spines
+        (Y, X) or (Z, Y, X) arrays of the same shape; any real dtype for ``image``, integer
+        labels (dendrite: 0 background, > 0 dendrite; spines: one id per spine).
+    pixel_size_um
+        In-plane pixel size in µm, or None when unknown (the model's is assumed).
+    which
+        "both", "spines" or "dendrites": the networks to be trained (an empty layer is only an
+        error when its network trains).
+    planes
+        z indices to use; None for all.
+
+    Returns
+    -------
+    volume, notes
+        The volume and human-readable notes (e.g. dendrite ids > 1 read as one dendrite).
+
+    Raises
+    ------
+    InputError
+        Mismatched shapes, an empty layer, non-integer labels, a non-finite image, no plane.
+    SemanticSpinesError
+        The spine layer is a semantic 0/1 mask of several objects.
+    """
+    notes: list[str] = []
+    img, den, spi = (_as_zyx(a) for a in (image, dendrite, spines))
+    if img.ndim != 3 or img.shape[-2] < 8 or img.shape[-1] < 8:
+        raise InputError(
+            f"'{name}': the image must be a 2D plane or a 3D stack of at least 8 × 8 pixels, "
+            f"not {_shape_text(image)}"
+        )
+    for role, arr, given in (("dendrite", den, dendrite), ("spine", spi, spines)):
+        if arr.shape != img.shape:
+            raise InputError(
+                f"'{name}': the {role} layer is {_shape_text(given)} but the image is "
+                f"{_shape_text(image)}; pick the labels that belong to this image"
+            )
+        if not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool):
+            raise InputError(
+                f"'{name}': the {role} layer must hold integer labels, not {arr.dtype}"
+            )
+    if not np.issubdtype(img.dtype, np.number) and img.dtype != bool:
+        raise InputError(f"'{name}': the image has a non-numeric dtype {img.dtype}")
+    which_spines = which in ("both", "spines")
+    which_dendrites = which in ("both", "dendrites")
+    if which_dendrites and not den.any():
+        raise InputError(
+            f"'{name}': the dendrite layer is empty. Paint the dendrite, or train the spine "
+            "model only."
+        )
+    if which_spines and not spi.any():
+        raise InputError(
+            f"'{name}': the spine layer is empty. Paint the spines, or train the dendrite "
+            "model only."
+        )
+    if int(den.max()) > 1:
+        notes.append(
+            f"'{name}': the dendrite layer has labels up to {int(den.max())}; every non-zero "
+            "pixel is taken as dendrite."
+        )
+    if spi.any() and int(spi.max()) == 1:
+        n_objects = int(ndi.label(spi > 0)[1])
+        if n_objects > 1:
+            raise SemanticSpinesError(
+                f"'{name}': the spine layer labels all {n_objects} separate spines with the same "
+                "id 1 (a semantic mask). Spines must be instances: split it into connected "
+                "components first.",
+                n_objects,
+            )
+    if int(spi.min()) < 0:
+        raise InputError(f"'{name}': the spine layer has negative labels")
+    chosen = tuple(range(img.shape[0])) if planes is None else tuple(sorted(set(planes)))
+    if not chosen:
+        raise InputError(f"'{name}': no plane to train on")
+    if chosen[0] < 0 or chosen[-1] >= img.shape[0]:
+        raise InputError(f"'{name}': plane index out of range 0..{img.shape[0] - 1}")
+    floats = img.astype(np.float32, copy=False)
+    if not np.isfinite(floats).all():
+        notes.append(f"'{name}': NaN or infinite pixels are read as 0.")
+    volume = CorrectedVolume(
+        name=name,
+        image=percentile_normalise(floats),
+        dendrite=(den > 0).astype(np.uint8),
+        spines=spi.astype(np.int32),
+        pixel_size_um=pixel_size_um,
+        planes=chosen,
+    )
+    return volume, notes
+
+
+def resample_note(volumes: Sequence[CorrectedVolume], native_px_um: float) -> str | None:
+    """A sentence saying which volumes are resampled to the model's pixel size, or None."""
+    moved = [
+        f"'{v.name}' ({v.pixel_size_um:g} µm)"
+        for v in volumes
+        if v.pixel_size_um is not None and abs(v.pixel_size_um / native_px_um - 1) > 0.02
+    ]
+    if not moved:
+        return None
+    return (
+        f"Resampling {', '.join(moved)} to the model's pixel size of {native_px_um:g} µm "
+        "for training."
+    )
+
+
+def steps_per_epoch(
+    volumes: Sequence[CorrectedVolume], crop: int, native_px_um: float, batch_size: int
+) -> int:
+    """Batches that show the model about every chosen pixel once (at the model's pixel size)."""
+    area = 0.0
+    for v in volumes:
+        zoom = (v.pixel_size_um or native_px_um) / native_px_um
+        area += len(v.planes) * v.image.shape[1] * v.image.shape[2] * zoom * zoom
+    return max(1, int(np.ceil(area / (crop * crop) / batch_size)))
+
+
+def _crop_window(
+    rng: np.random.Generator, mask: np.ndarray, size: int
+) -> tuple[int, int]:  # top-left corner of a ``size`` window, biased to annotated pixels
+    h, w = mask.shape
+    if rng.random() < 0.8:
+        ys, xs = np.nonzero(mask)
+        if ys.size:
+            k = int(rng.integers(ys.size))
+            cy, cx = ys[k], xs[k]
+            y0 = int(np.clip(cy - int(rng.integers(size)), 0, max(h - size, 0)))
+            x0 = int(np.clip(cx - int(rng.integers(size)), 0, max(w - size, 0)))
+            return y0, x0
+    return int(rng.integers(max(h - size, 0) + 1)), int(rng.integers(max(w - size, 0) + 1))
+
+
+def _pad_to(a: np.ndarray, size: int, value: float) -> np.ndarray:
+    ph, pw = size - a.shape[0], size - a.shape[1]
+    if ph <= 0 and pw <= 0:
+        return a
+    return np.pad(a, ((0, max(ph, 0)), (0, max(pw, 0))), constant_values=value)
+
+
+def correction_source(
+    volumes: Sequence[CorrectedVolume], crop: int, native_px_um: float, neighbours: bool = False
+) -> SampleSource:
+    """A sample source drawing ``crop`` × ``crop`` crops at ``native_px_um`` from the chosen
+    planes of ``volumes``, each volume and plane in proportion to its area, mostly around
+    annotated pixels. Regions outside the image are padded (dendrite target ignored there).
+    ``neighbours``: crops of stacks carry the planes below and above (3-plane networks)."""
+    if not volumes:
+        raise InputError("no corrected image to train on")
+    entries = [(v, z) for v in volumes for z in v.planes]
+    weights = np.array([v.image.shape[1] * v.image.shape[2] for v, _ in entries], float)
+    weights /= weights.sum()
+    masks = {(id(v), z): (v.dendrite[z] > 0) | (v.spines[z] > 0) for v, z in entries}
+
+    def draw(rng: np.random.Generator) -> TrainingSample:
+        v, z = entries[int(rng.choice(len(entries), p=weights))]
+        scale = (v.pixel_size_um or native_px_um) / native_px_um  # output px per input px
+        size = max(8, int(round(crop / scale)))
+        y0, x0 = _crop_window(rng, masks[(id(v), z)], size)
+        window = np.s_[y0 : y0 + size, x0 : x0 + size]
+        img, den, spi = v.image[z][window], v.dendrite[z][window], v.spines[z][window]
+        around = []
+        if neighbours and v.image.shape[0] > 1:
+            around = [a[window] for a in plane_neighbours(v.image, z)]
+        if abs(scale - 1) > 0.02:
+            img = ndi.zoom(img, scale, order=1)
+            den = ndi.zoom(den, scale, order=0)
+            spi = ndi.zoom(spi, scale, order=0)
+            around = [ndi.zoom(a, scale, order=1) for a in around]
+        img = _pad_to(img, crop, 0.0)[:crop, :crop]
+        den = _pad_to(den, crop, IGNORE)[:crop, :crop]
+        spi = _pad_to(spi, crop, 0)[:crop, :crop]
+        around = [_pad_to(a, crop, 0.0)[:crop, :crop] for a in around]
+        return TrainingSample(
+            img.astype(np.float32),
+            den.astype(np.uint8),
+            spi.astype(np.int32),
+            1.0,
+            "corrections",
+            np.stack(around).astype(np.float32) if around else None,
+        )
+
+    return draw
+
+
+def save_corrections(folder: str | Path, volumes_raw: Sequence[dict[str, Any]]) -> list[Path]:
+    """Write each corrected triple as TIFFs in ``folder`` (atomic writes), before training.
+
+    ``volumes_raw``: dicts with ``name``, ``image``, ``dendrite``, ``spines`` (the arrays as the
+    user has them) and ``voxel_size_um`` ((z, y, x) or None). Files:
+    ``<name>_image.tif``, ``<name>_dendrite.tif``, ``<name>_spines.tif``. Returns the paths.
+    """
+    from ..io import write_labels_tiff, write_tiff_atomic
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    used: set[str] = set()
+    for entry in volumes_raw:
+        stem = _safe_stem(entry["name"], used)
+        voxel = entry.get("voxel_size_um")
+        written.append(write_tiff_atomic(folder / f"{stem}_image.tif", entry["image"], voxel))
+        for role in ("dendrite", "spines"):
+            path = folder / f"{stem}_{role}.tif"
+            written.append(write_labels_tiff(path, entry[role], voxel))
+    return written
+
+
+def _safe_stem(name: str, used: set[str]) -> str:
+    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("._") or "image"
+    candidate, k = stem, 1
+    while candidate in used:
+        k += 1
+        candidate = f"{stem}_{k}"
+    used.add(candidate)
+    return candidate
+
+
+"""Whether fine-tuning keeps the base model's BatchNorm statistics (docs/fine_tuning.md)."""

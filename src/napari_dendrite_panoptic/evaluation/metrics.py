@@ -1,0 +1,204 @@
+"""Evaluation metrics: pixel scores, instance matching (F1, PQ) and point detection.
+
+One implementation of each metric, used by the CLI, training validation, benchmarks and widgets.
+All functions take (Z, Y, X) or (Y, X) arrays of the same shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from ..errors import InputError
+
+
+def _check_shapes(a: np.ndarray, b: np.ndarray, what: str) -> None:
+    if a.shape != b.shape:
+        raise InputError(f"{what}: prediction shape {a.shape} differs from ground truth {b.shape}")
+
+
+def detection_scores(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
+    """Precision, recall and F1 from counts (NaN where a ratio has no denominator)."""
+    precision = tp / (tp + fp) if tp + fp else float("nan")
+    recall = tp / (tp + fn) if tp + fn else float("nan")
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
+    return precision, recall, f1
+
+
+@dataclass(frozen=True)
+class PixelScores:
+    """Pixel-wise IoU, precision and recall of a binary mask (NaN where undefined)."""
+
+    iou: float
+    precision: float
+    recall: float
+    tp: int
+    fp: int
+    fn: int
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def pixel_scores(pred: np.ndarray, truth: np.ndarray) -> PixelScores:
+    """IoU, precision, recall of ``pred > 0`` against ``truth > 0``."""
+    pred = np.asarray(pred) > 0
+    truth = np.asarray(truth) > 0
+    _check_shapes(pred, truth, "pixel scores")
+    tp = int(np.count_nonzero(pred & truth))
+    fp = int(np.count_nonzero(pred & ~truth))
+    fn = int(np.count_nonzero(~pred & truth))
+
+    def ratio(a: int, b: int) -> float:
+        return a / b if b else float("nan")
+
+    return PixelScores(ratio(tp, tp + fp + fn), ratio(tp, tp + fp), ratio(tp, tp + fn), tp, fp, fn)
+
+
+def iou_matrix(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """IoU of every (truth id, pred id) pair; returns (iou (T, P), truth ids, pred ids).
+
+    Only labelled pixels are visited (ids need not be consecutive or small).
+    """
+    pred = np.asarray(pred)
+    truth = np.asarray(truth)
+    _check_shapes(pred, truth, "instance matching")
+    t_mask = truth > 0
+    p_mask = pred > 0
+    t_ids, t_size = np.unique(truth[t_mask].astype(np.int64, copy=False), return_counts=True)
+    p_ids, p_size = np.unique(pred[p_mask].astype(np.int64, copy=False), return_counts=True)
+    iou = np.zeros((t_ids.size, p_ids.size))
+    if not t_ids.size or not p_ids.size:
+        return iou, t_ids, p_ids
+    both = t_mask & p_mask
+    t_index = np.searchsorted(t_ids, truth[both].astype(np.int64, copy=False))
+    p_index = np.searchsorted(p_ids, pred[both].astype(np.int64, copy=False))
+    pairs = t_index * p_ids.size + p_index
+    inter = np.bincount(pairs, minlength=t_ids.size * p_ids.size).reshape(t_ids.size, p_ids.size)
+    union = t_size[:, None] + p_size[None, :] - inter
+    iou = inter / np.maximum(union, 1)
+    return iou, t_ids, p_ids
+
+
+@dataclass(frozen=True)
+class InstanceScores:
+    """Instance detection at an IoU threshold, with panoptic quality (PQ = SQ x RQ)."""
+
+    threshold: float
+    tp: int
+    fp: int
+    fn: int
+    precision: float
+    recall: float
+    f1: float
+    sq: float
+    rq: float
+    pq: float
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class InstanceMatch:
+    """Which ids matched: pairs (truth id, pred id, IoU) and the unmatched ids of each side."""
+
+    pairs: list[tuple[int, int, float]]
+    false_positives: list[int]
+    false_negatives: list[int]
+
+
+def match_instances(
+    pred: np.ndarray,
+    truth: np.ndarray,
+    threshold: float = 0.5,
+    ious: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> tuple[InstanceScores, InstanceMatch]:
+    """One-to-one matching of instances by IoU (Hungarian), a pair counts when IoU >= threshold.
+
+    For ``threshold >= 0.5`` the matching is unique whatever the algorithm (PQ's definition).
+    ``ious``: the :func:`iou_matrix` of ``pred`` and ``truth`` when the caller has it already.
+    """
+    iou, t_ids, p_ids = ious if ious is not None else iou_matrix(pred, truth)
+    pairs: list[tuple[int, int, float]] = []
+    if iou.size:
+        rows, cols = linear_sum_assignment(-iou)
+        for r, c in zip(rows, cols, strict=True):
+            if iou[r, c] >= threshold and iou[r, c] > 0:
+                pairs.append((int(t_ids[r]), int(p_ids[c]), float(iou[r, c])))
+    matched_t = {p[0] for p in pairs}
+    matched_p = {p[1] for p in pairs}
+    fns = [int(i) for i in t_ids if int(i) not in matched_t]
+    fps = [int(i) for i in p_ids if int(i) not in matched_p]
+    tp, fp, fn = len(pairs), len(fps), len(fns)
+    precision, recall, f1 = detection_scores(tp, fp, fn)
+    sq = float(np.mean([p[2] for p in pairs])) if pairs else 0.0
+    rq = f1 if tp + fp + fn else float("nan")
+    pq = sq * rq if tp + fp + fn else float("nan")
+    scores = InstanceScores(threshold, tp, fp, fn, precision, recall, f1, sq, rq, pq)
+    return scores, InstanceMatch(pairs, fps, fns)
+
+
+@dataclass(frozen=True)
+class PointScores:
+    """Detection of annotated points: a prediction matches a point within ``max_distance``."""
+
+    max_distance: float
+    tp: int
+    fp: int
+    fn: int
+    precision: float
+    recall: float
+    f1: float
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def match_points(
+    pred_points: np.ndarray, true_points: np.ndarray, max_distance: float
+) -> tuple[PointScores, list[tuple[int, int, float]]]:
+    """Hungarian matching of predicted to true points (N, D) within ``max_distance``.
+
+    Coordinates and distance share one unit (px or µm; scale them first for anisotropic data).
+    Returns the scores and the matched (true index, pred index, distance) pairs.
+    """
+    pred_points = np.asarray(pred_points, dtype=float)
+    true_points = np.asarray(true_points, dtype=float)
+    if pred_points.ndim == 2 and pred_points.size:
+        dim = pred_points.shape[1]
+    elif true_points.ndim == 2 and true_points.size:
+        dim = true_points.shape[1]
+    else:
+        dim = 2
+    pred_points = pred_points.reshape(-1, dim)
+    true_points = true_points.reshape(-1, dim)
+    pairs: list[tuple[int, int, float]] = []
+    if len(pred_points) and len(true_points):
+        d = np.linalg.norm(true_points[:, None, :] - pred_points[None, :, :], axis=-1)
+        cost = np.where(d <= max_distance, d, 1e9)
+        rows, cols = linear_sum_assignment(cost)
+        pairs = [
+            (int(r), int(c), float(d[r, c]))
+            for r, c in zip(rows, cols, strict=True)
+            if d[r, c] <= max_distance
+        ]
+    tp = len(pairs)
+    fp = len(pred_points) - tp
+    fn = len(true_points) - tp
+    precision, recall, f1 = detection_scores(tp, fp, fn)
+    return PointScores(max_distance, tp, fp, fn, precision, recall, f1), pairs
+
+
+def pool_instance_scores(parts: list[InstanceScores]) -> InstanceScores:
+    """Micro-average several images' instance scores (sums of tp/fp/fn; SQ weighted by tp)."""
+    tp = sum(p.tp for p in parts)
+    fp = sum(p.fp for p in parts)
+    fn = sum(p.fn for p in parts)
+    sq = sum(p.sq * p.tp for p in parts) / tp if tp else 0.0
+    precision, recall, f1 = detection_scores(tp, fp, fn)
+    pq = sq * f1 if tp + fp + fn else float("nan")
+    threshold = parts[0].threshold if parts else 0.5
+    return InstanceScores(threshold, tp, fp, fn, precision, recall, f1, sq, f1, pq)

@@ -1,0 +1,22 @@
+"""Layer 2: panoptic segmentation of a 2D or 3D image: plane reading, tiling, both networks, flips, plane linking, depth trims, memory guard, streaming outputs, the spine table and the run record."""
+
+from .config import InferenceConfig, PanopticResult
+from .memory import memory_needed
+from .pipeline import iter_predict, predict
+from .provenance import check_model_matches, config_from_record, load_record, run_record
+from .streaming import DiskPlaneSink, ReleasingPlanes, result_bytes
+
+__all__ = [
+    "DiskPlaneSink",
+    "InferenceConfig",
+    "PanopticResult",
+    "ReleasingPlanes",
+    "check_model_matches",
+    "config_from_record",
+    "iter_predict",
+    "load_record",
+    "memory_needed",
+    "predict",
+    "result_bytes",
+    "run_record",
+]

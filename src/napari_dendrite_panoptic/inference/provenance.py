@@ -1,0 +1,124 @@
+"""The run record: which model, settings, input and software made a result.
+
+The same record is written beside CLI outputs (``<stem>_run.json``), stored in the saved TIFFs'
+metadata and in the result layers' ``metadata``; ``segment --from-run`` reads it back.
+Fields are explained one by one in ``docs/provenance.md``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..errors import InputError
+from ..models import LoadedModels
+from .config import InferenceConfig, PanopticResult
+
+RECORD_FORMAT = 1
+_CONFIG_FIELDS = tuple(InferenceConfig.__dataclass_fields__)  # type: ignore[attr-defined]
+
+LATER_STEPS_OFF = {
+    "spine_focus_fraction": 0.0,
+    "dendrite_depth_tolerance": None,
+    "test_time_flips": False,
+}
+"""Settings of steps added after the first records (session 3: spine focus trim; session 4:
+dendrite depth trim; session 5: mirror views) and the value that switches each off: a record
+without one was made without that step, so its re-run leaves it out too."""
+
+
+def software_versions() -> dict[str, str]:
+    """Versions of Python and of the packages that shape a result (absent ones are skipped)."""
+    versions = {"python": platform.python_version()}
+    for name in ("torch", "torchvision", "numpy", "scipy", "tifffile", "napari"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def run_record(
+    result: PanopticResult,
+    models: LoadedModels,
+    *,
+    input_path: str | None,
+    input_shape: tuple[int, ...],
+    input_dtype: str,
+    input_voxel_size_um: tuple[float, float, float] | None,
+    input_voxel_size_source: str,
+    started: _dt.datetime,
+    duration_s: float,
+) -> dict[str, Any]:
+    """A JSON-serialisable record of one segmentation run."""
+    card = models.card
+    return {
+        "record_format": RECORD_FORMAT,
+        "plugin": "napari-dendrite-panoptic",
+        "plugin_version": __version__,
+        "model": {
+            "name": card.name,
+            "version": card.version,
+            "folder": str(models.folder),
+            "pixel_size_um": card.pixel_size_um,
+            "weights_sha256": {"spines": card.spines.sha256, "dendrites": card.dendrites.sha256},
+        },
+        "parameters": dict(result.parameters),
+        "pixel_size": {
+            "used_um": list(result.voxel_size_um),
+            "source": result.pixel_size_source,
+        },
+        "input": {
+            "path": input_path,
+            "shape": [int(s) for s in input_shape],
+            "dtype": str(input_dtype),
+            "voxel_size_um": list(input_voxel_size_um) if input_voxel_size_um else None,
+            "voxel_size_source": input_voxel_size_source,
+        },
+        "started": started.astimezone(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "duration_s": round(float(duration_s), 3),
+        "software": software_versions(),
+        "spines_found": int(len(result.table["id"])),
+    }
+
+
+def config_from_record(record: dict[str, Any]) -> InferenceConfig:
+    """The :class:`InferenceConfig` a record was made with (``--from-run``)."""
+    try:
+        params = record["parameters"]
+        values = {k: params[k] for k in _CONFIG_FIELDS if k in params}
+    except (KeyError, TypeError) as exc:
+        raise InputError(f"not a run record: missing {exc}") from None
+    if values.get("model") is None:
+        values["model"] = record.get("model", {}).get("folder")
+    for key, off in LATER_STEPS_OFF.items():
+        values.setdefault(key, off)
+    return InferenceConfig(**values)
+
+
+def load_record(path: str | Path) -> dict[str, Any]:
+    """Read a ``<stem>_run.json`` record."""
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read run record '{path}': {exc}") from None
+    if not isinstance(record, dict) or record.get("plugin") != "napari-dendrite-panoptic":
+        raise InputError(f"'{path}' is not a napari-dendrite-panoptic run record")
+    return record
+
+
+def check_model_matches(record: dict[str, Any], models: LoadedModels) -> None:
+    """Raise when the model loaded for a re-run is not the one the record names."""
+    wanted = record.get("model", {}).get("weights_sha256", {})
+    have = {"spines": models.card.spines.sha256, "dendrites": models.card.dendrites.sha256}
+    if wanted and wanted != have:
+        raise InputError(
+            f"the model in '{models.folder}' is not the one this run used "
+            f"(weights SHA-256 differ); the record names {record['model'].get('name')!r} "
+            f"from {record['model'].get('folder')!r}"
+        )

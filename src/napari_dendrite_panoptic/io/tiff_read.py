@@ -1,0 +1,436 @@
+"""TIFF input and output for the engine: stacks with their voxel size, labels, provenance.
+
+This module never imports napari, Qt or torch. Stacks are returned in a canonical axis order,
+a subset of ``"TCZYX"`` in that order, with the voxel size in µm as (z, y, x).
+Stacks larger than a quarter of the machine's memory are opened lazily: as a ``numpy.memmap``
+when the pixels are stored uncompressed in one block, otherwise as a :class:`LazyArray` over a
+zarr view of the file, which reads only the planes that are indexed.
+
+Parsing of the stored metadata (voxel size, channel names, record) lives in
+:mod:`._tiff_metadata`, the read-on-demand arrays in :mod:`._lazy`; :class:`LazyArray` is
+re-exported here. Writing (:func:`write_tiff_atomic`, :func:`write_labels_tiff`,
+:class:`PlaneStream`) lives in :mod:`napari_dendrite_panoptic.tiff_writing`; those names are
+re-exported here, so ``from napari_dendrite_panoptic.io import write_tiff_atomic`` keeps working.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+
+from ..errors import InputError, TiffReadError
+from ._lazy import LazyArray, expand_axis, lazy_source, physical_memory, take_axis
+from ._tiff_metadata import read_channel_names, read_stored_metadata, read_voxel_size
+from .tiff_write import (
+    CANONICAL_AXES,
+    _check_axes,
+)
+
+logger = logging.getLogger(__name__)
+
+VOXEL_SIZE_SOURCES = ("imagej", "ome", "resolution", "none")
+
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+_OTHER_FORMATS = {
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+    b"BM": "a BMP image",
+    b"PK\x03\x04": "a ZIP archive",
+    b"\x93NUMPY": "a NumPy .npy file",
+    b"\x89HDF": "an HDF5 file",
+}
+_DAMAGE_WORDS = ("offset", "corrupt", "failed to read", "truncat")
+
+
+@dataclass(frozen=True, eq=False)
+class ImageStack:
+    """An image stack read from a file, in canonical axis order, with its voxel size.
+
+    Attributes
+    ----------
+    data : numpy.ndarray or array-like
+        Pixels with one dimension per letter of `axes`. A ``numpy.ndarray`` when read eagerly;
+        a ``numpy.memmap`` or :class:`LazyArray` (``shape``, ``dtype``, ``__getitem__``,
+        ``__array__``) when `lazy` is True. The dtype is the file's (e.g. uint8, uint16, float32).
+    axes : str
+        Ordered subset of ``"TCZYX"`` that always ends in ``"YX"``, e.g. ``"ZYX"``, ``"CZYX"``.
+    voxel_size_um : tuple of float
+        (z, y, x) voxel size in µm; 1.0 where unknown (and z is 1.0 for 2D images).
+    voxel_size_source : str
+        Where the voxel size came from: ``"imagej"``, ``"ome"``, ``"resolution"`` (TIFF
+        resolution tags) or ``"none"`` (nothing usable was stored: all sizes are 1.0).
+    channel_names : tuple of str
+        One name per channel when `axes` has a C axis, else empty.
+    path : pathlib.Path
+        The file the stack was read from.
+    lazy : bool
+        True when `data` reads from the file on demand.
+    metadata : dict
+        JSON-compatible record stored with the file: the JSON object in the ImageJ ``Info``
+        property or under ``"metadata"`` in a tifffile JSON description (this is what
+        :func:`write_tiff_atomic` writes); otherwise the simple ImageJ or description entries.
+    """
+
+    data: Any
+    axes: str
+    voxel_size_um: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    voxel_size_source: str = "none"
+    channel_names: tuple[str, ...] = ()
+    path: Path = field(default_factory=Path)
+    lazy: bool = False
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_axes(self.axes)
+        if len(self.data.shape) != len(self.axes):
+            raise InputError(
+                f"Stack data has {len(self.data.shape)} dimensions {tuple(self.data.shape)} "
+                f"but axes '{self.axes}' name {len(self.axes)}."
+            )
+        if self.voxel_size_source not in VOXEL_SIZE_SOURCES:
+            raise InputError(f"Unknown voxel_size_source {self.voxel_size_source!r}.")
+        n_channels = self.data.shape[self.axes.index("C")] if "C" in self.axes else 0
+        if len(self.channel_names) != n_channels:
+            raise InputError(
+                f"{len(self.channel_names)} channel names given for {n_channels} channels."
+            )
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of `data`, one entry per letter of `axes`."""
+        return tuple(int(n) for n in self.data.shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        """Pixel data type."""
+        return np.dtype(self.data.dtype)
+
+
+def read_tiff(path: str | os.PathLike[str], lazy: bool | None = None) -> ImageStack:
+    """Read the first image series of a TIFF file with its voxel size and channel names.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``.tif``/``.tiff`` file (plain, ImageJ hyperstack or OME-TIFF).
+    lazy : bool or None, optional
+        True reads pixels on demand, False reads them all now; None (default) reads lazily
+        only when the uncompressed pixels exceed a quarter of the machine's memory.
+
+    Returns
+    -------
+    ImageStack
+        `data` in canonical axis order (subset of "TCZYX"), same dtype as the file;
+        `voxel_size_um` is (z, y, x) in µm. Unknown leading axes (tifffile's Q, I, ...) become
+        Z, then T, then C. A greyscale image stored as RGB(A) is read as one channel.
+
+    Raises
+    ------
+    TiffReadError
+        When the file is missing, empty, not a TIFF, truncated or damaged, or holds colour RGB
+        data; the message names the file and the problem in plain words.
+    """
+    path = Path(path)
+    _check_file(path)
+    with _tifffile_errors() as damage:
+        try:
+            tif = tifffile.TiffFile(path)
+        except Exception as exc:
+            raise _read_error(path, exc) from exc
+        try:
+            stack = _read_open_file(tif, path, lazy, damage)
+        except TiffReadError:
+            tif.close()
+            raise
+        except Exception as exc:
+            tif.close()
+            raise _read_error(path, exc) from exc
+    if not isinstance(stack.data, LazyArray):
+        tif.close()
+    logger.info(
+        "Read '%s': axes %s, shape %s, %s, voxel size %s µm (%s)%s",
+        path,
+        stack.axes,
+        stack.shape,
+        stack.dtype,
+        stack.voxel_size_um,
+        stack.voxel_size_source,
+        ", lazily" if stack.lazy else "",
+    )
+    return stack
+
+
+def as_zyx(stack: ImageStack, channel: int = 0, time: int = 0) -> Any:
+    """Return one channel at one time point as a (Z, Y, X) array.
+
+    Parameters
+    ----------
+    stack : ImageStack
+        A stack from :func:`read_tiff`.
+    channel : int, optional
+        Channel index, ignored when the stack has no C axis.
+    time : int, optional
+        Time-point index, ignored when the stack has no T axis.
+
+    Returns
+    -------
+    numpy.ndarray or array-like
+        (Z, Y, X) pixels with the stack's dtype; a 2D image gets Z of length 1. Stays lazy
+        (nothing read) when the stack is lazy.
+
+    Raises
+    ------
+    InputError
+        When `channel` or `time` is out of range.
+    """
+    data, axes = stack.data, stack.axes
+    for letter, index, what in (("T", time, "time point"), ("C", channel, "channel")):
+        if letter in axes:
+            n = data.shape[axes.index(letter)]
+            if not -n <= index < n:
+                raise InputError(
+                    f"{what.capitalize()} {index} does not exist in '{stack.path}': "
+                    f"it has {n} {what}s (0 to {n - 1})."
+                )
+            data = take_axis(data, axes.index(letter), index)
+            axes = axes.replace(letter, "")
+    if "Z" not in axes:
+        data = expand_axis(data, 0)
+    return data
+
+
+def channel_data(stack: ImageStack, channel: int) -> Any:
+    """Return one channel of a stack, with the other axes in order ("TZYX" minus absent ones).
+
+    Parameters
+    ----------
+    stack : ImageStack
+        A stack from :func:`read_tiff`.
+    channel : int
+        Channel index; ignored (the whole stack is returned) when there is no C axis.
+
+    Returns
+    -------
+    numpy.ndarray or array-like
+        The channel's pixels, same dtype; a view (nothing read) for eager and lazy stacks.
+
+    Raises
+    ------
+    InputError
+        When `channel` is out of range.
+    """
+    if "C" not in stack.axes:
+        return stack.data
+    axis = stack.axes.index("C")
+    n = stack.data.shape[axis]
+    if not -n <= channel < n:
+        raise InputError(
+            f"Channel {channel} does not exist in '{stack.path}': it has {n} channels."
+        )
+    return take_axis(stack.data, axis, channel)
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def _check_file(path: Path) -> None:
+    """Raise a plain-words TiffReadError for a missing, empty or non-TIFF file."""
+    if not path.exists():
+        raise TiffReadError(f"Cannot read '{path}': the file does not exist.")
+    if path.is_dir():
+        raise TiffReadError(f"Cannot read '{path}': it is a folder, not a TIFF file.")
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+    except OSError as exc:
+        raise TiffReadError(f"Cannot read '{path}': {exc.strerror or exc}.") from exc
+    if size == 0:
+        raise TiffReadError(f"Cannot read '{path}': the file is empty (0 bytes).")
+    if size < 8 and any(magic.startswith(head[:4]) for magic in _TIFF_MAGIC):
+        raise TiffReadError(
+            f"Cannot read '{path}': the file is incomplete (only {size} bytes; was it truncated "
+            "while copying or saving?)."
+        )
+    if head[:4] not in _TIFF_MAGIC:
+        kind = next((name for m, name in _OTHER_FORMATS.items() if head.startswith(m)), None)
+        what = f"it looks like {kind}" if kind else f"it starts with {head[:4]!r}"
+        raise TiffReadError(
+            f"Cannot read '{path}': the file is not a TIFF image ({what}); "
+            "convert it to TIFF, e.g. with Fiji."
+        )
+
+
+def _read_error(path: Path, exc: BaseException) -> TiffReadError:
+    """Wrap a tifffile/struct/OS exception in a TiffReadError that keeps its message."""
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, MemoryError):
+        problem = "there is not enough memory to load it; open it lazily (lazy=True)"
+    elif any(word in str(exc).lower() for word in (*_DAMAGE_WORDS, "unpack requires")):
+        problem = "the file is incomplete or damaged (was it truncated while copying or saving?)"
+    else:
+        problem = "the file is damaged or uses a TIFF variant that cannot be read"
+    return TiffReadError(f"Cannot read '{path}': {problem}. Details: {text}")
+
+
+@contextlib.contextmanager
+def _tifffile_errors() -> Iterator[list[str]]:
+    """Collect the error messages tifffile logs in this thread (it logs, not raises, damage)."""
+    messages: list[str] = []
+    thread = threading.get_ident()
+
+    class _Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.thread == thread and record.levelno >= logging.ERROR:
+                messages.append(record.getMessage())
+
+    handler = _Collect()
+    tiff_logger = logging.getLogger("tifffile")
+    tiff_logger.addHandler(handler)
+    try:
+        yield messages
+    finally:
+        tiff_logger.removeHandler(handler)
+
+
+def _check_damage(path: Path, messages: list[str], tif: tifffile.TiffFile) -> None:
+    """Raise when tifffile reported damage or the pixel data runs past the end of the file."""
+    damaged = [m for m in messages if any(w in m.lower() for w in _DAMAGE_WORDS)]
+    if damaged:
+        raise TiffReadError(
+            f"Cannot read '{path}': the file is incomplete or damaged (was it truncated while "
+            f"copying or saving?). Details: {damaged[0]}"
+        )
+    size = path.stat().st_size
+    series = tif.series[0]
+    if series.dataoffset is not None:
+        end = series.dataoffset + series.nbytes
+    else:
+        end = 0
+        for page in series.pages:
+            if page is None or not page.dataoffsets:
+                continue
+            end = max(
+                end, max(o + n for o, n in zip(page.dataoffsets, page.databytecounts, strict=False))
+            )
+    if end > size:
+        raise TiffReadError(
+            f"Cannot read '{path}': the file is incomplete (truncated?): its pixels should end "
+            f"at byte {end} but the file has {size} bytes."
+        )
+
+
+def _read_open_file(
+    tif: tifffile.TiffFile, path: Path, lazy: bool | None, damage: list[str]
+) -> ImageStack:
+    """Build the ImageStack of series 0 of an open TiffFile."""
+    if not tif.series:
+        raise TiffReadError(f"Cannot read '{path}': the file holds no image.")
+    series = tif.series[0]
+    _check_damage(path, damage, tif)
+    src_axes, src_shape = series.axes, tuple(series.shape)
+    photometric = int(series.keyframe.photometric)
+    out_axes, axis_map, fixed, rgb_axis = _plan_axes(src_axes, src_shape, photometric, path)
+    if lazy is None:
+        lazy = series.nbytes > physical_memory() // 4
+    if lazy:
+        source: Any = lazy_source(tif, series)
+        if rgb_axis is not None:
+            first_plane = series.keyframe.asarray()
+            rgb_plane_axis = series.keyframe.axes.index("S")
+            _require_grey(first_plane, rgb_plane_axis, path, sampled=True)
+            fixed[rgb_axis] = 0
+        if isinstance(source, np.memmap):
+            data: Any = _apply_plan(source, axis_map, fixed)
+        else:
+            data = LazyArray(source, axis_map, fixed, keepalive=tif)
+    else:
+        source = series.asarray()
+        if damage:
+            _check_damage(path, damage, tif)
+        if rgb_axis is not None:
+            _require_grey(source, rgb_axis, path, sampled=False)
+            fixed[rgb_axis] = 0
+        data = np.ascontiguousarray(_apply_plan(source, axis_map, fixed))
+    voxel, source_name = read_voxel_size(tif, "Z" in out_axes, path)
+    n_channels = data.shape[out_axes.index("C")] if "C" in out_axes else 0
+    return ImageStack(
+        data=data,
+        axes=out_axes,
+        voxel_size_um=voxel,
+        voxel_size_source=source_name,
+        channel_names=read_channel_names(tif, n_channels),
+        path=path,
+        lazy=bool(lazy),
+        metadata=read_stored_metadata(tif),
+    )
+
+
+def _plan_axes(
+    axes: str, shape: tuple[int, ...], photometric: int, path: Path
+) -> tuple[str, tuple[int, ...], dict[int, int], int | None]:
+    """Map tifffile axes to canonical ones.
+
+    Returns the canonical axes, the source axis shown by each canonical axis, the source
+    axes dropped at index 0 (length 1) and the source axis of RGB samples (or None).
+    """
+    assigned: dict[str, int] = {}
+    fixed: dict[int, int] = {}
+    unknown: list[int] = []
+    rgb_axis = None
+    colour = photometric in (2, 5, 6)  # RGB, SEPARATED (CMYK), YCBCR
+    for i, (letter, n) in enumerate(zip(axes, shape, strict=True)):
+        if letter in CANONICAL_AXES and letter not in assigned and (n > 1 or letter in "YX"):
+            assigned[letter] = i
+        elif n == 1:
+            fixed[i] = 0
+        elif letter == "S" and colour and n in (3, 4):
+            rgb_axis = i
+        else:
+            unknown.append(i)
+    if "Y" not in assigned or "X" not in assigned:
+        raise TiffReadError(f"Cannot read '{path}': its image has no Y and X axes (axes {axes}).")
+    # Extra samples become channels; other unknown axes Z, then T, then C, innermost first.
+    for i in sorted(unknown, key=lambda i: (axes[i] != "S", -i)):
+        preference = "CZT" if axes[i] == "S" else "ZTC"
+        free = [letter for letter in preference if letter not in assigned]
+        if not free:
+            raise TiffReadError(
+                f"Cannot read '{path}': it has more dimensions than time, channel, Z, Y and X "
+                f"(tifffile axes '{axes}', shape {shape})."
+            )
+        logger.info("'%s': reading tifffile axis '%s' as %s.", path, axes[i], free[0])
+        assigned[free[0]] = i
+    out_axes = "".join(letter for letter in CANONICAL_AXES if letter in assigned)
+    return out_axes, tuple(assigned[letter] for letter in out_axes), fixed, rgb_axis
+
+
+def _apply_plan(source: np.ndarray, axis_map: tuple[int, ...], fixed: dict[int, int]) -> Any:
+    """Index fixed axes and reorder a numpy array as planned (views only)."""
+    key = tuple(fixed.get(a, slice(None)) for a in range(source.ndim))
+    remaining = [a for a in range(source.ndim) if a not in fixed]
+    return source[key].transpose([remaining.index(a) for a in axis_map])
+
+
+def _require_grey(data: np.ndarray, axis: int, path: Path, sampled: bool) -> None:
+    """Raise unless the R, G and B samples along `axis` are equal (a grey image stored as RGB)."""
+    red = np.take(data, 0, axis=axis)
+    if all(np.array_equal(red, np.take(data, c, axis=axis)) for c in (1, 2)):
+        if sampled:
+            logger.info("'%s': RGB file is grey in its first plane; reading one channel.", path)
+        return
+    raise TiffReadError(
+        f"Cannot read '{path}': it is a colour RGB image, which is not supported yet. Convert it "
+        "to greyscale or split its channels into a multichannel TIFF (e.g. in Fiji: "
+        "Image > Color > Split Channels, then Image > Color > Merge Channels as a composite)."
+    )

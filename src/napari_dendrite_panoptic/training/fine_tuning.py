@@ -1,0 +1,181 @@
+"""A fine-tuning run on user corrections, as the "Train on corrections" dock starts it: save the
+corrections into the new model folder, train on random crops of them (validating on the held-out
+volumes now and then), and drop the resumable checkpoint once the run has finished.
+
+GUI-free: the dock runs :func:`iter_fine_tune` in a worker thread and only shows its events.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Generator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data import CorrectedVolume, correction_source, save_corrections, steps_per_epoch
+from ..errors import InputError
+from .config import CHECKPOINT_FILE, TrainConfig, TrainEvent
+from .loop import iter_fit, run_input_planes
+
+logger = logging.getLogger(__name__)
+
+
+def iter_fine_tune(
+    config: TrainConfig,
+    volumes: Sequence[CorrectedVolume],
+    held_out: Sequence[CorrectedVolume],
+    raw: Sequence[dict[str, Any]],
+    should_stop: Callable[[], bool],
+) -> Generator[Any, None, TrainEvent | None]:
+    """Save the corrections, then fine-tune.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        The run (:func:`~napari_dendrite_panoptic.corrections.fine_tune_config`); the corrections
+        go to ``<config.output_model>/corrections``.
+    volumes, held_out : sequence of CorrectedVolume
+        Volumes to train on; volumes whose mean held-out scores are reported as validation
+        events (every fifth of the steps, at least every 10; every 25 steps for a time budget).
+    raw : sequence of dict
+        The arrays saved with the model, as for
+        :func:`~napari_dendrite_panoptic.corrections.save_corrections`.
+    should_stop : callable
+        Polled between batches; True ends the run after the current one (the model reached so
+        far is saved).
+
+    Yields
+    ------
+    ``("saved", [path, ...])`` once the corrections are written, then every
+    :class:`~napari_dendrite_panoptic.training.TrainEvent` of :func:`iter_fit`.
+
+    Returns
+    -------
+    TrainEvent or None
+        The last event (``done`` or ``stopped``, with the model folder).
+    """
+    folder = Path(config.output_model)
+    saved = save_corrections(folder / "corrections", raw)
+    yield ("saved", [str(p) for p in saved])
+    planes = run_input_planes(config.input_planes, config.base_model)
+    source = correction_source(
+        volumes, config.crop_size, config.pixel_size_um, neighbours=planes > 1
+    )
+    scorers = [volume_scorer(v) for v in held_out]
+
+    def validator(models: Any) -> dict[str, float]:
+        scores = [s(models) for s in scorers]
+        return {k: float(np.mean([s[k] for s in scores])) for k in scores[0]}
+
+    last = None
+    every = max(10, config.steps // 5) if config.max_seconds is None else 25
+    for event in iter_fit(
+        config,
+        source=source,
+        should_stop=should_stop,
+        resume=False,
+        validator=validator if scorers else None,
+        validate_every=every,
+    ):
+        last = event
+        yield event
+    return last
+
+
+def drop_checkpoint(work: str | Path) -> None:
+    """A finished run's model folder holds the final weights: its resumable checkpoint
+    (optimiser state, ~100 MB) in ``work`` is no longer needed, nor ``work`` when that leaves
+    it empty. A stopped run keeps it. Failures are only logged."""
+    work = Path(work)
+    try:
+        (work / CHECKPOINT_FILE).unlink(missing_ok=True)
+        work.rmdir()
+    except OSError as exc:
+        logger.debug("kept %s: %s", work, exc)
+
+
+def volume_scorer(
+    volume: CorrectedVolume, iou_threshold: float = 0.5
+) -> Callable[[Any], dict[str, float]]:
+    """A function scoring a :class:`~napari_dendrite_panoptic.models.store.LoadedModels` on a
+    held-out corrected volume: spine F1/PQ at ``iou_threshold`` and dendrite IoU over its planes."""
+    from ..evaluation import match_instances, pixel_scores
+    from ..inference import InferenceConfig, predict
+
+    planes = list(volume.planes)
+    image = volume.image[planes]
+    px = volume.pixel_size_um
+
+    def score(models: Any) -> dict[str, float]:
+        voxel = (1.0, px, px) if px else None
+        cfg = InferenceConfig(model=str(models.folder), device=str(models.device))
+        result = predict(image, voxel, cfg, models=models)
+        inst, _ = match_instances(result.spines, volume.spines[planes], iou_threshold)
+        pix = pixel_scores(result.dendrite > 0, volume.dendrite[planes] > 0)
+        return {
+            "spine_f1": float(inst.f1),
+            "spine_pq": float(inst.pq),
+            "dendrite_iou": float(pix.iou),
+        }
+
+    return score
+
+
+FINE_TUNE_CROP = 256
+FINE_TUNE_BATCH = 2
+FINE_TUNE_FREEZE_NORM = True
+
+
+def fine_tune_config(
+    base_model: str,
+    output_model: str | Path,
+    volumes: Sequence[CorrectedVolume],
+    native_px_um: float,
+    *,
+    which: str = "both",
+    lr: float = 3e-4,
+    minutes: float | None = None,
+    epochs: int | None = None,
+    name: str = "finetune",
+    held_out: Sequence[str] = (),
+    freeze_norm: bool = FINE_TUNE_FREEZE_NORM,
+) -> Any:
+    """The :class:`~napari_dendrite_panoptic.training.TrainConfig` of a fine-tuning run on
+    corrected volumes, as the training dock starts it: 256 px crops, batches of 2, a short
+    warm-up, a checkpoint every 10 steps in ``<output_model>/training``.
+
+    Exactly one of ``minutes`` (a time budget) and ``epochs`` (passes over the chosen planes,
+    see :func:`steps_per_epoch`) sets the length. ``freeze_norm``: keep the base model's
+    BatchNorm statistics (:class:`~napari_dendrite_panoptic.training.TrainConfig`).
+    """
+    from .config import TrainConfig
+
+    if (minutes is None) == (epochs is None):
+        raise InputError("give the training length either in minutes or in epochs")
+    crop, batch = FINE_TUNE_CROP, FINE_TUNE_BATCH
+    steps = (
+        100_000 if minutes else int(epochs) * steps_per_epoch(volumes, crop, native_px_um, batch)
+    )
+    described = ", ".join(f"'{v.name}' ({len(v.planes)} plane(s))" for v in volumes)
+    output = Path(output_model)
+    return TrainConfig(
+        work_dir=str(output / "training"),
+        output_model=str(output),
+        steps=steps,
+        batch_size=batch,
+        crop_size=crop,
+        lr=lr,
+        warmup_steps=min(20, max(1, steps // 10)),
+        which=which,
+        base_model=str(base_model),
+        pixel_size_um=native_px_um,
+        checkpoint_every=10,
+        model_name=name,
+        model_version="1",
+        data_description=f"user corrections: {described}; held out: "
+        + (", ".join(f"'{n}'" for n in held_out) or "none"),
+        max_seconds=minutes * 60.0 if minutes else None,
+        freeze_norm=freeze_norm,
+    )
