@@ -9,22 +9,19 @@ tile whose core holds their centre) ▸ resample back ▸ link spines across nei
 :class:`PanopticResult`; the GUI and the CLI both drive it and can stop between tiles.
 :func:`predict` runs it to the end. This module never imports napari or Qt.
 
-Where the steps live: reading, normalising and resampling the planes (:class:`PlaneReader`,
-:func:`as_zyx`, :func:`stack_percentiles`, :func:`resize`) in
-:mod:`napari_dendrite_panoptic.plane_reader`; the networks over one plane, tile by tile and in
-mirror views (:func:`plane_pass`, :func:`run_networks`, :func:`configure_detector`,
-``EMPTY_TILE_PROB``, ``MASK_OFFSET_PX``) in :mod:`napari_dendrite_panoptic.tile_passes` (tests
-that replace the networks patch ``tile_passes.run_networks``); memory guarding (the up-front RAM
-check, recognising out-of-memory errors, retrying with smaller tiles or on the CPU;
-:class:`OutOfMemory`, :func:`is_out_of_memory` and :func:`memory_needed`, re-exported here) in
-:mod:`napari_dendrite_panoptic.memory_guard`. This module keeps the job's settings, its events
-and result, and the plane loop that drives them.
+The loop in :func:`iter_predict` reads as its steps: check the image (``_checked_volume``),
+find its pixel size (``_pixel_size``) and intensity range, then per plane the networks with an
+out-of-memory retry (``_segment_plane``, policy in :mod:`.memory`), back to the input grid, and
+linking into 3D (``_PlaneAssembler``); last the depth trims in stacks (``_trim_in_depth``). The
+planes are read by :class:`.planes.PlaneReader`; the networks run tile by tile in
+:mod:`.tile_passes` (tests that replace the networks patch ``tile_passes.run_networks``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -84,6 +81,52 @@ def iter_predict(
         last plane (``spine_focus_fraction``, ``dendrite_depth_tolerance``).
     """
     cfg = config or InferenceConfig()
+    volume = _checked_volume(image)
+    nz, ny, nx = (int(s) for s in volume.shape)
+    models = models or load_models(cfg.model, cfg.device)
+    voxel, source, native_shape = _pixel_size(cfg, voxel_size_um, models.card.pixel_size_um, ny, nx)
+    check_memory(0 if plane_sink else nz, ny, nx, *native_shape)
+    score = cfg.spine_score_threshold
+    if score is None:
+        score = float(models.card.inference.get("spine_score_threshold", 0.5))
+    lo, span = _intensity_range(volume, models.card.normalisation)
+    run = _Run(cfg, native_shape, nz, cfg.tile_size)
+    yield run.event(f"{nz} plane(s), {ny}x{nx} px at {voxel[-1]:.4g} µm/px")
+    out = _PlaneAssembler((nz, ny, nx), cfg.link_iou, plane_sink)
+    planes = PlaneReader(volume, lo, span, native_shape, models.card.input_planes // 2)
+    uniform: list[float] = []
+    for z in range(nz):
+        planes.forget_before(z)
+        raw = planes.raw(z)
+        if raw.min() == raw.max():  # nothing to see (e.g. all zero): no dendrite, no spine
+            uniform.append(float(raw.flat[0]))
+            out.finish(z, np.zeros((ny, nx), np.uint8), np.zeros((ny, nx), np.int32), [])
+            run.done += run.tiles_per_plane()
+            yield run.event(f"plane {z + 1}/{nz}: uniform, skipped")
+            continue
+        prob, labels, scores, models = yield from _segment_plane(
+            planes.native(z), models, score, should_stop, run, z, (ny, nx)
+        )
+        dendrite_plane, local = _back_to_input_grid(prob, labels, (ny, nx), cfg)
+        out.finish(z, dendrite_plane, local, scores)
+    if len(uniform) == nz:
+        value = f"every pixel is {uniform[0]:g}" if len(set(uniform)) == 1 else "uniform planes"
+        run.notices.append(f"The image holds no structure ({value}): nothing to segment.")
+        yield run.event("", warning=run.notices[-1])
+    table = _trim_in_depth(out, volume, lo, voxel, cfg, run.notices)
+    yield PanopticResult(
+        dendrite=out.dendrite,
+        spines=out.spines,
+        table=table,
+        voxel_size_um=voxel,
+        model_name=models.card.name,
+        pixel_size_source=source,
+        parameters=_parameters(cfg, models, run, score),
+    )
+
+
+def _checked_volume(image: Any) -> Any:
+    """The image as (Z, Y, X); :class:`InputError` for no plane, tiny planes or no numbers."""
     volume = as_zyx(image)
     nz, ny, nx = (int(s) for s in volume.shape)
     if nz < 1:
@@ -93,8 +136,18 @@ def iter_predict(
     dtype = np.dtype(getattr(volume, "dtype", np.float32))
     if dtype.kind not in "uifb":
         raise InputError(f"image dtype {dtype} is not a real number type")
-    models = models or load_models(cfg.model, cfg.device)
-    native = models.card.pixel_size_um
+    return volume
+
+
+def _pixel_size(
+    cfg: InferenceConfig,
+    voxel_size_um: tuple[float, float, float] | None,
+    native: float,
+    ny: int,
+    nx: int,
+) -> tuple[tuple[float, float, float], str, tuple[int, int]]:
+    """The run's voxel size (z, y, x) µm, where its pixel size came from, and the plane's
+    (height, width) px at the model's ``native`` pixel size (µm)."""
     if cfg.pixel_size_um is not None:
         px, source = float(cfg.pixel_size_um), "pixel_size_um parameter"
         vz = float(voxel_size_um[0]) if voxel_size_um else 1.0
@@ -104,7 +157,6 @@ def iter_predict(
         vz, px, source = 1.0, native, "assumed (model native pixel size)"
     if not (px > 0 and np.isfinite(px)):
         raise InputError(f"pixel size must be a positive number of µm, got {px}")
-    voxel = (vz, px, px)
     scale = px / native
     if not (ny * scale) * (nx * scale) <= MAX_NATIVE_PIXELS:  # also catches an infinite scale
         raise InputError(
@@ -112,105 +164,146 @@ def iter_predict(
             f"{ny}x{nx} px plane would become {ny * scale:.4g}x{nx * scale:.4g} px; check the "
             "pixel size"
         )
-    nh, nw = max(int(round(ny * scale)), 8), max(int(round(nx * scale)), 8)
-    check_memory(0 if plane_sink else nz, ny, nx, nh, nw)
-    norm = models.card.normalisation
-    score = cfg.spine_score_threshold
-    if score is None:
-        score = float(models.card.inference.get("spine_score_threshold", 0.5))
+    native_shape = (max(int(round(ny * scale)), 8), max(int(round(nx * scale)), 8))
+    return (vz, px, px), source, native_shape
+
+
+def _intensity_range(volume: Any, norm: dict) -> tuple[float, float]:
+    """(low, span) of the card's normalisation percentiles over the stack, in image units."""
     try:
         lo, hi = stack_percentiles(volume, float(norm["low"]), float(norm["high"]))
     except MemoryError:
+        ny, nx = volume.shape[-2:]
         raise OutOfMemory(
             f"not enough memory to read the image's {ny}x{nx} px planes: close other programs "
             "or crop the image"
         ) from None
-    span = hi - lo if hi > lo else 1.0
+    return lo, (hi - lo if hi > lo else 1.0)
 
-    def tiles_per_plane(tile: int) -> int:
-        _, _, _, ys, xs = plane_tiles(nh, nw, tile, cfg.tile_overlap)
-        return len(ys) * len(xs) * (len(FLIP_VIEWS) if cfg.test_time_flips else 1)
 
-    tile = cfg.tile_size
-    notices: list[str] = []
-    total = tiles_per_plane(tile) * nz
-    done = 0
-    yield ProgressEvent(0, total, f"{nz} plane(s), {ny}x{nx} px at {px:.4g} µm/px")
-    dendrite = spines = None
-    if plane_sink is None:
-        dendrite = np.zeros((nz, ny, nx), dtype=np.uint8)
-        spines = np.zeros((nz, ny, nx), dtype=np.uint32)
-    linker = PlaneLinker(cfg.link_iou)
-    table_sums = SpineTableAccumulator()
-    table_sums.n_planes = nz
+@dataclass
+class _Run:
+    """Progress of one run in tiles, the tile size in use, and the warnings so far."""
 
-    def finish_plane(z: int, dendrite_plane: np.ndarray, local: np.ndarray, scores: list) -> None:
+    cfg: InferenceConfig
+    native_shape: tuple[int, int]
+    nz: int
+    tile: int
+    done: int = 0
+    total: int = 0
+    notices: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.total = self.tiles_per_plane() * self.nz
+
+    def tiles_per_plane(self) -> int:
+        _, _, _, ys, xs = plane_tiles(*self.native_shape, self.tile, self.cfg.tile_overlap)
+        return len(ys) * len(xs) * (len(FLIP_VIEWS) if self.cfg.test_time_flips else 1)
+
+    def event(self, message: str, warning: str = "") -> ProgressEvent:
+        return ProgressEvent(self.done, self.total, message, warning=warning)
+
+
+def _segment_plane(
+    native_plane: torch.Tensor,
+    models: LoadedModels,
+    score: float,
+    should_stop: Callable[[], bool],
+    run: _Run,
+    z: int,
+    shape: tuple[int, int],
+) -> Generator[ProgressEvent, None, tuple[torch.Tensor, np.ndarray, list, LoadedModels]]:
+    """Both networks over one plane at the native pixel size, yielding progress; after an
+    out-of-memory error the plane starts again with smaller tiles, then on the CPU
+    (:func:`after_out_of_memory`). Returns (dendrite probability, spine labels, scores,
+    the models now in use)."""
+    message = f"plane {z + 1}/{run.nz}"
+    while True:
+        done_before = run.done
+        passes = None
+        try:
+            passes = plane_pass(
+                native_plane.to(models.device), models, run.cfg, score, should_stop, run.tile
+            )
+            while True:
+                try:
+                    run.done += next(passes)
+                except StopIteration as finished:
+                    return (*finished.value, models)
+                yield run.event(message)
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            if passes is not None:
+                passes.close()
+            del passes
+            run.done = done_before
+            models, run.tile, warning = after_out_of_memory(
+                models, run.tile, run.cfg.tile_size, shape, run.native_shape
+            )
+            logger.warning(warning)
+            run.notices.append(warning)
+            run.total = run.done + run.tiles_per_plane() * (run.nz - z)
+            yield run.event(message, warning=warning)
+
+
+def _back_to_input_grid(
+    prob: torch.Tensor, labels: np.ndarray, shape: tuple[int, int], cfg: InferenceConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """A plane's dendrite mask (uint8, thresholded) and spine labels (int32) on the input's
+    (Y, X) grid, from the native-size probability and labels."""
+    prob_full = resize(prob[None, None].float().cpu(), shape)[0, 0].numpy()
+    lab_full = resize(torch.from_numpy(labels)[None, None].float(), shape, "nearest")
+    lab_full = lab_full[0, 0].numpy().astype(np.int32)
+    return (prob_full >= cfg.dendrite_threshold).astype(np.uint8), lab_full
+
+
+class _PlaneAssembler:
+    """Finished planes → linked spine ids (one id per spine through its planes), spines winning
+    over dendrite, into the (Z, Y, X) result or the ``plane_sink``; the spine table's sums."""
+
+    def __init__(
+        self,
+        shape: tuple[int, int, int],
+        link_iou: float,
+        plane_sink: Callable[[int, np.ndarray, np.ndarray], None] | None,
+    ) -> None:
+        self.sink = plane_sink
+        self.dendrite = self.spines = None
+        if plane_sink is None:
+            self.dendrite = np.zeros(shape, dtype=np.uint8)
+            self.spines = np.zeros(shape, dtype=np.uint32)
+        self.linker = PlaneLinker(link_iou)
+        self.table_sums = SpineTableAccumulator()
+        self.table_sums.n_planes = shape[0]
+
+    def finish(self, z: int, dendrite_plane: np.ndarray, local: np.ndarray, scores: list) -> None:
         """Link the plane's spines to the plane before, let spines win over dendrite, hand on."""
-        ids = linker.add(local, scores)
+        ids = self.linker.add(local, scores)
         dendrite_plane[ids > 0] = 0
-        table_sums.add(z, ids)
-        if plane_sink is not None:
-            plane_sink(z, dendrite_plane, ids)
+        self.table_sums.add(z, ids)
+        if self.sink is not None:
+            self.sink(z, dendrite_plane, ids)
         else:
-            dendrite[z], spines[z] = dendrite_plane, ids
+            self.dendrite[z], self.spines[z] = dendrite_plane, ids
 
-    planes = PlaneReader(volume, lo, span, (nh, nw), models.card.input_planes // 2)
 
-    uniform: list[float] = []
-    for z in range(nz):
-        planes.forget_before(z)
-        raw = planes.raw(z)
-        if raw.min() == raw.max():  # nothing to see (e.g. all zero): no dendrite, no spine
-            uniform.append(float(raw.flat[0]))
-            empty = np.zeros((ny, nx), dtype=np.uint8)
-            finish_plane(z, empty, np.zeros((ny, nx), dtype=np.int32), [])
-            done += tiles_per_plane(tile)
-            yield ProgressEvent(done, total, f"plane {z + 1}/{nz}: uniform, skipped")
-            continue
-        native_plane = planes.native(z)
-        while True:  # until the plane is done; after an out-of-memory error, again smaller
-            done_before = done
-            passes = None
-            try:
-                passes = plane_pass(
-                    native_plane.to(models.device), models, cfg, score, should_stop, tile
-                )
-                while True:
-                    try:
-                        done += next(passes)
-                    except StopIteration as finished:
-                        prob, labels, scores = finished.value
-                        break
-                    yield ProgressEvent(done, total, f"plane {z + 1}/{nz}")
-                break
-            except Exception as exc:
-                if not is_out_of_memory(exc):
-                    raise
-                if passes is not None:
-                    passes.close()
-                del passes
-                done = done_before
-                models, tile, warning = after_out_of_memory(
-                    models, tile, cfg.tile_size, (ny, nx), (nh, nw)
-                )
-                logger.warning(warning)
-                notices.append(warning)
-                total = done + tiles_per_plane(tile) * (nz - z)
-                yield ProgressEvent(done, total, f"plane {z + 1}/{nz}", warning=warning)
-        prob_full = resize(prob[None, None].float().cpu(), (ny, nx))[0, 0].numpy()
-        lab_full = resize(torch.from_numpy(labels)[None, None].float(), (ny, nx), "nearest")
-        lab_full = lab_full[0, 0].numpy().astype(np.int32)
-        finish_plane(z, (prob_full >= cfg.dendrite_threshold).astype(np.uint8), lab_full, scores)
-    if len(uniform) == nz:
-        value = f"every pixel is {uniform[0]:g}" if len(set(uniform)) == 1 else "uniform planes"
-        warning = f"The image holds no structure ({value}): nothing to segment."
-        notices.append(warning)
-        yield ProgressEvent(done, total, "", warning=warning)
+def _trim_in_depth(
+    out: _PlaneAssembler,
+    volume: Any,
+    lo: float,
+    voxel: tuple[float, float, float],
+    cfg: InferenceConfig,
+    notices: list[str],
+) -> dict[str, np.ndarray]:
+    """In a stack, trim the dendrite to the planes a tube-shaped shaft fills and each spine to
+    its in-focus planes (in memory, or on the sink's disk copies); returns the spine table."""
+    nz = int(volume.shape[0])
     trim_dendrite = nz > 1 and cfg.dendrite_depth_tolerance is not None
     trim_spines = nz > 1 and cfg.spine_focus_fraction > 0
-    kept_dendrite, kept_spines = dendrite, spines  # in memory, or kept on disk by the sink
-    if plane_sink is not None and (trim_dendrite or trim_spines):
-        written = getattr(plane_sink, "written", None)
+    kept_dendrite, kept_spines = out.dendrite, out.spines  # in memory, or kept on disk by the sink
+    if out.sink is not None and (trim_dendrite or trim_spines):
+        written = getattr(out.sink, "written", None)
         if written is None:
             notices.append("spines and dendrite were not trimmed to their in-focus planes")
             trim_dendrite = trim_spines = False
@@ -225,29 +318,23 @@ def iter_predict(
         trim_dendrite_depth(kept_dendrite, background_free, voxel, cfg.dendrite_depth_tolerance)
     if trim_spines:
         trim_out_of_focus(kept_spines, background_free, cfg.spine_focus_fraction)
-        table = spine_table(kept_spines, linker.scores, voxel)
+        table = spine_table(kept_spines, out.linker.scores, voxel)
     else:
-        table = table_sums.table(linker.scores, voxel)
+        table = out.table_sums.table(out.linker.scores, voxel)
     for kept in (kept_dendrite, kept_spines):  # a sink's memory maps: on disk before it streams
         if isinstance(kept, np.memmap):
             kept.flush()
-    params = {
-        k: getattr(cfg, k)
-        for k in cfg.__dataclass_fields__  # type: ignore[attr-defined]
-    }
+    return table
+
+
+def _parameters(cfg: InferenceConfig, models: LoadedModels, run: _Run, score: float) -> dict:
+    """The run's parameters for the result and the run record: the config, and what was used."""
+    params = {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}  # type: ignore[attr-defined]
     params["device_used"] = str(models.device)
-    params["tile_size_used"] = tile
-    params["warnings"] = notices
+    params["tile_size_used"] = run.tile
+    params["warnings"] = run.notices
     params["spine_score_threshold_used"] = score
-    yield PanopticResult(
-        dendrite=dendrite,
-        spines=spines,
-        table=table,
-        voxel_size_um=voxel,
-        model_name=models.card.name,
-        pixel_size_source=source,
-        parameters=params,
-    )
+    return params
 
 
 def predict(

@@ -6,9 +6,12 @@ atomically every ``checkpoint_every`` steps. :func:`iter_fit` is a generator of
 :class:`TrainEvent` that ends by saving a model folder; it stops cleanly between batches when
 ``should_stop()`` turns true. :func:`fit` runs it to the end.
 
-Checkpoint files (:func:`save_checkpoint`, :func:`load_checkpoint`, :class:`CheckpointError`,
-re-exported here) live in :mod:`napari_dendrite_panoptic.checkpoints`; drawing batches (seeded
-per step, in the loop or by forked workers) in :mod:`napari_dendrite_panoptic.training_batches`.
+:func:`iter_fit` reads as torchvision's ``train_one_epoch``: prepare the networks
+(``_Networks``: weights from a checkpoint, optimisers), then per step a batch, the learning
+rate, one optimiser step per network, and the hooks: a checkpoint every ``checkpoint_every``
+steps (:mod:`.checkpoints`), validation every ``validate_every`` steps; at the end the model
+folder with its card. Batches (seeded per step, in the loop or by forked workers) come from
+:mod:`.batches`.
 """
 
 from __future__ import annotations
@@ -38,15 +41,11 @@ from ..models import (
     widen_input_planes,
 )
 from .batches import step_batches, to_device
-
-# re-exported: training.CheckpointError, training.load_checkpoint and training.save_checkpoint
-# stay part of the API (docs/reliability.md, the tests)
 from .checkpoints import load_checkpoint, save_checkpoint
 from .config import CHECKPOINT_FILE, NonFiniteLossError, TrainConfig, TrainEvent
 from .losses import dendrite_loss, lr_factor
 
 logger = logging.getLogger(__name__)
-"""Dendrite target value of pixels without dendrite annotation (centre-only real sets)."""
 
 
 def _default_card(cfg: TrainConfig) -> ModelCard:
@@ -152,8 +151,8 @@ def iter_fit(
     resume
         Continue from ``work_dir/checkpoint.pt`` when it exists.
     validator
-        Scores the networks (a :class:`~napari_dendrite_panoptic.models.store.LoadedModels` in
-        eval mode) on held-out data, e.g. :func:`napari_dendrite_panoptic.corrections.volume_scorer`;
+        Scores the networks (a :class:`~napari_dendrite_panoptic.models.LoadedModels` in eval
+        mode) on held-out data, e.g. :func:`napari_dendrite_panoptic.training.fine_tuning.volume_scorer`;
         run every ``validate_every`` steps (0: only at the end) and at the end, each time as a
         "validation" event. The last scores go into the card's metrics as ``validation``.
     """
@@ -163,192 +162,51 @@ def iter_fit(
         raise OutputExistsError(
             f"model folder '{cfg.output_model}' exists already; choose a new output name"
         )
-    work = Path(cfg.work_dir)
-    work.mkdir(parents=True, exist_ok=True)
-    ckpt_path = work / CHECKPOINT_FILE
+    ckpt_path = Path(cfg.work_dir) / CHECKPOINT_FILE
+    ckpt_path.parent.mkdir(parents=True, exist_ok=True)
     card, spines, dendrites = _build(cfg)
-    if source is None:
-        px, crop, around = cfg.pixel_size_um, cfg.crop_size, card.input_planes > 1
-
-        def source(rng: np.random.Generator) -> TrainingSample:
-            return generator_sample(rng, crop, px, neighbours=around)
-
     state = load_checkpoint(ckpt_path) if resume and ckpt_path.is_file() else None
     start = int(state["step"]) if state else 0
-    elapsed_before = float(state.get("elapsed_s", 0.0)) if state else 0.0
-    train_s = cfg.which in ("both", "spines")
-    train_d = cfg.which in ("both", "dendrites")
+    clock = _Clock(float(state.get("elapsed_s", 0.0)) if state else 0.0)
     device = resolve_device(cfg.device)
-    batches = step_batches(
-        source, cfg, start, card.input_planes
-    )  # workers fork here, before CUDA is touched
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed crop size: pick the fastest convolutions
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    if state:
-        try:
-            spines.load_state_dict(state["spines"])
-            dendrites.load_state_dict(state["dendrites"])
-        except RuntimeError as exc:  # other shapes, e.g. another number of input planes
-            first = str(exc).strip().splitlines()[-1].strip()
-            raise InputError(
-                f"the checkpoint in '{work}' belongs to networks of another shape ({first}); "
-                "resume with the settings it was started with, or start in a new --work folder"
-            ) from None
-    spines.to(device)
-    dendrites.to(device)
-    # optimisers over the parameters on their device: a resumed state is cast to it on loading
-    params_s = [p for p in spines.parameters() if p.requires_grad]
-    params_d = [p for p in dendrites.parameters() if p.requires_grad]
-    opt_s = torch.optim.AdamW(params_s, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    opt_d = torch.optim.AdamW(params_d, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if state:
-        opt_s.load_state_dict(state["opt_spines"])
-        opt_d.load_state_dict(state["opt_dendrites"])
-        logger.info("resumed from %s at step %d", ckpt_path, start)
-    set_training_mode(spines, train_s, cfg.freeze_norm)
-    set_training_mode(dendrites, train_d, cfg.freeze_norm)
-    t0 = time.perf_counter()
+    source = source or _generator_source(cfg, card)
+    batches = step_batches(source, cfg, start, card.input_planes)  # workers fork before CUDA
+    nets = _Networks(cfg, card, spines, dendrites, device, state)
     yield TrainEvent("start", start, cfg.steps)
-
-    def checkpoint(step: int) -> None:
-        save_checkpoint(
-            ckpt_path,
-            {
-                "step": step,
-                "spines": _cpu_copy(spines.state_dict()),
-                "dendrites": _cpu_copy(dendrites.state_dict()),
-                "opt_spines": _cpu_copy(opt_s.state_dict()),
-                "opt_dendrites": _cpu_copy(opt_d.state_dict()),
-                "config": asdict(cfg),
-                "elapsed_s": elapsed_before + time.perf_counter() - t0,
-            },
-        )
-
-    def run_validation() -> dict[str, float]:
-        from ..models import LoadedModels
-
-        spines.eval()
-        dendrites.eval()
-        try:
-            held_out = LoadedModels(card, Path(cfg.output_model), spines, dendrites, device)
-            with torch.inference_mode():
-                return validator(held_out) if validator is not None else {}
-        finally:
-            set_training_mode(spines, train_s, cfg.freeze_norm)
-            set_training_mode(dendrites, train_d, cfg.freeze_norm)
-
-    last_validation: dict[str, float] = {}
-    step = start
-    saved_step = start
-    stopped = False
-    waited = 0.0  # seconds this run spent waiting for batches
+    step = saved_step = start
+    stopped, last_validation = False, {}
     while step < cfg.steps:
         if should_stop():
             stopped = True
             break
-        spent = elapsed_before + time.perf_counter() - t0
+        spent = clock.elapsed()
         if cfg.max_seconds is not None and spent >= cfg.max_seconds:
             break
-        asked = time.perf_counter()
-        images, dendrite_t, targets = to_device(next(batches), device)
-        waited += time.perf_counter() - asked
+        batch = clock.wait_for(batches, device)
         time_fraction = spent / cfg.max_seconds if cfg.max_seconds else 0.0
-        factor = lr_factor(step, cfg.warmup_steps, cfg.steps, time_fraction)
-        losses: dict[str, float] = {}
-        if train_s:
-            for g in opt_s.param_groups:
-                g["lr"] = cfg.lr * factor
-            loss_dict = spines(list(images), targets)
-            loss = sum(loss_dict.values())
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"spine loss is not finite at step {step}: "
-                    + ", ".join(f"{k}={v.item():.4g}" for k, v in loss_dict.items())
-                )
-            opt_s.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params_s, 10.0)
-            opt_s.step()
-            losses.update({k: v.item() for k, v in loss_dict.items()})
-            losses["spines"] = loss.item()
-        if train_d:
-            for g in opt_d.param_groups:
-                g["lr"] = cfg.lr * factor
-            logits = dendrites(images)["out"]
-            loss_d = dendrite_loss(logits, dendrite_t)
-            if not torch.isfinite(loss_d):
-                raise NonFiniteLossError(f"dendrite loss is not finite at step {step}")
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            torch.nn.utils.clip_grad_norm_(params_d, 10.0)
-            opt_d.step()
-            losses["dendrites"] = loss_d.item()
+        lr = cfg.lr * lr_factor(step, cfg.warmup_steps, cfg.steps, time_fraction)
+        losses = nets.train_step(batch, step, lr)
         step += 1
-        running = time.perf_counter() - t0  # this run's wall time; elapsed adds earlier runs'
-        elapsed = elapsed_before + running
-        share = waited / max(running, 1e-9)
-        yield TrainEvent(
-            "step", step, cfg.steps, losses, cfg.lr * factor, elapsed, data_wait_fraction=share
-        )
+        elapsed = clock.elapsed()
+        share = clock.wait_share()
+        yield TrainEvent("step", step, cfg.steps, losses, lr, elapsed, data_wait_fraction=share)
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            checkpoint(step)
+            save_checkpoint(ckpt_path, nets.checkpoint(step, clock.elapsed()))
             saved_step = step
-            yield TrainEvent("checkpoint", step, cfg.steps, losses, cfg.lr * factor, elapsed)
+            yield TrainEvent("checkpoint", step, cfg.steps, losses, lr, elapsed)
         if validator is not None and validate_every and step % validate_every == 0:
-            last_validation = run_validation()
+            last_validation = nets.validate(validator)
             yield TrainEvent(
                 "validation", step, cfg.steps, elapsed_s=elapsed, metrics=last_validation
             )
-
     if step > saved_step:  # stopped, or out of time, between two checkpoints
-        checkpoint(step)
+        save_checkpoint(ckpt_path, nets.checkpoint(step, clock.elapsed()))
     if validator is not None and not stopped and (not validate_every or step % validate_every):
-        last_validation = run_validation()
+        last_validation = nets.validate(validator)
         yield TrainEvent("validation", step, cfg.steps, metrics=last_validation)
-    elapsed = elapsed_before + time.perf_counter() - t0
+    elapsed = clock.elapsed()
     del batches  # a run that ends early leaves no data-loader workers behind
-    spines.eval().cpu()
-    dendrites.eval().cpu()
-    # the base model's record describes the base, not this run: keep it, nested, not merged
-    prov: dict[str, Any] = (
-        {"base_model_provenance": dict(card.provenance)} if cfg.base_model else {}
-    )
-    prov.update(
-        {
-            "base_model": cfg.base_model,
-            "base_model_identity": (
-                {
-                    "name": card.name,
-                    "version": card.version,
-                    "weights_sha256": {
-                        "spines": card.spines.sha256,
-                        "dendrites": card.dendrites.sha256,
-                    },
-                }
-                if cfg.base_model
-                else None
-            ),
-            "trained_networks": cfg.which,
-            "steps": step,
-            "train_seconds": round(elapsed, 1),
-            "train_device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "data": cfg.data_description,
-            "config": asdict(cfg),
-            "torch": torch.__version__,
-            **(provenance or {}),
-        }
-    )
-    metrics: dict[str, Any] = {}  # a base model's scores do not describe the new weights
-    if cfg.validate_images > 0 and not stopped:
-        metrics = {"validation_generator_2d": _validate(cfg, card, spines, dendrites)}
-    if last_validation:
-        metrics["validation"] = {"step": step, **last_validation}
-    out_card = replace(
-        card, name=cfg.model_name, version=cfg.model_version, provenance=prov, metrics=metrics
-    )
-    out_card = save_models(Path(cfg.output_model), out_card, spines, dendrites)
+    nets.save(step, elapsed, stopped, last_validation, provenance)
     yield TrainEvent(
         "stopped" if stopped else "done",
         step,
@@ -356,6 +214,211 @@ def iter_fit(
         elapsed_s=elapsed,
         model_folder=str(cfg.output_model),
     )
+
+
+def _generator_source(cfg: TrainConfig, card: ModelCard) -> SampleSource:
+    """The default sample source: generated crops at the run's pixel size (with neighbouring
+    planes for a 3-plane model)."""
+    px, crop, around = cfg.pixel_size_um, cfg.crop_size, card.input_planes > 1
+
+    def source(rng: np.random.Generator) -> TrainingSample:
+        return generator_sample(rng, crop, px, neighbours=around)
+
+    return source
+
+
+class _Clock:
+    """Training time of the run (including earlier runs of a resumed one) and the time spent
+    waiting for batches."""
+
+    def __init__(self, elapsed_before: float) -> None:
+        self.before = elapsed_before
+        self.t0 = time.perf_counter()
+        self.waited = 0.0
+
+    def elapsed(self) -> float:
+        return self.before + time.perf_counter() - self.t0
+
+    def wait_for(self, batches: Iterator, device: torch.device) -> tuple:
+        asked = time.perf_counter()
+        batch = to_device(next(batches), device)
+        self.waited += time.perf_counter() - asked
+        return batch
+
+    def wait_share(self) -> float:
+        """The share of this run's wall time (not earlier runs') spent waiting for batches."""
+        return self.waited / max(time.perf_counter() - self.t0, 1e-9)
+
+
+class _Networks:
+    """The two networks of a run with their optimisers, on the run's device: one training
+    step, the checkpoint's state, validation, and the model folder at the end."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        card: ModelCard,
+        spines: torch.nn.Module,
+        dendrites: torch.nn.Module,
+        device: torch.device,
+        state: dict[str, Any] | None,
+    ) -> None:
+        self.cfg, self.card, self.device = cfg, card, device
+        self.spines, self.dendrites = spines, dendrites
+        self.train_s = cfg.which in ("both", "spines")
+        self.train_d = cfg.which in ("both", "dendrites")
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed crop size: the fastest convolutions
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        if state:
+            self._load_weights(state)
+        spines.to(device)
+        dendrites.to(device)
+        # optimisers over the parameters on their device: a resumed state is cast to it on loading
+        self.params_s = [p for p in spines.parameters() if p.requires_grad]
+        self.params_d = [p for p in dendrites.parameters() if p.requires_grad]
+        self.opt_s = torch.optim.AdamW(self.params_s, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.opt_d = torch.optim.AdamW(self.params_d, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        if state:
+            self.opt_s.load_state_dict(state["opt_spines"])
+            self.opt_d.load_state_dict(state["opt_dendrites"])
+            logger.info("resumed from %s at step %d", cfg.work_dir, int(state["step"]))
+        self.train_mode()
+
+    def _load_weights(self, state: dict[str, Any]) -> None:
+        try:
+            self.spines.load_state_dict(state["spines"])
+            self.dendrites.load_state_dict(state["dendrites"])
+        except RuntimeError as exc:  # other shapes, e.g. another number of input planes
+            first = str(exc).strip().splitlines()[-1].strip()
+            raise InputError(
+                f"the checkpoint in '{Path(self.cfg.work_dir)}' belongs to networks of another "
+                f"shape ({first}); resume with the settings it was started with, or start in a "
+                "new --work folder"
+            ) from None
+
+    def train_mode(self) -> None:
+        set_training_mode(self.spines, self.train_s, self.cfg.freeze_norm)
+        set_training_mode(self.dendrites, self.train_d, self.cfg.freeze_norm)
+
+    def train_step(self, batch: tuple, step: int, lr: float) -> dict[str, float]:
+        """One optimiser step of each trained network on ``batch``; returns the losses."""
+        images, dendrite_t, targets = batch
+        losses: dict[str, float] = {}
+        if self.train_s:
+            loss_dict = self.spines(list(images), targets)
+            loss = sum(loss_dict.values())
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(
+                    f"spine loss is not finite at step {step}: "
+                    + ", ".join(f"{k}={v.item():.4g}" for k, v in loss_dict.items())
+                )
+            _descend(self.opt_s, self.params_s, loss, lr)
+            losses.update({k: v.item() for k, v in loss_dict.items()})
+            losses["spines"] = loss.item()
+        if self.train_d:
+            loss_d = dendrite_loss(self.dendrites(images)["out"], dendrite_t)
+            if not torch.isfinite(loss_d):
+                raise NonFiniteLossError(f"dendrite loss is not finite at step {step}")
+            _descend(self.opt_d, self.params_d, loss_d, lr)
+            losses["dendrites"] = loss_d.item()
+        return losses
+
+    def checkpoint(self, step: int, elapsed_s: float) -> dict[str, Any]:
+        """Everything a resumed run needs, as CPU tensors (loads on any device)."""
+        return {
+            "step": step,
+            "spines": _cpu_copy(self.spines.state_dict()),
+            "dendrites": _cpu_copy(self.dendrites.state_dict()),
+            "opt_spines": _cpu_copy(self.opt_s.state_dict()),
+            "opt_dendrites": _cpu_copy(self.opt_d.state_dict()),
+            "config": asdict(self.cfg),
+            "elapsed_s": elapsed_s,
+        }
+
+    def validate(self, validator: Callable[[Any], dict[str, float]]) -> dict[str, float]:
+        """``validator``'s scores of the networks in evaluation mode; training mode after."""
+        from ..models import LoadedModels
+
+        self.spines.eval()
+        self.dendrites.eval()
+        try:
+            folder = Path(self.cfg.output_model)
+            held_out = LoadedModels(self.card, folder, self.spines, self.dendrites, self.device)
+            with torch.inference_mode():
+                return validator(held_out)
+        finally:
+            self.train_mode()
+
+    def save(
+        self,
+        step: int,
+        elapsed: float,
+        stopped: bool,
+        last_validation: dict[str, float],
+        provenance: dict[str, Any] | None,
+    ) -> None:
+        """Write the model folder: the networks (on the CPU) and a card with the run's
+        provenance and scores."""
+        cfg, card = self.cfg, self.card
+        self.spines.eval().cpu()
+        self.dendrites.eval().cpu()
+        prov = _provenance(cfg, card, step, elapsed, self.device, provenance)
+        metrics: dict[str, Any] = {}  # a base model's scores do not describe the new weights
+        if cfg.validate_images > 0 and not stopped:
+            metrics = {"validation_generator_2d": _validate(cfg, card, self.spines, self.dendrites)}
+        if last_validation:
+            metrics["validation"] = {"step": step, **last_validation}
+        out_card = replace(
+            card, name=cfg.model_name, version=cfg.model_version, provenance=prov, metrics=metrics
+        )
+        save_models(Path(cfg.output_model), out_card, self.spines, self.dendrites)
+
+
+def _descend(opt: torch.optim.Optimizer, params: list, loss: torch.Tensor, lr: float) -> None:
+    """One AdamW step at learning rate ``lr`` with gradients clipped at norm 10."""
+    for group in opt.param_groups:
+        group["lr"] = lr
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 10.0)
+    opt.step()
+
+
+def _provenance(
+    cfg: TrainConfig,
+    card: ModelCard,
+    step: int,
+    elapsed: float,
+    device: torch.device,
+    extra: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The new card's provenance: base model, networks trained, steps, time, device, data."""
+    # the base model's record describes the base, not this run: keep it, nested, not merged
+    prov: dict[str, Any] = (
+        {"base_model_provenance": dict(card.provenance)} if cfg.base_model else {}
+    )
+    identity = {
+        "name": card.name,
+        "version": card.version,
+        "weights_sha256": {"spines": card.spines.sha256, "dendrites": card.dendrites.sha256},
+    }
+    prov.update(
+        {
+            "base_model": cfg.base_model,
+            "base_model_identity": identity if cfg.base_model else None,
+            "trained_networks": cfg.which,
+            "steps": step,
+            "train_seconds": round(elapsed, 1),
+            "train_device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "data": cfg.data_description,
+            "config": asdict(cfg),
+            "torch": torch.__version__,
+            **(extra or {}),
+        }
+    )
+    return prov
 
 
 def _validate(
