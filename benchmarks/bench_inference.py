@@ -76,9 +76,9 @@ def _write_plane(size: int, folder: Path) -> Path:
 
 
 def _read(path: Path) -> np.ndarray:
-    from napari_dendrite_panoptic.io import as_zyx, read_tiff
+    from napari_dendrite_panoptic.io import read_tiff, stack_zyx
 
-    return np.asarray(as_zyx(read_tiff(path)))[0]
+    return np.asarray(stack_zyx(read_tiff(path)))[0]
 
 
 def pipeline_ours(path: Path, device: str, model: str | None, flips: bool = False):

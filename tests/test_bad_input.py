@@ -1,6 +1,6 @@
 """The bad-input matrix: what a microscope (or a user) may hand the plugin, and what they see.
 
-Each case goes the way the CLI and the reader go (``read_tiff`` ▸ ``as_zyx`` ▸ ``predict`` with
+Each case goes the way the CLI and the reader go (``read_tiff`` ▸ ``stack_zyx`` ▸ ``predict`` with
 the tiny model on the CPU) and checks the exact message or the behaviour. docs/reliability.md
 lists every case with the test that covers it.
 """
@@ -17,7 +17,7 @@ import pytest
 import tifffile
 
 from napari_dendrite_panoptic import io
-from napari_dendrite_panoptic.cli.main import main
+from napari_dendrite_panoptic.cli import main
 from napari_dendrite_panoptic.data import TrainingSample
 from napari_dendrite_panoptic.errors import InputError, TiffReadError
 from napari_dendrite_panoptic.evaluation import match_instances, pixel_scores
@@ -41,7 +41,7 @@ def _segment(model, image, voxel=None) -> tuple[PanopticResult, list[str]]:
 
 def _segment_file(model, path: Path, channel: int = 0, time: int = 0):
     stack = io.read_tiff(path)
-    volume = io.as_zyx(stack, channel=channel, time=time)
+    volume = io.stack_zyx(stack, channel=channel, time=time)
     voxel = stack.voxel_size_um if stack.voxel_size_source != "none" else None
     return stack, _segment(model, volume, voxel)[0]
 
@@ -118,10 +118,10 @@ def test_5d_tzcyx_picks_one_channel_and_time_point(tmp_path, tiny_model_dir):
     tifffile.imwrite(path, data, imagej=True, metadata={"axes": "TZCYX"})
     stack, result = _segment_file(tiny_model_dir, path, channel=1, time=1)
     assert stack.axes == "TCZYX" and stack.shape == (2, 2, 3, 48, 48)
-    np.testing.assert_array_equal(io.as_zyx(stack, channel=1, time=1), data[1, :, 1])
+    np.testing.assert_array_equal(io.stack_zyx(stack, channel=1, time=1), data[1, :, 1])
     assert result.dendrite.shape == (3, 48, 48)
     with pytest.raises(InputError) as info:
-        io.as_zyx(stack, channel=2)
+        io.stack_zyx(stack, channel=2)
     assert str(info.value) == (f"Channel 2 does not exist in '{path}': it has 2 channels (0 to 1).")
 
 

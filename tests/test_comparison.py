@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from napari_dendrite_panoptic import evaluation as cmp
+from napari_dendrite_panoptic.core import mask_to_instances
 from napari_dendrite_panoptic.errors import InputError
 
 
@@ -182,7 +183,7 @@ def test_mismatched_grids_and_suspicious_layers_are_named():
     assert "4 separate regions" in message
     (message,) = cmp.input_warnings(np.zeros((4, 4), np.uint8), "p", "predicted spines", True)
     assert "empty" in message
-    split = cmp.split_components(semantic)
+    split = mask_to_instances(semantic)
     result = cmp.compare(pred_spines=_squares(TRUTH_POS), truth_spines=split)
     assert result.figures()["spine_f1"] == 1.0
     # as given (one object), the four predicted squares match nothing at IoU 0.5
@@ -216,7 +217,7 @@ def test_csv_export_is_readable(tmp_path):
 def test_cli_evaluate_uses_the_same_engine_per_plane_points_and_csv(tmp_path, capsys):
     import pandas as pd
 
-    from napari_dendrite_panoptic.cli.main import main
+    from napari_dendrite_panoptic.cli import main
     from napari_dendrite_panoptic.io import write_labels_tiff
 
     truth = np.stack([_squares(TRUTH_POS), _squares(TRUTH_POS[:2])])

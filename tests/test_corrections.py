@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_dendrite_panoptic.core import IGNORE
+from napari_dendrite_panoptic.core import IGNORE, mask_to_instances
 from napari_dendrite_panoptic.data import (
     SemanticSpinesError,
     correction_source,
@@ -14,7 +14,6 @@ from napari_dendrite_panoptic.data import (
     plane_hashes,
     prepare_volume,
     save_corrections,
-    split_into_instances,
 )
 from napari_dendrite_panoptic.data.corrections import steps_per_epoch
 from napari_dendrite_panoptic.errors import InputError
@@ -55,11 +54,11 @@ def test_empty_layers_are_refused_only_for_the_network_that_trains(small_plane):
 def test_semantic_spine_layer_is_detected_and_can_be_split(small_plane):
     image, dendrite, spines = _triple(small_plane)
     semantic = (spines > 0).astype(np.uint8)
-    n = int(split_into_instances(semantic).max())
+    n = int(mask_to_instances(semantic).max())
     assert n > 1
     with pytest.raises(SemanticSpinesError, match=f"all {n} separate spines with the same id 1"):
         prepare_volume("plane", image, dendrite, semantic, 0.1)
-    volume, _ = prepare_volume("plane", image, dendrite, split_into_instances(semantic), 0.1)
+    volume, _ = prepare_volume("plane", image, dendrite, mask_to_instances(semantic), 0.1)
     assert int(volume.spines.max()) == n
 
 

@@ -119,7 +119,7 @@ def test_reader_returns_a_stack_or_its_own_error(array, imagej):
             hypothesis.assume(False)
         try:
             stack = io.read_tiff(path)
-            zyx = io.as_zyx(stack)
+            zyx = io.stack_zyx(stack)
         except Exception as exc:  # noqa: BLE001
             _readable(exc)
             return

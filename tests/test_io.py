@@ -41,7 +41,7 @@ def test_imagej_3d_two_channels_round_trip(tmp_path: Path) -> None:
     assert stack.channel_names == ("GFP", "RFP")
     assert not stack.lazy
     assert stack.path == path
-    zyx = io.as_zyx(stack, channel=1)
+    zyx = io.stack_zyx(stack, channel=1)
     np.testing.assert_array_equal(zyx, data[:, 1])
 
 
@@ -53,7 +53,7 @@ def test_imagej_2d_gets_z_of_one(tmp_path: Path) -> None:
     assert stack.axes == "YX"
     assert stack.channel_names == ()
     assert stack.voxel_size_um == pytest.approx((1.0, 0.1, 0.1))
-    assert io.as_zyx(stack).shape == (1, 16, 20)
+    assert io.stack_zyx(stack).shape == (1, 16, 20)
 
 
 def test_imagej_nanometre_unit_converted_to_um(tmp_path: Path) -> None:
@@ -146,7 +146,7 @@ def test_lazy_read_matches_eager(tmp_path: Path, compression: str | None) -> Non
     assert stack.data.shape == expected.shape
     np.testing.assert_array_equal(np.asarray(stack.data), expected)
     np.testing.assert_array_equal(stack.data[1, :, 2, 3:9, -1], expected[1, :, 2, 3:9, -1])
-    zyx = io.as_zyx(stack, channel=1, time=1)
+    zyx = io.stack_zyx(stack, channel=1, time=1)
     assert type(zyx) is not np.ndarray
     np.testing.assert_array_equal(np.asarray(zyx), expected[1, 1])
 

@@ -60,3 +60,37 @@ def test_pooling_sums_counts():
     b = match_instances(_squares([(30, 30)]), _squares([(2, 2)]))[0]
     pooled = pool_instance_scores([a, b])
     assert (pooled.tp, pooled.fp, pooled.fn) == (1, 1, 1) and pooled.f1 == pytest.approx(0.5)
+
+
+def test_a_score_with_nothing_to_count_is_nan_everywhere():
+    from napari_dendrite_panoptic.core import ratio
+
+    assert np.isnan(ratio(0, 0)) and ratio(1, 4) == 0.25
+    empty = np.zeros((20, 20), np.int32)
+    px = pixel_scores(empty, empty)
+    assert np.isnan(px.iou) and np.isnan(px.precision) and np.isnan(px.recall)
+    nothing, _ = match_instances(empty, empty, 0.5)
+    assert all(np.isnan(v) for v in (nothing.precision, nothing.recall, nothing.f1, nothing.pq))
+
+
+def test_no_match_gives_pq_zero_with_an_undefined_sq():
+    truth = _squares([(2, 2)])
+    pred = _squares([(30, 30)])
+    s, _ = match_instances(pred, truth, 0.5)
+    assert (s.tp, s.fp, s.fn) == (0, 1, 1)
+    assert s.f1 == 0.0 and s.pq == 0.0 and np.isnan(s.sq)
+    pooled = pool_instance_scores([s, match_instances(truth, truth, 0.5)[0]])
+    assert (pooled.tp, pooled.fp, pooled.fn) == (1, 1, 1)
+    assert pooled.sq == pytest.approx(1.0) and pooled.pq == pytest.approx(pooled.sq * pooled.f1)
+
+
+def test_a_mask_becomes_one_instance_per_connected_object_through_its_planes():
+    from napari_dendrite_panoptic.core import mask_to_instances
+
+    mask = np.zeros((3, 10, 10), bool)
+    mask[0:3, 2:4, 2:4] = True  # one spine through three planes
+    mask[1, 7:9, 7:9] = True
+    mask[2, 6, 6] = True  # touches the second only at a corner: apart
+    labels = mask_to_instances(mask)
+    assert labels.dtype == np.uint32 and labels.max() == 3
+    assert len(np.unique(labels[:, 2, 2])) == 1

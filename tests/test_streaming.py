@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from napari_dendrite_panoptic.cli.main import main
+from napari_dendrite_panoptic.cli import main
 from napari_dendrite_panoptic.inference import DiskPlaneSink, InferenceConfig, iter_predict, predict
 from napari_dendrite_panoptic.io import PlaneStream, read_tiff, write_labels_tiff
 
@@ -112,10 +112,10 @@ def test_low_memory_segment_writes_the_same_labels(tiny_model_dir, tmp_path):
 
 def test_releasing_planes_reads_the_same_planes_from_a_memory_map(tmp_path, small_stack):
     from napari_dendrite_panoptic.inference import ReleasingPlanes
-    from napari_dendrite_panoptic.io import as_zyx, write_tiff_atomic
+    from napari_dendrite_panoptic.io import stack_zyx, write_tiff_atomic
 
     path = write_tiff_atomic(tmp_path / "s.tif", small_stack.image, small_stack.voxel_size_um)
-    volume = as_zyx(read_tiff(path, lazy=True))
+    volume = stack_zyx(read_tiff(path, lazy=True))
     planes = ReleasingPlanes(volume)
     assert planes._map is not None  # an uncompressed TIFF is memory-mapped
     assert planes.shape == small_stack.image.shape and planes.ndim == 3

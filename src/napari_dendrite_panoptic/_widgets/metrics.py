@@ -2,9 +2,9 @@
 differ.
 
 The widget only turns layers into arrays (µm from the layer scale) and results back into layers;
-every figure comes from :mod:`napari_dendrite_panoptic.comparison`, the engine that
+every figure comes from :mod:`napari_dendrite_panoptic.evaluation`, the engine that
 ``dendrite-panoptic evaluate`` uses too (here through
-:func:`napari_dendrite_panoptic.comparison_scopes.compare_in_scope`). The tables and bar chart
+:func:`napari_dendrite_panoptic.evaluation.compare_in_scope`). The tables and bar chart
 are drawn by :mod:`.metrics_view`, the difference layers written by :mod:`.metrics_layers`.
 """
 
@@ -27,6 +27,7 @@ from qtpy.QtWidgets import (
 )
 
 from .. import evaluation as cmp
+from ..core import mask_to_instances
 from ..errors import DendritePanopticError, OutputExistsError
 from ..evaluation import compare_in_scope
 from ._common import (
@@ -351,7 +352,7 @@ class MetricsWidget(QWidget):
         if name is None or name not in self.viewer.layers:
             return
         layer = self.viewer.layers[name]
-        split = cmp.split_components(_labels_data(layer))
+        split = mask_to_instances(_labels_data(layer))
         meta = {"role": "split", "source_layer": name}
         new = add_or_update_labels(
             self.viewer,
@@ -401,7 +402,7 @@ class MetricsWidget(QWidget):
 
 
 def _job(job: dict[str, Any]) -> dict[str, Any] | Exception:
-    """Worker body: read the layer data, check it, score it (comparison_scopes.py). Returns the
+    """Worker body: read the layer data, check it, score it (evaluation.compare_in_scope). Returns the
     outcome, or the exception that stopped it (shown on the GUI thread)."""
     try:
         arrays = {k: np.asarray(a) for k, a in job["data"].items()}

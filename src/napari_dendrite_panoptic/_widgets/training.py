@@ -2,8 +2,8 @@
 
 The user picks (image, dendrite Labels, spine Labels) triples, optionally one or more held out
 for validation (turned into training data by :mod:`.training_inputs`). The engine
-(:mod:`napari_dendrite_panoptic.corrections` for the data,
-:func:`napari_dendrite_panoptic.fine_tuning.iter_fine_tune` for the run) works in a napari
+(:mod:`napari_dendrite_panoptic.data.corrections` for the data,
+:func:`napari_dendrite_panoptic.training.iter_fine_tune` for the run) works in a napari
 worker thread: it first saves the corrections as TIFFs into the new model folder, then trains;
 every step drives the progress bar and the loss curve (:mod:`.loss_plot`). Stop ends after the
 current batch, keeps the last checkpoint and saves the weights reached so far as a model folder.
@@ -256,14 +256,14 @@ class TrainOnCorrectionsWidget(QWidget):
 
     def split_semantic_spines(self) -> None:
         """Add ``<spines> instances`` (one id per connected object) and use it in the row."""
-        from ..data import split_into_instances
+        from ..core import mask_to_instances
 
         row = self._semantic_row
         if row is None or row >= self.table.rowCount():
             return
         _, _, spi_name, _ = self.row_names(row)
         layer = self.viewer.layers[spi_name]
-        split = split_into_instances(layer.data)
+        split = mask_to_instances(layer.data)
         name = f"{spi_name} instances"
         new = self.viewer.add_labels(split, name=name, scale=layer.scale, translate=layer.translate)
         self.table.cellWidget(row, 2).setCurrentText(new.name)

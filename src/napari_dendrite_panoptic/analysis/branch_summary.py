@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core import SPINE_TYPES
+from ..core import SPINE_TYPES, ratio
 from .skeleton import DendriteSkeleton
 
 
@@ -65,4 +65,4 @@ def overall_density_per_um(skeleton: DendriteSkeleton, spines: dict[str, np.ndar
     """Spines on the skeleton per µm of total dendrite length (NaN without a skeleton)."""
     total = skeleton.length_um
     n = int(np.sum(np.asarray(spines.get("branch_id", [])) > 0))
-    return n / total if total > 0 else float("nan")
+    return ratio(n, total)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..core import as_zyx
 from ..errors import InputError
 
 
@@ -88,15 +89,6 @@ class DendriteSkeleton:
         return ids[idx].astype(np.int64), along[idx], dist
 
 
-def _as_zyx(mask: np.ndarray) -> np.ndarray:
-    mask = np.asarray(mask)
-    if mask.ndim == 2:
-        mask = mask[None]
-    if mask.ndim != 3:
-        raise InputError(f"the dendrite mask must be (Y, X) or (Z, Y, X), got shape {mask.shape}")
-    return mask > 0
-
-
 def _smooth_path(coords: np.ndarray, voxel: np.ndarray, sigma_vox: float = 2.0) -> np.ndarray:
     pts = coords * voxel
     if len(pts) >= 5:
@@ -153,7 +145,7 @@ def skeletonize_dendrite(
     DendriteSkeleton
         Branch ids are 1, 2, … in skan's path order after pruning.
     """
-    m = _as_zyx(mask)
+    m = as_zyx(np.asarray(mask)) > 0
     voxel = np.asarray(voxel_size_um, dtype=float)
     if voxel.shape != (3,) or np.any(voxel <= 0):
         raise InputError(f"voxel size must be three positive numbers in µm, got {voxel_size_um}")

@@ -1,14 +1,17 @@
-"""Layer 0: what every layer shares: atomic writes, the (Z, Y, X) shape rule, percentile normalisation, and the vocabulary (spine types, the ignore label). numpy and the standard library only."""
+"""Layer 0: what every layer shares: atomic writes, the (Z, Y, X) shape rule, percentile normalisation, the zero-denominator rule of every score, and the vocabulary (spine types, the ignore label). numpy and scipy only."""
 
-from .arrays import as_zyx
+from .arrays import as_zyx, mask_to_instances
 from .atomic import atomic_path, atomic_write_text
 from .normalise import finite_percentiles, percentile_normalise
+from .scores import ratio
 from .vocabulary import IGNORE, SPINE_TYPES
 
 __all__ = [
     "IGNORE",
     "SPINE_TYPES",
     "as_zyx",
+    "mask_to_instances",
+    "ratio",
     "atomic_path",
     "atomic_write_text",
     "finite_percentiles",

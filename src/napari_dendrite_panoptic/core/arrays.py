@@ -1,10 +1,11 @@
-"""One shape rule for every layer: a 2D or 3D image as (Z, Y, X)."""
+"""Array rules every layer shares: a 2D or 3D image as (Z, Y, X), a mask as instances."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
+from scipy import ndimage as ndi
 
 from ..errors import InputError
 
@@ -22,3 +23,11 @@ def as_zyx(image: Any) -> Any:
             "pick one channel and time point first"
         )
     return image
+
+
+def mask_to_instances(mask: Any) -> np.ndarray:
+    """Instances of a mask (any shape, non-zero = inside): its face-connected components
+    numbered 1..n, as uint32 of the same shape; in a stack the components are 3D (a spine is
+    one object through its planes)."""
+    labels, _ = ndi.label(np.asarray(mask) > 0)
+    return labels.astype(np.uint32)

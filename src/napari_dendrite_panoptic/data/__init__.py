@@ -9,7 +9,6 @@ from .corrections import (
     prepare_volume,
     resample_note,
     save_corrections,
-    split_into_instances,
     steps_per_epoch,
 )
 from .mix import DEFAULT_MIX, data_fingerprints, training_source
@@ -37,7 +36,6 @@ __all__ = [
     "prepare_volume",
     "resample_note",
     "save_corrections",
-    "split_into_instances",
     "steps_per_epoch",
     "training_source",
 ]

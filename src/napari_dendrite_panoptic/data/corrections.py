@@ -3,7 +3,7 @@
 A :class:`CorrectedVolume` is one image with the user's dendrite mask and spine instances, as
 (Z, Y, X) arrays (a 2D plane is Z = 1). :func:`prepare_volume` checks a triple and says exactly
 what is wrong with it; :func:`correction_source` turns volumes into the training engine's
-:data:`~napari_dendrite_panoptic.datasets.SampleSource` (random crops at the model's pixel
+:data:`~napari_dendrite_panoptic.data.SampleSource` (random crops at the model's pixel
 size); :func:`edited_planes` finds the planes a user changed since the model wrote them, from
 the per-plane hashes the plugin stores with its result layers.
 
@@ -24,6 +24,7 @@ from scipy import ndimage as ndi
 
 from ..core import (
     IGNORE,  # dendrite target of padding outside the image
+    as_zyx,
     percentile_normalise,
 )
 from ..errors import InputError
@@ -35,7 +36,7 @@ logger = logging.getLogger(__name__)
 class SemanticSpinesError(InputError):
     """The spine layer holds one label for several separate objects (a semantic 0/1 mask).
 
-    The GUI offers :func:`split_into_instances`; ``n_objects`` says how many objects it would give.
+    The GUI offers :func:`~napari_dendrite_panoptic.core.mask_to_instances`; ``n_objects`` says how many objects it would give.
     """
 
     def __init__(self, message: str, n_objects: int) -> None:
@@ -61,18 +62,13 @@ class CorrectedVolume:
     planes: tuple[int, ...]
 
 
-def _as_zyx(array: Any) -> np.ndarray:
-    arr = np.asarray(array)
-    return arr[None] if arr.ndim == 2 else arr
-
-
 def plane_hashes(labels: Any) -> list[str]:
     """One short hash per plane of a (Y, X) or (Z, Y, X) label array (a plane: one entry).
 
     Stored with the plugin's result layers so that :func:`edited_planes` can tell which planes
     the user changed afterwards.
     """
-    arr = _as_zyx(labels)
+    arr = as_zyx(np.asarray(labels))
     return [
         hashlib.blake2b(np.ascontiguousarray(p).tobytes(), digest_size=12).hexdigest() for p in arr
     ]
@@ -85,14 +81,6 @@ def edited_planes(labels: Any, hashes: Sequence[str]) -> list[int]:
     if len(now) != len(hashes):
         return list(range(len(now)))
     return [i for i, (a, b) in enumerate(zip(now, hashes, strict=True)) if a != b]
-
-
-def split_into_instances(spines: Any) -> np.ndarray:
-    """Instance labels (same shape, int32) from a semantic spine mask: one id per connected
-    component (face connectivity; in 3D across planes too)."""
-    from skimage.measure import label
-
-    return label(np.asarray(spines) > 0, connectivity=1).astype(np.int32)
 
 
 def _shape_text(arr: Any) -> str:
@@ -138,7 +126,7 @@ def prepare_volume(
         The spine layer is a semantic 0/1 mask of several objects.
     """
     notes: list[str] = []
-    img, den, spi = (_as_zyx(a) for a in (image, dendrite, spines))
+    img, den, spi = (as_zyx(np.asarray(a)) for a in (image, dendrite, spines))
     if img.ndim != 3 or img.shape[-2] < 8 or img.shape[-1] < 8:
         raise InputError(
             f"'{name}': the image must be a 2D plane or a 3D stack of at least 8 × 8 pixels, "

@@ -17,7 +17,6 @@ from .inputs import (
     input_warnings,
     looks_semantic,
     read_points_csv,
-    split_components,
 )
 from .maps import DENDRITE_DIFF_VALUES, STATUS_COLOURS, dendrite_diff_map, spine_status_map
 from .metrics import match_instances, pixel_scores
@@ -50,6 +49,5 @@ __all__ = [
     "pixel_scores",
     "read_points_csv",
     "spine_status_map",
-    "split_components",
     "write_csv",
 ]

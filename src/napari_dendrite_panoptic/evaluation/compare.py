@@ -2,16 +2,15 @@
 per-object tables.
 
 GUI-free (numpy/scipy only); the "Metrics" dock and ``dendrite-panoptic evaluate`` both call
-:func:`compare` / :func:`compare_planes`, which score with :mod:`metrics` (one implementation of
+:func:`compare` / :func:`compare_planes`, which score with :mod:`.metrics` (one implementation of
 each metric). Arrays are (Y, X) or (Z, Y, X) label images on one grid; voxel sizes are (z, y, x)
 in µm; ground-truth points are spine centres in µm, (z, y, x) or (y, x), measured from the centre
 of the arrays' first voxel.
 
-The object-table columns and the CSV output live in :mod:`comparison_tables`
-(:func:`figures_table`, :func:`write_csv`), the difference maps and status colours in
-:mod:`comparison_maps` (:func:`dendrite_diff_map`, :func:`spine_status_map`,
-``STATUS_COLOURS``, ``DENDRITE_DIFF_VALUES``); both are re-exported here, so
-``comparison.write_csv`` etc. keep working.
+The input checks and spine centres live in :mod:`.inputs`, the object-table columns and the
+CSV output in :mod:`.tables`, the difference maps and status colours in :mod:`.maps`.
+:func:`compare_in_scope` (one plane, every plane or the whole stack, with the input warnings)
+is what the Metrics dock's worker runs.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core import ratio
 from ..errors import InputError
 from .inputs import input_warnings, looks_semantic, points_to_zyx_um, spine_centroids
 from .maps import (
@@ -298,9 +298,6 @@ def _plane(a: np.ndarray | None, z: int) -> np.ndarray | None:
 
 
 def _pixels_from_counts(tp: int, fp: int, fn: int) -> PixelScores:
-    def ratio(a: int, b: int) -> float:
-        return a / b if b else float("nan")
-
     return PixelScores(ratio(tp, tp + fp + fn), ratio(tp, tp + fp), ratio(tp, tp + fn), tp, fp, fn)
 
 

@@ -1,6 +1,7 @@
 """Evaluate a model on held-out data: generator images, real point sets and real mask sets.
 
-Each function predicts with :func:`inference.predict` and scores with :mod:`metrics`, so the CLI,
+Each function predicts with :func:`napari_dendrite_panoptic.inference.predict` and scores with
+:mod:`.metrics`, so the CLI,
 training validation and the docs share one implementation.
 """
 
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..core import ratio
 from ..data import synthetic
 from .metrics import match_instances, match_points, pixel_scores, pool_instance_scores
 
@@ -67,10 +69,10 @@ def evaluate_generator(
     return {
         "images": n_images,
         "shape": list(shape),
-        "dendrite_iou": dend_tp / max(dend_tp + dend_fp + dend_fn, 1),
-        "dendrite_precision": dend_tp / max(dend_tp + dend_fp, 1),
-        "dendrite_recall": dend_tp / max(dend_tp + dend_fn, 1),
-        "spine_pixel_iou": sp_tp / max(sp_tp + sp_fp + sp_fn, 1),
+        "dendrite_iou": ratio(dend_tp, dend_tp + dend_fp + dend_fn),
+        "dendrite_precision": ratio(dend_tp, dend_tp + dend_fp),
+        "dendrite_recall": ratio(dend_tp, dend_tp + dend_fn),
+        "spine_pixel_iou": ratio(sp_tp, sp_tp + sp_fp + sp_fn),
         "spine_f1_iou50": inst.f1,
         "spine_precision_iou50": inst.precision,
         "spine_recall_iou50": inst.recall,
@@ -84,7 +86,7 @@ def point_counts(
     table: dict[str, np.ndarray], item: Any, thresholds: Sequence[float] = (0.0,)
 ) -> np.ndarray:
     """(len(thresholds), 3) float (tp, fp, fn) of one image's predicted spines against its
-    annotated centres (``real_data.PointAnnotatedImage``), keeping for each threshold the spines
+    annotated centres (:class:`~napari_dendrite_panoptic.data.real.PointAnnotatedImage`), keeping for each threshold the spines
     whose ``score`` is at least it. A spine's centroid matches a centre within the item's
     ``match_radius_px`` (Hungarian matching)."""
     pred = np.stack([table["centroid_y_px"], table["centroid_x_px"]], axis=1)
@@ -104,7 +106,7 @@ def evaluate_points(
     config: InferenceConfig | None = None,
     progress: Progress = _noop,
 ) -> dict[str, Any]:
-    """Spine detection on centre-annotated 2D images (``real_data.PointAnnotatedImage``).
+    """Spine detection on centre-annotated 2D images (:class:`~napari_dendrite_panoptic.data.real.PointAnnotatedImage`).
 
     A predicted spine matches an annotated centre when its centroid lies within the item's
     ``match_radius_px`` (Hungarian matching per image); counts are pooled over images.
@@ -126,9 +128,9 @@ def evaluate_points(
         "tp": tp,
         "fp": fp,
         "fn": fn,
-        "precision": tp / max(tp + fp, 1),
-        "recall": tp / max(tp + fn, 1),
-        "f1": 2 * tp / max(2 * tp + fp + fn, 1),
+        "precision": ratio(tp, tp + fp),
+        "recall": ratio(tp, tp + fn),
+        "f1": ratio(2 * tp, 2 * tp + fp + fn),
     }
 
 
@@ -139,7 +141,7 @@ def evaluate_masks(
     progress: Progress = _noop,
 ) -> dict[str, Any]:
     """Spine instances and neuron foreground on mask-annotated images
-    (``real_data.MaskAnnotatedImage``): spine F1 at IoU 0.25 and 0.5, PQ, and the IoU of
+    (:class:`~napari_dendrite_panoptic.data.real.MaskAnnotatedImage`): spine F1 at IoU 0.25 and 0.5, PQ, and the IoU of
     (dendrite ∪ spines) with the annotated foreground."""
     from ..inference import InferenceConfig, predict
 
@@ -165,5 +167,5 @@ def evaluate_masks(
         "spine_recall_iou25": s25.recall,
         "spine_f1_iou50": s50.f1,
         "spine_pq_iou50": s50.pq,
-        "foreground_iou": fg_tp / max(fg_union, 1),
+        "foreground_iou": ratio(fg_tp, fg_union),
     }

@@ -63,13 +63,6 @@ def looks_semantic(data: np.ndarray) -> int:
     return int(n) if n > 1 else 0
 
 
-def split_components(data: np.ndarray) -> np.ndarray:
-    """Instances of a 0/1 mask: its face-connected components numbered 1..n (uint32, same shape;
-    in a stack the components are 3D)."""
-    labels, _ = ndi.label(np.asarray(data) > 0)
-    return labels.astype(np.uint32)
-
-
 def input_warnings(data: np.ndarray | None, name: str, role: str, instances: bool) -> list[str]:
     """User messages about a label image that can be scored but probably not as meant:
     an empty layer, or 0/1 masks where spine instances are expected."""

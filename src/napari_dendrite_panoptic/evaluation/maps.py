@@ -3,7 +3,7 @@ object table painted with its row number, plus the colours of the match statuses
 
 GUI-free (numpy only); the "Metrics" dock shows these maps as napari layers. Arrays are
 (Y, X) or (Z, Y, X) label images on one grid; object tables are those of
-:mod:`comparison` (columns in :mod:`comparison_tables`).
+:mod:`.compare` (columns in :mod:`.tables`).
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from ..core import ratio
 from ..errors import InputError
 
 
@@ -21,10 +22,7 @@ def _check_shapes(a: np.ndarray, b: np.ndarray, what: str) -> None:
 
 def detection_scores(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
     """Precision, recall and F1 from counts (NaN where a ratio has no denominator)."""
-    precision = tp / (tp + fp) if tp + fp else float("nan")
-    recall = tp / (tp + fn) if tp + fn else float("nan")
-    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
-    return precision, recall, f1
+    return ratio(tp, tp + fp), ratio(tp, tp + fn), ratio(2 * tp, 2 * tp + fp + fn)
 
 
 @dataclass(frozen=True)
@@ -50,10 +48,6 @@ def pixel_scores(pred: np.ndarray, truth: np.ndarray) -> PixelScores:
     tp = int(np.count_nonzero(pred & truth))
     fp = int(np.count_nonzero(pred & ~truth))
     fn = int(np.count_nonzero(~pred & truth))
-
-    def ratio(a: int, b: int) -> float:
-        return a / b if b else float("nan")
-
     return PixelScores(ratio(tp, tp + fp + fn), ratio(tp, tp + fp), ratio(tp, tp + fn), tp, fp, fn)
 
 
@@ -134,10 +128,9 @@ def match_instances(
     fps = [int(i) for i in p_ids if int(i) not in matched_p]
     tp, fp, fn = len(pairs), len(fps), len(fns)
     precision, recall, f1 = detection_scores(tp, fp, fn)
-    sq = float(np.mean([p[2] for p in pairs])) if pairs else 0.0
-    rq = f1 if tp + fp + fn else float("nan")
-    pq = sq * rq if tp + fp + fn else float("nan")
-    scores = InstanceScores(threshold, tp, fp, fn, precision, recall, f1, sq, rq, pq)
+    iou_sum = float(sum(p[2] for p in pairs))
+    sq, pq = ratio(iou_sum, tp), ratio(iou_sum, tp + 0.5 * fp + 0.5 * fn)  # PQ = SQ x RQ
+    scores = InstanceScores(threshold, tp, fp, fn, precision, recall, f1, sq, f1, pq)
     return scores, InstanceMatch(pairs, fps, fns)
 
 
@@ -197,8 +190,8 @@ def pool_instance_scores(parts: list[InstanceScores]) -> InstanceScores:
     tp = sum(p.tp for p in parts)
     fp = sum(p.fp for p in parts)
     fn = sum(p.fn for p in parts)
-    sq = sum(p.sq * p.tp for p in parts) / tp if tp else 0.0
+    iou_sum = sum(p.sq * p.tp for p in parts if p.tp)
+    sq, pq = ratio(iou_sum, tp), ratio(iou_sum, tp + 0.5 * fp + 0.5 * fn)  # PQ = SQ x RQ
     precision, recall, f1 = detection_scores(tp, fp, fn)
-    pq = sq * f1 if tp + fp + fn else float("nan")
     threshold = parts[0].threshold if parts else 0.5
     return InstanceScores(threshold, tp, fp, fn, precision, recall, f1, sq, f1, pq)

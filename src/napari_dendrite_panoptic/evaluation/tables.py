@@ -2,7 +2,7 @@
 the one-row figures table, and writing either as CSV.
 
 A table is a dict of column name → 1D numpy array, every column as long as the others; units
-are in the column names (``_px`` pixels, ``_um`` µm). :mod:`comparison` builds its object tables
+are in the column names (``_px`` pixels, ``_um`` µm). :mod:`.compare` builds its object tables
 here; the CLI (``evaluate --csv``) and the "Metrics" dock write them with :func:`write_csv`.
 """
 

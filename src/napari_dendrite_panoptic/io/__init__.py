@@ -3,14 +3,14 @@
 from ._lazy import LazyArray, physical_memory
 from .overlay import overlay_rgb, save_png
 from .tables import write_table_csv
-from .tiff_read import ImageStack, as_zyx, channel_data, read_tiff
+from .tiff_read import ImageStack, channel_data, read_tiff, stack_zyx
 from .tiff_write import PlaneStream, write_labels_tiff, write_tiff_atomic
 
 __all__ = [
     "ImageStack",
     "LazyArray",
     "PlaneStream",
-    "as_zyx",
+    "stack_zyx",
     "channel_data",
     "overlay_rgb",
     "physical_memory",

@@ -7,10 +7,9 @@ when the pixels are stored uncompressed in one block, otherwise as a :class:`Laz
 zarr view of the file, which reads only the planes that are indexed.
 
 Parsing of the stored metadata (voxel size, channel names, record) lives in
-:mod:`._tiff_metadata`, the read-on-demand arrays in :mod:`._lazy`; :class:`LazyArray` is
-re-exported here. Writing (:func:`write_tiff_atomic`, :func:`write_labels_tiff`,
-:class:`PlaneStream`) lives in :mod:`napari_dendrite_panoptic.tiff_writing`; those names are
-re-exported here, so ``from napari_dendrite_panoptic.io import write_tiff_atomic`` keeps working.
+:mod:`._tiff_metadata`, the read-on-demand arrays in :mod:`._lazy`, writing
+(:func:`write_tiff_atomic`, :func:`write_labels_tiff`, :class:`PlaneStream`) in
+:mod:`.tiff_write`; the package :mod:`napari_dendrite_panoptic.io` is their public face.
 """
 
 from __future__ import annotations
@@ -170,8 +169,9 @@ def read_tiff(path: str | os.PathLike[str], lazy: bool | None = None) -> ImageSt
     return stack
 
 
-def as_zyx(stack: ImageStack, channel: int = 0, time: int = 0) -> Any:
-    """Return one channel at one time point as a (Z, Y, X) array.
+def stack_zyx(stack: ImageStack, channel: int = 0, time: int = 0) -> Any:
+    """Return one channel at one time point of a stack as a (Z, Y, X) array (the shape rule
+    of :func:`napari_dendrite_panoptic.core.as_zyx`, keeping lazy stacks lazy).
 
     Parameters
     ----------
