@@ -87,7 +87,7 @@ def test_a_failed_write_leaves_the_old_file(small_plane, tmp_path, monkeypatch):
 
 
 def test_segment_writes_the_analysis_beside_the_labels(tiny_model_dir, tmp_path):
-    from napari_dendrite_panoptic.cli.main import main
+    from napari_dendrite_panoptic.cli import main
 
     plane = tmp_path / "in" / "plane.tif"
     assert main(["sample", str(plane), "--plane"]) == 0

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_dendrite_panoptic.cli.main import main
+from napari_dendrite_panoptic.cli import main
 from napari_dendrite_panoptic.io import read_tiff
 
 

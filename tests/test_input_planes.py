@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_dendrite_panoptic.cli.main import main
+from napari_dendrite_panoptic.cli import main
 from napari_dendrite_panoptic.data import TrainingSample, augment, generator_sample, network_input
 from napari_dendrite_panoptic.errors import InputError, ModelError
 from napari_dendrite_panoptic.inference import InferenceConfig, predict, tile_passes

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import napari_dendrite_panoptic
-from napari_dendrite_panoptic.cli.main import main
+from napari_dendrite_panoptic.cli import main
 from napari_dendrite_panoptic.errors import DendritePanopticError
 from napari_dendrite_panoptic.io import read_tiff, write_tiff_atomic
 from napari_dendrite_panoptic.models import load_models

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from napari_dendrite_panoptic.cli.main import main
+from napari_dendrite_panoptic.cli import main
 from napari_dendrite_panoptic.io import read_tiff
 
 

@@ -1,5 +1,5 @@
 """``dendrite-panoptic evaluate``: score predicted label TIFFs (and a CSV of spine centres)
-against ground truth with :mod:`comparison`, or a model on held-out generator images and the real
+against ground truth with :mod:`napari_dendrite_panoptic.evaluation`, or a model on held-out generator images and the real
 data sets with :mod:`evaluation`; prints the scores and writes the CSV/JSON asked for. Its flags
 are defined in :func:`cli.build_parser`.
 
@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 
 from ..errors import DendritePanopticError, OutputExistsError
+from .options import DENDRITE_THRESHOLD_HELP, FLIPS_HELP
 
 logger = logging.getLogger("napari_dendrite_panoptic")
 
@@ -36,6 +37,7 @@ def _evaluate_files(args: argparse.Namespace) -> list[tuple[str, dict]]:
     import numpy as np
 
     from .. import evaluation as cmp
+    from ..core import mask_to_instances
     from ..io import read_tiff
 
     if args.truth_points and not args.pred_spines:
@@ -71,7 +73,7 @@ def _evaluate_files(args: argparse.Namespace) -> list[tuple[str, dict]]:
         if key.endswith("spines"):
             for message in cmp.input_warnings(data, path, key.replace("_", " "), instances=True):
                 if args.split_components and cmp.looks_semantic(data):
-                    data = cmp.split_components(data)
+                    data = mask_to_instances(data)
                     logger.warning("%s: split into %d connected components", path, data.max())
                 else:
                     logger.warning("%s (--split-components splits it)", message)
@@ -192,3 +194,31 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
         atomic_write_text(args.json, json.dumps(dict(rows), indent=2, default=float))
     return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``evaluate`` command and its options."""
+    ev = sub.add_parser("evaluate", help="score predictions or a model against ground truth")
+    ev.add_argument("--model", default=None, help="model folder (default: bundled)")
+    ev.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ev.add_argument("--generator", type=int, default=0, help="N held-out 2D generator images")
+    ev.add_argument("--generator-3d", type=int, default=0, help="N held-out 3D generator stacks")
+    ev.add_argument("--real", action="store_true", help="held-out parts of ../shared/data")
+    ev.add_argument("--pred-spines", help="predicted spine labels TIFF")
+    ev.add_argument("--truth-spines", help="ground-truth spine labels TIFF")
+    ev.add_argument("--pred-dendrite", help="predicted dendrite mask TIFF")
+    ev.add_argument("--truth-dendrite", help="ground-truth dendrite mask TIFF")
+    ev.add_argument("--score-threshold", type=float, default=None, help="default: the model's")
+    ev.add_argument("--dendrite-threshold", type=float, default=0.5, help=DENDRITE_THRESHOLD_HELP)
+    ev.add_argument("--flips", action="store_true", help=FLIPS_HELP)
+    ev.add_argument("--iou", type=float, default=0.5, help="IoU for a spine match (default 0.5)")
+    ev.add_argument("--json", help="also write the scores as JSON")
+    ev.add_argument("--truth-points", help="CSV of annotated spine centres (µm or px columns)")
+    ev.add_argument(
+        "--distance-um", type=float, default=1.0, help="centre match distance in µm (default 1)"
+    )
+    ev.add_argument("--per-plane", action="store_true", help="score every plane on its own too")
+    ev.add_argument("--csv", help="write <CSV>_figures.csv and <CSV>_objects.csv")
+    ev.add_argument("--split-components", action="store_true", help="0/1 spine masks → instances")
+    ev.add_argument("--overwrite", action="store_true", help="replace existing CSV outputs")
+    ev.set_defaults(func=cmd_evaluate)

@@ -24,3 +24,13 @@ def cmd_sample(args: argparse.Namespace) -> int:
         write_labels_tiff(f"{stem}_gt_spines.tif", sample.spines[squeeze], sample.voxel_size_um)
     print(out)
     return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``sample`` command and its options."""
+    smp = sub.add_parser("sample", help="write the bundled synthetic sample stack as a TIFF")
+    smp.add_argument("path", help="output TIFF path")
+    smp.add_argument("--plane", action="store_true", help="a 2D plane instead of a 3D stack")
+    smp.add_argument("--ground-truth", action="store_true", help="also write the exact labels")
+    smp.add_argument("--overwrite", action="store_true")
+    smp.set_defaults(func=cmd_sample)

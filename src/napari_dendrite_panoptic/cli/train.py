@@ -63,3 +63,75 @@ def cmd_train(args: argparse.Namespace) -> int:
             bar.close()
             print(f"{event.kind} at step {event.step}: model written to {event.model_folder}")
     return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``train`` command and its options."""
+    from ..data import DEFAULT_MIX
+
+    tr = sub.add_parser("train", help="train or fine-tune the spine and dendrite networks")
+    tr.add_argument("--out", required=True, help="new model folder to write")
+    tr.add_argument("--work", required=True, help="folder for the resumable checkpoint")
+    tr.add_argument(
+        "--data", default=DEFAULT_MIX, help=f"sources and weights (default {DEFAULT_MIX})"
+    )
+    tr.add_argument("--steps", type=int, default=2000)
+    tr.add_argument(
+        "--until", type=int, default=None, help="stop at this step (schedule of --steps)"
+    )
+    tr.add_argument("--batch-size", type=int, default=2)
+    tr.add_argument("--crop", type=int, default=256, help="crop size in px")
+    tr.add_argument("--lr", type=float, default=1e-3)
+    tr.add_argument("--warmup", type=int, default=100)
+    tr.add_argument("--which", default="both", choices=["both", "spines", "dendrites"])
+    tr.add_argument("--base-model", default=None, help="model folder to fine-tune")
+    tr.add_argument("--pixel-size", type=float, default=0.08, help="native pixel size in µm")
+    tr.add_argument("--checkpoint-every", type=int, default=25)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument(
+        "--validate", type=int, default=4, help="held-out generator images scored at the end"
+    )
+    tr.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: all cores; with --which dendrites on the CPU, the cores "
+        "the batch worker leaves)",
+    )
+    tr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    tr.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes drawing batches ahead (default: 1 on the CPU, all cores but two on a GPU)",
+    )
+    tr.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="time budget: stop and save when spent (the learning rate decays over it)",
+    )
+    tr.add_argument(
+        "--input-planes",
+        type=int,
+        choices=[1, 3],
+        default=None,
+        help="planes the networks see at once: 1, or 3 (a stack's plane with the planes below "
+        "and above); default: the base model's, else 1. 3 on a 1-plane base model widens it "
+        "without changing its output at the start",
+    )
+    tr.add_argument(
+        "--freeze-norm",
+        action="store_true",
+        help="keep the base model's BatchNorm statistics and normalise with them while "
+        "training (for fine-tuning with small batches; needs --base-model)",
+    )
+    tr.add_argument("--name", default="dendrite-panoptic")
+    tr.add_argument("--model-version", default="0.1")
+    tr.add_argument(
+        "--resume",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="continue from the checkpoint in --work (default yes)",
+    )
+    tr.set_defaults(func=cmd_train)
