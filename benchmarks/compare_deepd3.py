@@ -7,7 +7,7 @@ prints, for each model, the dendrite's footprint (pixels of its maximum projecti
 number of spines, and for the second model the footprint pixels and spines farther than
 ``--distance-px`` from anything the first model found.
 
-    .venv/bin/python scripts/compare_deepd3.py BASE_MODEL NEW_MODEL [--json OUT.json]
+    .venv/bin/python benchmarks/compare_deepd3.py BASE_MODEL NEW_MODEL [--json OUT.json]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 from scipy import ndimage
 
 from napari_dendrite_panoptic.inference import InferenceConfig, predict
-from napari_dendrite_panoptic.io import as_zyx, read_tiff
+from napari_dendrite_panoptic.io import read_tiff, stack_zyx
 
 ROOT = Path(__file__).resolve().parents[1]
 CROP = ROOT.parent / "shared" / "data" / "deepd3-benchmark-crop" / "dendrite.tif"
@@ -40,7 +40,7 @@ def _segment(model: str, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def compare(base: str, new: str, distance_px: float) -> dict[str, float | int]:
     """Segment the crop with both models and count what ``new`` adds far from ``base``."""
-    image = np.asarray(as_zyx(read_tiff(CROP)))
+    image = np.asarray(stack_zyx(read_tiff(CROP)))
     base_fp, base_centres = _segment(base, image)
     new_fp, new_centres = _segment(new, image)
     far_from_base = ndimage.distance_transform_edt(~base_fp) > distance_px

@@ -1,6 +1,6 @@
 """Where spine detection in stacks goes wrong: in the plane (x, y) or in depth (z).
 
-    .venv/bin/python scripts/diagnose_3d.py MODEL_FOLDER [MODEL_FOLDER ...] [--stacks 6]
+    .venv/bin/python benchmarks/diagnose_3d.py MODEL_FOLDER [MODEL_FOLDER ...] [--stacks 6]
         [--focus-fraction 0.9] [--score-threshold T] [--link-iou 0.2] [--json OUT.json]
 
 Segments generated stacks of 8x192x192 voxels drawn with seeds 40000, 40001, ... (tuning seeds:

@@ -9,7 +9,7 @@ model segments the noisy image as `evaluate` does; a spine counts as found when 
 footprint (each spine's union over z), and there at IoU ≥ 0.1 (found, however poorly
 outlined). Prints recall per visibility bin.
 
-    .venv/bin/python scripts/spine_visibility.py MODEL [--stacks 12] [--planes 8] [--json OUT]
+    .venv/bin/python benchmarks/spine_visibility.py MODEL [--stacks 12] [--planes 8] [--json OUT]
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ all: it copies the centres annotated on that nearest training image (same shape 
 matched like the models (Hungarian, the set's radius). A high score there means the split
 measures recall of training fields more than detection.
 
-    PYTHONPATH=src python scripts/split_overlap.py --json docs/results/split_overlap_s9.json
+    PYTHONPATH=src python benchmarks/split_overlap.py --json docs/results/split_overlap.json
 
 Needs ``../shared/data`` (or ``$DENDRITE_PANOPTIC_DATA``); about a minute on a 2-core CPU.
 """

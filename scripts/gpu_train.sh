@@ -1,22 +1,22 @@
 #!/usr/bin/env bash
-# Train the next bundled candidate on a lent GPU machine (the `device` tool), in one call.
+# Train the spine network of the bundled pair further on one CUDA GPU, in one call.
 #
-# Here, once:   mkdir -p .gpu_data && cp -r ../shared/data/{README.md,findspines,smirnov2018,spine-types-yolo11} .gpu_data/
-# There:        SEED=23 bash scripts/lent_gpu_train.sh 7.0      (carry: [".gpu_data"]; 7 minutes of training)
+# The real sets must be in a folder beside the checkout's root, e.g.
+#   mkdir -p .gpu_data && cp -r ../shared/data/{README.md,findspines,smirnov2018,spine-types-yolo11} .gpu_data/
+# then, on the GPU machine, from the checkout's root (7 minutes of training):
+#   SEED=23 VERSION=0.6 bash scripts/gpu_train.sh 7.0
 #
-# It trains the spine network of the bundled pair further (three input planes; a 1-plane base is
-# widened first), so the bundled dendrite network stays (docs/models.md, "Session 10" and "Open").
-# Give each run its own seed so that it draws new crops, and a version for its card:
-#   SEED=23 VERSION=0.5 bash scripts/lent_gpu_train.sh 7.0
-# To go on from an earlier run's model instead, carry its folder too and name it in BASE
-# (session 10's part 2: BASE=runs/lent-gpu-s10/model SEED=22 ... 3.0). The model folder (17 MB)
-# comes back as $OUT/model and the log as $OUT/train.log; score it here with `dendrite-panoptic evaluate`
-# and `scripts/calibrate_threshold.py`. To check it on this CPU:
-#   OUT=/tmp/check SEED=1 DEVICE=cpu WORKERS=0 BATCH=2 PYTHON=.venv/bin/python bash scripts/lent_gpu_train.sh 0.5
+# It trains the spine network further (three input planes; a 1-plane base is widened first), so
+# the bundled dendrite network stays (docs/models.md, "Reproduce"). Give each run its own seed
+# so that it draws new crops, and a version for its card. To go on from an earlier run's model,
+# name its folder in BASE (v0.3's second part: BASE=<first part's model> SEED=22 ... 3.0). The
+# model folder (17 MB) goes to $OUT/model and the log to $OUT/train.log; score it with
+# `dendrite-panoptic evaluate` and `scripts/calibrate_threshold.py`. To check it on a CPU:
+#   OUT=/tmp/check SEED=1 DEVICE=cpu WORKERS=0 BATCH=2 PYTHON=.venv/bin/python bash scripts/gpu_train.sh 0.5
 set -euo pipefail
-minutes=${1:?usage: lent_gpu_train.sh MINUTES}
+minutes=${1:?usage: gpu_train.sh MINUTES}
 seed=${SEED:?set SEED to a seed no earlier run used (21 and 22 were)}
-out=${OUT:-runs/lent-gpu}
+out=${OUT:-runs/gpu}
 mkdir -p "$out"
 export PYTHONPATH=src OMP_NUM_THREADS=1 DENDRITE_PANOPTIC_DATA="$PWD/.gpu_data"
 "${PYTHON:-python3}" -m napari_dendrite_panoptic.cli train --work "$(mktemp -d)" --out "$out/model" \

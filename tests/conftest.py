@@ -8,16 +8,20 @@ import numpy as np
 import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
 def load_script():
-    """Import one of ``scripts/*.py`` by name (they are not a package) and return the module."""
+    """Import one of ``scripts/*.py`` or ``benchmarks/*.py`` by name (they are not packages)
+    and return the module."""
     import importlib.util
 
     def load(name: str):
-        spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+        path = next(
+            p for d in ("scripts", "benchmarks") if (p := ROOT / d / f"{name}.py").is_file()
+        )
+        spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         return module

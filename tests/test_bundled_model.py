@@ -31,7 +31,7 @@ def test_bundled_card_describes_a_trained_model(bundled):
 
 @pytest.mark.parametrize(
     # measured with v0.1: stack 0.59 / 18 of 28 / 0.75; plane 0.94 / 61 of 78 / 0.98; the stack's
-    # dendrite with v0.2 and the depth trim (session 4): 0.85 (0.59 without the trim)
+    # dendrite with v0.2 and the dendrite depth trim: 0.85 (0.59 without the trim)
     ("which", "min_dendrite_iou", "min_found", "min_precision"),
     [("sample_stack", 0.75, 0.45, 0.6), ("sample_plane", 0.85, 0.65, 0.85)],
 )

@@ -1,4 +1,4 @@
-"""The depth bounds of scripts/diagnose_3d.py: a prediction moved onto its true spine's planes."""
+"""The depth bounds of benchmarks/diagnose_3d.py: a prediction moved onto its true spine's planes."""
 
 from __future__ import annotations
 

@@ -13,24 +13,25 @@ import napari_dendrite_panoptic as pkg
 P = pkg.__name__
 ROOT = Path(pkg.__file__).parent
 
-# unit (a subpackage, or a top-level module) -> layer; one unit may import a lower layer only
+# unit (a subpackage, or a top-level module) -> layer; a unit imports lower layers only. The
+# package's own __init__, errors and the triton guard are below every layer.
 LAYERS = {
-    "": 0,
-    "errors": 0,
-    "_triton_guard": 0,
-    "core": 1,
-    "io": 2,
-    "models": 2,
-    "data": 3,
-    "inference": 3,
-    "evaluation": 4,
-    "analysis": 4,
-    "training": 5,
-    "cli": 6,
-    "_widgets": 6,
-    "_reader": 6,
-    "_writer": 6,
-    "_sample_data": 6,
+    "": -1,
+    "errors": -1,
+    "_triton_guard": -1,
+    "core": 0,
+    "io": 1,
+    "models": 1,
+    "data": 2,
+    "inference": 2,
+    "evaluation": 3,
+    "analysis": 3,
+    "training": 4,
+    "cli": 5,
+    "_widgets": 5,
+    "_reader": 5,
+    "_writer": 5,
+    "_sample_data": 5,
 }
 # napari's entry points (npe2 paths) and the docks are one unit: the GUI
 GUI = {"_widgets", "_reader", "_writer", "_sample_data"}

@@ -1,4 +1,4 @@
-"""scripts/spine_visibility.py: how a poorly outlined spine's prediction is classified."""
+"""benchmarks/spine_visibility.py: how a poorly outlined spine's prediction is classified."""
 
 from __future__ import annotations
 

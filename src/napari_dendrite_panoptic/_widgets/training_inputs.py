@@ -1,6 +1,6 @@
 """Training data from the layers of the "Train on corrections" dock: each chosen (image, dendrite
 labels, spine labels, held out) row of layer names becomes a checked
-:class:`~napari_dendrite_panoptic.corrections.CorrectedVolume`, plus the raw arrays that are saved
+:class:`~napari_dendrite_panoptic.data.CorrectedVolume`, plus the raw arrays that are saved
 with the new model."""
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def collect_training_data(
         always use every plane).
     on_semantic : callable
         Called with the row index when its spine layer is a semantic mask, before the
-        :class:`~napari_dendrite_panoptic.corrections.SemanticSpinesError` is raised.
+        :class:`~napari_dendrite_panoptic.data.SemanticSpinesError` is raised.
 
     Returns
     -------

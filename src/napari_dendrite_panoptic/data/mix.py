@@ -68,7 +68,7 @@ def training_source(
 
     ``crop``: crop side in px at ``native_px_um`` (µm per px). Generated stacks carry their
     neighbouring planes when ``planes`` > 1 (the real sets are 2D). The source is called as
-    ``source(rng)`` and returns a :class:`datasets.TrainingSample`.
+    ``source(rng)`` and returns a :class:`.samples.TrainingSample`.
     """
     from .samples import generator_sample
 

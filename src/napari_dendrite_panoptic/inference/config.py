@@ -25,7 +25,7 @@ class InferenceConfig:
     (None keeps all; see :func:`dendrite_depth.trim_dendrite_depth`). With a ``plane_sink`` both
     trims need the sink's ``written(which)`` (as :class:`streaming.DiskPlaneSink` has).
     ``test_time_flips``: segment each plane in its four mirror views and let them vote
-    (:mod:`flip_averaging`; four times the network time for a small gain, docs/models.md).
+    (:mod:`.flips`; four times the network time for a small gain, docs/models.md).
     """
 
     model: str | None = None

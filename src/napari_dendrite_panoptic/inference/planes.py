@@ -1,6 +1,6 @@
 """Reading an image plane by plane for inference, and resampling planes to and from the model.
 
-:func:`as_zyx` gives a 2D or 3D image its (Z, Y, X) form; :func:`stack_percentiles` finds the
+:func:`stack_percentiles` finds the
 normalisation bounds of a stack from a few of its planes; :class:`PlaneReader` reads, normalises
 and resamples each plane once, with the neighbours a multi-plane model sees; :func:`resize`
 resamples (B, C, H, W) tensors (to the model's pixel size and back). Used by

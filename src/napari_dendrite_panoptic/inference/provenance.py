@@ -27,9 +27,10 @@ LATER_STEPS_OFF = {
     "dendrite_depth_tolerance": None,
     "test_time_flips": False,
 }
-"""Settings of steps added after the first records (session 3: spine focus trim; session 4:
-dendrite depth trim; session 5: mirror views) and the value that switches each off: a record
-without one was made without that step, so its re-run leaves it out too."""
+"""Settings of steps added after the first run records (all in v0.1 of the plugin, November
+2026: the spine focus trim, then the dendrite depth trim, then the mirror views) and the value
+that switches each off: a record without one was made without that step, so its re-run leaves
+it out too."""
 
 
 def software_versions() -> dict[str, str]:

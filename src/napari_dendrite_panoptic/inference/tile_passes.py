@@ -4,7 +4,7 @@
 probability, blended across tiles) and Mask R-CNN (spine instances, kept by the tile whose core
 holds their centre) on them with :func:`run_networks`, and pastes the spines into a label plane;
 with test-time flips it does so in each mirror view and lets the views vote
-(:mod:`flip_averaging`). :func:`configure_detector` scales the detector's limits with the tile
+(:mod:`.flips`). :func:`configure_detector` scales the detector's limits with the tile
 area. Driven by :func:`napari_dendrite_panoptic.inference.iter_predict`, which reads and
 resamples the planes and recovers from out-of-memory errors.
 
@@ -152,7 +152,7 @@ def plane_pass(
 ) -> Iterator[int]:
     """Both networks over one native-resolution plane (P, H, W) float32 on the models' device
     (the plane with its neighbours in z when the networks take P > 1 planes), in each of its
-    mirror views when ``cfg.test_time_flips`` (see :mod:`flip_averaging`).
+    mirror views when ``cfg.test_time_flips`` (see :mod:`.flips`).
 
     Yields the number of tiles done after each tile batch (the caller reports progress and may
     stop; raises :class:`Cancelled` when ``should_stop()``); returns dendrite probability

@@ -34,14 +34,14 @@ def iter_fine_tune(
     Parameters
     ----------
     config : TrainConfig
-        The run (:func:`~napari_dendrite_panoptic.corrections.fine_tune_config`); the corrections
+        The run (:func:`~napari_dendrite_panoptic.training.fine_tune_config`); the corrections
         go to ``<config.output_model>/corrections``.
     volumes, held_out : sequence of CorrectedVolume
         Volumes to train on; volumes whose mean held-out scores are reported as validation
         events (every fifth of the steps, at least every 10; every 25 steps for a time budget).
     raw : sequence of dict
         The arrays saved with the model, as for
-        :func:`~napari_dendrite_panoptic.corrections.save_corrections`.
+        :func:`~napari_dendrite_panoptic.data.save_corrections`.
     should_stop : callable
         Polled between batches; True ends the run after the current one (the model reached so
         far is saved).

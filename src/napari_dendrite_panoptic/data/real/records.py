@@ -85,7 +85,7 @@ class MaskAnnotatedImage:
     dendrite
         (H, W) uint8 0/1: ``foreground`` minus ``spines``.
     spine_types
-        Spine id → type name (one of :data:`~napari_dendrite_panoptic.synthetic.SPINE_TYPES`).
+        Spine id → type name (one of :data:`~napari_dendrite_panoptic.core.SPINE_TYPES`).
     pixel_size_um
         Pixel size in µm (about 0.14 for 512-px images, 0.08 for 1024-px images).
     foreground

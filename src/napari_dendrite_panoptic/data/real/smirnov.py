@@ -10,12 +10,6 @@ import numpy as np
 
 from .records import PointAnnotatedImage, _folder, _grey
 
-# FindSpines grouping and split are re-exported; findspines_split imports the records defined
-# here only for type hints, so this makes no import cycle.
-
-# The sample sources are re-exported (``real_data.point_source`` and the like); real_sources
-# imports the records defined here only for type hints, so this makes no import cycle.
-
 SMIRNOV_PX_UM = 1.0 / 15.36
 
 SMIRNOV_MATCH_PX = 7.5

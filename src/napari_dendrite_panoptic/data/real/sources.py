@@ -1,15 +1,13 @@
-"""Training samples from the real annotated sets: records of :mod:`.real_data` to crops.
+"""Training samples from the real annotated sets: records of :mod:`.records` to crops.
 
 :func:`point_source` and :func:`mask_source` turn
-:class:`~napari_dendrite_panoptic.real_data.PointAnnotatedImage` and
-:class:`~napari_dendrite_panoptic.real_data.MaskAnnotatedImage` records into
-:data:`~napari_dendrite_panoptic.datasets.SampleSource` callables that yield
-:class:`~napari_dendrite_panoptic.datasets.TrainingSample` crops at the model's pixel size:
+:class:`~.records.PointAnnotatedImage` and
+:class:`~.records.MaskAnnotatedImage` records into
+:data:`~napari_dendrite_panoptic.data.SampleSource` callables that yield
+:class:`~napari_dendrite_panoptic.data.TrainingSample` crops at the model's pixel size:
 centre-only sets get pseudo spine masks grown from the centres (:func:`pseudo_spine_masks`),
 the blacked-out YOLO11 images get a realistic synthetic background put back behind the
 dendrite. :func:`mixed_source` draws from several sources by weight.
-
-Every public name here is also importable from :mod:`napari_dendrite_panoptic.real_data`.
 """
 
 from __future__ import annotations
@@ -26,7 +24,7 @@ from ...core import percentile_normalise
 from .. import synthetic
 from ..samples import SampleSource, TrainingSample
 
-if TYPE_CHECKING:  # real_data imports this module at run time (to re-export it)
+if TYPE_CHECKING:
     from .records import MaskAnnotatedImage, PointAnnotatedImage
 
 PSEUDO_RADIUS_UM = 0.9

@@ -9,10 +9,6 @@ from pathlib import Path
 import numpy as np
 from skimage.draw import ellipse, polygon
 
-# FindSpines grouping and split are re-exported; findspines_split imports the records defined
-# here only for type hints, so this makes no import cycle.
-# The sample sources are re-exported (``real_data.point_source`` and the like); real_sources
-# imports the records defined here only for type hints, so this makes no import cycle.
 from ...core import SPINE_TYPES
 from .records import MaskAnnotatedImage, _folder, _grey, _read_rows
 

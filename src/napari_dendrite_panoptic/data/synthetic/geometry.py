@@ -1,6 +1,6 @@
 """Geometry of the synthetic images: paths, capsules and spine shapes, in µm.
 
-Used by :func:`napari_dendrite_panoptic.synthetic.generate`: :func:`random_path` draws dendrite
+Used by :func:`napari_dendrite_panoptic.data.synthetic.generate`: :func:`random_path` draws dendrite
 and axon centre lines, :func:`smooth_noise` their wander and radius, :func:`spine_primitives` the
 capsules of one spine, :func:`draw_capsules` rasterises capsules into a voxel grid,
 :func:`spine_geometry` records a drawn spine's ground truth (:class:`SpineGeometry`) and
