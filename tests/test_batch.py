@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from napari_dendrite_panoptic.analysis import dendrite_length_um
-from napari_dendrite_panoptic.cli import batch
-from napari_dendrite_panoptic.cli import build_parser, main
+from napari_dendrite_panoptic.cli import batch, build_parser, main
 from napari_dendrite_panoptic.cli.segment import segment_config, segment_file
 from napari_dendrite_panoptic.io import read_tiff, write_tiff_atomic
 
