@@ -72,6 +72,16 @@ def _job(image: Any, voxel: Any, config: Any, should_stop: Callable[[], bool]) -
     return None
 
 
+STACK_MODE_CHOICES = (
+    ("planes", "every plane, linked"),
+    ("slabs", "slab projections"),
+    ("projection", "one projection"),
+    ("auto", "auto (from depth)"),
+)
+"""The dock's stack modes (``InferenceConfig.stack_mode``) and their words; the first is the
+default."""
+
+
 class PanopticInferenceWidget(QWidget):
     """Segment dendrites and spines of an Image layer with a model folder.
 
@@ -106,6 +116,15 @@ class PanopticInferenceWidget(QWidget):
             "Segment each plane as seen in four mirror views and keep the spines most views "
             "find: slightly fewer false spines, four times the time."
         )
+        self.stack_mode = QComboBox()
+        for mode, text in STACK_MODE_CHOICES:
+            self.stack_mode.addItem(text, mode)
+        self.stack_mode.setToolTip(
+            "How a z-stack is segmented. Slabs: projections of overlapping 3 µm slabs, each "
+            "spine lifted to the planes where it is (one object per spine). Projection: the "
+            "whole stack at once. Planes: every plane on its own, linked across planes. Auto: "
+            "a projection for a stack no deeper than one slab, else slabs."
+        )
         self.run_button = QPushButton("Run")
         self.run_button.clicked.connect(self.run)
         self.cancel_button = QPushButton("Cancel")
@@ -125,6 +144,7 @@ class PanopticInferenceWidget(QWidget):
                     ("Spine score ≥", self.score_threshold),
                     ("Dendrite prob. ≥", self.dendrite_threshold),
                     ("Pixel size", self.pixel_size),
+                    ("Stacks", self.stack_mode),
                     ("Quality", self.flips),
                 ]
             )
@@ -226,6 +246,7 @@ class PanopticInferenceWidget(QWidget):
             dendrite_threshold=self.dendrite_threshold.value(),
             pixel_size_um=override if override > 0 else None,
             test_time_flips=self.flips.isChecked(),
+            stack_mode=self.stack_mode.currentData(),
         )
         return {
             "config": config,
@@ -362,7 +383,11 @@ class PanopticInferenceWidget(QWidget):
             name = f"{job['image_name']} {role}"
             meta = {**info, "role": role}
             add_or_update_labels(self.viewer, name, data, metadata=meta, **place, **extra)
+        stack = ""
+        if job["ndim"] == 3 and dendrite.shape[0] > 1:  # which stack path ran, and why
+            params = result.parameters
+            stack = f" Stack mode {params['stack_mode_used']}: {params['stack_mode_reason']}."
         self.status_label.setText(
             f"Done: {len(features)} spine(s), model '{result.model_name}', "
-            f"pixel size {result.voxel_size_um[-1]:g} µm ({result.pixel_size_source})."
+            f"pixel size {result.voxel_size_um[-1]:g} µm ({result.pixel_size_source}).{stack}"
         )

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..core import STACK_MODES
 from ..errors import OutputExistsError
 from .options import DENDRITE_THRESHOLD_HELP, FLIPS_HELP, planes_or_off
 
@@ -59,6 +60,8 @@ def segment_config(args: argparse.Namespace) -> tuple[InferenceConfig, dict[str,
         dendrite_depth_tolerance=args.dendrite_depth_tolerance,
         spine_focus_fraction=args.spine_focus_fraction,
         test_time_flips=args.flips,
+        stack_mode=args.stack_mode,
+        slab_um=args.slab_um,
     )
     return config, None
 
@@ -164,6 +167,9 @@ def _run_engine(
     if bar is not None:
         bar.close()
     assert result is not None
+    if volume.shape[0] > 1:  # which stack path ran, and why
+        mode, why = result.parameters["stack_mode_used"], result.parameters["stack_mode_reason"]
+        print(f"dendrite-panoptic: {path.name}: stack mode {mode}: {why}", file=sys.stderr)
     return result
 
 
@@ -293,6 +299,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     seg.add_argument(
         "--tile-size", type=int, default=1024, help="largest tile in px (multiple of 32)"
+    )
+    seg.add_argument(
+        "--stack-mode",
+        default="planes",
+        choices=list(STACK_MODES),
+        help="how a z-stack is segmented: 'slabs' (projections of overlapping slabs "
+        "--slab-um thick, each spine lifted to its planes), 'projection' (the whole stack at "
+        "once), 'planes' (every plane, linked across planes), 'auto' (a projection for a stack "
+        "no deeper than one slab, else slabs) (default: planes)",
+    )
+    seg.add_argument(
+        "--slab-um",
+        type=float,
+        default=3.0,
+        help="slab thickness in µm for --stack-mode slabs/auto (default 3)",
     )
     seg.add_argument("--flips", action="store_true", help=FLIPS_HELP)
     seg.add_argument("--overlay", action="store_true", help="also write <stem>_overlay.png")

@@ -4,11 +4,12 @@ from .arrays import as_zyx, mask_to_instances
 from .atomic import atomic_path, atomic_write_text
 from .normalise import finite_percentiles, percentile_normalise
 from .scores import ratio
-from .vocabulary import IGNORE, SPINE_TYPES
+from .vocabulary import IGNORE, SPINE_TYPES, STACK_MODES
 
 __all__ = [
     "IGNORE",
     "SPINE_TYPES",
+    "STACK_MODES",
     "as_zyx",
     "mask_to_instances",
     "ratio",

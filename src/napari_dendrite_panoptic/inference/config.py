@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core import STACK_MODES
 from ..errors import InputError
 
 
@@ -26,6 +27,10 @@ class InferenceConfig:
     trims need the sink's ``written(which)`` (as :class:`streaming.DiskPlaneSink` has).
     ``test_time_flips``: segment each plane in its four mirror views and let them vote
     (:mod:`.flips`; four times the network time for a small gain, docs/models.md).
+    ``stack_mode``: how a stack is segmented (:mod:`.slabs`): ``auto``, ``slabs`` (projections
+    of overlapping slabs ``slab_um`` thick), ``projection`` (the whole stack at once) or
+    ``planes`` (every plane, linked across planes); ``lift_fraction``: a projected spine keeps
+    the planes where its light is at least this fraction of its peak.
     """
 
     model: str | None = None
@@ -42,8 +47,17 @@ class InferenceConfig:
     spine_focus_fraction: float = 0.9
     dendrite_depth_tolerance: float | None = 0.5
     test_time_flips: bool = False
+    stack_mode: str = "planes"
+    slab_um: float = 3.0
+    lift_fraction: float = 0.7
 
     def __post_init__(self) -> None:
+        if self.stack_mode not in STACK_MODES:
+            raise InputError(
+                f"stack mode must be one of {', '.join(STACK_MODES)}, got {self.stack_mode!r}"
+            )
+        if not self.slab_um > 0:
+            raise InputError(f"slab thickness must be > 0 µm, got {self.slab_um}")
         if self.tile_size < 64 or self.tile_size % 32:
             raise InputError(f"tile_size must be a multiple of 32 and >= 64, got {self.tile_size}")
         if not 0 <= self.tile_overlap <= self.tile_size // 2:
@@ -53,6 +67,7 @@ class InferenceConfig:
             "spine_mask_threshold",
             "dendrite_threshold",
             "spine_focus_fraction",
+            "lift_fraction",
         ):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value <= 1.0:

@@ -26,9 +26,11 @@ LATER_STEPS_OFF = {
     "spine_focus_fraction": 0.0,
     "dendrite_depth_tolerance": None,
     "test_time_flips": False,
+    "stack_mode": "planes",
 }
 """Settings of steps added after the first run records (all in v0.1 of the plugin, November
-2026: the spine focus trim, then the dendrite depth trim, then the mirror views) and the value
+2026: the spine focus trim, then the dendrite depth trim, then the mirror views; then the stack
+modes) and the value
 that switches each off: a record without one was made without that step, so its re-run leaves
 it out too."""
 

@@ -1,0 +1,290 @@
+"""Stacks segmented through projections: each spine found once, in the planes where it is.
+
+A two-photon or confocal stack blurs every structure over several planes (the axial PSF is 3-10
+times the lateral one), so a network that sees one plane at a time finds the same spine again
+in the neighbouring planes and calls the shaft's out-of-focus blobs spines. Here the networks
+see maximum-intensity projections instead, as a user looks at a stack:
+
+1. **Plan** (:func:`plan_stack`): the whole stack as one projection when it is thin (at most
+   ``slab_um`` deep), else overlapping slabs ``slab_um`` thick, half a slab apart; one plane
+   goes the 2D way; an unknown z-step gets slabs of :data:`UNKNOWN_Z_SLAB_PLANES` planes.
+2. **Detect** on each slab's projection with both networks (:func:`.steps.segment_plane`).
+3. **Lift** each 2D spine to 3D (:func:`lift_spines`): its light profile along z inside its
+   footprint (minus each plane's background) peaks in one plane in or near its slab; the spine
+   keeps the contiguous planes around the peak where the profile stays at or above
+   ``lift_fraction`` of the peak.
+4. **Merge** the spines that overlapping slabs found twice (:func:`merge_spines`): same
+   footprint (IoU ≥ :data:`MERGE_IOU`) and peaks at most half a slab apart; the best score
+   stays. Spines of two dendrites crossing at different depths peak in different planes and
+   stay apart.
+5. **Assemble**: one id per spine through its planes; the dendrite of each plane is the union
+   of the dendrite of the slabs that hold it, trimmed to a tube-shaped shaft
+   (:func:`.dendrite_depth.trim_dendrite_depth`); spines win over dendrite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from ..core import STACK_MODES
+from ..models import LoadedModels
+from .config import InferenceConfig, PanopticResult, ProgressEvent
+from .planes import PlaneReader
+from .steps import (
+    PlaneAssembler,
+    Run,
+    back_to_input_grid,
+    intensity_range,
+    run_parameters,
+    segment_plane,
+    trim_in_depth,
+)
+
+UNKNOWN_Z_SLAB_PLANES = 4
+"""Slab thickness in planes when the stack does not store its z-step."""
+
+MERGE_IOU = 0.3
+"""Footprint IoU above which two detections of overlapping slabs are one spine."""
+
+
+@dataclass(frozen=True)
+class StackPlan:
+    """How a stack is segmented: ``mode`` ("planes", "slabs" or "projection"), the slabs as
+    [first, last) plane ranges, and the reason, in words, for the run record and the user."""
+
+    mode: str
+    slabs: tuple[tuple[int, int], ...]
+    reason: str
+    warning: str = ""
+
+
+def plan_stack(mode: str, nz: int, z_step_um: float | None, slab_um: float) -> StackPlan:
+    """The plan for a stack of ``nz`` planes ``z_step_um`` apart (None: unknown).
+
+    ``auto`` takes one projection when the stack is at most ``slab_um`` deep, else slabs of
+    ``slab_um``; a single plane always goes the 2D (``planes``) way.
+    """
+    if mode not in STACK_MODES:
+        raise ValueError(f"stack mode must be one of {', '.join(STACK_MODES)}, got {mode!r}")
+    if nz <= 1:
+        return StackPlan("planes", ((0, 1),), "a single plane")
+    if mode == "planes":
+        return StackPlan("planes", tuple((z, z + 1) for z in range(nz)), "every plane on its own")
+    if z_step_um is None:
+        planes = min(UNKNOWN_Z_SLAB_PLANES, nz)
+        if mode == "projection":
+            return StackPlan("projection", ((0, nz),), "one projection of the whole stack")
+        return StackPlan(
+            "slabs",
+            _slabs(nz, planes),
+            f"z-step unknown: projections of {planes}-plane slabs",
+            f"The stack stores no z-step: it is segmented in slabs of {planes} planes. Give "
+            "the voxel size (the layer's scale, or calibrate the file) to fit the slabs to it.",
+        )
+    depth = nz * z_step_um
+    if mode == "projection" or (mode == "auto" and depth <= slab_um):
+        why = f"{depth:.3g} µm deep" + (
+            f", within one {slab_um:g} µm slab" if mode == "auto" else ""
+        )
+        return StackPlan("projection", ((0, nz),), f"one projection of the whole stack ({why})")
+    planes = max(2, min(nz, round(slab_um / z_step_um)))
+    return StackPlan(
+        "slabs",
+        _slabs(nz, planes),
+        f"{depth:.3g} µm deep at {z_step_um:.3g} µm steps: projections of {planes}-plane slabs "
+        f"({planes * z_step_um:.3g} µm), half a slab apart",
+    )
+
+
+def _slabs(nz: int, planes: int) -> tuple[tuple[int, int], ...]:
+    """Overlapping [first, last) ranges of ``planes`` planes, half a slab apart, covering nz."""
+    stride = max(1, planes // 2)
+    starts = list(range(0, max(nz - planes, 0) + 1, stride))
+    if starts[-1] + planes < nz:
+        starts.append(nz - planes)
+    return tuple((s, min(s + planes, nz)) for s in starts)
+
+
+@dataclass
+class LiftedSpine:
+    """One spine in 3D: its (Y, X) footprint inside ``box`` (y0, y1, x0, x1), its planes
+    [z0, z1), the plane where its light peaks, its score."""
+
+    box: tuple[int, int, int, int]
+    footprint: np.ndarray
+    z0: int
+    z1: int
+    peak: int
+    score: float
+
+
+def iter_predict_slabs(
+    volume: Any,
+    voxel: tuple[float, float, float],
+    source: str,
+    native_shape: tuple[int, int],
+    plan: StackPlan,
+    cfg: InferenceConfig,
+    models: LoadedModels,
+    score: float,
+    should_stop: Callable[[], bool],
+    plane_sink: Callable[[int, np.ndarray, np.ndarray], None] | None,
+) -> Iterator[ProgressEvent | PanopticResult]:
+    """Segment a (Z, Y, X) stack through the projections of ``plan`` (see the module's steps);
+    yields progress events, then the :class:`PanopticResult`. Arguments as prepared by
+    :func:`.pipeline.iter_predict`."""
+    nz, ny, nx = (int(s) for s in volume.shape)
+    projections, plane_background = _project(volume, plan.slabs)
+    lo, span = intensity_range(projections, models.card.normalisation)
+    label = "slab" if plan.mode == "slabs" else "projection"
+    run = Run(cfg, native_shape, len(plan.slabs), cfg.tile_size, label=label)
+    yield run.event(f"{nz} planes, {ny}x{nx} px: {plan.reason}")
+    if plan.warning:
+        run.notices.append(plan.warning)
+        yield run.event("", warning=plan.warning)
+    dendrites, found = [], []
+    for k, (z0, z1) in enumerate(plan.slabs):
+        reach = models.card.input_planes // 2  # a projection is a 2D image: it repeats itself
+        reader = PlaneReader(projections[k : k + 1], lo, span, native_shape, reach)
+        prob, labels, scores, models = yield from segment_plane(
+            reader.native(0), models, score, should_stop, run, k, (ny, nx)
+        )
+        dendrite_plane, local = back_to_input_grid(prob, labels, (ny, nx), cfg)
+        dendrites.append(dendrite_plane)
+        found += lift_spines(volume, plane_background, local, scores, (z0, z1), cfg.lift_fraction)
+    spines = merge_spines(found, max(1, (plan.slabs[0][1] - plan.slabs[0][0]) // 2))
+    out = PlaneAssembler((nz, ny, nx), plane_sink)
+    for z in range(nz):
+        ids = _paint_plane(spines, z, (ny, nx))
+        out.finish(z, _plane_dendrite(dendrites, plan.slabs, z), ids)
+    out.scores.update({i + 1: s.score for i, s in enumerate(spines)})
+    lifted = replace(cfg, spine_focus_fraction=0.0)  # each spine has its planes already
+    table = trim_in_depth(out, volume, float(np.min(plane_background)), voxel, lifted, run.notices)
+    params = run_parameters(cfg, models, run, score)
+    params.update(stack_mode_used=plan.mode, stack_mode_reason=plan.reason)
+    params["slabs"] = [list(s) for s in plan.slabs]
+    yield PanopticResult(
+        dendrite=out.dendrite,
+        spines=out.spines,
+        table=table,
+        voxel_size_um=voxel,
+        model_name=models.card.name,
+        pixel_size_source=source,
+        parameters=params,
+    )
+
+
+def _project(volume: Any, slabs: tuple[tuple[int, int], ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(n_slabs, Y, X) float32 maximum-intensity projections, and each plane's background (its
+    20th percentile over a subsample), reading every plane once."""
+    nz, ny, nx = (int(s) for s in volume.shape)
+    projections = np.full((len(slabs), ny, nx), -np.inf, np.float32)
+    background = np.zeros(nz, np.float32)
+    step = max(1, (ny * nx) // 250_000)
+    for z in range(nz):
+        plane = np.asarray(volume[z], dtype=np.float32)
+        finite = np.isfinite(plane)
+        plane = np.where(finite, plane, 0.0) if not finite.all() else plane
+        background[z] = np.percentile(plane.ravel()[::step], 20)
+        for k, (z0, z1) in enumerate(slabs):
+            if z0 <= z < z1:
+                np.maximum(projections[k], plane, out=projections[k])
+    return projections, background
+
+
+def lift_spines(
+    volume: Any,
+    plane_background: np.ndarray,
+    labels: np.ndarray,
+    scores: list[float],
+    slab: tuple[int, int],
+    fraction: float,
+) -> list[LiftedSpine]:
+    """Each spine of a slab's (Y, X) labels (ids 1..n, ``scores[i - 1]`` id i's score) lifted to
+    3D: the light profile along z inside its footprint, minus each plane's background
+    (``plane_background``, (Z,) in image units), peaks in a plane of ``slab`` [first, last)
+    widened by half its thickness on each side (the projection holds its neighbours' blur);
+    the spine keeps the contiguous planes around the peak at or above ``fraction`` of it."""
+    boxes = ndi.find_objects(labels)
+    spines = [(i + 1, box) for i, box in enumerate(boxes) if box is not None]
+    if not spines:
+        return []
+    nz = int(volume.shape[0])
+    profiles = np.zeros((len(spines), nz), np.float64)
+    masks = [labels[box] == sid for sid, box in spines]
+    for z in range(nz):
+        plane = np.asarray(volume[z], dtype=np.float32)
+        for j, ((_, box), mask) in enumerate(zip(spines, masks, strict=True)):
+            profiles[j, z] = float(plane[box][mask].mean()) - plane_background[z]
+    lifted = []
+    reach = (slab[1] - slab[0]) // 2  # a slab's projection holds the blur of its neighbours
+    z0, z1 = max(0, slab[0] - reach), min(nz, slab[1] + reach)
+    for (sid, box), mask, profile in zip(spines, masks, profiles, strict=True):
+        peak = z0 + int(np.argmax(profile[z0:z1]))
+        top = profile[peak]
+        low = high = peak
+        if top > 0:
+            while low > 0 and profile[low - 1] >= fraction * top:
+                low -= 1
+            while high < nz - 1 and profile[high + 1] >= fraction * top:
+                high += 1
+        score = scores[sid - 1] if sid - 1 < len(scores) else 1.0
+        ys, xs = box
+        lifted.append(
+            LiftedSpine((ys.start, ys.stop, xs.start, xs.stop), mask, low, high + 1, peak, score)
+        )
+    return lifted
+
+
+def merge_spines(spines: list[LiftedSpine], max_peak_distance: int) -> list[LiftedSpine]:
+    """The spines left when each one found twice (footprint IoU ≥ :data:`MERGE_IOU`, peaks at
+    most ``max_peak_distance`` planes apart) keeps only its best-scored detection; ordered by
+    peak plane, then y, then x (their ids 1..n follow this order)."""
+    kept: list[LiftedSpine] = []
+    for s in sorted(spines, key=lambda s: -s.score):
+        if not any(
+            abs(s.peak - k.peak) <= max_peak_distance and _footprint_iou(s, k) >= MERGE_IOU
+            for k in kept
+        ):
+            kept.append(s)
+    return sorted(kept, key=lambda s: (s.peak, s.box[0], s.box[2]))
+
+
+def _footprint_iou(a: LiftedSpine, b: LiftedSpine) -> float:
+    y0, y1 = max(a.box[0], b.box[0]), min(a.box[1], b.box[1])
+    x0, x1 = max(a.box[2], b.box[2]), min(a.box[3], b.box[3])
+    if y0 >= y1 or x0 >= x1:
+        return 0.0
+    ia = a.footprint[y0 - a.box[0] : y1 - a.box[0], x0 - a.box[2] : x1 - a.box[2]]
+    ib = b.footprint[y0 - b.box[0] : y1 - b.box[0], x0 - b.box[2] : x1 - b.box[2]]
+    inter = int(np.count_nonzero(ia & ib))
+    return inter / (int(a.footprint.sum()) + int(b.footprint.sum()) - inter)
+
+
+def _paint_plane(spines: list[LiftedSpine], z: int, shape: tuple[int, int]) -> np.ndarray:
+    """Plane ``z``'s (Y, X) uint32 spine ids; where two spines meet, the better score wins."""
+    ids = np.zeros(shape, np.uint32)
+    best = np.zeros(shape, np.float32)
+    for i, s in enumerate(spines, start=1):
+        if s.z0 <= z < s.z1:
+            y0, y1, x0, x1 = s.box
+            win = s.footprint & (s.score > best[y0:y1, x0:x1])
+            ids[y0:y1, x0:x1][win] = i
+            best[y0:y1, x0:x1][win] = s.score
+    return ids
+
+
+def _plane_dendrite(
+    dendrites: list[np.ndarray], slabs: tuple[tuple[int, int], ...], z: int
+) -> np.ndarray:
+    """Plane ``z``'s (Y, X) uint8 dendrite: the union of the slabs' dendrite that hold it."""
+    out = np.zeros_like(dendrites[0])
+    for mask, (z0, z1) in zip(dendrites, slabs, strict=True):
+        if z0 <= z < z1:
+            out |= mask
+    return out
