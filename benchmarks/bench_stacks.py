@@ -27,8 +27,8 @@ maximum projection.
 
 Baseline, the plane-by-plane path of v0.5 with the bundled model (``--stacks 6 --threads 1``,
 16 x 384 x 384, 2-core CPU shared with other jobs): centre P 0.94, R 0.72, F1 0.82; F1 at IoU
-0.5 0.41; dendrite IoU 0.74; 1.21 s per plane (513 true spines, 394 predicted; 36 % of the true
-spines point more than 45° out of the plane, 22 % lie mostly over the shaft in the projection).
+0.5 0.41; dendrite IoU 0.74; 1.21 s per plane (513 true spines, 394 predicted; 38 % of the true
+spines point more than 45° out of the plane, 23 % lie mostly over the shaft in the projection).
 """
 
 from __future__ import annotations
