@@ -4,6 +4,9 @@ from .compare import DEFAULT_DISTANCE_UM, DEFAULT_IOU, compare, compare_in_scope
 from .heldout import (
     HELD_OUT_2D_SEED,
     HELD_OUT_2D_SHAPE,
+    HELD_OUT_2P_SEED,
+    HELD_OUT_2P_SHAPE,
+    HELD_OUT_2P_STACKS,
     HELD_OUT_3D_SEED,
     HELD_OUT_3D_SHAPE,
     evaluate_generator,
@@ -25,6 +28,9 @@ from .tables import Table, figures_table, write_csv
 __all__ = [
     "HELD_OUT_2D_SEED",
     "HELD_OUT_2D_SHAPE",
+    "HELD_OUT_2P_SEED",
+    "HELD_OUT_2P_SHAPE",
+    "HELD_OUT_2P_STACKS",
     "HELD_OUT_3D_SEED",
     "HELD_OUT_3D_SHAPE",
     "evaluate_masks",

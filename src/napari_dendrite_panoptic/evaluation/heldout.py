@@ -29,6 +29,9 @@ HELD_OUT_2D_SEED, HELD_OUT_2D_SHAPE = 10_000, (1, 256, 256)
 HELD_OUT_3D_SEED, HELD_OUT_3D_SHAPE = 20_000, (8, 192, 192)
 #: first seed of the generated stacks that tuning scripts may look at (never the held-out ones)
 TUNING_3D_SEED = 40_000
+#: first seed, number and shape of the held-out two-photon-like stacks
+#: (:func:`~napari_dendrite_panoptic.data.synthetic.twophoton_stack`, ``benchmarks/bench_stacks.py``)
+HELD_OUT_2P_SEED, HELD_OUT_2P_STACKS, HELD_OUT_2P_SHAPE = 30_000, 6, (16, 384, 384)
 
 
 def _noop(done: int, total: int) -> None:

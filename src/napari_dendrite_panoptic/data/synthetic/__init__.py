@@ -1,4 +1,4 @@
-"""The synthetic generator: dendrites, spines of five types, PSF, noise and haze, with exact ground truth."""
+"""The synthetic generators: dendrites, spines of five types, PSF, noise and haze, with exact ground truth; planes and stacks (:func:`generate`) and two-photon-like stacks (:func:`generate_twophoton`)."""
 
 from .generator import (
     CAMERA_OFFSET,
@@ -10,6 +10,12 @@ from .generator import (
     sample_plane,
     sample_stack,
 )
+from .twophoton import (
+    TwoPhotonConfig,
+    generate_twophoton,
+    random_twophoton_config,
+    twophoton_stack,
+)
 
 __all__ = [
     "CAMERA_OFFSET",
@@ -20,4 +26,8 @@ __all__ = [
     "random_config",
     "sample_plane",
     "sample_stack",
+    "TwoPhotonConfig",
+    "generate_twophoton",
+    "random_twophoton_config",
+    "twophoton_stack",
 ]
