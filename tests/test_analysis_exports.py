@@ -67,6 +67,15 @@ def test_stack_rois_carry_their_plane(small_stack, tmp_path):
     spines = _rows(written["csv"])
     assert "volume_um3" in spines[0] and "area_um2" not in spines[0]
     assert len(roifile.roiread(written["roi"])) == len(rois)
+    # one spine is one object: its per-plane ROIs share one name (Fiji lists them together)
+    deep = [
+        i for i in np.unique(s.spines) if i and len(np.unique(np.nonzero(s.spines == i)[0])) > 1
+    ]
+    assert deep
+    names = {
+        r.name for r in roifile.roiread(written["roi"]) if r.name.startswith(f"spine-{deep[0]}-")
+    }
+    assert len(names) == 1
 
 
 def test_a_failed_write_leaves_the_old_file(small_plane, tmp_path, monkeypatch):

@@ -14,9 +14,10 @@ from ..errors import InputError
 def spine_rois(spines: np.ndarray, types: dict[int, str] | None = None) -> list:
     """``roifile.ImagejRoi`` polygons: the outer contour of each spine in each plane.
 
-    ``spines`` is a (Y, X) or (Z, Y, X) label image; ROI names are ``spine-<id>`` (plus
-    ``-z<plane>`` in stacks and ``-<type>`` when ``types`` is given); stacks set the ROI's
-    ``z_position`` (1-based, as in Fiji) so the ROI Manager shows it on its plane.
+    ``spines`` is a (Y, X) or (Z, Y, X) label image. A spine is one object through its planes:
+    every ROI of it has the same name, ``spine-<id>`` (plus ``-<type>`` when ``types`` is
+    given), so Fiji's ROI Manager lists its planes together; stacks set the ROI's
+    ``z_position`` and ``position`` (1-based, as in Fiji) so each shows on its plane.
     """
     from roifile import ImagejRoi
     from skimage.measure import find_contours
@@ -45,7 +46,7 @@ def spine_rois(spines: np.ndarray, types: dict[int, str] | None = None) -> list:
                 continue
             c = max(contours, key=len)  # (row, col) in the padded crop
             xy = np.stack([c[:, 1] - 1 + xs.start + 0.5, c[:, 0] - 1 + ys.start + 0.5], axis=1)
-            name = f"spine-{sid}" + (f"-z{z + 1}" if is3d else "")
+            name = f"spine-{sid}"
             if types and sid in types:
                 name += f"-{types[sid]}"
             roi = ImagejRoi.frompoints(xy.astype(np.float32), name=name)
@@ -59,12 +60,13 @@ def spine_rois(spines: np.ndarray, types: dict[int, str] | None = None) -> list:
 def write_roi_zip(
     path: str | Path, spines: np.ndarray, types: dict[int, str] | None = None
 ) -> Path:
-    """Write the spine outlines as an ImageJ ROI set (zip, opens in Fiji's ROI Manager), atomically."""
+    """Write the spine outlines as an ImageJ ROI set (zip, opens in Fiji's ROI Manager),
+    atomically; a spine's per-plane ROIs share its name, their files are ``<name>-z<plane>``."""
     rois = spine_rois(spines, types)
     with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
         used: set[str] = set()
         for roi in rois:
-            name = roi.name
+            name = roi.name + (f"-z{roi.z_position}" if roi.z_position else "")
             k = 2
             while name in used:
                 name = f"{roi.name}-{k}"

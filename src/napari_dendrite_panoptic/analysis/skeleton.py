@@ -194,8 +194,13 @@ def skeletonize_dendrite(
     return DendriteSkeleton(skel, branches, tuple(float(v) for v in voxel_size_um))
 
 
+Z_SMOOTH_UM = 1.0
+"""Path length (µm) over which a coarse-z skeleton's depth is smoothed (Gaussian sigma)."""
+
+
 def _projected(m, voxel, prune_um, min_component_um, voxel_size_um) -> DendriteSkeleton:
-    """Skeleton of the z projection, lifted to the mean z of the mask under each point."""
+    """Skeleton of the z projection, lifted to the mean z of the mask under each point
+    (smoothed along the path over :data:`Z_SMOOTH_UM`)."""
     flat = skeletonize_dendrite(
         m.any(0), (1.0, voxel[1], voxel[2]), prune_um, min_component_um, projected=False
     )
@@ -205,7 +210,11 @@ def _projected(m, voxel, prune_um, min_component_um, voxel_size_um) -> DendriteS
     branches = []
     for b in flat.branches:
         yx = b.voxels[:, 1:]
-        z = zmean[yx[:, 0], yx[:, 1]]
+        # the mask's mean z is noisy from pixel to pixel (a plane is several pixels deep):
+        # follow it over about a micrometre of path, or the noise adds length
+        z = ndi.gaussian_filter1d(
+            zmean[yx[:, 0], yx[:, 1]], Z_SMOOTH_UM / min(voxel[1], voxel[2]), mode="nearest"
+        )
         coords = np.column_stack([z, yx]).astype(float)
         pts = _smooth_path(coords, voxel)
         seg = np.linalg.norm(np.diff(pts, axis=0), axis=1)

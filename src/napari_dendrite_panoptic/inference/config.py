@@ -49,7 +49,7 @@ class InferenceConfig:
     test_time_flips: bool = False
     stack_mode: str = "planes"
     slab_um: float = 3.0
-    lift_fraction: float = 0.7
+    lift_fraction: float = 0.9
 
     def __post_init__(self) -> None:
         if self.stack_mode not in STACK_MODES:

@@ -17,8 +17,10 @@ see maximum-intensity projections instead, as a user looks at a stack:
    footprint (IoU ≥ :data:`MERGE_IOU`) and peaks at most half a slab apart; the best score
    stays. Spines of two dendrites crossing at different depths peak in different planes and
    stay apart.
-5. **Assemble**: one id per spine through its planes; the dendrite of each plane is the union
-   of the dendrite of the slabs that hold it, trimmed to a tube-shaped shaft
+5. **Assemble**: one id per spine through its planes; the dendrite, found once on the
+   projection of the whole stack (one more 2D image when there are several slabs), keeps in
+   each (y, x) column the planes where the light reaches ``lift_fraction`` of the column's
+   brightest (the same rule as a spine's), trimmed to a tube-shaped shaft
    (:func:`.dendrite_depth.trim_dendrite_depth`); spines win over dendrite.
 """
 
@@ -139,29 +141,39 @@ def iter_predict_slabs(
     yields progress events, then the :class:`PanopticResult`. Arguments as prepared by
     :func:`.pipeline.iter_predict`."""
     nz, ny, nx = (int(s) for s in volume.shape)
-    projections, plane_background = _project(volume, plan.slabs)
-    lo, span = intensity_range(projections, models.card.normalisation)
+    # the dendrite comes from the projection of the whole stack, the spines from each slab's
+    views = plan.slabs if len(plan.slabs) == 1 else (*plan.slabs, (0, nz))
+    projections, plane_background, peak_light = _project(volume, views)
     label = "slab" if plan.mode == "slabs" else "projection"
-    run = Run(cfg, native_shape, len(plan.slabs), cfg.tile_size, label=label)
+    run = Run(cfg, native_shape, len(views), cfg.tile_size, label=label)
     yield run.event(f"{nz} planes, {ny}x{nx} px: {plan.reason}")
     if plan.warning:
         run.notices.append(plan.warning)
         yield run.event("", warning=plan.warning)
-    dendrites, found = [], []
-    for k, (z0, z1) in enumerate(plan.slabs):
-        reach = models.card.input_planes // 2  # a projection is a 2D image: it repeats itself
+    # the slabs are normalised together, as the planes of a stack are (a slab of haze stays
+    # dim); the projection of the whole stack on its own, as the 2D image a user would see
+    n = len(plan.slabs)
+    ranges = [intensity_range(projections[:n], models.card.normalisation)] * n
+    if len(views) > n:
+        ranges.append(intensity_range(projections[n:], models.card.normalisation))
+    found = []
+    for k, view in enumerate(views):
+        lo, span = ranges[k]
+        reach = models.card.input_planes // 2  # a projection repeats itself as its neighbours
         reader = PlaneReader(projections[k : k + 1], lo, span, native_shape, reach)
         prob, labels, scores, models = yield from segment_plane(
             reader.native(0), models, score, should_stop, run, k, (ny, nx)
         )
-        dendrite_plane, local = back_to_input_grid(prob, labels, (ny, nx), cfg)
-        dendrites.append(dendrite_plane)
-        found += lift_spines(volume, plane_background, local, scores, (z0, z1), cfg.lift_fraction)
+        dendrite, local = back_to_input_grid(prob, labels, (ny, nx), cfg)
+        if k < len(plan.slabs):
+            found += lift_spines(volume, plane_background, local, scores, view, cfg.lift_fraction)
     spines = merge_spines(found, max(1, (plan.slabs[0][1] - plan.slabs[0][0]) // 2))
     out = PlaneAssembler((nz, ny, nx), plane_sink)
     for z in range(nz):
-        ids = _paint_plane(spines, z, (ny, nx))
-        out.finish(z, _plane_dendrite(dendrites, plan.slabs, z), ids)
+        # a column's shaft is in the planes where its light reaches the lift fraction of its
+        # brightest plane's, the same rule as a spine's
+        in_depth = _light(volume, z, plane_background) >= cfg.lift_fraction * peak_light
+        out.finish(z, dendrite & in_depth.astype(np.uint8), _paint_plane(spines, z, (ny, nx)))
     out.scores.update({i + 1: s.score for i, s in enumerate(spines)})
     lifted = replace(cfg, spine_focus_fraction=0.0)  # each spine has its planes already
     table = trim_in_depth(out, volume, float(np.min(plane_background)), voxel, lifted, run.notices)
@@ -179,22 +191,34 @@ def iter_predict_slabs(
     )
 
 
-def _project(volume: Any, slabs: tuple[tuple[int, int], ...]) -> tuple[np.ndarray, np.ndarray]:
-    """(n_slabs, Y, X) float32 maximum-intensity projections, and each plane's background (its
-    20th percentile over a subsample), reading every plane once."""
+def _project(
+    volume: Any, slabs: tuple[tuple[int, int], ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(n_slabs, Y, X) float32 maximum-intensity projections of the [first, last) plane ranges
+    ``slabs``; each plane's background (its 20th percentile over a subsample), (Z,); and the
+    brightest light of each (y, x) column above its plane's background, (Y, X) float32 (lightly
+    smoothed); reading every plane once."""
     nz, ny, nx = (int(s) for s in volume.shape)
     projections = np.full((len(slabs), ny, nx), -np.inf, np.float32)
     background = np.zeros(nz, np.float32)
+    peak_light = np.full((ny, nx), -np.inf, np.float32)
     step = max(1, (ny * nx) // 250_000)
     for z in range(nz):
         plane = np.asarray(volume[z], dtype=np.float32)
         finite = np.isfinite(plane)
         plane = np.where(finite, plane, 0.0) if not finite.all() else plane
         background[z] = np.percentile(plane.ravel()[::step], 20)
+        np.maximum(peak_light, ndi.gaussian_filter(plane, 1.0) - background[z], out=peak_light)
         for k, (z0, z1) in enumerate(slabs):
             if z0 <= z < z1:
                 np.maximum(projections[k], plane, out=projections[k])
-    return projections, background
+    return projections, background, peak_light
+
+
+def _light(volume: Any, z: int, plane_background: np.ndarray) -> np.ndarray:
+    """Plane ``z``'s light above its background, lightly smoothed, (Y, X) float32."""
+    plane = np.nan_to_num(np.asarray(volume[z], dtype=np.float32))
+    return ndi.gaussian_filter(plane, 1.0) - plane_background[z]
 
 
 def lift_spines(
@@ -209,7 +233,8 @@ def lift_spines(
     3D: the light profile along z inside its footprint, minus each plane's background
     (``plane_background``, (Z,) in image units), peaks in a plane of ``slab`` [first, last)
     widened by half its thickness on each side (the projection holds its neighbours' blur);
-    the spine keeps the contiguous planes around the peak at or above ``fraction`` of it."""
+    the spine keeps the contiguous planes around the peak at or above ``fraction`` of it. A
+    spine whose light still rises past that range belongs to another slab and is dropped."""
     boxes = ndi.find_objects(labels)
     spines = [(i + 1, box) for i, box in enumerate(boxes) if box is not None]
     if not spines:
@@ -226,6 +251,10 @@ def lift_spines(
     z0, z1 = max(0, slab[0] - reach), min(nz, slab[1] + reach)
     for (sid, box), mask, profile in zip(spines, masks, profiles, strict=True):
         peak = z0 + int(np.argmax(profile[z0:z1]))
+        if (peak == z0 > 0 and profile[z0 - 1] > profile[peak]) or (
+            peak == z1 - 1 < nz - 1 and profile[z1] > profile[peak]
+        ):
+            continue  # its light peaks beyond this slab: a deeper slab's spine, blurred here
         top = profile[peak]
         low = high = peak
         if top > 0:
@@ -277,14 +306,3 @@ def _paint_plane(spines: list[LiftedSpine], z: int, shape: tuple[int, int]) -> n
             ids[y0:y1, x0:x1][win] = i
             best[y0:y1, x0:x1][win] = s.score
     return ids
-
-
-def _plane_dendrite(
-    dendrites: list[np.ndarray], slabs: tuple[tuple[int, int], ...], z: int
-) -> np.ndarray:
-    """Plane ``z``'s (Y, X) uint8 dendrite: the union of the slabs' dendrite that hold it."""
-    out = np.zeros_like(dendrites[0])
-    for mask, (z0, z1) in zip(dendrites, slabs, strict=True):
-        if z0 <= z < z1:
-            out |= mask
-    return out
