@@ -13,7 +13,9 @@ by their percentiles (so a change of brightness between sessions does not matter
    full affine map) is fitted to the block matches, outliers dropped;
 3. **non-rigid**: what the affine map leaves of the block matches becomes a smooth displacement
    field (Gaussian kernel regression over the blocks' centres), for tissue that swelled or shifted
-   unevenly. Steps 2-3 are run twice, the second time on the volume warped by the first result.
+   unevenly. Steps 2-3 are run three times, each on the volume warped by the result before.
+   (The tracker then moves the map by the median offset of matched spines: a straight shaft does
+   not fix a shift along itself.)
 
 The result, :class:`Registration`, maps points of the fixed session (µm) to the moving session
 (:meth:`Registration.forward`) and back (:meth:`Registration.inverse`), warps volumes of the moving
@@ -75,6 +77,24 @@ class Registration:
         z3 = np.zeros((0, 3))
         return cls(
             np.eye(3), np.zeros(3), z3, z3, np.zeros(0), np.zeros((0, 2, 2)), 1.0, 1.0, 0.0, e, e
+        )
+
+    def moved_by(self, shift_um: np.ndarray) -> Registration:
+        """The same map with its fixed-frame side moved by ``shift_um`` (3,) µm:
+        ``new.forward(p) == forward(p - shift_um)``, so ``new.inverse(q) == inverse(q) + shift``."""
+        c = np.asarray(shift_um, float)
+        return Registration(
+            self.matrix,
+            self.offset - self.matrix @ c,
+            self.nodes_um + c,
+            self.node_residual_um,
+            self.node_quality,
+            self.node_tensor,
+            self.sigma_um,
+            self.quality,
+            self.rotation_deg,
+            self.fixed_extent_um,
+            self.moving_extent_um,
         )
 
     def residual(self, pts_um: np.ndarray) -> np.ndarray:
@@ -203,7 +223,7 @@ def _prepare(image: np.ndarray, voxel_um: tuple[float, float, float]) -> _Work:
 
 
 def _warp_work(reg: Registration, fixed: _Work, moving: _Work) -> np.ndarray:
-    """The moving working volume on the fixed working grid."""
+    """The moving working volume on the fixed working grid; -1 outside the moving field."""
     shape = fixed.data.shape
     coords = _fixed_to_moving_coords(
         reg, shape, fixed.voxel, moving.voxel, 8, fixed.origin, moving.origin
@@ -214,7 +234,7 @@ def _warp_work(reg: Registration, fixed: _Work, moving: _Work) -> np.ndarray:
         c[0] += z * fixed.voxel[0] / moving.voxel[0]
         if moving.data.shape[0] == 1:
             c[0] = 0.0
-        out[z] = ndi.map_coordinates(moving.data, c, order=1, mode="constant", cval=0.0)
+        out[z] = ndi.map_coordinates(moving.data, c, order=1, mode="constant", cval=-1.0)
     return out
 
 
@@ -276,11 +296,11 @@ def _global(fixed: _Work, moving: _Work) -> tuple[Registration, float]:
     warped = _warp_work(reg, fixed, moving)
     if fixed.data.shape[0] > 1:
         s3, _, _ = phase_cross_correlation(
-            fixed.data, warped, upsample_factor=4, normalization=None
+            fixed.data, np.clip(warped, 0, None), upsample_factor=4, normalization=None
         )
         reg.offset = reg.offset - matrix @ (np.asarray(s3) * fixed.voxel)
         warped = _warp_work(reg, fixed, moving)
-    overlap = warped > 0
+    overlap = warped >= 0
     score = _ncc(fixed.data[overlap], warped[overlap]) if overlap.sum() > 64 else -1.0
     return reg, score
 
@@ -322,10 +342,12 @@ def _blocks(fixed: _Work, warped: np.ndarray):
         for x0 in range(0, max(1, nx - bs + 1), step):
             fb = fixed.data[:, y0 : y0 + bs, x0 : x0 + bs]
             mb = warped[:, y0 : y0 + bs, x0 : x0 + bs]
+            inside = (mb >= 0).mean()
+            mb = np.clip(mb, 0, None)
             if fb.shape[1:] != (bs, bs):
                 continue
             # a block needs structure (dendrite) in both, and the moving field over most of it
-            if np.percentile(fb, 99) - np.median(fb) < 0.15 or (mb > 0).mean() < 0.8:
+            if np.percentile(fb, 99) - np.median(fb) < 0.15 or inside < 0.8:
                 continue
             fw = (fb - fb.mean()) * win
             mw = (mb - mb.mean()) * win

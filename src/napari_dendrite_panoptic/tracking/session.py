@@ -61,7 +61,11 @@ class Session:
             factors[0] = 1.0
 
         def zoom(a, order):
-            return None if a is None else ndi.zoom(a, factors, order=order, grid_mode=True)
+            return (
+                None
+                if a is None
+                else ndi.zoom(a, factors, order=order, grid_mode=True, mode="grid-constant")
+            )
 
         return Session(
             dendrite=zoom(self.dendrite, 0),

@@ -122,13 +122,13 @@ def iter_track(
         regs.append(register(fixed_img, sessions[k].registration_image(), voxel, voxel, name=pair))
     yield TrackProgress("skeleton of the first session's dendrite", n, total)
     skeleton = skeletonize_dendrite(sessions[0].dendrite > 0, voxel)
-    feats: list[SpineFeatures] = []
+    feats = [spine_features(s.spines, voxel) for s in sessions]
+    for k in range(1, n):
+        regs[k] = _refined_on_spines(regs[k], feats[0], feats[k], cfg)
     common: list[np.ndarray] = []
     places: list[ShaftPlace] = []
-    for k, s in enumerate(sessions):
-        f = spine_features(s.spines, voxel)
-        feats.append(f)
-        common.append(regs[k].inverse(f.centroid_um))
+    for k in range(n):
+        common.append(regs[k].inverse(feats[k].centroid_um))
         places.append(shaft_place(skeleton, common[-1]))
     ids: list[np.ndarray] = [np.arange(1, len(feats[0].labels) + 1)]
     rows: list[dict] = []
@@ -181,6 +181,25 @@ def iter_track(
     table = _table(rows)
     turnover = turnover_table(table, skeleton, [s.day for s in sessions])
     yield TrackResult(sessions, labels, regs, table, turnover, skeleton, notes)
+
+
+def _refined_on_spines(reg, first: SpineFeatures, other: SpineFeatures, cfg) -> Registration:
+    """The registration moved by the median offset between the first session's spines and
+    their partners (a straight shaft does not fix a shift along itself; spines do)."""
+    p0 = first.centroid_um
+    for _ in range(2):
+        pk = reg.inverse(other.centroid_um)
+        d = p0[:, None, :] - pk[None, :, :]
+        d[..., 0] *= 0.5
+        dist = np.sqrt((d**2).sum(-1))
+        pairs = assign(dist, dist, cfg.max_distance_um)
+        if len(pairs) < 3:
+            break
+        shift = np.median(p0[pairs[:, 0]] - pk[pairs[:, 1]], axis=0)
+        reg = reg.moved_by(shift)
+        if np.linalg.norm(shift) < 0.02:
+            break
+    return reg
 
 
 def track(sessions: list[Session], config: TrackConfig | None = None) -> TrackResult:
