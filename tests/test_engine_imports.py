@@ -27,6 +27,7 @@ LAYERS = {
     "evaluation": 3,
     "analysis": 3,
     "training": 4,
+    "tracking": 4,
     "cli": 5,
     "_widgets": 5,
     "_reader": 5,

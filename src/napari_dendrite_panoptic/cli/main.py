@@ -1,9 +1,9 @@
-"""Command line: ``dendrite-panoptic segment | train | evaluate | sample`` over the same engine
+"""Command line: ``dendrite-panoptic segment | train | evaluate | sample | track`` over the same engine
 as the dock widgets.
 
 This module holds the argument parser (:func:`build_parser`) and the entry point (:func:`main`);
 each command lives in its own module: :mod:`.segment` (with :mod:`.batch` for several files),
-:mod:`.evaluate`, :mod:`.train`, :mod:`.sample`.
+:mod:`.evaluate`, :mod:`.train`, :mod:`.sample`, :mod:`.track`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import DendritePanopticError
-from . import evaluate, sample, segment, train
+from . import evaluate, sample, segment, track, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     sub = parser.add_subparsers(dest="command", required=True)
-    for command in (segment, train, evaluate, sample):
+    for command in (segment, train, evaluate, sample, track):
         command.add_parser(sub)
     return parser
 

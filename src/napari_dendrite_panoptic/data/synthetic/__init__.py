@@ -1,4 +1,7 @@
-"""The synthetic generators: dendrites, spines of five types, PSF, noise and haze, with exact ground truth; planes and stacks (:func:`generate`) and two-photon-like stacks (:func:`generate_twophoton`)."""
+"""The synthetic generators, with exact ground truth: dendrites, spines of five types, PSF,
+noise and haze in planes and stacks (:func:`generate`); two-photon-like stacks
+(:func:`generate_twophoton`); time series of the same dendrites over imaging sessions, with known
+births, deaths and deformation (:func:`generate_series`)."""
 
 from .generator import (
     CAMERA_OFFSET,
@@ -10,6 +13,7 @@ from .generator import (
     sample_plane,
     sample_stack,
 )
+from .series import SeriesConfig, SeriesSession, SessionTruth, SyntheticSeries, generate_series
 from .twophoton import (
     TwoPhotonConfig,
     generate_twophoton,
@@ -19,15 +23,20 @@ from .twophoton import (
 
 __all__ = [
     "CAMERA_OFFSET",
+    "SeriesConfig",
+    "SeriesSession",
+    "SessionTruth",
     "SyntheticConfig",
     "SyntheticSample",
+    "SyntheticSeries",
+    "TwoPhotonConfig",
     "_smooth_field",
     "generate",
+    "generate_series",
+    "generate_twophoton",
     "random_config",
+    "random_twophoton_config",
     "sample_plane",
     "sample_stack",
-    "TwoPhotonConfig",
-    "generate_twophoton",
-    "random_twophoton_config",
     "twophoton_stack",
 ]

@@ -1,0 +1,314 @@
+"""The "Spines over time" dock: choose one spine Labels layer per imaging session (with its
+dendrite layer and image beside it), track in a worker (progress, cancel), and get one Labels
+layer with a session axis (every session registered to the first, the same id and colour for the
+same spine), a Points layer of gained (green) and lost (red) spines, and the table of fates: a row
+click goes to that spine in that session. The tables export as CSV.
+
+Layers are paired by name: for a spine layer ``X spines`` the dendrite layer is ``X dendrites``
+(or ``X dendrite``) and the image ``X``, as the inference dock names them.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QProgressBar,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..errors import DendritePanopticError, InputError
+from ._common import button_row, voxel_size_from_scale
+
+logger = logging.getLogger(__name__)
+
+TABLE_COLUMNS = ("id", "session", "fate", "call", "branch_id", "z_um", "y_um", "x_um")
+
+
+def _partner(viewer, spine_name: str, suffixes: tuple[str, ...]):
+    base = spine_name[: -len(" spines")] if spine_name.endswith(" spines") else spine_name
+    for s in suffixes:
+        name = f"{base}{s}"
+        if name in viewer.layers:
+            return viewer.layers[name]
+    return None
+
+
+def _job(sessions):
+    """The worker: yields TrackProgress, returns (result, registered labels, images)."""
+    from ..tracking import TrackResult, iter_track
+
+    result = None
+    for event in iter_track(sessions):
+        if isinstance(event, TrackResult):
+            result = event
+        else:
+            yield event
+    first = result.sessions[0]
+    shape, voxel = first.spines.shape, first.voxel_size_um
+    labels, images = [], []
+    for lab, s, reg in zip(result.labels, result.sessions, result.registrations, strict=True):
+        labels.append(reg.warp(lab, s.voxel_size_um, shape, voxel, order=0))
+        img = s.registration_image()
+        images.append(reg.warp(img, s.voxel_size_um, shape, voxel, order=1))
+    return result, np.stack(labels), np.stack(images)
+
+
+class SpinesOverTimeWidget(QWidget):
+    """The "Spines over time" dock (see the module's docstring)."""
+
+    def __init__(self, napari_viewer: Any) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.worker = None
+        self.result = None
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel("Spine layers, one per session, in time order:"))
+        self.session_list = QListWidget()
+        self.session_list.setSelectionMode(QAbstractItemView.MultiSelection)
+        self.session_list.setDragDropMode(QAbstractItemView.InternalMove)
+        layout.addWidget(self.session_list)
+        self.days_edit = QLineEdit()
+        self.days_edit.setPlaceholderText("days, e.g. 0,2,7 (optional)")
+        layout.addWidget(self.days_edit)
+        self.run_button = QPushButton("Track")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.export_button = QPushButton("Export CSV…")
+        self.export_button.setEnabled(False)
+        layout.addLayout(button_row(self.run_button, self.cancel_button, self.export_button))
+        self.progress = QProgressBar()
+        layout.addWidget(self.progress)
+        self.status_label = QLabel("")
+        self.status_label.setWordWrap(True)
+        layout.addWidget(self.status_label)
+        self.table = QTableWidget(0, len(TABLE_COLUMNS))
+        self.table.setHorizontalHeaderLabels(list(TABLE_COLUMNS))
+        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.table.cellClicked.connect(self._on_row_clicked)
+        layout.addWidget(self.table)
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.export_button.clicked.connect(self._export_clicked)
+        for event in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed):
+            event.connect(lambda *_: self.refresh_layers())
+        self.refresh_layers()
+
+    def refresh_layers(self) -> None:
+        """List the Labels layers whose names end in "spines" (not this dock's own)."""
+        import napari
+
+        chosen = set(self.selected_names())
+        self.session_list.clear()
+        for layer in self.viewer.layers:
+            if isinstance(layer, napari.layers.Labels) and layer.name.endswith("spines"):
+                self.session_list.addItem(layer.name)
+                item = self.session_list.item(self.session_list.count() - 1)
+                item.setSelected(layer.name in chosen)
+
+    def selected_names(self) -> list[str]:
+        """The chosen spine layers, in list order."""
+        return [
+            self.session_list.item(i).text()
+            for i in range(self.session_list.count())
+            if self.session_list.item(i).isSelected()
+        ]
+
+    def select(self, names: list[str]) -> None:
+        """Choose these spine layers as the sessions, in this order."""
+        self.session_list.clear()
+        rest = [n for n in (x.name for x in self.viewer.layers) if n.endswith("spines")]
+        for n in [*names, *[r for r in rest if r not in names]]:
+            self.session_list.addItem(n)
+            self.session_list.item(self.session_list.count() - 1).setSelected(n in names)
+
+    def _sessions(self):
+        from ..tracking import Session
+
+        names = self.selected_names()
+        if len(names) < 2:
+            raise InputError("choose at least two spine layers (one per session)")
+        days_text = self.days_edit.text().strip()
+        days = [float(v) for v in days_text.split(",")] if days_text else [None] * len(names)
+        if len(days) != len(names):
+            raise InputError(f"{len(days)} days for {len(names)} sessions")
+        sessions = []
+        for name, day in zip(names, days, strict=True):
+            spines = self.viewer.layers[name]
+            dend = _partner(self.viewer, name, (" dendrites", " dendrite"))
+            if dend is None:
+                raise InputError(f"no dendrite layer for {name!r} (expected '… dendrites')")
+            image = _partner(self.viewer, name, ("",))
+            data = np.asarray(spines.data)
+            img = None
+            if image is not None and np.shape(image.data) == data.shape:
+                img = np.asarray(image.data)
+            scores = {}
+            feats = getattr(spines, "features", None)
+            if feats is not None and {"id", "score"} <= set(feats.columns):
+                scores = {
+                    int(i): float(s) for i, s in zip(feats["id"], feats["score"], strict=True)
+                }
+            sessions.append(
+                Session(
+                    np.asarray(dend.data),
+                    data.astype(np.uint32),
+                    voxel_size_from_scale(spines.scale),
+                    image=img,
+                    day=day,
+                    name=name,
+                    scores=scores,
+                )
+            )
+        return sessions
+
+    def run(self) -> None:
+        """Start tracking the chosen sessions in a worker."""
+        if self.worker is not None:
+            return
+        try:
+            sessions = self._sessions()
+        except (DendritePanopticError, ValueError) as exc:
+            show_error(str(exc))
+            self.status_label.setText(str(exc))
+            return
+        self.result = None
+        self.status_label.setText("Tracking…")
+        self.run_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.worker = create_worker(_job, sessions, _start_thread=False)
+        self.worker.yielded.connect(self._on_progress)
+        self.worker.returned.connect(self._on_returned)
+        self.worker.errored.connect(self._on_error)
+        self.worker.finished.connect(self._on_finished)
+        self.worker.start()
+
+    def cancel(self) -> None:
+        """Stop the running job at its next step."""
+        if self.worker is not None:
+            self.worker.quit()
+            self.status_label.setText("Cancelled.")
+
+    def _on_progress(self, event) -> None:
+        self.progress.setMaximum(event.total)
+        self.progress.setValue(event.done)
+        self.status_label.setText(event.step)
+
+    def _on_error(self, exc: Exception) -> None:
+        if not isinstance(exc, DendritePanopticError):
+            logger.error("tracking failed", exc_info=exc)
+        show_error(f"Tracking failed: {exc}")
+        self.status_label.setText(f"Failed: {exc}")
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self.run_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+
+    def _on_returned(self, out) -> None:
+        result, labels, images = out
+        self.result = result
+        voxel = result.sessions[0].voxel_size_um
+        scale = (1.0, *voxel)
+        for name in ("sessions registered", "spines over time", "gained and lost"):
+            if name in self.viewer.layers:
+                self.viewer.layers.remove(name)
+        self.viewer.add_image(images, name="sessions registered", scale=scale, blending="additive")
+        self.viewer.add_labels(labels, name="spines over time", scale=scale)
+        t = result.spines
+        ev = (t["call"] == "gained") | (t["call"] == "lost")
+        pts = (
+            np.column_stack(
+                [
+                    t["session"][ev] - 1,
+                    t["first_z_um"][ev],
+                    t["first_y_um"][ev],
+                    t["first_x_um"][ev],
+                ]
+            )
+            .astype(float)
+            .reshape(-1, 4)
+        )
+        colours = np.where(t["call"][ev] == "gained", "lime", "red")
+        self.viewer.add_points(
+            pts,
+            name="gained and lost",
+            scale=(1.0, 1.0, 1.0, 1.0),
+            size=1.0,
+            face_color=list(colours) if len(colours) else "white",
+            border_color="white",
+            features={"id": t["id"][ev], "call": t["call"][ev], "fate": t["fate"][ev]},
+        )
+        self.viewer.dims.axis_labels = ("session", "z", "y", "x")
+        self._fill(t)
+        self.export_button.setEnabled(True)
+        n = len(set(t["id"].tolist()))
+        gained, lost = int((t["call"] == "gained").sum()), int((t["call"] == "lost").sum())
+        notes = "; ".join(result.notes)
+        self.status_label.setText(
+            f"{n} spines over {len(result.sessions)} sessions: {gained} gained, {lost} lost"
+            + (f". {notes}" if notes else "")
+        )
+
+    def _fill(self, t: dict[str, np.ndarray]) -> None:
+        n = len(t["id"])
+        self.table.setSortingEnabled(False)
+        self.table.setRowCount(n)
+        for i in range(n):
+            for j, c in enumerate(TABLE_COLUMNS):
+                v = t[c][i]
+                text = f"{v:.2f}" if isinstance(v, (float, np.floating)) else str(v)
+                self.table.setItem(i, j, QTableWidgetItem(text))
+
+    def _on_row_clicked(self, row: int, _col: int) -> None:
+        """Go to the spine of this row: its session, its plane, centred."""
+        if self.result is None:
+            return
+        t = self.result.spines
+        sid = int(self.table.item(row, 0).text())
+        session = int(self.table.item(row, 1).text())
+        pick = np.flatnonzero((t["id"] == sid) & (t["session"] == session))
+        if not len(pick):
+            return
+        i = pick[0]
+        z, y, x = (float(t[f"first_{a}_um"][i]) for a in "zyx")
+        vz = self.result.sessions[0].voxel_size_um[0]
+        step = list(self.viewer.dims.current_step)
+        step[0] = session - 1
+        if len(step) > 1:
+            step[1] = int(round(z / vz))
+        self.viewer.dims.current_step = tuple(step)
+        self.viewer.camera.center = (z, y, x)
+        if "spines over time" in self.viewer.layers:
+            self.viewer.layers["spines over time"].selected_label = sid
+
+    def export_csv(self, folder: str | Path) -> list[Path]:
+        """Write ``spines_over_time.csv`` and ``turnover.csv`` into ``folder``."""
+        from ..io import write_table_csv
+
+        folder = Path(folder)
+        return [
+            write_table_csv(folder / "spines_over_time.csv", self.result.spines),
+            write_table_csv(folder / "turnover.csv", self.result.turnover),
+        ]
+
+    def _export_clicked(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Folder for the CSV tables")
+        if folder:
+            written = self.export_csv(folder)
+            self.status_label.setText(f"Wrote {', '.join(p.name for p in written)} to {folder}")

@@ -1,0 +1,149 @@
+"""Spines over sessions: the generated series, the tracking engine and ``dendrite-panoptic track``
+on tiny generated series."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_dendrite_panoptic.data.synthetic import SeriesConfig, generate_series
+from napari_dendrite_panoptic.errors import InputError
+from napari_dendrite_panoptic.tracking import (
+    RegistrationError,
+    Session,
+    registration_error_um,
+    score_tracking,
+    track,
+)
+
+TINY = SeriesConfig(shape=(8, 160, 160), n_sessions=3)
+
+
+@pytest.fixture(scope="module")
+def series():
+    return generate_series(2, TINY, days=[0.0, 2.0, 7.0])
+
+
+def _sessions(series, images=True):
+    return [
+        Session(
+            s.dendrite,
+            s.spines,
+            s.voxel_size_um,
+            image=s.image if images else None,
+            day=s.day,
+            name=f"s{k}",
+        )
+        for k, s in enumerate(series.sessions)
+    ]
+
+
+def test_series_truth_is_consistent(series):
+    first, later = series.sessions[0], series.sessions[1]
+    assert later.image.shape == TINY.shape and later.spines.dtype == np.uint32
+    # the truth maps a point there and back
+    pts = np.array(list(series.base_um.values()))
+    assert np.allclose(later.truth.to_first(later.truth.from_first(pts)), pts, atol=1e-3)
+    # a spine drawn in a later session sits where the truth moves it
+    sid = sorted(series.present(0) & series.present(1))[0]
+    c0 = np.argwhere(first.spines == sid).mean(0) * first.voxel_size_um
+    c1 = np.argwhere(later.spines == sid).mean(0) * later.voxel_size_um
+    assert np.linalg.norm(later.truth.from_first(c0[None])[0] - c1) < 0.5
+    assert series.present(0) != series.present(2)  # births or deaths happened
+
+
+def test_tracking_true_spines_gives_right_ids_and_events(series):
+    result = track(_sessions(series))
+    scores = score_tracking(result, [s.spines for s in series.sessions])
+    assert scores["id_accuracy"] >= 0.9
+    assert scores["event_f1"] >= 0.8
+    err = registration_error_um(result, series.base_um, [s.truth for s in series.sessions])
+    assert np.median(err) < 0.4
+    # one id per spine: the same label in consecutive sessions where matched
+    t = result.spines
+    assert set(t["fate"]) <= {"first", "stable", "gained", "lost", "uncertain"}
+    assert (t["fate"][t["session"] == 1] == "first").all()
+    assert {"id", "session", "fate", "size_um3", "type", "branch_id", "z_um"} <= set(t)
+    assert result.labels[1].dtype == np.uint32
+    ids1 = set(np.unique(result.labels[1]).tolist()) - {0}
+    stable = set(t["id"][(t["session"] == 2) & (t["call"] == "stable")].tolist())
+    assert stable <= ids1 and stable <= set(np.unique(result.labels[0]).tolist())
+    tv = result.turnover
+    whole = tv["branch_id"] == 0
+    assert whole.sum() == 2 and np.isclose(tv["day_to"][whole][1] - tv["day_from"][whole][1], 5.0)
+    assert np.all((tv["survival"][whole] >= 0) & (tv["survival"][whole] <= 1))
+
+
+def test_labels_only_sessions_register(series):
+    result = track(_sessions(series, images=False)[:2])
+    assert result.registrations[1].quality > 0.5
+
+
+def test_different_voxel_sizes_are_resampled_and_said(series):
+    sessions = _sessions(series)[:2]
+    s = sessions[1]
+    factor = 0.8
+    from scipy import ndimage as ndi
+
+    sessions[1] = Session(
+        ndi.zoom(s.dendrite, (1, factor, factor), order=0),
+        ndi.zoom(s.spines, (1, factor, factor), order=0),
+        (s.voxel_size_um[0], s.voxel_size_um[1] / factor, s.voxel_size_um[2] / factor),
+        image=ndi.zoom(s.image, (1, factor, factor), order=1),
+        name="coarse",
+    )
+    result = track(sessions)
+    assert any("coarse" in n and "resampled" in n for n in result.notes)
+
+
+def test_sessions_that_do_not_overlap_name_the_pair(series):
+    sessions = _sessions(series)[:2]
+    rng = np.random.default_rng(0)
+    noise = rng.poisson(10, size=sessions[1].image.shape).astype(np.uint16)
+    sessions[1] = Session(
+        np.zeros_like(sessions[1].dendrite),
+        np.zeros_like(sessions[1].spines),
+        sessions[1].voxel_size_um,
+        image=noise,
+        name="elsewhere",
+    )
+    with pytest.raises(RegistrationError, match=r"session 1 \(s0\) and session 2 \(elsewhere\)"):
+        track(sessions)
+
+
+def test_one_session_is_refused(series):
+    with pytest.raises(InputError):
+        track(_sessions(series)[:1])
+
+
+def test_cli_track_writes_everything_or_nothing(series, tmp_path):
+    from napari_dendrite_panoptic.cli.main import main
+    from napari_dendrite_panoptic.io import read_tiff, write_labels_tiff
+
+    files = []
+    for k, s in enumerate(series.sessions):
+        write_labels_tiff(tmp_path / f"d{k}_dendrite.tif", s.dendrite, s.voxel_size_um)
+        write_labels_tiff(tmp_path / f"d{k}_spines.tif", s.spines, s.voxel_size_um)
+        files.append(str(tmp_path / f"d{k}_spines.tif"))
+    out = tmp_path / "out"
+    assert main(["track", *files, "--out", str(out), "--days", "0,2,7"]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(
+        [
+            "s1_d0_spines_tracked.tif",
+            "s2_d1_spines_tracked.tif",
+            "s3_d2_spines_tracked.tif",
+            "spines_over_time.csv",
+            "turnover.csv",
+            "track_run.json",
+        ]
+    )
+    lab = read_tiff(out / "s2_d1_spines_tracked.tif")
+    assert lab.voxel_size_um == pytest.approx(series.sessions[1].voxel_size_um)
+    header = (out / "spines_over_time.csv").read_text().splitlines()[0].split(",")
+    assert header[:5] == ["id", "session", "session_name", "day", "fate"]
+    # existing outputs are kept; a failing run writes nothing
+    assert main(["track", *files, "--out", str(out)]) == 2
+    bad = tmp_path / "bad"
+    assert main(["track", files[0], files[1], "--out", str(bad), "--days", "0"]) == 2
+    assert not bad.exists() or not any(bad.iterdir())

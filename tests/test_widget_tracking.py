@@ -1,0 +1,54 @@
+"""The "Spines over time" dock, loaded through the manifest, on a tiny generated series."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from napari_dendrite_panoptic.data.synthetic import SeriesConfig, generate_series
+
+PLUGIN = "napari-dendrite-panoptic"
+WAIT_MS = 120_000
+
+
+def test_dock_tracks_shows_layers_table_and_exports(make_napari_viewer, qtbot, tmp_path):
+    series = generate_series(2, SeriesConfig(shape=(8, 160, 160), n_sessions=2))
+    viewer = make_napari_viewer()
+    for k, s in enumerate(series.sessions):
+        viewer.add_image(s.image, name=f"day{k}", scale=s.voxel_size_um)
+        viewer.add_labels(s.dendrite, name=f"day{k} dendrites", scale=s.voxel_size_um)
+        viewer.add_labels(s.spines, name=f"day{k} spines", scale=s.voxel_size_um)
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Spines over time")
+    assert {"day0 spines", "day1 spines"} <= {
+        widget.session_list.item(i).text() for i in range(widget.session_list.count())
+    }
+    widget.select(["day0 spines", "day1 spines"])
+    widget.days_edit.setText("0,3")
+    widget.run()
+    qtbot.waitUntil(lambda: widget.worker is None and widget.result is not None, timeout=WAIT_MS)
+    labels = viewer.layers["spines over time"]
+    assert labels.data.shape == (2, *series.sessions[0].spines.shape)
+    # a stable spine has the same id (so the same colour) in both sessions
+    t = widget.result.spines
+    stable = t["id"][(t["session"] == 2) & (t["call"] == "stable")]
+    assert (
+        len(stable)
+        and np.isin(stable, labels.data[1]).all()
+        and np.isin(stable, labels.data[0]).all()
+    )
+    assert "gained and lost" in viewer.layers
+    assert widget.table.rowCount() == len(t["id"])
+    # a row click goes to that spine's session
+    row = int(np.flatnonzero(t["session"] == 2)[0])
+    widget._on_row_clicked(row, 0)
+    assert viewer.dims.current_step[0] == 1
+    assert labels.selected_label == int(t["id"][row])
+    written = widget.export_csv(tmp_path)
+    assert [p.name for p in written] == ["spines_over_time.csv", "turnover.csv"]
+    assert "fate" in written[0].read_text().splitlines()[0]
+
+
+def test_dock_refuses_one_session(make_napari_viewer):
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Spines over time")
+    widget.run()
+    assert widget.worker is None and "two" in widget.status_label.text()
