@@ -1,9 +1,10 @@
-"""Screenshot of the real napari window: the DeepD3 crop opened with the plugin's reader, the
-"Panoptic inference" dock run with the bundled model, both result layers shown.
+"""Screenshot of the real napari window: the DeepD3 stack opened with the plugin's reader, the
+"Panoptic inference" dock run with the bundled model (default stack mode), both result layers
+shown in napari's 3D view, where every spine is one object.
 
 Run under a virtual display:  xvfb-run -a .venv/bin/python scripts/screenshot_deepd3.py OUT.png
-The DeepD3 crop stores no voxel size; the benchmark's published 0.094 µm/px is typed into the
-dock's pixel-size field, as a user would.
+The DeepD3 crop stores no voxel size; the benchmark's published voxel size (0.5 µm in z,
+0.094 µm in y and x) is set as the layer's scale, as a user would.
 """
 
 import sys
@@ -26,7 +27,7 @@ def main(out: str) -> None:
     _, widget = viewer.window.add_plugin_dock_widget(
         "napari-dendrite-panoptic", "Panoptic inference"
     )
-    widget.pixel_size.setValue(0.094)
+    viewer.layers["dendrite"].scale = (0.5, 0.094, 0.094)
     widget.device_combo.setCurrentText("cpu")
     widget.run()
     while widget.worker is not None:
@@ -35,20 +36,19 @@ def main(out: str) -> None:
     print(widget.status_label.text())
     import numpy as np
 
-    viewer.dims.ndisplay = 2
-    spines = next(la for la in viewer.layers if la.name.endswith("spines")).data
-    # each spine keeps only its in-focus planes: show the plane where most spines are
-    per_plane = [len(np.unique(plane[plane > 0])) for plane in spines]
-    viewer.dims.set_current_step(0, int(np.argmax(per_plane)))
+    viewer.dims.ndisplay = 3
     for layer in viewer.layers:
-        if layer.name == "dendrite":  # the image: contrast from its percentiles
+        if layer.name == "dendrite":  # the image: contrast from its percentiles, as a MIP
             layer.contrast_limits = [float(v) for v in np.percentile(layer.data, [1, 99.8])]
+            layer.rendering = "mip"
+            layer.opacity = 0.6
         if layer.name.endswith("dendrites"):
-            layer.opacity = 0.35
+            layer.opacity = 0.25
         if layer.name.endswith("spines"):
-            layer.contour = 1
-            layer.opacity = 0.9
+            layer.opacity = 1.0
     viewer.reset_view()
+    viewer.camera.angles = (0.0, -35.0, 80.0)
+    viewer.camera.zoom *= 1.3
     for _ in range(20):
         QApplication.processEvents()
         time.sleep(0.05)

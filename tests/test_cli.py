@@ -83,7 +83,7 @@ def test_stack_trims_can_be_switched_off_and_bad_values_are_refused(
     stack = tmp_path / "in" / "stack.tif"
     assert main(["sample", str(stack)]) == 0
     args = ["segment", str(stack), "--model", str(tiny_model_dir), "--device", "cpu"]
-    args += ["--score-threshold", "0", "--dendrite-threshold", "0.4"]
+    args += ["--score-threshold", "0", "--dendrite-threshold", "0.4", "--stack-mode", "planes"]
     out = {k: tmp_path / k for k in ("on", "off")}
     assert main([*args, "--out", str(out["on"])]) == 0
     off = ["--dendrite-depth-tolerance", "off", "--spine-focus-fraction", "0"]

@@ -67,7 +67,7 @@ def test_each_plane_is_segmented_with_the_planes_below_and_above(
         return zero, [tile_passes.NO_DETECTIONS] * tiles.shape[0]
 
     monkeypatch.setattr(tile_passes, "run_networks", record)
-    predict(stack, (0.5, 0.1, 0.1), InferenceConfig(device="cpu"), models)
+    predict(stack, (0.5, 0.1, 0.1), InferenceConfig(device="cpu", stack_mode="planes"), models)
     order = [[round(float(m) * 3 / float(seen[-1][-1])) for m in means] for means in seen]
     # planes 0..3 normalised to about 0, 1/3, 2/3, 1; the ends repeat their own plane
     assert order == [[0, 0, 1], [0, 1, 2], [1, 2, 3], [2, 3, 3]]

@@ -153,7 +153,7 @@ def test_a_plane_that_cannot_be_read_into_memory_is_a_clear_error(tiny_model_dir
                 raise MemoryError("Unable to allocate 80.0 GiB for an array")
             return np.zeros((200, 200), np.uint16)  # uniform: no network call needed
 
-    cfg = InferenceConfig(model=str(tiny_model_dir), device="cpu")
+    cfg = InferenceConfig(model=str(tiny_model_dir), device="cpu", stack_mode="planes")
     # reads 1-2: the percentiles over the stack; 3-4: the planes, one by one
     with pytest.raises(OutOfMemory, match="not enough memory to read the image's 200x200 px"):
         _run(Huge(2), cfg)

@@ -110,3 +110,19 @@ def test_a_stack_without_a_z_step_says_so(tiny_model_dir, monkeypatch):
     assert any("no z-step" in w for w in warnings)
     assert events[-1].parameters["stack_mode_used"] == "slabs"
     assert any("no z-step" in w for w in events[-1].parameters["warnings"])
+
+
+def test_a_plane_too_big_for_memory_is_a_clear_error_in_the_slab_path(tiny_model_dir):
+    from napari_dendrite_panoptic.inference.memory import OutOfMemory
+
+    class Huge:
+        shape, dtype, ndim = (6, 64, 64), np.dtype(np.uint16), 3
+
+        def __getitem__(self, key):
+            if key == 3:
+                raise MemoryError("Unable to allocate 80.0 GiB for an array")
+            return np.zeros((64, 64), np.uint16)
+
+    cfg = InferenceConfig(model=str(tiny_model_dir), device="cpu", stack_mode="slabs")
+    with pytest.raises(OutOfMemory, match="not enough memory to read plane 4 of 64x64 px"):
+        predict(Huge(), (1.0, 0.1, 0.1), cfg)

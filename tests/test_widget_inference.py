@@ -118,16 +118,16 @@ def test_run_on_stack_adds_two_labels_layers_on_the_image_grid(
     params = spines.metadata["dendrite_panoptic"]["parameters"]
     assert params["dendrite_threshold"] == 0.9 and params["test_time_flips"] is True
     _check_spine_features(spines)
-    assert params["stack_mode_used"] == "planes"  # the default
-    assert "Stack mode planes" in widget.status_label.text()
+    assert params["stack_mode_used"] == "projection"  # auto: 2 µm deep, within one slab
+    assert "Stack mode projection" in widget.status_label.text()
 
-    # the dock's stack mode reaches the run: projections of slabs, said in the status line
+    # the dock's stack mode reaches the run, and the status line says which ran
     widget.flips.setChecked(False)
-    widget.stack_mode.setCurrentIndex(widget.stack_mode.findData("slabs"))
+    widget.stack_mode.setCurrentIndex(widget.stack_mode.findData("planes"))
     _run(qtbot, widget)
     params = spines.metadata["dendrite_panoptic"]["parameters"]
-    assert params["stack_mode"] == "slabs" and params["stack_mode_used"] == "slabs"
-    assert "Stack mode slabs" in widget.status_label.text()
+    assert params["stack_mode"] == "planes" and params["stack_mode_used"] == "planes"
+    assert "Stack mode planes" in widget.status_label.text()
 
 
 def test_plane_gives_2d_labels_and_says_pixel_size_is_assumed(

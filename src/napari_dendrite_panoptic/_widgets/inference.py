@@ -73,10 +73,10 @@ def _job(image: Any, voxel: Any, config: Any, should_stop: Callable[[], bool]) -
 
 
 STACK_MODE_CHOICES = (
-    ("planes", "every plane, linked"),
+    ("auto", "auto (from depth)"),
     ("slabs", "slab projections"),
     ("projection", "one projection"),
-    ("auto", "auto (from depth)"),
+    ("planes", "every plane, linked"),
 )
 """The dock's stack modes (``InferenceConfig.stack_mode``) and their words; the first is the
 default."""

@@ -302,12 +302,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     seg.add_argument(
         "--stack-mode",
-        default="planes",
+        default="auto",
         choices=list(STACK_MODES),
         help="how a z-stack is segmented: 'slabs' (projections of overlapping slabs "
         "--slab-um thick, each spine lifted to its planes), 'projection' (the whole stack at "
-        "once), 'planes' (every plane, linked across planes), 'auto' (a projection for a stack "
-        "no deeper than one slab, else slabs) (default: planes)",
+        "once), 'planes' (every plane, linked across planes, as before v0.6), 'auto' (a "
+        "projection for a stack no deeper than one slab, else slabs) (default: auto)",
     )
     seg.add_argument(
         "--slab-um",

@@ -47,7 +47,7 @@ class InferenceConfig:
     spine_focus_fraction: float = 0.9
     dendrite_depth_tolerance: float | None = 0.5
     test_time_flips: bool = False
-    stack_mode: str = "planes"
+    stack_mode: str = "auto"
     slab_um: float = 3.0
     lift_fraction: float = 0.9
 

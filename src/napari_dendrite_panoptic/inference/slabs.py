@@ -19,8 +19,8 @@ see maximum-intensity projections instead, as a user looks at a stack:
    stay apart.
 5. **Assemble**: one id per spine through its planes; the dendrite, found once on the
    projection of the whole stack (one more 2D image when there are several slabs), keeps in
-   each (y, x) column the planes where the light reaches ``lift_fraction`` of the column's
-   brightest (the same rule as a spine's), trimmed to a tube-shaped shaft
+   each (y, x) column the planes where the light reaches :data:`DENDRITE_LIFT_FRACTION` of the
+   column's brightest, trimmed to a tube-shaped shaft
    (:func:`.dendrite_depth.trim_dendrite_depth`); spines win over dendrite.
 """
 
@@ -34,8 +34,10 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..core import STACK_MODES
+from ..errors import Cancelled
 from ..models import LoadedModels
 from .config import InferenceConfig, PanopticResult, ProgressEvent
+from .memory import OutOfMemory
 from .planes import PlaneReader
 from .steps import (
     PlaneAssembler,
@@ -49,6 +51,11 @@ from .steps import (
 
 UNKNOWN_Z_SLAB_PLANES = 4
 """Slab thickness in planes when the stack does not store its z-step."""
+
+DENDRITE_LIFT_FRACTION = 0.7
+"""A projected dendrite keeps, in each (y, x) column, the planes where the light reaches this
+fraction of the column's brightest (then the tube trim): chosen on tuning stacks of both
+generators (mean dendrite IoU 0.63 against 0.59 at 0.5 and 0.60 at 0.9)."""
 
 MERGE_IOU = 0.3
 """Footprint IoU above which two detections of overlapping slabs are one spine."""
@@ -147,6 +154,11 @@ def iter_predict_slabs(
     label = "slab" if plan.mode == "slabs" else "projection"
     run = Run(cfg, native_shape, len(views), cfg.tile_size, label=label)
     yield run.event(f"{nz} planes, {ny}x{nx} px: {plan.reason}")
+    if projections.min() == projections.max():  # nothing to see (e.g. all zero)
+        yield from _empty_result(
+            volume, voxel, source, cfg, models, run, score, projections, plane_sink
+        )
+        return
     if plan.warning:
         run.notices.append(plan.warning)
         yield run.event("", warning=plan.warning)
@@ -164,15 +176,17 @@ def iter_predict_slabs(
         prob, labels, scores, models = yield from segment_plane(
             reader.native(0), models, score, should_stop, run, k, (ny, nx)
         )
+        if should_stop():  # between two projections too, not only between tiles
+            raise Cancelled("stopped by the user")
         dendrite, local = back_to_input_grid(prob, labels, (ny, nx), cfg)
         if k < len(plan.slabs):
             found += lift_spines(volume, plane_background, local, scores, view, cfg.lift_fraction)
     spines = merge_spines(found, max(1, (plan.slabs[0][1] - plan.slabs[0][0]) // 2))
     out = PlaneAssembler((nz, ny, nx), plane_sink)
     for z in range(nz):
-        # a column's shaft is in the planes where its light reaches the lift fraction of its
-        # brightest plane's, the same rule as a spine's
-        in_depth = _light(volume, z, plane_background) >= cfg.lift_fraction * peak_light
+        # a column's shaft is in the planes where its light reaches a fraction of its
+        # brightest plane's, as a spine's is
+        in_depth = _light(volume, z, plane_background) >= DENDRITE_LIFT_FRACTION * peak_light
         out.finish(z, dendrite & in_depth.astype(np.uint8), _paint_plane(spines, z, (ny, nx)))
     out.scores.update({i + 1: s.score for i, s in enumerate(spines)})
     lifted = replace(cfg, spine_focus_fraction=0.0)  # each spine has its planes already
@@ -204,7 +218,7 @@ def _project(
     peak_light = np.full((ny, nx), -np.inf, np.float32)
     step = max(1, (ny * nx) // 250_000)
     for z in range(nz):
-        plane = np.asarray(volume[z], dtype=np.float32)
+        plane = _read_plane(volume, z)
         finite = np.isfinite(plane)
         plane = np.where(finite, plane, 0.0) if not finite.all() else plane
         background[z] = np.percentile(plane.ravel()[::step], 20)
@@ -215,10 +229,55 @@ def _project(
     return projections, background, peak_light
 
 
+def _read_plane(volume: Any, z: int) -> np.ndarray:
+    """Plane ``z`` as (Y, X) float32; :class:`OutOfMemory` with a clear reason when it does not
+    fit."""
+    try:
+        return np.asarray(volume[z], dtype=np.float32)
+    except MemoryError:
+        ny, nx = (int(s) for s in volume.shape[1:])
+        raise OutOfMemory(
+            f"not enough memory to read plane {z + 1} of {ny}x{nx} px: close other programs or "
+            "crop the image"
+        ) from None
+
+
+def _empty_result(
+    volume: Any,
+    voxel: tuple[float, float, float],
+    source: str,
+    cfg: InferenceConfig,
+    models: LoadedModels,
+    run: Run,
+    score: float,
+    projections: np.ndarray,
+    plane_sink: Callable[[int, np.ndarray, np.ndarray], None] | None,
+) -> Iterator[ProgressEvent | PanopticResult]:
+    """The result of a stack without structure: no dendrite, no spine, and why."""
+    run.notices.append(
+        f"The image holds no structure (every pixel is {float(projections.flat[0]):g}): "
+        "nothing to segment."
+    )
+    run.done = run.total
+    yield run.event("", warning=run.notices[-1])
+    nz, ny, nx = (int(s) for s in volume.shape)
+    out = PlaneAssembler((nz, ny, nx), plane_sink)
+    for z in range(nz):
+        out.finish(z, np.zeros((ny, nx), np.uint8), np.zeros((ny, nx), np.uint32))
+    yield PanopticResult(
+        dendrite=out.dendrite,
+        spines=out.spines,
+        table=out.table_sums.table(out.scores, voxel),
+        voxel_size_um=voxel,
+        model_name=models.card.name,
+        pixel_size_source=source,
+        parameters=run_parameters(cfg, models, run, score),
+    )
+
+
 def _light(volume: Any, z: int, plane_background: np.ndarray) -> np.ndarray:
     """Plane ``z``'s light above its background, lightly smoothed, (Y, X) float32."""
-    plane = np.nan_to_num(np.asarray(volume[z], dtype=np.float32))
-    return ndi.gaussian_filter(plane, 1.0) - plane_background[z]
+    return ndi.gaussian_filter(np.nan_to_num(_read_plane(volume, z)), 1.0) - plane_background[z]
 
 
 def lift_spines(
@@ -243,7 +302,7 @@ def lift_spines(
     profiles = np.zeros((len(spines), nz), np.float64)
     masks = [labels[box] == sid for sid, box in spines]
     for z in range(nz):
-        plane = np.asarray(volume[z], dtype=np.float32)
+        plane = _read_plane(volume, z)
         for j, ((_, box), mask) in enumerate(zip(spines, masks, strict=True)):
             profiles[j, z] = float(plane[box][mask].mean()) - plane_background[z]
     lifted = []
