@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import OutputExistsError
+from ..errors import InputError, OutputExistsError
 from .options import DENDRITE_THRESHOLD_HELP, FLIPS_HELP, planes_or_off
 
 if TYPE_CHECKING:
@@ -41,14 +41,70 @@ def _segment_outputs(out: Path, stem: str, overlay: bool) -> dict[str, Path]:
     return paths
 
 
+_RESULT_FLAGS = {
+    "pixel_size": ("pixel_size_um", "--pixel-size"),
+    "score_threshold": ("spine_score_threshold", "--score-threshold"),
+    "dendrite_threshold": ("dendrite_threshold", "--dendrite-threshold"),
+    "dendrite_depth_tolerance": ("dendrite_depth_tolerance", "--dendrite-depth-tolerance"),
+    "spine_focus_fraction": ("spine_focus_fraction", "--spine-focus-fraction"),
+    "tile_size": ("tile_size", "--tile-size"),
+    "flips": ("test_time_flips", "--flips"),
+}
+"""Flags that change a result: (the InferenceConfig field, the option's name)."""
+
+
+def _flag_defaults() -> dict[str, Any]:
+    """The ``segment`` command's default value of every flag."""
+    from .main import build_parser
+
+    return vars(build_parser().parse_args(["segment", "input.tif", "--out", "out"]))
+
+
 def segment_config(args: argparse.Namespace) -> tuple[InferenceConfig, dict[str, Any] | None]:
     """The job's InferenceConfig and the run record it comes from (None without ``--from-run``):
-    the recorded settings of ``--from-run``, else the flags."""
-    from ..inference import InferenceConfig, config_from_record, load_record
+    the recorded settings of ``--from-run``, else the flags.
+
+    With ``--from-run`` the recorded channel is used (``args.channel`` is set to it); ``--model``
+    may name the recorded model's folder elsewhere (its hashes are checked), ``--device`` runs
+    on another device (with a note that results can differ); any other flag that changes the
+    result and differs from the record is refused.
+    """
+    import dataclasses
+
+    from ..inference import InferenceConfig, config_from_record, load_record, recorded_channel
 
     if args.from_run is not None:
         record = load_record(args.from_run)
-        return config_from_record(record), record
+        cfg = config_from_record(record)
+        defaults = _flag_defaults()
+        for dest, (name, option) in _RESULT_FLAGS.items():
+            given, recorded = getattr(args, dest), getattr(cfg, name)
+            if given != defaults[dest] and given != recorded:
+                raise InputError(
+                    f"{option} {given} conflicts with the run record's {name} = {recorded}: "
+                    f"--from-run re-runs with the recorded settings (drop {option}, or run "
+                    "without --from-run)"
+                )
+        channel = recorded_channel(record)
+        if channel is not None:
+            if args.channel is not None and args.channel != channel:
+                raise InputError(
+                    f"--channel {args.channel} conflicts with the run record's channel {channel}"
+                )
+            args.channel = channel
+        args.channel = args.channel or 0
+        if args.model:
+            cfg = dataclasses.replace(cfg, model=str(args.model))
+        if args.device != defaults["device"] and args.device != cfg.device:
+            print(
+                f"dendrite-panoptic: --device {args.device} replaces the recorded device "
+                f"({cfg.device}, used: {record['parameters'].get('device_used', '?')}); results "
+                "can differ slightly from device to device",
+                file=sys.stderr,
+            )
+            cfg = dataclasses.replace(cfg, device=args.device)
+        return cfg, record
+    args.channel = args.channel or 0
     config = InferenceConfig(
         model=str(args.model) if args.model else None,
         device=args.device,
@@ -102,6 +158,7 @@ def segment_file(
             input_voxel_size_source=stack.voxel_size_source,
             started=started,
             duration_s=time.perf_counter() - t0,
+            input_channel=getattr(args, "channel", None) or 0,
         )
         if sink is not None:  # a stack too big for memory: written plane by plane
             return _write_low_memory(path, outputs, result, sink, meta)
@@ -124,7 +181,10 @@ def _open_input(
     from ..io import read_tiff, stack_zyx
 
     stack = read_tiff(path, lazy=True)  # planes are read as the engine needs them
-    volume = stack_zyx(stack, channel=args.channel)
+    channel = getattr(args, "channel", None) or 0
+    if "C" not in stack.axes and channel not in (0, -1):
+        raise InputError(f"Channel {channel} does not exist in '{path}': it has one channel (0).")
+    volume = stack_zyx(stack, channel=channel)
     voxel = stack.voxel_size_um if stack.voxel_size_source != "none" else None
     if voxel is None and args.pixel_size is None:
         logger.warning("%s stores no voxel size; assuming the model's pixel size", path)
@@ -272,7 +332,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     seg.add_argument(
         "--pixel-size", type=float, default=None, help="(y, x) pixel size in µm, overrides metadata"
     )
-    seg.add_argument("--channel", type=int, default=0, help="channel to segment (default 0)")
+    seg.add_argument("--channel", type=int, default=None, help="channel to segment (default 0)")
     seg.add_argument(
         "--score-threshold", type=float, default=None, help="spine score 0-1 (default: the model's)"
     )
