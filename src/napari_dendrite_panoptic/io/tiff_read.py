@@ -15,8 +15,10 @@ Parsing of the stored metadata (voxel size, channel names, record) lives in
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
+import stat
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -244,11 +246,26 @@ def channel_data(stack: ImageStack, channel: int) -> Any:
 
 
 def _check_file(path: Path) -> None:
-    """Raise a plain-words TiffReadError for a missing, empty or non-TIFF file."""
-    if not path.exists():
-        raise TiffReadError(f"Cannot read '{path}': the file does not exist.")
-    if path.is_dir():
+    """Raise a plain-words TiffReadError for a missing, empty, non-regular or non-TIFF file
+    (a named pipe or device is refused before it is opened: reading one could wait for ever)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise TiffReadError(
+                f"Cannot read '{path}': it is a symbolic link to a file that does not exist."
+            ) from None
+        raise TiffReadError(f"Cannot read '{path}': the file does not exist.") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise TiffReadError(f"Cannot read '{path}': it is a loop of symbolic links.") from None
+        raise TiffReadError(f"Cannot read '{path}': {exc.strerror or exc}.") from None
+    if stat.S_ISDIR(mode):
         raise TiffReadError(f"Cannot read '{path}': it is a folder, not a TIFF file.")
+    if not stat.S_ISREG(mode):
+        raise TiffReadError(
+            f"Cannot read '{path}': it is not a regular file (a named pipe, socket or device)."
+        )
     try:
         size = path.stat().st_size
         with open(path, "rb") as handle:
