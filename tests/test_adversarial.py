@@ -3,16 +3,25 @@
 Each test names the item of docs/reliability.md it checks; all run on tiny data.
 """
 
+import csv
+import errno
 import json
+import os
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
 
-from napari_dendrite_panoptic.cli import main
-from napari_dendrite_panoptic.errors import ModelError
+from napari_dendrite_panoptic.cli import batch, main
+from napari_dendrite_panoptic.errors import ModelError, TiffReadError
+from napari_dendrite_panoptic.io import read_tiff, spreadsheet_safe, write_table_csv
 from napari_dendrite_panoptic.models import ModelCard, load_models
 
 
@@ -173,3 +182,234 @@ def test_channel_of_a_one_channel_image_is_checked(tiny_model_dir, tmp_path, cap
     args = ["segment", str(image), "--out", str(tmp_path / "o"), "--model", str(tiny_model_dir)]
     assert main([*args, "--channel", "7"]) == 1
     assert "Channel 7 does not exist" in capsys.readouterr().err
+
+
+# --- CSV cells ------------------------------------------------------------------------------------
+
+
+def test_csv_cells_that_look_like_formulas_are_neutralised(tmp_path):
+    assert spreadsheet_safe('=HYPERLINK("http://x","y").tif') == '\'=HYPERLINK("http://x","y").tif'
+    for start in "=+-@\t\r":
+        assert spreadsheet_safe(start + "a").startswith("'")
+    assert spreadsheet_safe("cell.tif") == "cell.tif"
+    table = {"name": np.array(["=1+1", "ok"]), "size": np.array([-3.5, 2.0])}
+    rows = list(csv.reader(write_table_csv(tmp_path / "t.csv", table).open()))
+    assert rows[1] == ["'=1+1", "-3.5"] and rows[2] == ["ok", "2"]
+    outcome = batch.FileOutcome(file="=cmd|' /C calc'!A0.tif", status="failed", error="-bad")
+    path = batch.write_summary_csv(tmp_path / "summary.csv", [outcome])
+    row = next(csv.DictReader(path.open()))
+    assert row["file"].startswith("'=") and row["error"] == "'-bad"
+
+
+# --- one folder, several writers ------------------------------------------------------------------
+
+
+def _seg(tiny_model_dir, out, *inputs, extra=()):
+    args = ["segment", *map(str, inputs), "--out", str(out), "--model", str(tiny_model_dir)]
+    return main([*args, "--device", "cpu", *extra])
+
+
+def test_same_stem_from_two_folders_is_refused_up_front(tiny_model_dir, tmp_path, capsys):
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        tifffile.imwrite(tmp_path / sub / "x.tif", _plane())
+    out = tmp_path / "o"
+    code = _seg(
+        tiny_model_dir, out, tmp_path / "a/x.tif", tmp_path / "b/x.tif", extra=["--overwrite"]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "would both write 'x_*' outputs" in err and "--overwrite" not in err
+    assert not out.exists()
+
+
+def test_a_stem_another_process_is_writing_is_refused(tiny_model_dir, tmp_path, capsys):
+    from filelock import FileLock
+
+    image = tmp_path / "x.tif"
+    tifffile.imwrite(image, _plane())
+    out = tmp_path / "o"
+    out.mkdir()
+    with FileLock(out / ".x.lock"):  # as a second `segment` process holds it
+        assert _seg(tiny_model_dir, out, image) == 1
+    assert (
+        "another dendrite-panoptic process is writing the outputs of 'x'" in capsys.readouterr().err
+    )
+    assert not list(out.glob("x_*"))
+    assert _seg(tiny_model_dir, out, image) == 0  # free again
+
+
+KILLER = """
+import os, signal, sys
+suffix, argv = sys.argv[1], sys.argv[2:]
+real_replace = os.replace
+def replace(src, dst, *args, **kwargs):
+    if str(dst).endswith(suffix):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_replace(src, dst, *args, **kwargs)
+os.replace = replace
+from napari_dendrite_panoptic.cli import main
+sys.exit(main(argv))
+"""
+
+
+def test_overwrite_changes_a_stems_outputs_together_or_not_at_all(tiny_model_dir, tmp_path):
+    import napari_dendrite_panoptic
+
+    image = tmp_path / "x.tif"
+    tifffile.imwrite(image, _plane((96, 96)))
+    out = tmp_path / "o"
+    assert _seg(tiny_model_dir, out, image, extra=["--overlay"]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if not p.name.startswith(".")}
+    script = tmp_path / "killer.py"
+    script.write_text(KILLER)
+    env = dict(os.environ)
+    src = str(Path(napari_dendrite_panoptic.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")])
+    argv = ["segment", str(image), "--out", str(out), "--model", str(tiny_model_dir)]
+    argv += ["--device", "cpu", "--overwrite", "--score-threshold", "0.01"]
+    proc = subprocess.run(
+        [sys.executable, str(script), "_spines.csv", *argv], env=env, capture_output=True
+    )
+    assert proc.returncode == -signal.SIGKILL
+    after = {p.name: p.read_bytes() for p in out.iterdir() if not p.name.startswith(".")}
+    assert after == before  # killed while the new set was written: the old set is untouched
+    assert _seg(tiny_model_dir, out, image, extra=["--overwrite"]) == 0
+    names = {p.name for p in out.iterdir() if not p.name.startswith(".")}
+    assert "x_overlay.png" not in names  # the old run's overlay is not left beside the new set
+    assert {"x_dendrite.tif", "x_spines.tif", "x_spines.csv", "x_run.json"} <= names
+
+
+# --- inputs that are not plain files ------------------------------------------------------------
+
+
+def test_named_pipe_is_refused_without_waiting(tmp_path):
+    pipe = tmp_path / "x.tif"
+    os.mkfifo(pipe)
+    box = {}
+
+    def read():
+        try:
+            read_tiff(pipe)
+        except TiffReadError as exc:
+            box["error"] = str(exc)
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    thread.join(30)
+    assert "not a regular file" in box.get("error", "it waited on the pipe")
+
+
+def test_symlink_loop_fails_alone_in_a_batch(tiny_model_dir, tmp_path, capsys):
+    (tmp_path / "loop.tif").symlink_to(tmp_path / "loop.tif")
+    good = tmp_path / "good.tif"
+    tifffile.imwrite(good, _plane())
+    out = tmp_path / "o"
+    assert _seg(tiny_model_dir, out, tmp_path / "loop.tif", good) == 1
+    assert "loop of symbolic links" in capsys.readouterr().err
+    rows = {Path(r["file"]).name: r for r in csv.DictReader((out / "summary.csv").open())}
+    assert rows["good.tif"]["status"] == "ok" and rows["loop.tif"]["status"] == "failed"
+
+
+def test_missing_input_whose_outputs_exist_says_it_is_missing(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "gone_spines.csv").write_text("id\n")
+    assert _seg(tiny_model_dir, out, tmp_path / "gone.tif") == 1
+    assert "the file does not exist" in capsys.readouterr().err
+
+
+def test_a_folder_segmented_into_itself_skips_its_own_outputs(tiny_model_dir, tmp_path, capsys):
+    folder = tmp_path / "f"
+    folder.mkdir()
+    tifffile.imwrite(folder / "x.tif", _plane())
+    assert _seg(tiny_model_dir, folder, folder) == 0
+    capsys.readouterr()
+    assert _seg(tiny_model_dir, folder, folder, extra=["--overwrite"]) == 0
+    assert "skipping 2 file(s)" in capsys.readouterr().err
+    assert not list(folder.glob("x_dendrite_*"))
+
+
+# --- output folders and the summary ---------------------------------------------------------------
+
+
+def test_out_that_is_a_file_or_not_writable_is_refused_first(
+    tiny_model_dir, tmp_path, capsys, monkeypatch
+):
+    image = tmp_path / "x.tif"
+    tifffile.imwrite(image, _plane())
+    taken = tmp_path / "taken"
+    taken.write_text("")
+    assert _seg(tiny_model_dir, taken, image) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    import tempfile
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
+    assert _seg(tiny_model_dir, tmp_path / "ro", image) == 2
+    err = capsys.readouterr().err
+    assert "cannot write to --out" in err and "Read-only file system" in err
+    assert ".part" not in err
+
+
+def test_summary_that_is_a_folder_or_cannot_be_written(
+    tiny_model_dir, tmp_path, capsys, monkeypatch
+):
+    images = []
+    for name in ("a", "b"):
+        images.append(tmp_path / f"{name}.tif")
+        tifffile.imwrite(images[-1], _plane())
+    out = tmp_path / "o"
+    assert _seg(tiny_model_dir, out, *images, extra=["--summary", str(tmp_path)]) == 2
+    assert "is a folder; name a .csv file" in capsys.readouterr().err
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(batch, "atomic_write_text", full)
+    assert _seg(tiny_model_dir, out, *images) == 1
+    err = capsys.readouterr().err
+    assert "cannot write the summary" in err and "the disk is full" in err
+    assert (out / "a_run.json").is_file() and (out / "b_run.json").is_file()
+
+
+def test_disk_full_while_writing_outputs_says_so():
+    outcome = batch._failure(Path("x.tif"), OSError("65536 requested and 25600 written"))
+    assert outcome.error.startswith("the disk is full")
+
+
+def test_a_long_file_name_is_segmented(tiny_model_dir, tmp_path):
+    image = tmp_path / ("n" * 231 + ".tif")  # 235 characters; outputs up to 250
+    tifffile.imwrite(image, _plane())
+    assert _seg(tiny_model_dir, tmp_path / "o", image) == 0
+    assert (tmp_path / "o" / ("n" * 231 + "_spines_roi.zip")).is_file()
+
+
+# --- parallel runs ------------------------------------------------------------------------------
+
+
+def test_workers_are_capped_at_the_cores(capsys):
+    from napari_dendrite_panoptic.cli.segment import _capped_workers
+
+    cores = os.cpu_count() or 1
+    assert _capped_workers(1000) == cores
+    assert f"--workers 1000 is more than this machine's {cores} cores" in capsys.readouterr().err
+
+
+def test_scheduler_that_never_answers_or_is_no_address(tiny_model_dir, tmp_path, capsys):
+    image = tmp_path / "x.tif"
+    tifffile.imwrite(image, _plane())
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    held = []
+    threading.Thread(
+        target=lambda: [held.append(server.accept()) for _ in range(8)], daemon=True
+    ).start()
+    address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    assert _seg(tiny_model_dir, tmp_path / "o", image, extra=["--scheduler", address]) == 2
+    assert "no answer within 5 s" in capsys.readouterr().err
+    assert _seg(tiny_model_dir, tmp_path / "o", image, extra=["--scheduler", "notaurl"]) == 2
+    assert "not a scheduler address" in capsys.readouterr().err
+    server.close()
