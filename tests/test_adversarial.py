@@ -413,3 +413,51 @@ def test_scheduler_that_never_answers_or_is_no_address(tiny_model_dir, tmp_path,
     assert _seg(tiny_model_dir, tmp_path / "o", image, extra=["--scheduler", "notaurl"]) == 2
     assert "not a scheduler address" in capsys.readouterr().err
     server.close()
+
+
+# --- pixel sizes and intensities ------------------------------------------------------------------
+
+
+def _predict(model_dir, image, voxel, **cfg):
+    from napari_dendrite_panoptic.inference import InferenceConfig, predict
+
+    config = InferenceConfig(model=str(model_dir), device="cpu", tile_size=256, **cfg)
+    return predict(image, voxel, config)
+
+
+def test_anisotropic_pixels_keep_both_sizes(tiny_model_dir, tmp_path):
+    result = _predict(tiny_model_dir, _plane((48, 64)), (1.0, 0.2, 0.1))
+    assert result.voxel_size_um == (1.0, 0.2, 0.1)
+    assert result.dendrite.shape == (1, 48, 64)
+    image = tmp_path / "aniso.tif"
+    tifffile.imwrite(
+        image, _plane((48, 64)), resolution=(1 / 0.1, 1 / 0.2), resolutionunit="MICROMETER"
+    )
+    assert _seg(tiny_model_dir, tmp_path / "o", image) == 0
+    assert read_tiff(tmp_path / "o" / "aniso_spines.tif").voxel_size_um[1:] == pytest.approx(
+        (0.2, 0.1)
+    )
+
+
+def test_too_small_a_pixel_size_is_refused_with_the_range(tiny_model_dir, tmp_path, capsys):
+    from napari_dendrite_panoptic.errors import InputError
+
+    with pytest.raises(InputError, match=r"plausible pixel sizes for this model are 0.005 to 2 µm"):
+        _predict(tiny_model_dir, _plane(), None, pixel_size_um=1e-6)
+    image = tmp_path / "x.tif"
+    tifffile.imwrite(image, _plane())
+    assert _seg(tiny_model_dir, tmp_path / "o", image, extra=["--pixel-size", "1e-6"]) == 1
+    assert "plausible pixel sizes" in capsys.readouterr().err
+
+
+def test_int32_with_a_large_offset_is_normalised_without_losing_levels():
+    from napari_dendrite_panoptic.inference.planes import PlaneReader, stack_percentiles
+
+    small = _plane((48, 48)).astype(np.int64)[None]
+    offset = (small + 2_000_000_000).astype(np.int32)
+    planes = []
+    for volume in (small, offset):
+        lo, hi = stack_percentiles(volume, 1.0, 99.8)
+        planes.append(PlaneReader(volume, lo, hi - lo, (48, 48), 0).native(0).numpy())
+    assert len(np.unique(planes[1])) == len(np.unique(planes[0])) > 500
+    np.testing.assert_allclose(planes[1], planes[0], atol=1e-6)
