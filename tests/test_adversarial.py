@@ -461,3 +461,35 @@ def test_int32_with_a_large_offset_is_normalised_without_losing_levels():
         planes.append(PlaneReader(volume, lo, hi - lo, (48, 48), 0).native(0).numpy())
     assert len(np.unique(planes[1])) == len(np.unique(planes[0])) > 500
     np.testing.assert_allclose(planes[1], planes[0], atol=1e-6)
+
+
+TRUNCATE = """
+import os, sys
+import numpy as np
+from napari_dendrite_panoptic.errors import TiffReadError
+from napari_dendrite_panoptic.io import read_tiff, stack_zyx
+path = sys.argv[1]
+volume = stack_zyx(read_tiff(path, lazy=True))
+np.asarray(volume[0])
+os.truncate(path, os.path.getsize(path) // 2)  # cut short while it is being read
+try:
+    np.asarray(volume[volume.shape[0] - 1])
+except TiffReadError as exc:
+    print(exc)
+    sys.exit(3)
+"""
+
+
+def test_a_file_truncated_while_it_is_read_is_an_error_not_a_bus_error(tmp_path):
+    import napari_dendrite_panoptic
+
+    path = tmp_path / "stack.tif"
+    tifffile.imwrite(path, np.ones((4, 64, 64), np.uint16), imagej=True, metadata={"axes": "ZYX"})
+    env = dict(os.environ)
+    src = str(Path(napari_dendrite_panoptic.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")])
+    proc = subprocess.run(
+        [sys.executable, "-c", TRUNCATE, str(path)], env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 3, proc.stderr  # not -SIGBUS
+    assert "the file is incomplete (truncated while it was read?)" in proc.stdout

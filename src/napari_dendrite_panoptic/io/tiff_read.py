@@ -2,9 +2,10 @@
 
 This module never imports napari, Qt or torch. Stacks are returned in a canonical axis order,
 a subset of ``"TCZYX"`` in that order, with the voxel size in µm as (z, y, x).
-Stacks larger than a quarter of the machine's memory are opened lazily: as a ``numpy.memmap``
-when the pixels are stored uncompressed in one block, otherwise as a :class:`LazyArray` over a
-zarr view of the file, which reads only the planes that are indexed.
+Stacks larger than a quarter of the machine's memory are opened lazily, as a :class:`LazyArray`
+that reads only the planes that are indexed: with plain reads when the pixels are stored
+uncompressed in one block (never a memory map, which turns a file cut short into a bus error),
+otherwise through a zarr view of the file.
 
 Parsing of the stored metadata (voxel size, channel names, record) lives in
 :mod:`._tiff_metadata`, the read-on-demand arrays in :mod:`._lazy`, writing
@@ -61,7 +62,7 @@ class ImageStack:
     ----------
     data : numpy.ndarray or array-like
         Pixels with one dimension per letter of `axes`. A ``numpy.ndarray`` when read eagerly;
-        a ``numpy.memmap`` or :class:`LazyArray` (``shape``, ``dtype``, ``__getitem__``,
+        a :class:`LazyArray` (``shape``, ``dtype``, ``__getitem__``,
         ``__array__``) when `lazy` is True. The dtype is the file's (e.g. uint8, uint16, float32).
     axes : str
         Ordered subset of ``"TCZYX"`` that always ends in ``"YX"``, e.g. ``"ZYX"``, ``"CZYX"``.
@@ -367,10 +368,7 @@ def _read_open_file(
             rgb_plane_axis = series.keyframe.axes.index("S")
             _require_grey(first_plane, rgb_plane_axis, path, sampled=True)
             fixed[rgb_axis] = 0
-        if isinstance(source, np.memmap):
-            data: Any = _apply_plan(source, axis_map, fixed)
-        else:
-            data = LazyArray(source, axis_map, fixed, keepalive=tif)
+        data: Any = LazyArray(source, axis_map, fixed, keepalive=tif)
     else:
         source = series.asarray()
         if damage:
