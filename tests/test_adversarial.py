@@ -493,3 +493,55 @@ def test_a_file_truncated_while_it_is_read_is_an_error_not_a_bus_error(tmp_path)
     )
     assert proc.returncode == 3, proc.stderr  # not -SIGBUS
     assert "the file is incomplete (truncated while it was read?)" in proc.stdout
+
+
+# --- evaluate, sample, train ----------------------------------------------------------------------
+
+
+def test_evaluate_and_sample_refuse_folders_and_odd_centres(tmp_path, capsys):
+    assert main(["sample", str(tmp_path), "--overwrite"]) == 2
+    assert "is a folder; name the .tif file" in capsys.readouterr().err
+    labels = tmp_path / "spines.tif"
+    tifffile.imwrite(labels, np.zeros((32, 32), np.uint16))
+    base = ["evaluate", "--pred-spines", str(labels), "--truth-points"]
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("y_px,x_px,note\n1,2,caf\xe9\n".encode("latin-1"))
+    assert main([*base, str(latin)]) == 2
+    assert "not UTF-8 text" in capsys.readouterr().err
+    nan = tmp_path / "nan.csv"
+    nan.write_text("y_px,x_px\n1,2\nnan,3\n")
+    assert main([*base, str(nan)]) == 2
+    assert "1 centre(s) have a coordinate that is not a finite number" in capsys.readouterr().err
+    points = tmp_path / "ok.csv"
+    points.write_text("y_px,x_px\n1,2\n")
+    assert main([*base, str(points), "--json", str(tmp_path)]) == 2
+    assert "is a folder; name a .json file" in capsys.readouterr().err
+
+
+def test_checkpoint_without_optimiser_state_is_refused(tiny_model_dir, tmp_path, capsys):
+    from napari_dendrite_panoptic.training import save_checkpoint
+
+    work = tmp_path / "work"
+    work.mkdir()
+    models = load_models(tiny_model_dir, "cpu")
+    state = {
+        "step": 1,
+        "spines": models.spines.state_dict(),
+        "dendrites": models.dendrites.state_dict(),
+    }
+    save_checkpoint(work / "checkpoint.pt", {k: v for k, v in state.items()})
+    argv = ["train", "--out", str(tmp_path / "m"), "--work", str(work), "--data", "generator:1"]
+    argv += [
+        "--steps",
+        "2",
+        "--batch-size",
+        "1",
+        "--crop",
+        "64",
+        "--base-model",
+        str(tiny_model_dir),
+    ]
+    argv += ["--pixel-size", "0.1", "--validate", "0", "--threads", "1"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "holds no opt_spines, opt_dendrites" in err and "Traceback" not in err
