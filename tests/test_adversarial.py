@@ -545,3 +545,13 @@ def test_checkpoint_without_optimiser_state_is_refused(tiny_model_dir, tmp_path,
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "holds no opt_spines, opt_dendrites" in err and "Traceback" not in err
+
+
+def test_a_thumbnail_first_series_is_named_when_a_larger_one_exists(tmp_path, caplog):
+    path = tmp_path / "thumb.tif"
+    with tifffile.TiffWriter(path) as writer:
+        writer.write(np.ones((16, 16), np.uint16))
+        writer.write(np.ones((128, 128), np.uint16))
+    with caplog.at_level("WARNING"):
+        assert read_tiff(path).shape == (16, 16)
+    assert "series 2 is larger" in caplog.text and "(128, 128)" in caplog.text

@@ -356,6 +356,20 @@ def _read_open_file(
         raise TiffReadError(f"Cannot read '{path}': the file holds no image.")
     series = tif.series[0]
     _check_damage(path, damage, tif)
+    larger = [i for i, other in enumerate(tif.series) if other.size > series.size]
+    if larger:
+        other = tif.series[larger[0]]
+        logger.warning(
+            "'%s' holds %d image series; reading the first (%s, shape %s), though series %d is "
+            "larger (%s, shape %s): if that is the image, save it as its own file (e.g. in Fiji)",
+            path,
+            len(tif.series),
+            series.axes,
+            tuple(series.shape),
+            larger[0] + 1,
+            other.axes,
+            tuple(other.shape),
+        )
     src_axes, src_shape = series.axes, tuple(series.shape)
     photometric = int(series.keyframe.photometric)
     out_axes, axis_map, fixed, rgb_axis = _plan_axes(src_axes, src_shape, photometric, path)
