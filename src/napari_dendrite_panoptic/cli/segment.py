@@ -56,9 +56,9 @@ _RESULT_FLAGS = {
 
 def _flag_defaults() -> dict[str, Any]:
     """The ``segment`` command's default value of every flag."""
-    from .main import build_parser
-
-    return vars(build_parser().parse_args(["segment", "input.tif", "--out", "out"]))
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers(dest="command"))
+    return vars(parser.parse_args(["segment", "input.tif", "--out", "out"]))
 
 
 def segment_config(args: argparse.Namespace) -> tuple[InferenceConfig, dict[str, Any] | None]:
