@@ -88,12 +88,19 @@ def test_killed_segment_leaves_no_partial_file_under_a_final_name(
     proc = _run_killed(tmp_path, mode, 2, "", argv)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     final = sorted(p for p in out.iterdir() if not p.name.startswith("."))
-    temporary = sorted(p for p in out.iterdir() if p.name.startswith("."))
-    # the first output was renamed complete; the second was killed before its rename
-    assert len(final) == 1
-    _check_complete(final[0])
+    staging = sorted(p for p in out.iterdir() if p.name.endswith(".new"))
+    # the outputs are written into a hidden staging folder and moved into place together: a
+    # kill while they are written leaves nothing under a final name in the output folder
+    assert final == []
     assert not (out / "cell_run.json").exists()  # the record, written last, marks a full set
-    assert len(temporary) == 1 and temporary[0].name.endswith(".part")
+    assert len(staging) == 1
+    staged = sorted(staging[0].iterdir())
+    # in the staging folder the first output was renamed complete; the second was killed
+    # before its rename and is still a hidden temporary
+    assert [p.name.endswith(".part") for p in staged].count(True) == 1
+    for p in staged:
+        if not p.name.endswith(".part"):
+            _check_complete(p)
     # run again: the complete set appears (replacing needs --overwrite, as for any output)
     assert main([*argv, "--overwrite"]) == 0
     for name in ("cell_dendrite.tif", "cell_spines.tif", "cell_spines.csv", "cell_run.json"):

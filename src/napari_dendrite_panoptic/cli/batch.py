@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import errno
 import glob
 import io as _io
 import json
@@ -28,6 +29,7 @@ import numpy as np
 from ..analysis import dendrite_length_um
 from ..core import atomic_write_text
 from ..errors import DendritePanopticError, InputError, OutputExistsError
+from ..io import spreadsheet_safe
 
 logger = logging.getLogger(__name__)
 
@@ -77,24 +79,57 @@ class FileOutcome:
         return self.status == "ok"
 
 
+OWN_OUTPUT_SUFFIXES = ("_dendrite.tif", "_spines.tif")
+"""Names of the label TIFFs ``segment`` writes; beside a ``<stem>_run.json`` they are its own
+outputs, not images to segment."""
+
+
+def _own_output(path: Path) -> bool:
+    """Whether ``path`` is a label TIFF this tool wrote (it has its run record beside it)."""
+    for suffix in OWN_OUTPUT_SUFFIXES:
+        if path.name.endswith(suffix):
+            return path.with_name(path.name[: -len(suffix)] + "_run.json").is_file()
+    return False
+
+
+def _absolute(path: Path) -> str:
+    """A key for ``path`` that names one file once: its resolved path, or (a loop of symbolic
+    links, which cannot be resolved) its absolute one."""
+    try:
+        return str(path.resolve())
+    except (OSError, RuntimeError):
+        return str(path.absolute())
+
+
 def expand_inputs(items: Iterable[str]) -> list[Path]:
     """Files named by ``items``: a file as it is, a folder's ``*.tif``/``*.tiff`` (sorted), a glob
-    pattern's matches (sorted); duplicates dropped, order kept.
+    pattern's matches (sorted); duplicates dropped, order kept. A folder's own outputs of this
+    tool (label TIFFs beside their run record) are skipped, with a line on stderr.
 
     Raises
     ------
     InputError
         When a folder holds no TIFF or a pattern or name matches nothing.
     """
+    import sys
+
     found: list[Path] = []
     for item in items:
         path = Path(item)
         if path.is_dir():
             files = sorted(p for p in path.iterdir() if p.suffix.lower() in TIFF_SUFFIXES)
             files = [p for p in files if p.is_file() and not p.name.startswith(".")]
+            own = [p for p in files if _own_output(p)]
+            if own:
+                print(
+                    f"dendrite-panoptic: skipping {len(own)} file(s) in '{path}' that are this "
+                    f"tool's own outputs (e.g. {own[0].name})",
+                    file=sys.stderr,
+                )
+                files = [p for p in files if p not in own]
             if not files:
                 raise InputError(f"folder '{path}' holds no .tif or .tiff file")
-        elif path.exists():
+        elif path.exists() or path.is_symlink():
             files = [path]
         elif glob.has_magic(item):
             files = sorted(Path(p) for p in glob.glob(item) if Path(p).is_file())
@@ -105,8 +140,22 @@ def expand_inputs(items: Iterable[str]) -> list[Path]:
         found.extend(files)
     unique: dict[str, Path] = {}
     for p in found:
-        unique.setdefault(str(p.resolve()), p)
+        unique.setdefault(_absolute(p), p)
     return list(unique.values())
+
+
+def check_stems(paths: Sequence[Path], out: str | os.PathLike[str]) -> None:
+    """Refuse inputs whose outputs would share names in ``out`` (``a/x.tif`` and ``b/x.tif``, or
+    ``x.tif`` and ``x.tiff``): one result would replace the other."""
+    seen: dict[str, Path] = {}
+    for p in paths:
+        key = p.stem.casefold()  # case-insensitive file systems (macOS, Windows) clash too
+        if key in seen:
+            raise InputError(
+                f"'{seen[key]}' and '{p}' would both write '{p.stem}_*' outputs in '{out}': "
+                "segment them into different --out folders, or rename one"
+            )
+        seen[key] = p
 
 
 def summarise_outputs(path: Path, written: dict[str, Path]) -> FileOutcome:
@@ -143,9 +192,24 @@ def summarise_outputs(path: Path, written: dict[str, Path]) -> FileOutcome:
     )
 
 
+def disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the disk is full (numpy's short write says "N requested and M
+    written" without an errno)."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return isinstance(exc, OSError) and " requested and " in str(exc) and "written" in str(exc)
+
+
 def _failure(path: Path, exc: BaseException) -> FileOutcome:
     plain = isinstance(exc, DendritePanopticError)
     text = str(exc) if plain else f"{type(exc).__name__}: {exc}"
+    if disk_full(exc):
+        text = (
+            "the disk is full (no space left while writing its outputs); nothing of this file "
+            f"was kept: free some space and run it again ({text})"
+        )
+    elif isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
+        text = f"its output names are too long for the file system; rename it shorter ({text})"
     return FileOutcome(file=str(path), status="failed", error=text)
 
 
@@ -312,12 +376,7 @@ def _run_on_dask(
     cluster = None
     torch_threads = None
     if scheduler is not None:
-        try:
-            client = Client(scheduler, timeout="5s")
-        except (OSError, TimeoutError) as exc:
-            raise DendritePanopticError(
-                f"cannot reach the Dask scheduler at {scheduler}: {exc}"
-            ) from None
+        client = _connect(Client, scheduler)
     else:
         cluster = LocalCluster(
             n_workers=workers,
@@ -357,6 +416,43 @@ def _run_on_dask(
             cluster.close()
 
 
+SCHEDULER_TIMEOUT_S = 5.0
+"""How long ``--scheduler`` may take to answer before the run is refused."""
+
+
+def _connect(client_class: Any, scheduler: str) -> Any:
+    """A Dask client of ``scheduler``, or a :class:`DendritePanopticError` within
+    :data:`SCHEDULER_TIMEOUT_S` (plus a second) for an address that is malformed, refuses, or
+    accepts the connection and never answers (Dask's own timeout does not cover that; the
+    attempt is left to a background thread, which ends with this process)."""
+    import threading
+
+    box: dict[str, Any] = {}
+
+    def attempt() -> None:
+        try:
+            box["client"] = client_class(scheduler, timeout=f"{SCHEDULER_TIMEOUT_S:g}s")
+        except Exception as exc:  # noqa: BLE001 - reported below in words
+            box["error"] = exc
+
+    thread = threading.Thread(target=attempt, name="dask-connect", daemon=True)
+    thread.start()
+    thread.join(SCHEDULER_TIMEOUT_S + 1.0)
+    if "client" in box:
+        return box["client"]
+    if "error" in box:
+        exc = box["error"]
+        if isinstance(exc, ValueError):
+            why = f"it is not a scheduler address ({exc}); use tcp://HOST:PORT"
+        else:
+            why = str(exc) or type(exc).__name__
+        raise DendritePanopticError(f"cannot reach the Dask scheduler at {scheduler}: {why}")
+    raise DendritePanopticError(
+        f"cannot reach the Dask scheduler at {scheduler}: no answer within "
+        f"{SCHEDULER_TIMEOUT_S:g} s (is it a Dask scheduler?)"
+    )
+
+
 def _cluster_task(
     segment_file: SegmentFile,
     path: str,
@@ -388,6 +484,8 @@ def summary_path(args: argparse.Namespace, n_files: int) -> Path | None:
     if chosen is None:
         return None
     chosen = Path(chosen)
+    if chosen.is_dir():
+        raise InputError(f"--summary '{chosen}' is a folder; name a .csv file")
     if chosen.exists() and not args.overwrite:
         raise OutputExistsError(
             f"{chosen} exists already; pass --overwrite to replace it or choose another --summary"
@@ -411,13 +509,22 @@ def report_batch(outcomes: Sequence[FileOutcome], summary: Path | None, *, final
             else:
                 tqdm.write(f"dendrite-panoptic: {o.file}: {o.error}", file=sys.stderr)
         return len(failed)
-    if summary is not None:
-        write_summary_csv(summary, outcomes)
-        print(summary)
     if failed and len(outcomes) > 1:
         print(f"dendrite-panoptic: {len(failed)} of {len(outcomes)} files failed:", file=sys.stderr)
         for o in failed:
             print(f"  {o.file}: {o.error}", file=sys.stderr)
+    if summary is not None:
+        try:
+            write_summary_csv(summary, outcomes)
+        except OSError as exc:
+            why = "the disk is full" if disk_full(exc) else (exc.strerror or str(exc))
+            print(
+                f"dendrite-panoptic: cannot write the summary '{summary}': {why}; the files' own "
+                "outputs are written",
+                file=sys.stderr,
+            )
+            return max(1, len(failed))
+        print(summary)
     return len(failed)
 
 
@@ -441,16 +548,16 @@ def write_summary_csv(path: str | os.PathLike[str], outcomes: Sequence[FileOutco
         voxel = o.voxel_size_um or (None, None, None)
         writer.writerow(
             [
-                o.file,
+                spreadsheet_safe(o.file),
                 o.status,
-                o.error,
+                spreadsheet_safe(o.error),
                 "x".join(str(s) for s in o.shape),
                 *(cell(v) for v in voxel),
                 cell(o.spines),
                 cell(o.dendrite_length_um),
                 cell(o.spines_per_um),
-                o.device,
-                " | ".join(o.warnings),
+                spreadsheet_safe(o.device),
+                spreadsheet_safe(" | ".join(o.warnings)),
             ]
         )
     return atomic_write_text(path, buffer.getvalue())

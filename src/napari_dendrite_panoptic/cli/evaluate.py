@@ -12,7 +12,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from ..errors import DendritePanopticError, OutputExistsError
+from ..errors import DendritePanopticError, InputError, OutputExistsError
 from .options import DENDRITE_THRESHOLD_HELP, FLIPS_HELP
 
 logger = logging.getLogger("napari_dendrite_panoptic")
@@ -124,6 +124,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     ``--real``; prints the scores (and writes ``--json``); returns the exit status."""
     import json
 
+    if args.json and Path(args.json).is_dir():
+        raise InputError(f"--json '{args.json}' is a folder; name a .json file")
     rows: list[tuple[str, dict]] = []
     if args.pred_spines or args.pred_dendrite or args.truth_points:
         rows = _evaluate_files(args)

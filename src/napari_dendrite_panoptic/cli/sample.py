@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import OutputExistsError
+from ..errors import InputError, OutputExistsError
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -13,6 +13,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from ..io import write_labels_tiff, write_tiff_atomic
 
     out = Path(args.path)
+    if out.is_dir():
+        raise InputError(f"'{out}' is a folder; name the .tif file to write")
     if out.exists() and not args.overwrite:
         raise OutputExistsError(f"{out} exists already; pass --overwrite to replace it")
     sample = synthetic.sample_plane() if args.plane else synthetic.sample_stack()

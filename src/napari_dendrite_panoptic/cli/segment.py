@@ -8,14 +8,15 @@ Heavy modules (torch via the engine, tqdm, the batch runner) are imported inside
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core import STACK_MODES
-from ..errors import OutputExistsError
+from ..errors import InputError, OutputExistsError
 from .options import DENDRITE_THRESHOLD_HELP, FLIPS_HELP, planes_or_off
 
 if TYPE_CHECKING:
@@ -42,14 +43,72 @@ def _segment_outputs(out: Path, stem: str, overlay: bool) -> dict[str, Path]:
     return paths
 
 
+_RESULT_FLAGS = {
+    "pixel_size": ("pixel_size_um", "--pixel-size"),
+    "score_threshold": ("spine_score_threshold", "--score-threshold"),
+    "dendrite_threshold": ("dendrite_threshold", "--dendrite-threshold"),
+    "dendrite_depth_tolerance": ("dendrite_depth_tolerance", "--dendrite-depth-tolerance"),
+    "spine_focus_fraction": ("spine_focus_fraction", "--spine-focus-fraction"),
+    "tile_size": ("tile_size", "--tile-size"),
+    "flips": ("test_time_flips", "--flips"),
+    "stack_mode": ("stack_mode", "--stack-mode"),
+    "slab_um": ("slab_um", "--slab-um"),
+}
+"""Flags that change a result: (the InferenceConfig field, the option's name)."""
+
+
+def _flag_defaults() -> dict[str, Any]:
+    """The ``segment`` command's default value of every flag."""
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers(dest="command"))
+    return vars(parser.parse_args(["segment", "input.tif", "--out", "out"]))
+
+
 def segment_config(args: argparse.Namespace) -> tuple[InferenceConfig, dict[str, Any] | None]:
     """The job's InferenceConfig and the run record it comes from (None without ``--from-run``):
-    the recorded settings of ``--from-run``, else the flags."""
-    from ..inference import InferenceConfig, config_from_record, load_record
+    the recorded settings of ``--from-run``, else the flags.
+
+    With ``--from-run`` the recorded channel is used (``args.channel`` is set to it); ``--model``
+    may name the recorded model's folder elsewhere (its hashes are checked), ``--device`` runs
+    on another device (with a note that results can differ); any other flag that changes the
+    result and differs from the record is refused.
+    """
+    import dataclasses
+
+    from ..inference import InferenceConfig, config_from_record, load_record, recorded_channel
 
     if args.from_run is not None:
         record = load_record(args.from_run)
-        return config_from_record(record), record
+        cfg = config_from_record(record)
+        defaults = _flag_defaults()
+        for dest, (name, option) in _RESULT_FLAGS.items():
+            given, recorded = getattr(args, dest), getattr(cfg, name)
+            if given != defaults[dest] and given != recorded:
+                raise InputError(
+                    f"{option} {given} conflicts with the run record's {name} = {recorded}: "
+                    f"--from-run re-runs with the recorded settings (drop {option}, or run "
+                    "without --from-run)"
+                )
+        channel = recorded_channel(record)
+        if channel is not None:
+            if args.channel is not None and args.channel != channel:
+                raise InputError(
+                    f"--channel {args.channel} conflicts with the run record's channel {channel}"
+                )
+            args.channel = channel
+        args.channel = args.channel or 0
+        if args.model:
+            cfg = dataclasses.replace(cfg, model=str(args.model))
+        if args.device != defaults["device"] and args.device != cfg.device:
+            print(
+                f"dendrite-panoptic: --device {args.device} replaces the recorded device "
+                f"({cfg.device}, used: {record['parameters'].get('device_used', '?')}); results "
+                "can differ slightly from device to device",
+                file=sys.stderr,
+            )
+            cfg = dataclasses.replace(cfg, device=args.device)
+        return cfg, record
+    args.channel = args.channel or 0
     config = InferenceConfig(
         model=str(args.model) if args.model else None,
         device=args.device,
@@ -73,44 +132,111 @@ def segment_file(
     models: LoadedModels,
     bar_factory: Callable[..., Any],
 ) -> dict[str, Path]:
-    """Segment one TIFF and write its outputs and run record; returns the written paths."""
-    import contextlib
+    """Segment one TIFF and write its outputs and run record; returns the written paths.
+
+    The input is opened first (a missing or unreadable file is reported as such), then the stem
+    is claimed (:func:`_claim`), the outputs are checked, written into a staging folder and
+    moved into place together (:func:`_commit`)."""
     import datetime as dt
     import time
 
     from ..inference import DiskPlaneSink, run_record
 
-    outputs = _segment_outputs(Path(args.out), path.stem, args.overlay)
-    existing = [p for p in outputs.values() if p.exists()]
-    if existing and not args.overwrite:
-        raise OutputExistsError(
-            f"{existing[0]} exists already; pass --overwrite to replace it or choose another --out"
-        )
+    out = Path(args.out)
+    outputs = _segment_outputs(out, path.stem, args.overlay)
     stack, volume, voxel, cfg, low_memory = _open_input(path, args, cfg)
-    started, t0 = dt.datetime.now(dt.timezone.utc), time.perf_counter()
-    with contextlib.ExitStack() as cleanup:
-        sink = None
-        if low_memory:
-            sink = cleanup.enter_context(
-                DiskPlaneSink(outputs["dendrite"].parent, path.stem, volume.shape)
+    with _claim(out, path.stem), _staging(out, path.stem) as stage:
+        existing = [p for p in _segment_outputs(out, path.stem, True).values() if p.exists()]
+        if existing and not args.overwrite:
+            raise OutputExistsError(
+                f"{existing[0]} exists already; pass --overwrite to replace it or choose another "
+                "--out"
             )
-        result = _run_engine(path, volume, voxel, cfg, models, sink, bar_factory)
-        meta = run_record(
-            result,
-            models,
-            input_path=str(path.resolve()),
-            input_shape=tuple(stack.shape),
-            input_dtype=str(stack.dtype),
-            input_voxel_size_um=stack.voxel_size_um,
-            input_voxel_size_source=stack.voxel_size_source,
-            started=started,
-            duration_s=time.perf_counter() - t0,
-        )
-        if sink is not None:  # a stack too big for memory: written plane by plane
-            return _write_low_memory(path, outputs, result, sink, meta)
-    _write_outputs(path, outputs, result, volume, "Z" not in stack.axes, args.overlay, meta)
+        staged = _segment_outputs(stage, path.stem, args.overlay)
+        started, t0 = dt.datetime.now(dt.timezone.utc), time.perf_counter()
+        with contextlib.ExitStack() as cleanup:
+            sink = None
+            if low_memory:
+                sink = cleanup.enter_context(DiskPlaneSink(stage, path.stem, volume.shape))
+            result = _run_engine(path, volume, voxel, cfg, models, sink, bar_factory)
+            meta = run_record(
+                result,
+                models,
+                input_path=str(path.resolve()),
+                input_shape=tuple(stack.shape),
+                input_dtype=str(stack.dtype),
+                input_voxel_size_um=stack.voxel_size_um,
+                input_voxel_size_source=stack.voxel_size_source,
+                started=started,
+                duration_s=time.perf_counter() - t0,
+                input_channel=getattr(args, "channel", None) or 0,
+            )
+            if sink is not None:  # a stack too big for memory: written plane by plane
+                staged = _write_low_memory(path, staged, result, sink, meta)
+            else:
+                _write_outputs(
+                    path, staged, result, volume, "Z" not in stack.axes, args.overlay, meta
+                )
+        written = _commit(staged, out, path.stem)
     logger.info("%s: %d spines", path.name, len(result.table["id"]))
-    return outputs
+    return {k: outputs.get(k, out / staged[k].name) for k in written}
+
+
+@contextlib.contextmanager
+def _claim(out: Path, stem: str) -> Iterator[None]:
+    """Hold this stem's outputs in ``out`` for this process: an exclusive lock on the hidden
+    ``.<stem>.lock`` (released by the system if the process dies), so two ``segment`` runs never
+    write one stem's outputs at once."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(out / f".{stem[:200]}.lock", timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise OutputExistsError(
+            f"another dendrite-panoptic process is writing the outputs of '{stem}' in '{out}' "
+            "now; wait for it to finish or choose another --out"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+@contextlib.contextmanager
+def _staging(out: Path, stem: str) -> Iterator[Path]:
+    """A hidden folder in ``out`` where one stem's new outputs are written under their final
+    names before :func:`_commit` moves them; removed afterwards, or on a failure (a killed run
+    leaves it, hidden)."""
+    import shutil
+    import tempfile
+
+    stage = Path(tempfile.mkdtemp(prefix=f".{stem[:100]}.", suffix=".new", dir=out))
+    try:
+        yield stage
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _commit(staged: dict[str, Path], out: Path, stem: str) -> list[str]:
+    """Move a stem's staged outputs to their final names: the old run record goes first (a stem
+    without one is incomplete), then every old output the new run does not write, then the new
+    files, the run record last. Same folder, so each move is an atomic rename."""
+    import os
+
+    final = _segment_outputs(out, stem, True)
+    written = [kind for kind, path in staged.items() if path.is_file()]
+    if "run" not in written:
+        raise RuntimeError(f"the run record of '{stem}' was not written")
+    final["run"].unlink(missing_ok=True)
+    for kind, path in final.items():
+        if kind not in written:
+            path.unlink(missing_ok=True)
+    for kind in written:
+        if kind != "run":
+            os.replace(staged[kind], final[kind])
+    os.replace(staged["run"], final["run"])
+    return written
 
 
 def _open_input(
@@ -127,7 +253,10 @@ def _open_input(
     from ..io import read_tiff, stack_zyx
 
     stack = read_tiff(path, lazy=True)  # planes are read as the engine needs them
-    volume = stack_zyx(stack, channel=args.channel)
+    channel = getattr(args, "channel", None) or 0
+    if "C" not in stack.axes and channel not in (0, -1):
+        raise InputError(f"Channel {channel} does not exist in '{path}': it has one channel (0).")
+    volume = stack_zyx(stack, channel=channel)
     voxel = stack.voxel_size_um if stack.voxel_size_source != "none" else None
     if voxel is None and args.pixel_size is None:
         logger.warning("%s stores no voxel size; assuming the model's pixel size", path)
@@ -242,28 +371,66 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
     from ..inference import check_model_matches
     from ..models import load_models
-    from .batch import expand_inputs, report_batch, run_batch, summary_path
+    from .batch import check_stems, expand_inputs, report_batch, run_batch, summary_path
 
     inputs = expand_inputs(args.inputs)
+    check_stems(inputs, args.out)
+    _check_out_folder(Path(args.out))
     summary = summary_path(args, len(inputs))
     cfg, record = segment_config(args)
     models = load_models(cfg.model, cfg.device)
     if record is not None:
         check_model_matches(record, models)
-    Path(args.out).mkdir(parents=True, exist_ok=True)  # not before the model is known to load
+    _writable_out_folder(Path(args.out))  # not before the model is known to load
+    workers = _capped_workers(args.workers) if args.scheduler is None else args.workers
     outcomes = run_batch(
         segment_file,
         inputs,
         args,
         cfg,
         models=models,
-        workers=args.workers,
+        workers=workers,
         scheduler=args.scheduler,
         bar_factory=tqdm if len(inputs) > 1 else None,
         on_done=lambda outcome: report_batch([outcome], None, final=False),
     )
     failures = report_batch(outcomes, summary, final=True)
     return 1 if failures else 0
+
+
+def _check_out_folder(out: Path) -> None:
+    """Refuse an ``--out`` that exists and is not a folder."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out '{out}' is a file, not a folder; name a folder")
+
+
+def _writable_out_folder(out: Path) -> None:
+    """Create ``--out`` and check that files can be written in it, before any work."""
+    import tempfile
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        raise InputError(
+            f"cannot write to --out '{out}': {exc.strerror or exc}; choose another folder"
+        ) from None
+
+
+def _capped_workers(asked: int) -> int:
+    """``--workers``, at most the machine's cores (said on stderr when it is cut)."""
+    import os
+
+    cores = os.cpu_count() or 1
+    if asked > cores:
+        print(
+            f"dendrite-panoptic: --workers {asked} is more than this machine's {cores} cores; "
+            f"using {cores}",
+            file=sys.stderr,
+        )
+        return cores
+    return max(asked, 1)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -278,7 +445,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     seg.add_argument(
         "--pixel-size", type=float, default=None, help="(y, x) pixel size in µm, overrides metadata"
     )
-    seg.add_argument("--channel", type=int, default=0, help="channel to segment (default 0)")
+    seg.add_argument("--channel", type=int, default=None, help="channel to segment (default 0)")
     seg.add_argument(
         "--score-threshold", type=float, default=None, help="spine score 0-1 (default: the model's)"
     )

@@ -20,7 +20,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
+    # the temporary name stays within the 255 bytes a file name may have, whatever the final one
+    prefix = f".{final.name[:120]}."
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".part", dir=final.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:

@@ -127,6 +127,11 @@ def read_points_csv(path: str | Path, voxel_size_um: Sequence[float]) -> np.ndar
             reader = csv.DictReader(fh)
             rows = list(reader)
             keys = {h.strip().lower(): h for h in reader.fieldnames or []}
+    except UnicodeDecodeError:
+        raise InputError(
+            f"cannot read the centres file {path}: it is not UTF-8 text (e.g. Latin-1); save it "
+            "as a UTF-8 CSV"
+        ) from None
     except OSError as exc:
         raise InputError(f"cannot read the centres file {path}: {exc}") from None
     header = list(keys)
@@ -152,6 +157,12 @@ def read_points_csv(path: str | Path, voxel_size_um: Sequence[float]) -> np.ndar
                 ) * np.asarray(factors)
             except (TypeError, ValueError) as exc:
                 raise InputError(f"{path}: a centre coordinate is not a number ({exc})") from None
+            bad = np.flatnonzero(~np.isfinite(pts).all(axis=1))
+            if bad.size:
+                raise InputError(
+                    f"{path}: {bad.size} centre(s) have a coordinate that is not a finite number "
+                    f"(NaN or inf; first on data row {bad[0] + 1}); remove or fix them"
+                )
             return points_to_zyx_um(pts)
     raise InputError(
         f"{path}: no coordinate columns found (header {header}); use z_um,y_um,x_um "

@@ -3,7 +3,13 @@
 from .config import InferenceConfig, PanopticResult
 from .memory import memory_needed
 from .pipeline import iter_predict, predict
-from .provenance import check_model_matches, config_from_record, load_record, run_record
+from .provenance import (
+    check_model_matches,
+    config_from_record,
+    load_record,
+    recorded_channel,
+    run_record,
+)
 from .streaming import DiskPlaneSink, ReleasingPlanes, result_bytes
 
 __all__ = [
@@ -13,6 +19,7 @@ __all__ = [
     "ReleasingPlanes",
     "check_model_matches",
     "config_from_record",
+    "recorded_channel",
     "iter_predict",
     "load_record",
     "memory_needed",

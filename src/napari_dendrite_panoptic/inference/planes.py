@@ -19,6 +19,17 @@ from ..core import finite_percentiles
 from .memory import OutOfMemory
 
 
+def reading_dtype(dtype: Any) -> np.dtype:
+    """The float type planes of ``dtype`` are read and normalised in: float64 for 32- and 64-bit
+    integers and float64 (float32 keeps only 24 bits: an int32 image with a large offset would
+    collapse to a few grey levels), else float32."""
+    dtype = np.dtype(dtype)
+    wide = (dtype.kind in "iu" and dtype.itemsize >= 4) or (
+        dtype.kind == "f" and dtype.itemsize > 4
+    )
+    return np.dtype(np.float64 if wide else np.float32)
+
+
 def stack_percentiles(volume: Any, low: float, high: float) -> tuple[float, float]:
     """The ``low`` and ``high`` percentiles (0-100) of a (Z, Y, X) volume of any real dtype, in
     its intensity units, over at most 16 evenly spaced planes (each subsampled to about 250 000
@@ -27,7 +38,7 @@ def stack_percentiles(volume: Any, low: float, high: float) -> tuple[float, floa
     zs = np.unique(np.linspace(0, nz - 1, min(nz, 16)).round().astype(int))
     values = []
     for z in zs:
-        plane = np.asarray(volume[int(z)], dtype=np.float32).ravel()
+        plane = np.asarray(volume[int(z)], dtype=reading_dtype(volume.dtype)).ravel()
         step = max(1, plane.size // 250_000)
         values.append(plane[::step])
     bounds = finite_percentiles(np.concatenate(values), low, high)
@@ -51,7 +62,8 @@ def resize(t: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> to
 class PlaneReader:
     """The planes of a (Z, Y, X) volume, each read and resampled once.
 
-    ``raw(z)``: plane z as read, (Y, X) float32 with non-finite pixels set to ``lo``.
+    ``raw(z)``: plane z as read, (Y, X) float32 (float64 for 32- and 64-bit integers and
+    float64, :func:`reading_dtype`) with non-finite pixels set to ``lo``.
     ``native(z)``: (P, nh, nw) float32, planes z - reach .. z + reach (clamped to the stack),
     normalised as ``(raw - lo) / span`` and resampled to the model's native pixel size; P is
     ``2 * reach + 1``, the planes the networks see. ``forget_before(z)`` drops the planes no
@@ -70,7 +82,7 @@ class PlaneReader:
     def raw(self, z: int) -> np.ndarray:
         if z not in self._raws:
             try:
-                raw = np.asarray(self.volume[z], dtype=np.float32)
+                raw = np.asarray(self.volume[z], dtype=reading_dtype(self.volume.dtype))
                 self._raws[z] = np.where(np.isfinite(raw), raw, self.lo)
             except MemoryError:
                 ny, nx = (int(s) for s in self.volume.shape[1:])
@@ -85,7 +97,8 @@ class PlaneReader:
         for k in range(z - self.reach, z + self.reach + 1):
             k = min(max(k, 0), self.nz - 1)
             if k not in self._natives:
-                plane = torch.from_numpy((self.raw(k) - self.lo) / self.span)
+                scaled = (self.raw(k) - self.lo) / self.span  # in the reading dtype, then float32
+                plane = torch.from_numpy(np.ascontiguousarray(scaled, dtype=np.float32))
                 self._natives[k] = resize(plane[None, None], self.native_shape)[0, 0]
             out.append(self._natives[k])
         return torch.stack(out)

@@ -38,7 +38,7 @@ from ..errors import Cancelled
 from ..models import LoadedModels
 from .config import InferenceConfig, PanopticResult, ProgressEvent
 from .memory import OutOfMemory
-from .planes import PlaneReader
+from .planes import PlaneReader, reading_dtype
 from .steps import (
     PlaneAssembler,
     Run,
@@ -148,9 +148,10 @@ def iter_predict_slabs(
     yields progress events, then the :class:`PanopticResult`. Arguments as prepared by
     :func:`.pipeline.iter_predict`."""
     nz, ny, nx = (int(s) for s in volume.shape)
+    planes = _Planes(volume)
     # the dendrite comes from the projection of the whole stack, the spines from each slab's
     views = plan.slabs if len(plan.slabs) == 1 else (*plan.slabs, (0, nz))
-    projections, plane_background, peak_light = _project(volume, views)
+    projections, plane_background, peak_light = _project(planes, views)
     label = "slab" if plan.mode == "slabs" else "projection"
     run = Run(cfg, native_shape, len(views), cfg.tile_size, label=label)
     yield run.event(f"{nz} planes, {ny}x{nx} px: {plan.reason}")
@@ -180,17 +181,18 @@ def iter_predict_slabs(
             raise Cancelled("stopped by the user")
         dendrite, local = back_to_input_grid(prob, labels, (ny, nx), cfg)
         if k < len(plan.slabs):
-            found += lift_spines(volume, plane_background, local, scores, view, cfg.lift_fraction)
+            found += lift_spines(planes, plane_background, local, scores, view, cfg.lift_fraction)
     spines = merge_spines(found, max(1, (plan.slabs[0][1] - plan.slabs[0][0]) // 2))
     out = PlaneAssembler((nz, ny, nx), plane_sink)
     for z in range(nz):
         # a column's shaft is in the planes where its light reaches a fraction of its
         # brightest plane's, as a spine's is
-        in_depth = _light(volume, z, plane_background) >= DENDRITE_LIFT_FRACTION * peak_light
+        in_depth = _light(planes, z, plane_background) >= DENDRITE_LIFT_FRACTION * peak_light
         out.finish(z, dendrite & in_depth.astype(np.uint8), _paint_plane(spines, z, (ny, nx)))
     out.scores.update({i + 1: s.score for i, s in enumerate(spines)})
     lifted = replace(cfg, spine_focus_fraction=0.0)  # each spine has its planes already
-    table = trim_in_depth(out, volume, float(np.min(plane_background)), voxel, lifted, run.notices)
+    lo = float(np.min(plane_background)) + (planes.offset or 0.0)
+    table = trim_in_depth(out, volume, lo, voxel, lifted, run.notices)
     params = run_parameters(cfg, models, run, score)
     params.update(stack_mode_used=plan.mode, stack_mode_reason=plan.reason)
     params["slabs"] = [list(s) for s in plan.slabs]
@@ -218,7 +220,7 @@ def _project(
     peak_light = np.full((ny, nx), -np.inf, np.float32)
     step = max(1, (ny * nx) // 250_000)
     for z in range(nz):
-        plane = _read_plane(volume, z)
+        plane = volume[z]
         finite = np.isfinite(plane)
         plane = np.where(finite, plane, 0.0) if not finite.all() else plane
         background[z] = np.percentile(plane.ravel()[::step], 20)
@@ -229,17 +231,34 @@ def _project(
     return projections, background, peak_light
 
 
-def _read_plane(volume: Any, z: int) -> np.ndarray:
-    """Plane ``z`` as (Y, X) float32; :class:`OutOfMemory` with a clear reason when it does not
-    fit."""
-    try:
-        return np.asarray(volume[z], dtype=np.float32)
-    except MemoryError:
-        ny, nx = (int(s) for s in volume.shape[1:])
-        raise OutOfMemory(
-            f"not enough memory to read plane {z + 1} of {ny}x{nx} px: close other programs or "
-            "crop the image"
-        ) from None
+class _Planes:
+    """The planes of a (Z, Y, X) volume read as float32 (Y, X) arrays: ``planes[z]``. Wide
+    integers are read in float64 and the first plane's minimum is taken off every plane, so an
+    int32 stack with a large offset keeps its grey levels; a plane that does not fit in memory
+    is an :class:`OutOfMemory` with a clear reason."""
+
+    def __init__(self, volume: Any) -> None:
+        self.volume, self.shape = volume, tuple(int(s) for s in volume.shape)
+        self.dtype = reading_dtype(getattr(volume, "dtype", np.float32))
+        self.offset: float | None = None
+
+    def __getitem__(self, z: int) -> np.ndarray:
+        try:
+            plane = np.asarray(self.volume[z], dtype=self.dtype)
+        except MemoryError:
+            ny, nx = self.shape[1:]
+            raise OutOfMemory(
+                f"not enough memory to read plane {z + 1} of {ny}x{nx} px: close other programs "
+                "or crop the image"
+            ) from None
+        if self.offset is None:
+            low = np.nanmin(plane) if self.dtype == np.float64 and np.isfinite(plane).any() else 0
+            self.offset = float(low)
+        return (
+            (plane - self.offset).astype(np.float32, copy=False)
+            if self.offset
+            else plane.astype(np.float32, copy=False)
+        )
 
 
 def _empty_result(
@@ -277,7 +296,7 @@ def _empty_result(
 
 def _light(volume: Any, z: int, plane_background: np.ndarray) -> np.ndarray:
     """Plane ``z``'s light above its background, lightly smoothed, (Y, X) float32."""
-    return ndi.gaussian_filter(np.nan_to_num(_read_plane(volume, z)), 1.0) - plane_background[z]
+    return ndi.gaussian_filter(np.nan_to_num(volume[z]), 1.0) - plane_background[z]
 
 
 def lift_spines(
@@ -302,7 +321,7 @@ def lift_spines(
     profiles = np.zeros((len(spines), nz), np.float64)
     masks = [labels[box] == sid for sid, box in spines]
     for z in range(nz):
-        plane = _read_plane(volume, z)
+        plane = np.asarray(volume[z], dtype=np.float32)
         for j, ((_, box), mask) in enumerate(zip(spines, masks, strict=True)):
             profiles[j, z] = float(plane[box][mask].mean()) - plane_background[z]
     lifted = []

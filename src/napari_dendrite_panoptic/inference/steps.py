@@ -21,7 +21,7 @@ from .config import InferenceConfig, ProgressEvent
 from .dendrite_depth import trim_dendrite_depth
 from .flips import FLIP_VIEWS
 from .memory import OutOfMemory, after_out_of_memory, is_out_of_memory
-from .planes import resize, stack_percentiles
+from .planes import reading_dtype, resize, stack_percentiles
 from .spine_table import SpineTableAccumulator, spine_table
 from .tile_passes import plane_pass
 from .tiling import plane_tiles
@@ -32,6 +32,9 @@ logger = logging.getLogger(__name__)
 MAX_NATIVE_PIXELS = 1 << 30
 """Largest plane (px) after resampling to the model's pixel size; beyond it the pixel size is
 surely wrong (e.g. nm taken for µm)."""
+MIN_SCALE = 1 / 20
+"""Pixel sizes below this fraction of the model's are refused: spines would shrink to a pixel
+or less (e.g. a size in m or nm read as µm)."""
 
 
 def checked_volume(image: Any) -> Any:
@@ -59,22 +62,32 @@ def pixel_size(
     (height, width) px at the model's ``native`` pixel size (µm)."""
     if cfg.pixel_size_um is not None:
         px, source = float(cfg.pixel_size_um), "pixel_size_um parameter"
+        py = px
         vz = float(voxel_size_um[0]) if voxel_size_um else 1.0
     elif voxel_size_um is not None:
-        vz, px, source = float(voxel_size_um[0]), float(voxel_size_um[-1]), "image metadata"
+        vz, py, px = (float(v) for v in voxel_size_um)
+        source = "image metadata"
     else:
-        vz, px, source = 1.0, native, "assumed (model native pixel size)"
-    if not (px > 0 and np.isfinite(px)):
-        raise InputError(f"pixel size must be a positive number of µm, got {px}")
-    scale = px / native
-    if not (ny * scale) * (nx * scale) <= MAX_NATIVE_PIXELS:  # also catches an infinite scale
+        vz, py, px, source = 1.0, native, native, "assumed (model native pixel size)"
+    for size in (py, px):
+        if not (size > 0 and np.isfinite(size)):
+            raise InputError(f"pixel size must be a positive number of µm, got {size}")
+    sy, sx = py / native, px / native  # each axis resampled by its own factor
+    if not (ny * sy) * (nx * sx) <= MAX_NATIVE_PIXELS:  # also catches an infinite scale
         raise InputError(
-            f"a pixel size of {px:g} µm is {scale:.3g} times the model's {native:g} µm: each "
-            f"{ny}x{nx} px plane would become {ny * scale:.4g}x{nx * scale:.4g} px; check the "
-            "pixel size"
+            f"a pixel size of {max(py, px):g} µm is {max(sy, sx):.3g} times the model's "
+            f"{native:g} µm: each {ny}x{nx} px plane would become {ny * sy:.4g}x{nx * sx:.4g} "
+            "px; check the pixel size"
         )
-    native_shape = (max(int(round(ny * scale)), 8), max(int(round(nx * scale)), 8))
-    return (vz, px, px), source, native_shape
+    if min(sy, sx) < MIN_SCALE:
+        raise InputError(
+            f"a pixel size of {min(py, px):g} µm is {min(sy, sx):.3g} times the model's "
+            f"{native:g} µm: each {ny}x{nx} px plane would shrink to "
+            f"{ny * sy:.3g}x{nx * sx:.3g} px; plausible pixel sizes for this model are "
+            f"{native * MIN_SCALE:g} to {native / MIN_SCALE:g} µm: check the pixel size (in µm)"
+        )
+    native_shape = (max(int(round(ny * sy)), 8), max(int(round(nx * sx)), 8))
+    return (vz, py, px), source, native_shape
 
 
 def intensity_range(volume: Any, norm: dict) -> tuple[float, float]:
@@ -231,7 +244,8 @@ def trim_in_depth(
             kept_spines = written("spines") if trim_spines else None
 
     def background_free(z: int) -> np.ndarray:
-        return np.nan_to_num(np.asarray(volume[z], dtype=np.float32) - lo)
+        plane = np.asarray(volume[z], dtype=reading_dtype(volume.dtype)) - lo
+        return np.nan_to_num(plane).astype(np.float32, copy=False)
 
     if trim_dendrite:
         trim_dendrite_depth(kept_dendrite, background_free, voxel, cfg.dendrite_depth_tolerance)

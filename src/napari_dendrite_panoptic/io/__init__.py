@@ -2,7 +2,7 @@
 
 from ._lazy import LazyArray, physical_memory
 from .overlay import overlay_rgb, save_png
-from .tables import write_table_csv
+from .tables import spreadsheet_safe, write_table_csv
 from .tiff_read import ImageStack, channel_data, read_tiff, stack_zyx
 from .tiff_write import PlaneStream, write_labels_tiff, write_tiff_atomic
 
@@ -16,6 +16,7 @@ __all__ = [
     "physical_memory",
     "read_tiff",
     "save_png",
+    "spreadsheet_safe",
     "write_labels_tiff",
     "write_table_csv",
     "write_tiff_atomic",

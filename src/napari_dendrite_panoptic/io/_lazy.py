@@ -1,8 +1,8 @@
 """Read-on-demand arrays for stacks too large to load: :class:`LazyArray` and its sources.
 
-A lazily read TIFF series is either a ``numpy.memmap`` (pixels stored uncompressed, in one
-block, in the machine's byte order) or a zarr view of the file wrapped in a :class:`LazyArray`,
-which reorders axes, fixes some at one index and inserts length-1 axes without reading, and
+A lazily read TIFF series is a :class:`FileBlock` (pixels stored uncompressed, in one block, in
+the machine's byte order, read plane by plane with plain reads) or a zarr view of the file,
+wrapped in a :class:`LazyArray`, which reorders axes, fixes some at one index and inserts length-1 axes without reading, and
 reads only the planes that are indexed. :func:`physical_memory` gives the RAM that
 :func:`napari_dendrite_panoptic.io.read_tiff` compares a stack's size with.
 
@@ -157,8 +157,8 @@ def lazy_source(tif: tifffile.TiffFile, series: tifffile.TiffPageSeries) -> Any:
 
     Returns
     -------
-    numpy.memmap or zarr.Array
-        A read-only memmap in the series' own axis order when the pixels are contiguous,
+    FileBlock or zarr.Array
+        A :class:`FileBlock` in the series' own axis order when the pixels are contiguous,
         uncompressed and in the machine's byte order; otherwise a zarr array over the file.
     """
     keyframe = series.keyframe
@@ -171,16 +171,60 @@ def lazy_source(tif: tifffile.TiffFile, series: tifffile.TiffPageSeries) -> Any:
         and int(keyframe.fillorder) == 1
         and keyframe.bitspersample == keyframe.dtype.itemsize * 8
     ):
-        return np.memmap(
-            tif.filehandle.path,
-            dtype=keyframe.dtype,
-            mode="r",
-            offset=series.dataoffset,
-            shape=tuple(series.shape),
+        return FileBlock(
+            tif.filehandle.path, keyframe.dtype, int(series.dataoffset), tuple(series.shape)
         )
     import zarr
 
     return zarr.open(tif.aszarr(series=0, level=0), mode="r")
+
+
+class FileBlock:
+    """Uncompressed pixels stored in one block of a file, read plane by plane with ordinary
+    reads. Unlike a memory map, a file cut short while it is read gives a
+    :class:`~napari_dendrite_panoptic.errors.TiffReadError`, never a bus error that ends the
+    process (and the batch with it).
+
+    Indexed like a numpy array with one int or slice per axis; the last two axes are a plane.
+    """
+
+    def __init__(self, path: str, dtype: Any, offset: int, shape: tuple[int, ...]) -> None:
+        self.path, self.dtype, self.offset = str(path), np.dtype(dtype), int(offset)
+        self.shape = tuple(int(n) for n in shape)
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        import itertools
+
+        from ..errors import TiffReadError
+
+        key = _expand_key(key, self.ndim)
+        if key is None:
+            raise IndexError("a FileBlock takes one int or slice per axis")
+        lead_shape, (ny, nx) = self.shape[:-2], self.shape[-2:]
+        ranges = [
+            range(n)[k] if isinstance(k, slice) else [_normalise_index(k, n)]
+            for k, n in zip(key[:-2], lead_shape, strict=True)
+        ]
+        plane_bytes = ny * nx * self.dtype.itemsize
+        planes = []
+        with open(self.path, "rb") as fh:
+            for index in itertools.product(*ranges):
+                flat = int(np.ravel_multi_index(index, lead_shape)) if lead_shape else 0
+                fh.seek(self.offset + flat * plane_bytes)
+                data = fh.read(plane_bytes)
+                if len(data) < plane_bytes:
+                    raise TiffReadError(
+                        f"Cannot read '{self.path}': the file is incomplete (truncated while it "
+                        f"was read?): plane {flat + 1} ends at byte "
+                        f"{self.offset + (flat + 1) * plane_bytes} but the file has "
+                        f"{os.path.getsize(self.path)} bytes."
+                    )
+                planes.append(np.frombuffer(data, self.dtype).reshape(ny, nx)[key[-2:]])
+        kept = [len(r) for k, r in zip(key[:-2], ranges, strict=True) if isinstance(k, slice)]
+        if not planes:
+            return np.empty((*kept, *np.empty((ny, nx))[key[-2:]].shape), self.dtype)
+        return np.stack(planes).reshape(*kept, *planes[0].shape)
 
 
 def physical_memory() -> int:

@@ -2,9 +2,10 @@
 
 This module never imports napari, Qt or torch. Stacks are returned in a canonical axis order,
 a subset of ``"TCZYX"`` in that order, with the voxel size in µm as (z, y, x).
-Stacks larger than a quarter of the machine's memory are opened lazily: as a ``numpy.memmap``
-when the pixels are stored uncompressed in one block, otherwise as a :class:`LazyArray` over a
-zarr view of the file, which reads only the planes that are indexed.
+Stacks larger than a quarter of the machine's memory are opened lazily, as a :class:`LazyArray`
+that reads only the planes that are indexed: with plain reads when the pixels are stored
+uncompressed in one block (never a memory map, which turns a file cut short into a bus error),
+otherwise through a zarr view of the file.
 
 Parsing of the stored metadata (voxel size, channel names, record) lives in
 :mod:`._tiff_metadata`, the read-on-demand arrays in :mod:`._lazy`, writing
@@ -15,8 +16,10 @@ Parsing of the stored metadata (voxel size, channel names, record) lives in
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
+import stat
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -59,7 +62,7 @@ class ImageStack:
     ----------
     data : numpy.ndarray or array-like
         Pixels with one dimension per letter of `axes`. A ``numpy.ndarray`` when read eagerly;
-        a ``numpy.memmap`` or :class:`LazyArray` (``shape``, ``dtype``, ``__getitem__``,
+        a :class:`LazyArray` (``shape``, ``dtype``, ``__getitem__``,
         ``__array__``) when `lazy` is True. The dtype is the file's (e.g. uint8, uint16, float32).
     axes : str
         Ordered subset of ``"TCZYX"`` that always ends in ``"YX"``, e.g. ``"ZYX"``, ``"CZYX"``.
@@ -244,11 +247,26 @@ def channel_data(stack: ImageStack, channel: int) -> Any:
 
 
 def _check_file(path: Path) -> None:
-    """Raise a plain-words TiffReadError for a missing, empty or non-TIFF file."""
-    if not path.exists():
-        raise TiffReadError(f"Cannot read '{path}': the file does not exist.")
-    if path.is_dir():
+    """Raise a plain-words TiffReadError for a missing, empty, non-regular or non-TIFF file
+    (a named pipe or device is refused before it is opened: reading one could wait for ever)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise TiffReadError(
+                f"Cannot read '{path}': it is a symbolic link to a file that does not exist."
+            ) from None
+        raise TiffReadError(f"Cannot read '{path}': the file does not exist.") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise TiffReadError(f"Cannot read '{path}': it is a loop of symbolic links.") from None
+        raise TiffReadError(f"Cannot read '{path}': {exc.strerror or exc}.") from None
+    if stat.S_ISDIR(mode):
         raise TiffReadError(f"Cannot read '{path}': it is a folder, not a TIFF file.")
+    if not stat.S_ISREG(mode):
+        raise TiffReadError(
+            f"Cannot read '{path}': it is not a regular file (a named pipe, socket or device)."
+        )
     try:
         size = path.stat().st_size
         with open(path, "rb") as handle:
@@ -338,6 +356,20 @@ def _read_open_file(
         raise TiffReadError(f"Cannot read '{path}': the file holds no image.")
     series = tif.series[0]
     _check_damage(path, damage, tif)
+    larger = [i for i, other in enumerate(tif.series) if other.size > series.size]
+    if larger:
+        other = tif.series[larger[0]]
+        logger.warning(
+            "'%s' holds %d image series; reading the first (%s, shape %s), though series %d is "
+            "larger (%s, shape %s): if that is the image, save it as its own file (e.g. in Fiji)",
+            path,
+            len(tif.series),
+            series.axes,
+            tuple(series.shape),
+            larger[0] + 1,
+            other.axes,
+            tuple(other.shape),
+        )
     src_axes, src_shape = series.axes, tuple(series.shape)
     photometric = int(series.keyframe.photometric)
     out_axes, axis_map, fixed, rgb_axis = _plan_axes(src_axes, src_shape, photometric, path)
@@ -350,10 +382,7 @@ def _read_open_file(
             rgb_plane_axis = series.keyframe.axes.index("S")
             _require_grey(first_plane, rgb_plane_axis, path, sampled=True)
             fixed[rgb_axis] = 0
-        if isinstance(source, np.memmap):
-            data: Any = _apply_plan(source, axis_map, fixed)
-        else:
-            data = LazyArray(source, axis_map, fixed, keepalive=tif)
+        data: Any = LazyArray(source, axis_map, fixed, keepalive=tif)
     else:
         source = series.asarray()
         if damage:

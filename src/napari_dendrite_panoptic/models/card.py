@@ -12,6 +12,7 @@ from ..errors import ModelError
 CARD_FILE = "card.json"
 CARD_FORMAT = 1
 KNOWN_ARCHITECTURES = ("maskrcnn_resnet18_fpn_lite", "fcn_resnet18_fpn_lite")
+_POSITIVE_WHOLE = ("fpn_channels", "box_head_size", "mask_head_channels", "detections_per_tile")
 
 
 def input_planes(config: dict[str, Any]) -> int:
@@ -21,6 +22,11 @@ def input_planes(config: dict[str, Any]) -> int:
     if not isinstance(planes, int) or isinstance(planes, bool) or planes < 1 or planes % 2 == 0:
         raise ModelError(f"input_planes must be a positive odd whole number, not {planes!r}")
     return planes
+
+
+def _is_number(value: Any) -> bool:
+    """A real JSON number (not a bool, not a string)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -70,8 +76,36 @@ class ModelCard:
     format: int = CARD_FORMAT
 
     def __post_init__(self) -> None:
-        if not (self.pixel_size_um > 0):
-            raise ModelError(f"model card {self.name!r}: pixel_size_um must be > 0")
+        if not _is_number(self.pixel_size_um) or not (0 < self.pixel_size_um < float("inf")):
+            raise ModelError(
+                f"model card {self.name!r}: pixel_size_um must be a number > 0, not "
+                f"{self.pixel_size_um!r}"
+            )
+        for what, value in (("normalisation", self.normalisation), ("inference", self.inference)):
+            if not isinstance(value, dict):
+                raise ModelError(f"model card {self.name!r}: {what} must be a JSON object")
+        low, high = self.normalisation.get("low", 1.0), self.normalisation.get("high", 99.8)
+        if not (_is_number(low) and _is_number(high) and 0 <= low < high <= 100):
+            raise ModelError(
+                f"model card {self.name!r}: normalisation low and high must be numbers with "
+                f"0 <= low < high <= 100, not {low!r} and {high!r}"
+            )
+        score = self.inference.get("spine_score_threshold", 0.5)
+        if not (_is_number(score) and 0 <= score <= 1):
+            raise ModelError(
+                f"model card {self.name!r}: inference.spine_score_threshold must be a number "
+                f"from 0 to 1, not {score!r}"
+            )
+        for net in (self.spines, self.dendrites):
+            if not isinstance(net.config, dict):
+                raise ModelError(f"model card {self.name!r}: a network's config must be an object")
+            for key in _POSITIVE_WHOLE:
+                value = net.config.get(key, 1)
+                if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+                    raise ModelError(
+                        f"model card {self.name!r}: {net.architecture} config {key} must be a "
+                        f"positive whole number, not {value!r}"
+                    )
         if self.normalisation.get("kind") != "percentile":
             raise ModelError(
                 f"model card {self.name!r}: unknown normalisation {self.normalisation}"
@@ -106,6 +140,8 @@ class ModelCard:
     @classmethod
     def from_dict(cls, data: dict[str, Any], origin: str = "card") -> ModelCard:
         """Build and validate a card from its dict; errors name ``origin``."""
+        if not isinstance(data, dict):
+            raise ModelError(f"{origin}: not a valid model card (not a JSON object)")
         try:
             nets = {
                 k: NetworkCard(**{**data[k], "classes": tuple(data[k].get("classes", ()))})
@@ -115,7 +151,7 @@ class ModelCard:
             return cls(**rest, **nets)
         except ModelError as exc:
             raise ModelError(f"{origin}: {exc}") from None
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ModelError(f"{origin}: not a valid model card ({exc})") from None
 
     def save(self, folder: Path) -> Path:
@@ -134,6 +170,10 @@ class ModelCard:
             raise ModelError(f"'{folder}' is not a model folder: it has no {CARD_FILE}")
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
+        except RecursionError:
+            raise ModelError(
+                f"cannot read model card '{path}': its JSON is nested too deeply"
+            ) from None
         except (OSError, ValueError) as exc:
             raise ModelError(f"cannot read model card '{path}': {exc}") from None
         return cls.from_dict(data, origin=str(path))

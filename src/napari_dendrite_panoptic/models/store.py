@@ -10,6 +10,7 @@ import functools
 import hashlib
 import logging
 import os
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -118,28 +119,77 @@ def save_models(
     return card
 
 
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def weights_path(folder: Path, weights_file: object) -> Path:
+    """The weight file a card names, which must be a plain name inside the model folder
+    (no absolute path, no ``..`` out of it)."""
+    folder = Path(folder)
+    if not isinstance(weights_file, str) or not weights_file.strip():
+        raise ModelError(f"{folder / CARD_FILE}: weights_file must be a file name")
+    path = folder / weights_file
+    root = folder.resolve()
+    if Path(weights_file).is_absolute() or not path.resolve().is_relative_to(root):
+        raise ModelError(
+            f"{folder / CARD_FILE}: weights_file '{weights_file}' lies outside the model folder; "
+            "weights must be inside it"
+        )
+    return path
+
+
 def _load_network(folder: Path, card: ModelCard, key: str) -> torch.nn.Module:
     net = getattr(card, key)
-    path = folder / net.weights_file
+    path = weights_path(folder, net.weights_file)
+    if not isinstance(net.sha256, str) or not _SHA256.fullmatch(net.sha256):
+        raise ModelError(
+            f"{folder / CARD_FILE}: the {key} network has no valid SHA-256 for "
+            f"'{net.weights_file}' ({net.sha256!r}); weights that cannot be verified are refused"
+        )
     if not path.is_file():
         raise ModelError(f"model folder '{folder}' is missing its weight file '{net.weights_file}'")
-    if net.sha256 and sha256_file(path) != net.sha256:
+    if sha256_file(path) != net.sha256:
         raise ModelError(
             f"weight file '{path}' does not match the SHA-256 in its card: it was altered or is "
             "damaged"
         )
     build = build_spine_model if key == "spines" else build_dendrite_model
-    module = build(net.config)
+    try:
+        module = build(dict(net.config))
+    except (ValueError, TypeError, KeyError, RuntimeError, OverflowError) as exc:
+        raise ModelError(
+            f"{folder / CARD_FILE}: the {key} network's config {net.config} cannot be built "
+            f"({type(exc).__name__}: {str(exc)[:200]})"
+        ) from None
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError) as exc:
         raise ModelError(f"cannot read weight file '{path}': {exc}") from None
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
-    try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise ModelError(f"weight file '{path}' does not fit its architecture: {exc}") from None
+    problem = _state_mismatch(module.state_dict(), state)
+    if problem:
+        raise ModelError(f"weight file '{path}' does not fit its architecture: {problem}")
+    module.load_state_dict(state, strict=True)
     return module
+
+
+def _state_mismatch(expected: dict, found: dict) -> str:
+    """One short sentence on how ``found`` tensors differ from ``expected`` ones ('' if not)."""
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    shapes = [
+        k for k in expected if k in found and tuple(expected[k].shape) != tuple(found[k].shape)
+    ]
+    if not (missing or unexpected or shapes):
+        return ""
+    parts = [f"{len(missing)} missing", f"{len(unexpected)} unexpected"]
+    parts.append(f"{len(shapes)} wrong-shaped tensors")
+    if shapes:
+        k = shapes[0]
+        example = f"'{k}' is {tuple(found[k].shape)} in the file, {tuple(expected[k].shape)} here"
+    else:
+        example = f"'{(missing or unexpected)[0]}'"
+    return f"{', '.join(parts)} (e.g. {example}); is the card for these weights?"
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:

@@ -166,6 +166,8 @@ def iter_fit(
     ckpt_path.parent.mkdir(parents=True, exist_ok=True)
     card, spines, dendrites = _build(cfg)
     state = load_checkpoint(ckpt_path) if resume and ckpt_path.is_file() else None
+    if state is not None:
+        _check_resumable(state, ckpt_path)
     start = int(state["step"]) if state else 0
     clock = _Clock(float(state.get("elapsed_s", 0.0)) if state else 0.0)
     device = resolve_device(cfg.device)
@@ -250,6 +252,19 @@ class _Clock:
         return self.waited / max(time.perf_counter() - self.t0, 1e-9)
 
 
+_RESUME_KEYS = ("step", "spines", "dendrites", "opt_spines", "opt_dendrites")
+
+
+def _check_resumable(state: Any, path: Path) -> None:
+    """Refuse a checkpoint that lacks what resuming needs (e.g. one without optimiser state)."""
+    missing = [k for k in _RESUME_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise InputError(
+            f"cannot resume from '{path}': it holds no {', '.join(missing)} (not a complete "
+            "training checkpoint); train without resuming (--no-resume) or in a new --work folder"
+        )
+
+
 class _Networks:
     """The two networks of a run with their optimisers, on the run's device: one training
     step, the checkpoint's state, validation, and the model folder at the end."""
@@ -290,6 +305,11 @@ class _Networks:
         try:
             self.spines.load_state_dict(state["spines"])
             self.dendrites.load_state_dict(state["dendrites"])
+        except KeyError as exc:
+            raise InputError(
+                f"cannot resume from the checkpoint in '{Path(self.cfg.work_dir)}': it holds no "
+                f"{exc} weights; train without resuming (--no-resume) or in a new --work folder"
+            ) from None
         except RuntimeError as exc:  # other shapes, e.g. another number of input planes
             first = str(exc).strip().splitlines()[-1].strip()
             raise InputError(
