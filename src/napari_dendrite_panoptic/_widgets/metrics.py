@@ -122,7 +122,7 @@ class MetricsWidget(QWidget):
                     ("Dendrite ground truth", self.truth_dendrite),
                     ("Spine prediction", self.pred_spines),
                     ("Spine ground truth", self.truth_spines),
-                    ("Match at IoU ≥", self.iou),
+                    ("Match at IoU >", self.iou),
                     ("Centre within", self.distance),
                     ("Scope", self.scope),
                 ]
