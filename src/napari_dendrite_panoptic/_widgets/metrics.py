@@ -37,6 +37,7 @@ from ._common import (
     button_row,
     form,
     is_ours,
+    placement,
     relist,
     spin_box,
     voxel_size_from_scale,
@@ -359,8 +360,7 @@ class MetricsWidget(QWidget):
             f"{name} instances",
             split,
             metadata=meta,
-            scale=list(layer.scale),
-            translate=list(layer.translate),
+            **placement(layer),
         )
         for combo in (self.pred_spines, self.truth_spines):
             if combo.currentText() == name:

@@ -40,7 +40,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..errors import DendritePanopticError
-from ._common import button_row, form, voxel_size_from_scale
+from ._common import button_row, form, placement, voxel_size_from_scale
 
 if TYPE_CHECKING:
     import napari
@@ -354,8 +354,7 @@ class SpineAnalysisWidget(QWidget):
                 name=name,
                 edge_color="cyan",
                 edge_width=1.0,
-                scale=spines_layer.scale,
-                translate=spines_layer.translate,
+                **placement(spines_layer),
             )
         else:
             return
