@@ -128,6 +128,13 @@ def is_ours(layer: Any) -> bool:
     return bool(getattr(layer, "metadata", {}).get(OURS))
 
 
+def camera(viewer: Any) -> Any:
+    """The viewer's camera: ``viewer.scene.camera`` from napari 0.9 (``viewer.camera`` is
+    deprecated there), ``viewer.camera`` before."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
+
+
 def layer_units(layer: Any, ndim: int | None = None) -> list[Any] | None:
     """The units of a layer's last ``ndim`` axes (all axes by default), None where the installed
     napari has no layer units: a result layer given its image's units keeps napari from warning
