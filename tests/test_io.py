@@ -273,3 +273,32 @@ def test_written_files_get_normal_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert (path.stat().st_mode & 0o777) == (0o666 & ~mask)
+
+
+def test_atomic_writes_never_touch_the_process_umask(monkeypatch, tmp_path):
+    import os
+
+    from napari_dendrite_panoptic.core import atomic
+
+    calls = []
+    real_umask = os.umask
+    monkeypatch.setattr(os, "umask", lambda m: calls.append(m) or real_umask(m))
+    path = atomic.atomic_write_text(tmp_path / "a.txt", "x")
+    assert calls == []  # another thread's file is never born while the mask is 0
+    assert (path.stat().st_mode & 0o777) == (0o666 & ~atomic._UMASK)
+    # without /proc the mask is read by setting a private one for a moment, never 0
+    monkeypatch.setattr(atomic, "_STATUS", str(tmp_path / "no such file"))
+    assert atomic._read_umask() == atomic._UMASK
+    assert calls and 0 not in calls
+
+
+def test_physical_memory_comes_from_psutil(monkeypatch):
+    import psutil
+
+    from napari_dendrite_panoptic.io import physical_memory
+
+    class _Memory:
+        total = 123 * 1024**3
+
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: _Memory())
+    assert physical_memory() == 123 * 1024**3

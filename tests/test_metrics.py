@@ -32,6 +32,49 @@ def test_partial_overlap_counts_only_above_the_threshold():
     assert s.tp == 1 and s.sq == pytest.approx(1 / 3)
 
 
+def test_a_pair_at_exactly_the_threshold_is_no_match_at_0_5():
+    truth = _squares([(0, 0)], size=10)
+    pred = np.zeros_like(truth)
+    pred[0:10, 0:5] = 3  # IoU = 50 / 100, exactly 0.5
+    assert match_instances(pred, truth, 0.5)[0].tp == 0  # PQ's definition: IoU > 0.5
+    assert match_instances(pred, truth, 0.49)[0].tp == 1
+
+
+def test_the_matching_finds_the_most_pairs_above_a_low_threshold():
+    # strips on a row: truth A [0, 100), B [100, 125); pred Q [0, 26), P [26, 125)
+    # IoU(A, P) = 74/125 = 0.59, IoU(A, Q) = 0.26, IoU(B, P) = 25/99 = 0.25; the most summed IoU
+    # is A-P alone (0.59 > 0.26 + 0.25), but at 0.25 two pairs exist: A-Q and B-P
+    truth = np.zeros((3, 130), np.int32)
+    truth[:, 0:100], truth[:, 100:125] = 1, 2
+    pred = np.zeros_like(truth)
+    pred[:, 0:26], pred[:, 26:125] = 5, 6
+    scores, match = match_instances(pred, truth, 0.25)
+    assert (scores.tp, scores.fp, scores.fn) == (2, 0, 0)
+    assert sorted(p[:2] for p in match.pairs) == [(1, 5), (2, 6)]
+    assert scores.sq == pytest.approx((26 / 100 + 25 / 99) / 2)
+    # at 0.5 only A-P is above the threshold
+    scores, match = match_instances(pred, truth, 0.5)
+    assert (scores.tp, scores.fp, scores.fn) == (1, 1, 1) and match.pairs[0][:2] == (1, 6)
+
+
+def test_the_matching_counts_as_many_pairs_as_exist_and_then_the_most_iou():
+    from itertools import permutations
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        iou = rng.uniform(0, 0.7, (3, 3)) * (rng.uniform(size=(3, 3)) < 0.7)
+        scores, match = match_instances(None, None, 0.25, (iou, np.arange(1, 4), np.arange(1, 4)))
+        best = max(
+            (
+                sum(iou[r, c] > 0.25 for r, c in enumerate(p)),
+                sum(iou[r, c] for r, c in enumerate(p) if iou[r, c] > 0.25),
+            )
+            for p in permutations(range(3))
+        )
+        assert scores.tp == best[0]
+        assert sum(p[2] for p in match.pairs) == pytest.approx(best[1])
+
+
 def test_pixel_scores_and_shape_mismatch():
     truth = np.zeros((10, 10), bool)
     truth[:5] = True

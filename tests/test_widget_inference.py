@@ -230,3 +230,13 @@ def test_scale_helpers():
     assert _common.voxel_size_from_scale((1, 0.5, 0.1, 0.1)) == (0.5, 0.1, 0.1)
     assert not _common.scale_is_calibrated((1.0, 1.0, 1.0))
     assert _common.scale_is_calibrated((1.0, 0.1, 0.1))
+
+
+def test_result_layers_carry_the_image_units(open_widget, qtbot, small_plane):
+    viewer, widget = open_widget()
+    image = viewer.add_image(small_plane.image, name="cell", scale=(0.1, 0.1), units="µm")
+    _run(qtbot, widget)
+    for name in ("cell dendrites", "cell spines"):
+        assert viewer.layers[name].units == image.units
+    # napari warns "Inconsistent units across layers" exactly when this is None
+    assert viewer.layers.extent.units is not None

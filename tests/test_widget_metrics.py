@@ -7,6 +7,7 @@ import pytest
 from napari.layers import Labels, Points
 
 from napari_dendrite_panoptic._widgets import metrics as widget_module
+from napari_dendrite_panoptic._widgets._common import camera
 from napari_dendrite_panoptic.errors import OutputExistsError
 from napari_dendrite_panoptic.evaluation.maps import STATUS_COLOURS
 
@@ -74,6 +75,8 @@ def test_three_of_four_spines_and_a_false_positive_give_f1_075_with_colour_coded
         for r in range(widget.figures_table.rowCount())
     }
     assert shown["spine_f1"] == "0.75" and shown["spine_fn"] == "1"
+    headers = [widget.figures_table.horizontalHeaderItem(c).text() for c in range(2)]
+    assert headers == ["figure", "value"]  # the scope is no column heading
     assert widget.plotted()["spine F1"] == pytest.approx(0.75)
     assert len(widget._axes.patches) == len(widget.plotted())
     # the per-object table and the colour-coded matches layer
@@ -102,8 +105,12 @@ def test_clicking_a_row_selects_the_spine_and_centres_the_camera_in_3d(dock, qtb
     assert _compute(qtbot, widget)
     status = list(widget.objects["status"])
     assert status == ["TP", "FN"]
+    viewer.reset_view()
+    whole = camera(viewer).zoom
     widget.objects_table.selectRow(1)  # the missed spine: centroid (2, 21.5, 21.5) px
-    np.testing.assert_allclose(viewer.camera.center[-2:], (5 + 2.15, 2.15))
+    np.testing.assert_allclose(camera(viewer).center[-2:], (5 + 2.15, 2.15))
+    # zoomed in on it: 4 px = 0.4 µm wide, shown in a 2 µm field of the 4 µm image
+    assert camera(viewer).zoom > 1.5 * whole
     assert viewer.dims.point[0] == pytest.approx(1.0)  # plane 2 x 0.5 µm
     assert viewer.layers["pred vs truth matches"].selected_label == 2
     widget.objects_table.selectRow(0)

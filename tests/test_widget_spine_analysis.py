@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from napari_dendrite_panoptic._widgets._common import camera
+
 PLUGIN = "napari-dendrite-panoptic"
 WAIT_MS = 120_000
 
@@ -61,7 +63,7 @@ def test_table_fills_features_selects_and_recomputes_after_painting(dock, qtbot,
     assert layer.selected_label == longest
     feats = layer.features.set_index("id").loc[longest]
     centre = 0.5 * np.array([feats.base_y_um + feats.tip_y_um, feats.base_x_um + feats.tip_x_um])
-    assert np.allclose(viewer.camera.center[-2:], centre, atol=0.05)
+    assert np.allclose(camera(viewer).center[-2:], centre, atol=0.05)
 
     # colour by a measurement
     widget.colour_combo.setCurrentText("length_um")
@@ -104,3 +106,33 @@ def test_stack_uses_the_layer_scale_and_exports(dock, qtbot, small_stack, tmp_pa
     widget.select_spine(int(feats["id"].iloc[0]))
     z = feats["base_z_um"].iloc[0] * 0.5 + feats["tip_z_um"].iloc[0] * 0.5
     assert viewer.dims.point[0] == pytest.approx(z, abs=0.5)
+
+
+def test_legend_export_names_and_tables_cleared_when_the_layer_is_deleted(
+    dock, qtbot, small_plane, tmp_path
+):
+    from napari_dendrite_panoptic._widgets.spine_analysis import export_stem
+
+    viewer, widget = dock(small_plane, 2)
+    _recompute(qtbot, widget)
+    # a legend names every type colour while spines are coloured by type
+    assert not widget.legend.isHidden()
+    for name in ("mushroom", "stubby", "branched", "thin", "filopodium"):
+        assert name in widget.legend.text()
+    widget.colour_combo.setCurrentText("length_um")
+    assert widget.legend.isHidden()
+    # exports of "img spines" are img_spines.csv, never img_spines_spines.csv
+    assert export_stem("img spines") == "img" and export_stem("my cell") == "my_cell"
+    written = widget.export(tmp_path, export_stem(widget._job_layers[0]))
+    assert sorted(p.name for p in written.values()) == [
+        "img_dendrites.csv",
+        "img_spines.csv",
+        "img_spines_roi.zip",
+    ]
+    # a branched spine has two tips at least
+    types = viewer.layers["img spines"].features
+    assert (types.loc[types["type"] == "branched", "tips"] >= 2).all()
+    assert widget.spine_table.rowCount() > 0
+    viewer.layers.remove("img spines")
+    assert widget.spine_table.rowCount() == 0 and widget.branch_table.rowCount() == 0
+    assert widget.result is None

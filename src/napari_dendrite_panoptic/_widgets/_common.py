@@ -128,6 +128,38 @@ def is_ours(layer: Any) -> bool:
     return bool(getattr(layer, "metadata", {}).get(OURS))
 
 
+def camera(viewer: Any) -> Any:
+    """The viewer's camera: ``viewer.scene.camera`` from napari 0.9 (``viewer.camera`` is
+    deprecated there), ``viewer.camera`` before."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
+
+
+def layer_units(layer: Any, ndim: int | None = None) -> list[Any] | None:
+    """The units of a layer's last ``ndim`` axes (all axes by default), None where the installed
+    napari has no layer units: a result layer given its image's units keeps napari from warning
+    about "inconsistent units across layers"."""
+    units = getattr(layer, "units", None)
+    if units is None:
+        return None
+    units = list(units)
+    return units[-ndim:] if ndim else units
+
+
+def placement(layer: Any, ndim: int | None = None) -> dict[str, Any]:
+    """``scale``, ``translate`` and (where napari has them) ``units`` of a layer's last ``ndim``
+    axes: keyword arguments that put a result layer on that layer's grid."""
+    n = ndim or len(layer.scale)
+    place: dict[str, Any] = {
+        "scale": [float(v) for v in layer.scale[-n:]],
+        "translate": [float(v) for v in layer.translate[-n:]],
+    }
+    units = layer_units(layer, n)
+    if units is not None:
+        place["units"] = units
+    return place
+
+
 def add_or_update_labels(
     viewer: napari.viewer.Viewer,
     name: str,
@@ -137,6 +169,7 @@ def add_or_update_labels(
     translate: Sequence[float],
     metadata: Mapping[str, Any],
     features: Any = None,
+    units: Sequence[Any] | None = None,
 ) -> napari.layers.Labels:
     """Put ``data`` in the viewer as the Labels layer ``name``, replacing our previous result.
 
@@ -145,7 +178,8 @@ def add_or_update_labels(
     own, or our result with the user's corrections painted in), ``"<name> [2]"``,
     ``"<name> [3]"``, ... is used instead and a warning says so. ``metadata`` is stored under
     ``layer.metadata["dendrite_panoptic"]``, with the per-plane hashes of ``data``
-    (``plane_hashes``) that tell later whether the user edited the layer.
+    (``plane_hashes``) that tell later whether the user edited the layer. ``units``: those of the
+    image the result belongs to (see :func:`placement`).
 
     Returns
     -------
@@ -165,13 +199,17 @@ def add_or_update_labels(
                 existing.data = data
                 existing.scale = list(scale)
                 existing.translate = list(translate)
+                if units is not None:
+                    existing.units = list(units)
                 existing.metadata = layer_metadata
                 if features is not None:
                     existing.features = features
                 return existing
             position = viewer.layers.index(existing)
             viewer.layers.remove(existing)
-            layer = _new_labels(viewer, candidate, data, scale, translate, layer_metadata, features)
+            layer = _new_labels(
+                viewer, candidate, data, scale, translate, layer_metadata, features, units
+            )
             viewer.layers.move(viewer.layers.index(layer), position)
             return layer
         k += 1
@@ -181,7 +219,7 @@ def add_or_update_labels(
             f"A layer named '{name}' exists already and holds your own labels or edits: "
             f"the result goes into '{candidate}' instead."
         )
-    return _new_labels(viewer, candidate, data, scale, translate, layer_metadata, features)
+    return _new_labels(viewer, candidate, data, scale, translate, layer_metadata, features, units)
 
 
 def edited_planes_of(layer: Any) -> list[int] | None:
@@ -201,7 +239,9 @@ def edited_by_user(layer: Any) -> bool:
     return planes is None or bool(planes)
 
 
-def _new_labels(viewer, name, data, scale, translate, metadata, features) -> napari.layers.Labels:
+def _new_labels(
+    viewer, name, data, scale, translate, metadata, features, units=None
+) -> napari.layers.Labels:
     kwargs: dict[str, Any] = {
         "name": name,
         "scale": list(scale),
@@ -210,6 +250,8 @@ def _new_labels(viewer, name, data, scale, translate, metadata, features) -> nap
     }
     if features is not None:
         kwargs["features"] = features
+    if units is not None:
+        kwargs["units"] = list(units)
     logger.debug("adding labels layer %r with shape %s", name, data.shape)
     return viewer.add_labels(data, **kwargs)
 

@@ -34,6 +34,7 @@ from ._common import (
     add_or_update_labels,
     button_row,
     form,
+    layer_units,
     scale_is_calibrated,
     spatial_data,
     spin_box,
@@ -253,6 +254,7 @@ class PanopticInferenceWidget(QWidget):
             "voxel": voxel,
             "scale": scale,
             "translate": [float(t) for t in layer.translate[-ndim:]],
+            "units": layer_units(layer, ndim),
             "ndim": ndim,
         }
 
@@ -374,7 +376,7 @@ class PanopticInferenceWidget(QWidget):
             "parameters": dict(result.parameters),
             "run_record": self._run_record(result, job),
         }
-        place = {"scale": job["scale"], "translate": job["translate"]}
+        place = {"scale": job["scale"], "translate": job["translate"], "units": job["units"]}
         outputs = (
             ("dendrites", dendrite, {}),
             ("spines", spines.astype("uint32", copy=False), {"features": features}),

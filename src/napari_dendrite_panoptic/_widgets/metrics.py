@@ -35,8 +35,10 @@ from ._common import (
     OURS,
     add_or_update_labels,
     button_row,
+    camera,
     form,
     is_ours,
+    placement,
     relist,
     spin_box,
     voxel_size_from_scale,
@@ -122,7 +124,7 @@ class MetricsWidget(QWidget):
                     ("Dendrite ground truth", self.truth_dendrite),
                     ("Spine prediction", self.pred_spines),
                     ("Spine ground truth", self.truth_spines),
-                    ("Match at IoU ≥", self.iou),
+                    ("Match at IoU >", self.iou),
                     ("Centre within", self.distance),
                     ("Scope", self.scope),
                 ]
@@ -319,7 +321,8 @@ class MetricsWidget(QWidget):
         """Select the spine of table row ``row`` (0-based) in the viewer and centre on it: the
         matches layer's ``selected_label`` (or selected point) becomes the object, the
         prediction's ``selected_label`` its predicted id, and the camera and current plane move
-        to its centroid."""
+        to its centroid, zoomed in so that the object fills about a quarter of the view (in 2D
+        display)."""
         obj = self.objects
         if not 0 <= row < len(obj.get("index", ())):
             return
@@ -330,7 +333,7 @@ class MetricsWidget(QWidget):
         offset = self.viewer.dims.ndim - ndim
         for k in range(ndim - 2):
             self.viewer.dims.set_point(offset + k, float(world[k]))
-        self.viewer.camera.center = (float(world[-2]), float(world[-1]))
+        self._zoom_to(row, (float(world[-2]), float(world[-1])))
         layer = self.match_layer
         if layer is not None and layer in self.viewer.layers:
             from napari.layers import Points
@@ -343,6 +346,32 @@ class MetricsWidget(QWidget):
         pred_id = int(obj["pred_id"][row]) if "pred_id" in obj else 0
         if pred is not None and pred_id > 0 and pred in self.viewer.layers:
             pred.selected_label = pred_id
+
+    def _zoom_to(self, row: int, centre: tuple[float, float]) -> None:
+        """Centre the camera on ``centre`` (world y, x) and zoom to the object of ``row``."""
+        cam = camera(self.viewer)
+        if self.viewer.dims.ndisplay == 2:
+            extent = self.viewer.layers.extent.world
+            span = float(np.max(extent[1, -2:] - extent[0, -2:]))
+            size = self._object_size_um(row)
+            field = min(span, max(4.0 * size, 2.0)) if size else min(span, 5.0)
+            self.viewer.reset_view()  # the zoom at which everything fits
+            if field > 0 and span > 0:
+                cam.zoom = cam.zoom * span / field
+        cam.center = centre
+
+    def _object_size_um(self, row: int) -> float | None:
+        """The larger side (µm, in y/x) of the bounding box of the object of table ``row``: its
+        predicted spine, else its true spine; None for a clicked centre alone."""
+        obj, arrays, ref = self.objects, self._context["arrays"], self._context["ref"]
+        for key, column in (("pred_spines", "pred_id"), ("truth_spines", "truth_id")):
+            label = int(obj[column][row]) if column in obj else 0
+            if label > 0 and key in arrays:
+                where = np.nonzero(np.asarray(arrays[key]) == label)
+                if where[0].size:
+                    spans = [int(w.max() - w.min()) + 1 for w in where[-2:]]
+                    return max(n * float(s) for n, s in zip(spans, ref.scale[-2:], strict=True))
+        return None
 
     # --- semantic → instances --------------------------------------------------------------
     def split_semantic(self) -> None:
@@ -359,8 +388,7 @@ class MetricsWidget(QWidget):
             f"{name} instances",
             split,
             metadata=meta,
-            scale=list(layer.scale),
-            translate=list(layer.translate),
+            **placement(layer),
         )
         for combo in (self.pred_spines, self.truth_spines):
             if combo.currentText() == name:

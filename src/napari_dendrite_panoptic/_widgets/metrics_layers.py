@@ -10,7 +10,7 @@ from napari.utils.notifications import show_warning
 
 from .. import evaluation as cmp
 from ..evaluation import Table
-from ._common import OURS, add_or_update_labels, is_ours
+from ._common import OURS, add_or_update_labels, is_ours, placement
 
 if TYPE_CHECKING:
     import napari
@@ -40,7 +40,7 @@ def show_comparison_layers(
         The matches layer, or None when no spines were compared.
     """
     layers, arrays, ref = context["layers"], context["arrays"], context["ref"]
-    place = {"scale": list(ref.scale), "translate": list(ref.translate)}
+    place = placement(ref)
     if "pred_dendrite" in arrays:
         diff = cmp.dendrite_diff_map(arrays["pred_dendrite"], arrays["truth_dendrite"])
         diff = _only_plane(diff, context.get("plane"))
@@ -107,6 +107,8 @@ def _add_or_update_points(viewer, name, data, features, colours, ndim, place) ->
             existing.features = features
             existing.face_color = colours if len(data) else "transparent"
             existing.scale, existing.translate = place["scale"], place["translate"]
+            if "units" in place:
+                existing.units = place["units"]
             return existing
         k += 1
         candidate = f"{name} [{k}]"

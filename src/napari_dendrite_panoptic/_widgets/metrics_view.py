@@ -62,7 +62,8 @@ def fill_figures_table(t: QTableWidget, table: Table) -> None:
     if len(scopes) == 1:  # one scope: a figure per row
         t.setRowCount(len(keys))
         t.setColumnCount(2)
-        t.setHorizontalHeaderLabels(["figure", scopes[0]])
+        t.setHorizontalHeaderLabels(["figure", "value"])
+        t.horizontalHeaderItem(1).setToolTip(f"Scope: {scopes[0]}")
         for r, key in enumerate(keys):
             t.setItem(r, 0, QTableWidgetItem(key))
             t.setItem(r, 1, QTableWidgetItem(fmt(table[key][0])))

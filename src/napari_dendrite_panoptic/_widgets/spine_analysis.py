@@ -40,7 +40,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..errors import DendritePanopticError
-from ._common import button_row, form, voxel_size_from_scale
+from ._common import button_row, camera, form, placement, voxel_size_from_scale
 
 if TYPE_CHECKING:
     import napari
@@ -57,6 +57,25 @@ TYPE_COLOURS = {
     "filopodium": "#f58231",
 }
 DEBOUNCE_MS = 600
+
+
+def type_legend_html() -> str:
+    """The type colours as one line of HTML: a coloured square and the type's name each."""
+    return " ".join(
+        f'<span style="color:{colour}">&#9632;</span>&nbsp;{name}'
+        for name, colour in TYPE_COLOURS.items()
+    )
+
+
+def export_stem(layer_name: str) -> str:
+    """File stem of a spine layer's exports: ``"cell spines"`` → ``"cell"`` (the files are
+    ``cell_spines.csv``, ``cell_dendrites.csv``, ...), other names with spaces as ``_``."""
+    stem = layer_name.strip()
+    for suffix in (" spines", "_spines"):
+        if stem.lower().endswith(suffix) and len(stem) > len(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    return stem.replace(" ", "_")
 
 
 class _NumberItem(QTableWidgetItem):
@@ -110,6 +129,9 @@ class SpineAnalysisWidget(QWidget):
         self.colour_combo = QComboBox()
         self.colour_combo.addItem("type")
         self.colour_combo.currentTextChanged.connect(self.colour_spines)
+        self.legend = QLabel(type_legend_html())
+        self.legend.setWordWrap(True)
+        self.legend.setToolTip("Spine colours when coloured by type")
         self.status_label = QLabel("Choose the layers and press Recompute.")
         self.status_label.setWordWrap(True)
         self.spine_table = QTableWidget()
@@ -127,7 +149,7 @@ class SpineAnalysisWidget(QWidget):
         for key, value in TypeRules().to_dict().items():
             if isinstance(value, int):
                 w: Any = QSpinBox()
-                w.setRange(1, 99)
+                w.setRange(2, 99)  # a branched spine has two tips at least
             else:
                 w = QDoubleSpinBox()
                 w.setRange(0.0, 99.0)
@@ -149,6 +171,7 @@ class SpineAnalysisWidget(QWidget):
                 ]
             )
         )
+        layout.addWidget(self.legend)
         layout.addWidget(self.auto_update)
         layout.addLayout(button_row(self.recompute_button, self.export_button))
         layout.addWidget(self.status_label)
@@ -167,9 +190,23 @@ class SpineAnalysisWidget(QWidget):
         for name in ("inserted", "removed", "reordered", "renamed"):
             if hasattr(events, name):
                 getattr(events, name).connect(self.refresh_layers)
+        events.removed.connect(self._on_layer_removed)
         self.spine_combo.currentTextChanged.connect(self._watch_layers)
         self.dendrite_combo.currentTextChanged.connect(self._watch_layers)
         self.refresh_layers()
+
+    def _on_layer_removed(self, event: Any) -> None:
+        """Clear the tables when the spine or dendrite layer they describe is deleted."""
+        name = getattr(getattr(event, "value", None), "name", None)
+        if self._job_layers is None or name not in self._job_layers[:2]:
+            return
+        self.result = None
+        self._job_layers = None
+        for table in (self.spine_table, self.branch_table):
+            table.clear()
+            table.setRowCount(0)
+            table.setColumnCount(0)
+        self.status_label.setText(f"'{name}' was deleted: its tables are cleared.")
 
     # --- pickers ---------------------------------------------------------------------------
     def refresh_layers(self, *_: Any) -> None:
@@ -354,8 +391,7 @@ class SpineAnalysisWidget(QWidget):
                 name=name,
                 edge_color="cyan",
                 edge_width=1.0,
-                scale=spines_layer.scale,
-                translate=spines_layer.translate,
+                **placement(spines_layer),
             )
         else:
             return
@@ -372,6 +408,7 @@ class SpineAnalysisWidget(QWidget):
         from napari.utils.colormaps.colormap_utils import ensure_colormap
 
         what = self.colour_combo.currentText() or "type"
+        self.legend.setVisible(what == "type")
         ids = np.asarray(self.result.spines["id"])
         colours: dict[Any, Any] = {None: "transparent", 0: "transparent"}
         if what == "type":
@@ -413,7 +450,7 @@ class SpineAnalysisWidget(QWidget):
         if layer.ndim == 2:
             data_pt = data_pt[1:]
         world = np.asarray(layer.data_to_world(data_pt))
-        self.viewer.camera.center = tuple(world[-2:]) if layer.ndim == 2 else tuple(world)
+        camera(self.viewer).center = tuple(world[-2:]) if layer.ndim == 2 else tuple(world)
         if layer.ndim == 3:
             self.viewer.dims.set_point(self.viewer.dims.ndim - 3, float(world[0]))
 
@@ -442,7 +479,7 @@ class SpineAnalysisWidget(QWidget):
         folder = QFileDialog.getExistingDirectory(self, "Folder for the spine tables")
         if not folder:
             return
-        stem = self._job_layers[0].replace(" ", "_")
+        stem = export_stem(self._job_layers[0])
         existing = [p for p in self._paths(folder, stem).values() if p.exists()]
         if existing:
             show_error(f"{existing[0]} exists already: choose another folder.")

@@ -32,7 +32,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..errors import DendritePanopticError, InputError
-from ._common import button_row, voxel_size_from_scale
+from ._common import button_row, camera, voxel_size_from_scale
 
 logger = logging.getLogger(__name__)
 
@@ -293,7 +293,7 @@ class SpinesOverTimeWidget(QWidget):
         if len(step) > 1:
             step[1] = int(round(z / vz))
         self.viewer.dims.current_step = tuple(step)
-        self.viewer.camera.center = (z, y, x)
+        camera(self.viewer).center = (z, y, x)
         if "spines over time" in self.viewer.layers:
             self.viewer.layers["spines over time"].selected_label = sid
 

@@ -36,7 +36,15 @@ from qtpy.QtWidgets import (
 )
 
 from ..errors import DendritePanopticError
-from ._common import NONE, ModelPicker, button_row, form, refresh_model_pickers, relist
+from ._common import (
+    NONE,
+    ModelPicker,
+    button_row,
+    form,
+    placement,
+    refresh_model_pickers,
+    relist,
+)
 from .loss_plot import LossPlot
 from .training_inputs import collect_training_data
 
@@ -265,7 +273,7 @@ class TrainOnCorrectionsWidget(QWidget):
         layer = self.viewer.layers[spi_name]
         split = mask_to_instances(layer.data)
         name = f"{spi_name} instances"
-        new = self.viewer.add_labels(split, name=name, scale=layer.scale, translate=layer.translate)
+        new = self.viewer.add_labels(split, name=name, **placement(layer))
         self.table.cellWidget(row, 2).setCurrentText(new.name)
         self.split_button.setVisible(False)
         self._semantic_row = None

@@ -40,6 +40,8 @@ WEIGHTS = Path(__file__).with_name("spine_types.safetensors")
 """The learned classifier's weights (safetensors; its metadata holds the feature scaling)."""
 
 CROP_PX = 48
+BRANCHED_MIN_TIPS = 2
+"""A spine called branched has at least this many tips, whichever classifier calls it."""
 CROP_UM_PER_PX = 0.1
 
 
@@ -47,7 +49,7 @@ CROP_UM_PER_PX = 0.1
 class TypeRules:
     """Thresholds of the rule set (µm and ratios), applied in this order:
 
-    1. ``tips >= branched_min_tips`` → branched;
+    1. ``tips >= branched_min_tips`` (and never under 2 tips) → branched;
     2. ``length >= filopodium_min_length_um`` and ``head / neck < filopodium_max_head_neck``
        → filopodium;
     3. ``length / head >= thin_min_length_head`` and ``head < thin_max_head_um`` → thin;
@@ -82,11 +84,13 @@ def classify_rules(table: dict[str, np.ndarray], rules: TypeRules | None = None)
     neck = np.where(np.isfinite(neck) & (neck > 0), neck, head)
     tips = np.asarray(table["tips"])
     ratio = head / np.maximum(neck, 1e-9)
+    # a branched spine has two tips at least, whatever the threshold is set to
+    min_tips = max(BRANCHED_MIN_TIPS, r.branched_min_tips)
     has_neck = np.isfinite(np.asarray(table["neck_width_um"], dtype=float))
     out = np.full(length.shape, "stubby", dtype=object)
     rest = np.ones(length.shape, dtype=bool)
     for name, cond in (
-        ("branched", tips >= r.branched_min_tips),
+        ("branched", tips >= min_tips),
         (
             "filopodium",
             (length >= r.filopodium_min_length_um) & (ratio < r.filopodium_max_head_neck),
@@ -277,9 +281,14 @@ def classify_learned(
     proba = predict_learned_proba(
         model, crops, measurement_features(table, float(voxel_size_um[-1]))
     )
-    k = proba.argmax(1) if len(proba) else np.zeros(0, int)
+    # the type must agree with the measurements shown beside it: a spine with fewer than two
+    # tips is never branched; it gets its most probable other type
+    one_tip = np.asarray(table["tips"]) < BRANCHED_MIN_TIPS
+    allowed = np.asarray(proba, dtype=float).copy()
+    allowed[one_tip, SPINE_TYPES.index("branched")] = -1.0
+    k = allowed.argmax(1) if len(proba) else np.zeros(0, int)
     names = np.array([SPINE_TYPES[j] for j in k], dtype=str)
-    return names, proba.max(1) if len(proba) else np.zeros(0)
+    return names, proba[np.arange(len(k)), k] if len(proba) else np.zeros(0)
 
 
 def classify(

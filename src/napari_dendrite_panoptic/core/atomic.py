@@ -34,10 +34,34 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
-def _umask() -> int:
-    mask = os.umask(0)
+_STATUS = "/proc/self/status"
+
+
+def _read_umask() -> int:
+    """The process umask, read without ever setting it to 0 (once, at import).
+
+    Linux says it in ``/proc/self/status``. Elsewhere the only way is to set a mask and put the
+    old one back: the mask set for that moment is 0o077, so a file another thread creates then is
+    born private, never world-writable.
+    """
+    try:
+        with open(_STATUS, encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o077)
     os.umask(mask)
     return mask
+
+
+# read once, while the module is imported (under the import lock: no two threads race here)
+_UMASK = _read_umask()
+
+
+def _umask() -> int:
+    return _UMASK
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

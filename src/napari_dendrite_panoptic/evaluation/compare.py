@@ -137,7 +137,7 @@ def compare(
         Predicted spine instances (0 = none).
     truth_spines : same shape as ``pred_spines``, optional
         Ground-truth spine instances: spine pixel scores and instance matching (one-to-one,
-        Hungarian on IoU, a pair counts when IoU >= ``iou_threshold``; F1 and PQ).
+        most pairs with IoU > ``iou_threshold``, then the most IoU; F1 and PQ).
     truth_points_um : (N, 3) or (N, 2) float, optional
         Annotated spine centres in µm (z, y, x) from the centre of voxel 0: each predicted spine's
         centroid (px × ``voxel_size_um``) is matched one-to-one (Hungarian on distance) to a centre

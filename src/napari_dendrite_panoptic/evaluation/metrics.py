@@ -110,17 +110,26 @@ def match_instances(
     threshold: float = 0.5,
     ious: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> tuple[InstanceScores, InstanceMatch]:
-    """One-to-one matching of instances by IoU (Hungarian), a pair counts when IoU >= threshold.
+    """One-to-one matching of instances by IoU; a pair counts when IoU > ``threshold``.
 
-    For ``threshold >= 0.5`` the matching is unique whatever the algorithm (PQ's definition).
+    The matching first maximises the number of pairs above the threshold, then their summed IoU
+    (as stardist's ``matching`` does): maximising the summed IoU alone and dropping the pairs
+    under the threshold afterwards can miss matches below 0.5. The comparison is strict, as in
+    the definition of PQ (a pair at exactly 0.5 is no match at 0.5); for ``threshold >= 0.5`` the
+    matching is unique whatever the algorithm, since two masks cannot both overlap a third by
+    more than half.
     ``ious``: the :func:`iou_matrix` of ``pred`` and ``truth`` when the caller has it already.
     """
     iou, t_ids, p_ids = ious if ious is not None else iou_matrix(pred, truth)
     pairs: list[tuple[int, int, float]] = []
     if iou.size:
-        rows, cols = linear_sum_assignment(-iou)
+        above = (iou > threshold) & (iou > 0)
+        # each pair above the threshold is worth 1, plus its IoU / (2 n): the IoU terms of a whole
+        # matching sum to at most 1/2, so no gain in IoU can outweigh one more pair
+        n = min(iou.shape)
+        rows, cols = linear_sum_assignment(-(above * (1.0 + iou / (2 * n))))
         for r, c in zip(rows, cols, strict=True):
-            if iou[r, c] >= threshold and iou[r, c] > 0:
+            if above[r, c]:
                 pairs.append((int(t_ids[r]), int(p_ids[c]), float(iou[r, c])))
     matched_t = {p[0] for p in pairs}
     matched_p = {p[1] for p in pairs}

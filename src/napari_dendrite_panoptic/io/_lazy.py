@@ -13,7 +13,6 @@ tiled file is opened lazily.
 from __future__ import annotations
 
 import math
-import os
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -228,16 +227,18 @@ class FileBlock:
 
 
 def physical_memory() -> int:
-    """Return the machine's RAM in bytes (without psutil).
+    """Return the machine's RAM in bytes (psutil: Linux, macOS and Windows alike).
 
     Returns
     -------
     int
-        Page size times number of physical pages; 8 GiB where the OS does not say.
+        The total physical memory; 8 GiB only where psutil cannot tell.
     """
+    import psutil
+
     try:
-        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (AttributeError, ValueError, OSError):
+        return int(psutil.virtual_memory().total)
+    except (OSError, RuntimeError, AttributeError):
         return 8 * 1024**3
 
 
