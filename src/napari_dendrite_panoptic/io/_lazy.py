@@ -13,6 +13,7 @@ tiled file is opened lazily.
 from __future__ import annotations
 
 import math
+import os
 import sys
 from collections.abc import Mapping
 from typing import Any
