@@ -44,22 +44,12 @@ def test_rule_thresholds_are_editable():
     )
 
 
-def test_a_one_tip_spine_is_never_branched(monkeypatch):
-    from napari_dendrite_panoptic.analysis import spine_types
-
-    # the rules: even with the tip threshold set to 1
+def test_the_rules_never_call_a_one_tip_spine_branched():
+    # even with the tip threshold set to 1 (the learned classifier is not forced: see
+    # spine_types.classify_learned)
     assert classify_rules(_table(1.0, 0.9, 0.3, tips=1), TypeRules(branched_min_tips=1))[0] != (
         "branched"
     )
-    # the learned classifier: branched is most probable for both, one has a single tip
-    proba = np.array([[0.1, 0.2, 0.6, 0.05, 0.05], [0.1, 0.2, 0.6, 0.05, 0.05]])
-    monkeypatch.setattr(spine_types, "spine_crops", lambda *a, **k: None)
-    monkeypatch.setattr(spine_types, "measurement_features", lambda *a, **k: None)
-    monkeypatch.setattr(spine_types, "predict_learned_proba", lambda *a, **k: proba)
-    table = {"tips": np.array([1, 2])}
-    names, p = spine_types.classify_learned(None, None, None, table, (1, 1, 1), model=object())
-    assert list(names) == ["stubby", "branched"]
-    assert list(p) == [0.2, 0.6]
 
 
 def test_learned_weights_ship_with_the_package_and_classify(small_plane):
