@@ -34,6 +34,7 @@ from .slabs import iter_predict_slabs, plan_stack
 from .steps import (
     PlaneAssembler,
     Run,
+    assembled_result,
     back_to_input_grid,
     checked_volume,
     intensity_range,
@@ -123,19 +124,9 @@ def iter_predict(
         run.notices.append(f"The image holds no structure ({value}): nothing to segment.")
         yield run.event("", warning=run.notices[-1])
     table = trim_in_depth(out, volume, lo, voxel, cfg, run.notices)
-    yield PanopticResult(
-        dendrite=out.dendrite,
-        spines=out.spines,
-        table=table,
-        voxel_size_um=voxel,
-        model_name=models.card.name,
-        pixel_size_source=source,
-        parameters={
-            **run_parameters(cfg, models, run, score),
-            "stack_mode_used": plan.mode,
-            "stack_mode_reason": plan.reason,
-        },
-    )
+    params = run_parameters(cfg, models, run, score)
+    params.update(stack_mode_used=plan.mode, stack_mode_reason=plan.reason)
+    yield assembled_result(out, table, voxel, models, source, params)
 
 
 def predict(

@@ -42,6 +42,7 @@ from .planes import PlaneReader, reading_dtype
 from .steps import (
     PlaneAssembler,
     Run,
+    assembled_result,
     back_to_input_grid,
     intensity_range,
     run_parameters,
@@ -196,15 +197,7 @@ def iter_predict_slabs(
     params = run_parameters(cfg, models, run, score)
     params.update(stack_mode_used=plan.mode, stack_mode_reason=plan.reason)
     params["slabs"] = [list(s) for s in plan.slabs]
-    yield PanopticResult(
-        dendrite=out.dendrite,
-        spines=out.spines,
-        table=table,
-        voxel_size_um=voxel,
-        model_name=models.card.name,
-        pixel_size_source=source,
-        parameters=params,
-    )
+    yield assembled_result(out, table, voxel, models, source, params)
 
 
 def _project(
@@ -283,14 +276,9 @@ def _empty_result(
     out = PlaneAssembler((nz, ny, nx), plane_sink)
     for z in range(nz):
         out.finish(z, np.zeros((ny, nx), np.uint8), np.zeros((ny, nx), np.uint32))
-    yield PanopticResult(
-        dendrite=out.dendrite,
-        spines=out.spines,
-        table=out.table_sums.table(out.scores, voxel),
-        voxel_size_um=voxel,
-        model_name=models.card.name,
-        pixel_size_source=source,
-        parameters=run_parameters(cfg, models, run, score),
+    table = out.table_sums.table(out.scores, voxel)
+    yield assembled_result(
+        out, table, voxel, models, source, run_parameters(cfg, models, run, score)
     )
 
 

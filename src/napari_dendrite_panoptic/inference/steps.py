@@ -17,7 +17,7 @@ import torch
 from ..core import as_zyx
 from ..errors import InputError
 from ..models import LoadedModels
-from .config import InferenceConfig, ProgressEvent
+from .config import InferenceConfig, PanopticResult, ProgressEvent
 from .dendrite_depth import trim_dendrite_depth
 from .flips import FLIP_VIEWS
 from .memory import OutOfMemory, after_out_of_memory, is_out_of_memory
@@ -258,3 +258,23 @@ def trim_in_depth(
         if isinstance(kept, np.memmap):
             kept.flush()
     return table
+
+
+def assembled_result(
+    out: PlaneAssembler,
+    table: dict[str, np.ndarray],
+    voxel: tuple[float, float, float],
+    models: LoadedModels,
+    source: str,
+    parameters: dict[str, Any],
+) -> PanopticResult:
+    """The :class:`PanopticResult` of an assembled run (arrays None when planes went to a sink)."""
+    return PanopticResult(
+        dendrite=out.dendrite,
+        spines=out.spines,
+        table=table,
+        voxel_size_um=voxel,
+        model_name=models.card.name,
+        pixel_size_source=source,
+        parameters=parameters,
+    )

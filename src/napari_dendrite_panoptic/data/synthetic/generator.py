@@ -274,9 +274,7 @@ def generate(seed: int, config: SyntheticConfig | None = None) -> SyntheticSampl
     blurred += cfg.background * (1.0 + 0.5 * _smooth_field(rng, shape, 60.0))
     blurred = np.clip(blurred, 0, None) ** cfg.gamma
     expected = (blurred * cfg.peak_photons).astype(np.float32, copy=False)
-    counts = rng.poisson(expected).astype(np.float32)
-    counts += rng.normal(0, cfg.read_noise, size=shape).astype(np.float32) + CAMERA_OFFSET
-    image = np.clip(counts, 0, 65535).astype(np.uint16)
+    image = camera(rng, expected, cfg.read_noise)
     return SyntheticSample(
         image=image,
         dendrite=dendrite,
@@ -289,6 +287,17 @@ def generate(seed: int, config: SyntheticConfig | None = None) -> SyntheticSampl
         dendrite_length_um=sum(length_inside(p, extent) for p, _ in paths),
         expected_counts=expected,
     )
+
+
+def camera(
+    rng: np.random.Generator, expected: np.ndarray, read_noise: float, round_counts: bool = False
+) -> np.ndarray:
+    """A camera's uint16 image of ``expected`` photon counts (any shape, float32): Poisson shot
+    noise, Gaussian read noise of ``read_noise`` counts, :data:`CAMERA_OFFSET`, clipped to
+    0-65535 (rounded, or cut to whole counts)."""
+    counts = rng.poisson(expected).astype(np.float32)
+    counts += rng.normal(0, read_noise, size=expected.shape).astype(np.float32) + CAMERA_OFFSET
+    return np.clip(np.round(counts) if round_counts else counts, 0, 65535).astype(np.uint16)
 
 
 def _smooth_field(rng: np.random.Generator, shape: tuple[int, ...], scale_px: float) -> np.ndarray:

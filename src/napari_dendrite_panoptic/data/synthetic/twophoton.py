@@ -32,7 +32,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ...core import SPINE_TYPES
-from .generator import CAMERA_OFFSET, SyntheticSample, _smooth_field
+from .generator import SyntheticSample, _smooth_field, camera
 from .geometry import (
     SpineGeometry,
     draw_capsules,
@@ -374,9 +374,7 @@ def generate_twophoton(seed: int, config: TwoPhotonConfig | None = None) -> Synt
         light += cfg.haze * _haze(light, voxel)
     light += cfg.background_photons * np.clip(1.0 - 0.3 * field, 0.2, None)[None]
     expected = light
-    counts = rng.poisson(expected).astype(np.float32)
-    counts += rng.normal(0.0, cfg.read_noise, size=shape).astype(np.float32) + CAMERA_OFFSET
-    image = np.clip(np.round(counts), 0, 65535).astype(np.uint16)
+    image = camera(rng, expected, cfg.read_noise, round_counts=True)
     return SyntheticSample(
         image=image,
         dendrite=dendrite,
