@@ -62,6 +62,7 @@ def test_tracking_true_spines_gives_right_ids_and_events(series):
     # one id per spine: the same label in consecutive sessions where matched
     t = result.spines
     assert set(t["fate"]) <= {"first", "stable", "gained", "lost", "uncertain"}
+    assert set(t["call"]) <= {"first", "stable", "gained", "lost", "missed"}
     assert (t["fate"][t["session"] == 1] == "first").all()
     assert {"id", "session", "fate", "size_um3", "type", "branch_id", "z_um"} <= set(t)
     assert result.labels[1].dtype == np.uint32
@@ -147,3 +148,38 @@ def test_cli_track_writes_everything_or_nothing(series, tmp_path):
     bad = tmp_path / "bad"
     assert main(["track", files[0], files[1], "--out", str(bad), "--days", "0"]) == 2
     assert not bad.exists() or not any(bad.iterdir())
+
+
+def test_a_spine_missed_in_the_middle_session_keeps_its_id(series):
+    sessions = _sessions(series)
+    kept = sorted(series.present(0) & series.present(1) & series.present(2))
+    gone = kept[len(kept) // 2]
+    mid = sessions[1]
+    sessions[1] = Session(
+        mid.dendrite,
+        np.where(mid.spines == gone, 0, mid.spines).astype(np.uint32),
+        mid.voxel_size_um,
+        image=mid.image,
+        day=mid.day,
+        name=mid.name,
+    )
+    result = track(sessions)
+    t = result.spines
+    truth = [s.spines for s in series.sessions]
+    # the tracked id of the true spine in the first and last sessions
+    first_id = np.bincount(result.labels[0][truth[0] == gone]).argmax()
+    last_id = np.bincount(result.labels[2][truth[2] == gone]).argmax()
+    assert first_id and first_id == last_id
+    row = (t["id"] == first_id) & (t["session"] == 2)
+    assert row.sum() == 1
+    assert t["call"][row][0] == "missed" and t["fate"][row][0] == "uncertain"
+    last = (t["id"] == first_id) & (t["session"] == 3)
+    assert t["call"][last][0] == "stable"
+    # not read as lost, then gained
+    assert not ((t["id"] == first_id) & np.isin(t["call"], ["lost", "gained"])).any()
+    # without matching across the gap it is
+    from napari_dendrite_panoptic.tracking import TrackConfig
+
+    plain = track(sessions, TrackConfig(max_gap=0)).spines
+    assert "missed" not in set(plain["call"])
+    assert (plain["call"] == "gained").sum() == (t["call"] == "gained").sum() + 1

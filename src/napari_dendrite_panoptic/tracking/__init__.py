@@ -8,9 +8,19 @@ from .outputs import track_outputs, write_track_outputs
 from .registration import Registration, RegistrationError, register
 from .scoring import registration_error_um, score_tracking
 from .session import Session, spine_features
-from .track import FATES, TrackConfig, TrackProgress, TrackResult, iter_track, track, turnover_table
+from .track import (
+    CALLS,
+    FATES,
+    TrackConfig,
+    TrackProgress,
+    TrackResult,
+    iter_track,
+    track,
+    turnover_table,
+)
 
 __all__ = [
+    "CALLS",
     "FATES",
     "Registration",
     "RegistrationError",
