@@ -183,3 +183,33 @@ def test_a_spine_missed_in_the_middle_session_keeps_its_id(series):
     plain = track(sessions, TrackConfig(max_gap=0)).spines
     assert "missed" not in set(plain["call"])
     assert (plain["call"] == "gained").sum() == (t["call"] == "gained").sum() + 1
+
+
+def test_hand_split_and_merge_follow_in_labels_and_tables(series):
+    from napari_dendrite_panoptic.tracking import merge_ids, split_id
+
+    result = track(_sessions(series))
+    t = result.spines
+    everywhere = [
+        i
+        for i in set(t["id"].tolist())
+        if sorted(t["session"][(t["id"] == i) & (t["call"] != "lost")].tolist()) == [1, 2, 3]
+    ]
+    sid = everywhere[0]
+    split, new = split_id(result, sid, [2])
+    s = split.spines
+
+    def calls(tab, i):
+        pick = tab["id"] == i
+        return dict(zip(tab["session"][pick].tolist(), tab["call"][pick].tolist(), strict=True))
+
+    assert calls(s, sid) == {1: "first", 2: "missed", 3: "stable"}
+    assert calls(s, new) == {2: "gained", 3: "lost"}
+    assert new in split.labels[1] and sid not in split.labels[1] and sid in split.labels[2]
+    assert split.turnover["n_gained"].sum() > result.turnover["n_gained"].sum()
+    merged = merge_ids(split, sid, new)
+    assert calls(merged.spines, sid) == {1: "first", 2: "stable", 3: "stable"}
+    assert new not in merged.labels[1] and sid in merged.labels[1]
+    assert np.array_equal(merged.turnover["n_gained"], result.turnover["n_gained"])
+    with pytest.raises(InputError, match="both in session 1"):
+        merge_ids(result, everywhere[0], everywhere[1])
