@@ -236,6 +236,7 @@ class SpinesOverTimeWidget(QWidget):
     def _on_returned(self, out) -> None:
         result, labels, images = out
         self.result = result
+        self.progress.setValue(self.progress.maximum())
         voxel = result.sessions[0].voxel_size_um
         scale = (1.0, *voxel)
         for name in ("sessions registered", "spines over time", "gained and lost"):
