@@ -62,6 +62,7 @@ def test_tracking_true_spines_gives_right_ids_and_events(series):
     # one id per spine: the same label in consecutive sessions where matched
     t = result.spines
     assert set(t["fate"]) <= {"first", "stable", "gained", "lost", "uncertain"}
+    assert set(t["call"]) <= {"first", "stable", "gained", "lost", "missed"}
     assert (t["fate"][t["session"] == 1] == "first").all()
     assert {"id", "session", "fate", "size_um3", "type", "branch_id", "z_um"} <= set(t)
     assert result.labels[1].dtype == np.uint32
@@ -147,3 +148,68 @@ def test_cli_track_writes_everything_or_nothing(series, tmp_path):
     bad = tmp_path / "bad"
     assert main(["track", files[0], files[1], "--out", str(bad), "--days", "0"]) == 2
     assert not bad.exists() or not any(bad.iterdir())
+
+
+def test_a_spine_missed_in_the_middle_session_keeps_its_id(series):
+    sessions = _sessions(series)
+    kept = sorted(series.present(0) & series.present(1) & series.present(2))
+    gone = kept[len(kept) // 2]
+    mid = sessions[1]
+    sessions[1] = Session(
+        mid.dendrite,
+        np.where(mid.spines == gone, 0, mid.spines).astype(np.uint32),
+        mid.voxel_size_um,
+        image=mid.image,
+        day=mid.day,
+        name=mid.name,
+    )
+    result = track(sessions)
+    t = result.spines
+    truth = [s.spines for s in series.sessions]
+    # the tracked id of the true spine in the first and last sessions
+    first_id = np.bincount(result.labels[0][truth[0] == gone]).argmax()
+    last_id = np.bincount(result.labels[2][truth[2] == gone]).argmax()
+    assert first_id and first_id == last_id
+    row = (t["id"] == first_id) & (t["session"] == 2)
+    assert row.sum() == 1
+    assert t["call"][row][0] == "missed" and t["fate"][row][0] == "uncertain"
+    last = (t["id"] == first_id) & (t["session"] == 3)
+    assert t["call"][last][0] == "stable"
+    # not read as lost, then gained
+    assert not ((t["id"] == first_id) & np.isin(t["call"], ["lost", "gained"])).any()
+    # without matching across the gap it is
+    from napari_dendrite_panoptic.tracking import TrackConfig
+
+    plain = track(sessions, TrackConfig(max_gap=0)).spines
+    assert "missed" not in set(plain["call"])
+    assert (plain["call"] == "gained").sum() == (t["call"] == "gained").sum() + 1
+
+
+def test_hand_split_and_merge_follow_in_labels_and_tables(series):
+    from napari_dendrite_panoptic.tracking import merge_ids, split_id
+
+    result = track(_sessions(series))
+    t = result.spines
+    everywhere = [
+        i
+        for i in set(t["id"].tolist())
+        if sorted(t["session"][(t["id"] == i) & (t["call"] != "lost")].tolist()) == [1, 2, 3]
+    ]
+    sid = everywhere[0]
+    split, new = split_id(result, sid, [2])
+    s = split.spines
+
+    def calls(tab, i):
+        pick = tab["id"] == i
+        return dict(zip(tab["session"][pick].tolist(), tab["call"][pick].tolist(), strict=True))
+
+    assert calls(s, sid) == {1: "first", 2: "missed", 3: "stable"}
+    assert calls(s, new) == {2: "gained", 3: "lost"}
+    assert new in split.labels[1] and sid not in split.labels[1] and sid in split.labels[2]
+    assert split.turnover["n_gained"].sum() > result.turnover["n_gained"].sum()
+    merged = merge_ids(split, sid, new)
+    assert calls(merged.spines, sid) == {1: "first", 2: "stable", 3: "stable"}
+    assert new not in merged.labels[1] and sid in merged.labels[1]
+    assert np.array_equal(merged.turnover["n_gained"], result.turnover["n_gained"])
+    with pytest.raises(InputError, match="both in session 1"):
+        merge_ids(result, everywhere[0], everywhere[1])

@@ -46,6 +46,37 @@ def test_dock_tracks_shows_layers_table_and_exports(make_napari_viewer, qtbot, t
     assert [p.name for p in written] == ["spines_over_time.csv", "turnover.csv"]
     assert "fate" in written[0].read_text().splitlines()[0]
 
+    # split: a stable spine's second session becomes a new spine (lost, then gained)
+    sid = int(stable[0])
+    new = widget.split(sid, [2])
+    t = widget.result.spines
+    in2 = t["session"] == 2
+    assert t["call"][in2 & (t["id"] == new)].tolist() == ["gained"]
+    assert t["call"][in2 & (t["id"] == sid)].tolist() == ["lost"]
+    assert new in labels.data[1] and sid not in labels.data[1] and sid in labels.data[0]
+    assert new in widget.result.labels[1] and sid not in widget.result.labels[1]
+    assert widget.table.rowCount() == len(t["id"])
+    points = viewer.layers["gained and lost"]
+    assert {sid, new} <= set(points.features["id"].tolist())
+    # merge: chosen in the table (one row of each id), back to one stable spine
+    from qtpy.QtCore import QItemSelectionModel
+
+    widget.table.clearSelection()
+    pick = QItemSelectionModel.Select | QItemSelectionModel.Rows
+    for r in range(widget.table.rowCount()):
+        if int(widget.table.item(r, 0).text()) in (sid, new):
+            widget.table.selectionModel().select(widget.table.model().index(r, 0), pick)
+    widget.merge_button.click()
+    t = widget.result.spines
+    assert new not in t["id"] and new not in labels.data[1] and sid in labels.data[1]
+    assert t["call"][(t["session"] == 2) & (t["id"] == sid)].tolist() == ["stable"]
+    assert sid not in set(viewer.layers["gained and lost"].features["id"].tolist())
+    whole = widget.result.turnover["branch_id"] == 0
+    assert (
+        widget.result.turnover["n_stable"][whole][0]
+        == ((t["session"] == 2) & (t["call"] == "stable")).sum()
+    )
+
 
 def test_dock_refuses_one_session(make_napari_viewer):
     viewer = make_napari_viewer()

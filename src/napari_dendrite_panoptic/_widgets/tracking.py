@@ -1,8 +1,10 @@
 """The "Spines over time" dock: choose one spine Labels layer per imaging session (with its
 dendrite layer and image beside it), track in a worker (progress, cancel), and get one Labels
 layer with a session axis (every session registered to the first, the same id and colour for the
-same spine), a Points layer of gained (green) and lost (red) spines, and the table of fates: a row
-click goes to that spine in that session. The tables export as CSV.
+same spine), a Points layer of gained (green), lost (red) and missed (orange) spines, and the
+table of fates: a row click goes to that spine in that session. Two ids chosen in the table can
+be merged into one; the rows of one id chosen in some sessions can be split off under a new id;
+the labels, the points and the tables follow. The tables export as CSV.
 
 Layers are paired by name: for a spine layer ``X spines`` the dendrite layer is ``X dendrites``
 (or ``X dendrite``) and the image ``X``, as the inference dock names them.
@@ -36,6 +38,7 @@ from ._common import button_row, camera, voxel_size_from_scale
 
 logger = logging.getLogger(__name__)
 
+EVENT_COLOURS = {"gained": "lime", "lost": "red", "missed": "orange"}
 TABLE_COLUMNS = ("id", "session", "fate", "call", "branch_id", "z_um", "y_um", "x_um")
 
 
@@ -101,10 +104,20 @@ class SpinesOverTimeWidget(QWidget):
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.cellClicked.connect(self._on_row_clicked)
+        self.table.setSelectionMode(QAbstractItemView.ExtendedSelection)
         layout.addWidget(self.table)
+        self.merge_button = QPushButton("Merge ids")
+        self.merge_button.setToolTip("the two ids of the chosen rows become one, in every session")
+        self.split_button = QPushButton("Split id")
+        self.split_button.setToolTip("the chosen rows' spine, in their sessions, gets a new id")
+        for b in (self.merge_button, self.split_button):
+            b.setEnabled(False)
+        layout.addLayout(button_row(self.merge_button, self.split_button))
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
         self.export_button.clicked.connect(self._export_clicked)
+        self.merge_button.clicked.connect(self._merge_clicked)
+        self.split_button.clicked.connect(self._split_clicked)
         for event in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed):
             event.connect(lambda *_: self.refresh_layers())
         self.refresh_layers()
@@ -223,6 +236,7 @@ class SpinesOverTimeWidget(QWidget):
     def _on_returned(self, out) -> None:
         result, labels, images = out
         self.result = result
+        self.progress.setValue(self.progress.maximum())
         voxel = result.sessions[0].voxel_size_um
         scale = (1.0, *voxel)
         for name in ("sessions registered", "spines over time", "gained and lost"):
@@ -230,8 +244,27 @@ class SpinesOverTimeWidget(QWidget):
                 self.viewer.layers.remove(name)
         self.viewer.add_image(images, name="sessions registered", scale=scale, blending="additive")
         self.viewer.add_labels(labels, name="spines over time", scale=scale)
+        self.viewer.dims.axis_labels = ("session", "z", "y", "x")
+        self._show(result)
+        self.export_button.setEnabled(True)
+        self.merge_button.setEnabled(True)
+        self.split_button.setEnabled(True)
         t = result.spines
-        ev = (t["call"] == "gained") | (t["call"] == "lost")
+        n = len(set(t["id"].tolist()))
+        gained, lost = int((t["call"] == "gained").sum()), int((t["call"] == "lost").sum())
+        notes = "; ".join(result.notes)
+        self.status_label.setText(
+            f"{n} spines over {len(result.sessions)} sessions: {gained} gained, {lost} lost"
+            + (f". {notes}" if notes else "")
+        )
+
+    def _show(self, result) -> None:
+        """The "gained and lost" points and the table, from ``result``'s spine table."""
+        self.result = result
+        t = result.spines
+        if "gained and lost" in self.viewer.layers:
+            self.viewer.layers.remove("gained and lost")
+        ev = np.isin(t["call"], list(EVENT_COLOURS))
         pts = (
             np.column_stack(
                 [
@@ -244,26 +277,76 @@ class SpinesOverTimeWidget(QWidget):
             .astype(float)
             .reshape(-1, 4)
         )
-        colours = np.where(t["call"][ev] == "gained", "lime", "red")
+        colours = [EVENT_COLOURS[c] for c in t["call"][ev]]
         self.viewer.add_points(
             pts,
             name="gained and lost",
             scale=(1.0, 1.0, 1.0, 1.0),
             size=1.0,
-            face_color=list(colours) if len(colours) else "white",
+            face_color=colours if colours else "white",
             border_color="white",
             features={"id": t["id"][ev], "call": t["call"][ev], "fate": t["fate"][ev]},
         )
-        self.viewer.dims.axis_labels = ("session", "z", "y", "x")
         self._fill(t)
-        self.export_button.setEnabled(True)
-        n = len(set(t["id"].tolist()))
-        gained, lost = int((t["call"] == "gained").sum()), int((t["call"] == "lost").sum())
-        notes = "; ".join(result.notes)
-        self.status_label.setText(
-            f"{n} spines over {len(result.sessions)} sessions: {gained} gained, {lost} lost"
-            + (f". {notes}" if notes else "")
-        )
+
+    def _relabel_layer(self, old: int, new: int, sessions=None) -> None:
+        if "spines over time" not in self.viewer.layers:
+            return
+        layer = self.viewer.layers["spines over time"]
+        data = np.asarray(layer.data).copy()
+        for k in range(data.shape[0]) if sessions is None else [s - 1 for s in sessions]:
+            data[k][data[k] == old] = new
+        layer.data = data
+
+    def merge(self, a: int, b: int) -> int:
+        """Give spines ``a`` and ``b`` one id (the smaller) in every session; returns it."""
+        from ..tracking import merge_ids
+
+        keep, other = sorted((int(a), int(b)))
+        result = merge_ids(self.result, keep, other)
+        self._relabel_layer(other, keep)
+        self._show(result)
+        self.status_label.setText(f"Spine {other} is now spine {keep} in every session.")
+        return keep
+
+    def split(self, sid: int, sessions) -> int:
+        """Give spine ``sid`` a new id in ``sessions`` (numbered from 1); returns the new id."""
+        from ..tracking import split_id
+
+        sessions = sorted({int(s) for s in sessions})
+        result, new = split_id(self.result, sid, sessions)
+        self._relabel_layer(int(sid), new, sessions)
+        self._show(result)
+        where = ", ".join(str(s) for s in sessions)
+        self.status_label.setText(f"Spine {sid} in session(s) {where} is now spine {new}.")
+        return new
+
+    def _chosen_rows(self) -> list[tuple[int, int]]:
+        rows = sorted({i.row() for i in self.table.selectedIndexes()})
+        return [
+            (int(self.table.item(r, 0).text()), int(self.table.item(r, 1).text())) for r in rows
+        ]
+
+    def _merge_clicked(self) -> None:
+        ids = sorted({sid for sid, _ in self._chosen_rows()})
+        try:
+            if len(ids) != 2:
+                raise InputError(f"choose rows of exactly two ids to merge ({len(ids)} chosen)")
+            self.merge(*ids)
+        except DendritePanopticError as exc:
+            show_error(str(exc))
+            self.status_label.setText(str(exc))
+
+    def _split_clicked(self) -> None:
+        chosen = self._chosen_rows()
+        ids = {sid for sid, _ in chosen}
+        try:
+            if len(ids) != 1:
+                raise InputError("choose the rows of one id, in the sessions to split off")
+            self.split(ids.pop(), [s for _, s in chosen])
+        except DendritePanopticError as exc:
+            show_error(str(exc))
+            self.status_label.setText(str(exc))
 
     def _fill(self, t: dict[str, np.ndarray]) -> None:
         n = len(t["id"])

@@ -184,7 +184,7 @@ def cmd_track(args: argparse.Namespace) -> int:
     days, day_source = _days(args, sources)
     for s, d in zip(sessions, days, strict=True):
         s.day = d
-    cfg = TrackConfig(max_distance_um=args.max_distance)
+    cfg = TrackConfig(max_distance_um=args.max_distance, max_gap=args.max_gap)
     result = None
     for event in iter_track(sessions, cfg):
         if isinstance(event, TrackResult):
@@ -207,6 +207,7 @@ def cmd_track(args: argparse.Namespace) -> int:
             "uncertain_score": cfg.uncertain_score,
             "uncertain_quality": cfg.uncertain_quality,
             "border_um": cfg.border_um,
+            "max_gap": cfg.max_gap,
         },
         "registration": [
             {
@@ -250,6 +251,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=1.5,
         help="farthest (µm, after registration) one spine may be from itself in the "
         "session before (default 1.5)",
+    )
+    trk.add_argument(
+        "--max-gap",
+        type=int,
+        default=1,
+        help="sessions in a row a spine may be missed and, found again, keep its id "
+        "(default 1; 0: match consecutive sessions only)",
     )
     trk.add_argument("--model", help="model folder or name for images (default: bundled)")
     trk.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

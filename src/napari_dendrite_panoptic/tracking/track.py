@@ -8,6 +8,10 @@ where the call (kept in the ``call`` column) rests on little: a detection score 
 ``uncertain_score``, a registration that matched poorly there, a spine at or beyond the other
 session's field border, or a match farther than ``0.7 * max_distance_um``. The first session's
 spines have the fate ``first``.
+
+Each session is matched against the session before and against the spines missed there (last
+seen up to ``max_gap`` sessions earlier). A spine found again keeps its id; in the sessions that
+missed it its row has the call ``missed`` and the fate ``uncertain`` (not lost, then gained).
 """
 
 from __future__ import annotations
@@ -28,6 +32,10 @@ from .session import Session, SpineFeatures, spine_features, voxel_differs
 logger = logging.getLogger(__name__)
 
 FATES = ("first", "stable", "gained", "lost", "uncertain")
+CALLS = ("first", "stable", "gained", "lost", "missed")
+GAP_PENALTY_UM = 0.25
+"""Added to the cost of pairing with a spine per session it was missed: a spine seen in the
+session before wins a tie."""
 
 
 @dataclass(frozen=True)
@@ -35,12 +43,15 @@ class TrackConfig:
     """Tracking settings: ``max_distance_um`` the farthest two sessions' spines may be and still
     be one spine; ``uncertain_score`` detection scores below it make a call uncertain;
     ``uncertain_quality`` registration match quality (0-1) below it does too; ``border_um`` a
-    spine this close to the other session's field border is uncertain when gained or lost."""
+    spine this close to the other session's field border is uncertain when gained or lost;
+    ``max_gap`` how many sessions in a row a spine may be missed and, found again, keep its id
+    (0: only consecutive sessions are matched)."""
 
     max_distance_um: float = MAX_DISTANCE_UM
     uncertain_score: float = 0.5
     uncertain_quality: float = 0.5
     border_um: float = 1.0
+    max_gap: int = 1
 
 
 @dataclass(frozen=True)
@@ -137,25 +148,45 @@ def iter_track(
         rows.append(
             _row(sessions, feats, common, places, 0, i, ids[0][i], "first", "first", np.nan)
         )
+    quals = [regs[k].quality_at(common[k]) for k in range(n)]
+    # ids not found in the session before: id -> (session, index) of their last sighting
+    away: dict[int, tuple[int, int]] = {}
+    lost_rows: dict[int, list[int]] = {}  # id -> rows of its "lost" call and later misses
     for k in range(1, n):
-        yield TrackProgress(f"matching {_name(sessions[k], k)} to the one before", n + k, total)
-        cost, dist = match_cost(common[k - 1], common[k], places[k - 1], places[k])
+        yield TrackProgress(f"matching {_name(sessions[k], k)} to the ones before", n + k, total)
+        # candidates: the session before's spines, then spines last seen up to max_gap
+        # sessions before it
+        cand = [(k - 1, i) for i in range(len(feats[k - 1].labels))]
+        cand += [at for sid, at in sorted(away.items()) if k - 1 - at[0] <= cfg.max_gap]
+        cand_ids = [int(ids[s][i]) for s, i in cand]
+        pos = np.array([common[s][i] for s, i in cand]).reshape(-1, 3)
+        place = _places_of(places, cand)
+        cost, dist = match_cost(pos, common[k], place, places[k])
+        gap = np.array([k - 1 - s for s, _ in cand], float)
+        cost = cost + GAP_PENALTY_UM * gap[:, None]
         pairs = assign(cost, dist, cfg.max_distance_um)
         new_ids = np.zeros(len(feats[k].labels), dtype=np.int64)
         matched_a = dict(zip(pairs[:, 0].tolist(), pairs[:, 1].tolist(), strict=True))
         matched_b = {b: a for a, b in matched_a.items()}
-        qual_b = regs[k].quality_at(common[k])
-        qual_a = regs[k - 1].quality_at(common[k - 1])
+        qual_b = quals[k]
         for j in range(len(feats[k].labels)):
             if j in matched_b:
-                i = matched_b[j]
-                new_ids[j] = ids[k - 1][i]
-                d = float(dist[i, j])
+                c = matched_b[j]
+                s, i = cand[c]
+                new_ids[j] = cand_ids[c]
+                d = float(dist[c, j])
                 doubt = d > 0.7 * cfg.max_distance_um
-                doubt |= _low_score(sessions[k - 1], feats[k - 1], i, cfg)
+                doubt |= _low_score(sessions[s], feats[s], i, cfg)
                 doubt |= _low_score(sessions[k], feats[k], j, cfg)
-                doubt |= min(qual_a[i], qual_b[j]) < cfg.uncertain_quality
+                doubt |= min(quals[s][i], qual_b[j]) < cfg.uncertain_quality
                 call = "stable"
+                if s < k - 1:  # found again: the sessions between missed it
+                    for r in lost_rows.pop(cand_ids[c], []):
+                        rows[r].update(fate="uncertain", call="missed")
+                    for m in range(s + 2, k):  # missed more than once: rows for those too
+                        row = _lost_row(sessions, feats, common, places, regs, m, i, 0, True, s)
+                        rows.append({**row, "id": cand_ids[c], "call": "missed"})
+                    away.pop(cand_ids[c], None)
             else:
                 new_ids[j] = next_id
                 next_id += 1
@@ -166,21 +197,39 @@ def iter_track(
                 call = "gained"
             fate = "uncertain" if doubt else call
             rows.append(_row(sessions, feats, common, places, k, j, new_ids[j], fate, call, d))
-        for i in range(len(feats[k - 1].labels)):
-            if i in matched_a:
+        for c, (s, i) in enumerate(cand):
+            if c in matched_a:
                 continue
-            doubt = _low_score(sessions[k - 1], feats[k - 1], i, cfg)
-            doubt |= qual_a[i] < cfg.uncertain_quality
-            doubt |= not regs[k].inside_moving(common[k - 1][i : i + 1], cfg.border_um)[0]
-            rows.append(
-                _lost_row(sessions, feats, common, places, regs, k, i, ids[k - 1][i], doubt)
-            )
+            sid = cand_ids[c]
+            if s < k - 1:  # still away: a candidate for the next session, if within the gap
+                if k - s > cfg.max_gap:
+                    away.pop(sid, None)
+                    lost_rows.pop(sid, None)
+                continue
+            doubt = _low_score(sessions[s], feats[s], i, cfg)
+            doubt |= quals[s][i] < cfg.uncertain_quality
+            doubt |= not regs[k].inside_moving(common[s][i : i + 1], cfg.border_um)[0]
+            lost_rows[sid] = [len(rows)]
+            rows.append(_lost_row(sessions, feats, common, places, regs, k, i, sid, doubt, s))
+            if cfg.max_gap > 0:
+                away[sid] = (s, i)
         ids.append(new_ids)
     yield TrackProgress("persistent labels and tables", 2 * n, total)
     labels = [_relabel(s.spines, f.labels, i) for s, f, i in zip(sessions, feats, ids, strict=True)]
     table = _table(rows)
     turnover = turnover_table(table, skeleton, [s.day for s in sessions])
     yield TrackResult(sessions, labels, regs, table, turnover, skeleton, notes)
+
+
+def _places_of(places: list[ShaftPlace], cand: list[tuple[int, int]]) -> ShaftPlace:
+    """The :class:`ShaftPlace` of the (session, index) spines ``cand``."""
+
+    def col(name: str, dtype) -> np.ndarray:
+        return np.array([getattr(places[s], name)[i] for s, i in cand], dtype=dtype)
+
+    return ShaftPlace(
+        col("branch", np.int64), col("along_um", float), col("side", float), col("offset_um", float)
+    )
 
 
 def _refined_on_spines(reg, first: SpineFeatures, other: SpineFeatures, cfg) -> Registration:
@@ -247,15 +296,15 @@ def _row(sessions, feats, common, places, k, i, sid, fate, call, d) -> dict:
     }
 
 
-def _lost_row(sessions, feats, common, places, regs, k, i, sid, doubt) -> dict:
-    """A spine of session k-1 with no partner in session k: listed in session k, at the place
-    (session k's frame) where it was."""
+def _lost_row(sessions, feats, common, places, regs, k, i, sid, doubt, src) -> dict:
+    """Spine ``i`` of session ``src`` (before k) not found in session k: listed in session k,
+    at the place (session k's frame) where it was."""
     row = _row(
         sessions,
         feats,
         common,
         places,
-        k - 1,
+        src,
         i,
         sid,
         "uncertain" if doubt else "lost",
@@ -263,7 +312,7 @@ def _lost_row(sessions, feats, common, places, regs, k, i, sid, doubt) -> dict:
         np.nan,
     )
     s = sessions[k]
-    at = regs[k].forward(common[k - 1][i : i + 1])[0]
+    at = regs[k].forward(common[src][i : i + 1])[0]
     row.update(
         session=k + 1,
         session_name=s.name,
