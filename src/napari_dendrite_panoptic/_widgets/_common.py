@@ -15,13 +15,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from napari.utils.notifications import show_error, show_warning
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QSize, Qt
 from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QHBoxLayout,
+    QScrollArea,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -38,6 +41,35 @@ OURS = "dendrite_panoptic"
 BROWSE = "Browse…"
 NONE = "(none)"
 """First entry of a layer picker that may be left empty."""
+
+
+class _VerticalScrollArea(QScrollArea):
+    """A scroll area that scrolls up and down only: it is as wide as its content needs."""
+
+    def minimumSizeHint(self) -> QSize:
+        hint = super().minimumSizeHint()
+        content = self.widget()
+        if content is not None:
+            bar = self.verticalScrollBar().sizeHint().width()
+            hint.setWidth(content.minimumSizeHint().width() + bar)
+        return hint
+
+
+def scrolling_layout(dock: QWidget) -> QVBoxLayout:
+    """The layout to fill a dock with, inside a scroll area that fills the dock: a dock then
+    needs little room of its own (two docks, or all of them, fit one 1400 x 900 screen) and
+    its content scrolls when the dock is shorter or narrower than the content."""
+    outer = QVBoxLayout(dock)
+    outer.setContentsMargins(0, 0, 0, 0)
+    scroll = _VerticalScrollArea(dock)
+    scroll.setWidgetResizable(True)
+    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+    scroll.setFrameShape(QFrame.NoFrame)
+    content = QWidget(scroll)
+    scroll.setWidget(content)
+    outer.addWidget(scroll)
+    dock.scroll_area = scroll  # for tests and for scrolling to a section
+    return QVBoxLayout(content)
 
 
 def form(rows: Sequence[tuple[str, Any]]) -> QFormLayout:

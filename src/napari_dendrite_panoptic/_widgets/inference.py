@@ -24,7 +24,6 @@ from qtpy.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -36,6 +35,7 @@ from ._common import (
     form,
     layer_units,
     scale_is_calibrated,
+    scrolling_layout,
     spatial_data,
     spin_box,
     voxel_size_from_scale,
@@ -135,7 +135,7 @@ class PanopticInferenceWidget(QWidget):
         self.status_label = QLabel("Ready.")
         self.status_label.setWordWrap(True)
 
-        layout = QVBoxLayout(self)
+        layout = scrolling_layout(self)
         layout.addLayout(
             form(
                 [

@@ -22,7 +22,6 @@ from qtpy.QtWidgets import (
     QFileDialog,
     QLabel,
     QPushButton,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -40,6 +39,7 @@ from ._common import (
     is_ours,
     placement,
     relist,
+    scrolling_layout,
     spin_box,
     voxel_size_from_scale,
 )
@@ -116,7 +116,7 @@ class MetricsWidget(QWidget):
         self.objects_table.itemSelectionChanged.connect(self._on_row_selected)
         self.canvas, self._axes = plot_canvas()
 
-        layout = QVBoxLayout(self)
+        layout = scrolling_layout(self)
         layout.addLayout(
             form(
                 [

@@ -35,12 +35,11 @@ from qtpy.QtWidgets import (
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
-    QVBoxLayout,
     QWidget,
 )
 
 from ..errors import DendritePanopticError
-from ._common import button_row, camera, form, placement, voxel_size_from_scale
+from ._common import button_row, camera, form, placement, scrolling_layout, voxel_size_from_scale
 
 if TYPE_CHECKING:
     import napari
@@ -159,7 +158,7 @@ class SpineAnalysisWidget(QWidget):
             rules_form.addRow(key.replace("_", " "), w)
             self.rule_widgets[key] = w
 
-        layout = QVBoxLayout(self)
+        layout = scrolling_layout(self)
         layout.addLayout(
             form(
                 [

@@ -29,12 +29,11 @@ from qtpy.QtWidgets import (
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
-    QVBoxLayout,
     QWidget,
 )
 
 from ..errors import DendritePanopticError, InputError
-from ._common import button_row, camera, voxel_size_from_scale
+from ._common import button_row, camera, scrolling_layout, voxel_size_from_scale
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +78,7 @@ class SpinesOverTimeWidget(QWidget):
         self.viewer = napari_viewer
         self.worker = None
         self.result = None
-        layout = QVBoxLayout(self)
+        layout = scrolling_layout(self)
         layout.addWidget(QLabel("Spine layers, one per session, in time order:"))
         self.session_list = QListWidget()
         self.session_list.setSelectionMode(QAbstractItemView.MultiSelection)

@@ -31,7 +31,6 @@ from qtpy.QtWidgets import (
     QPushButton,
     QSpinBox,
     QTableWidget,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -44,6 +43,7 @@ from ._common import (
     placement,
     refresh_model_pickers,
     relist,
+    scrolling_layout,
 )
 from .loss_plot import LossPlot
 from .training_inputs import collect_training_data
@@ -76,6 +76,10 @@ def _train_job(
         if not isinstance(exc, DendritePanopticError):
             logger.exception("training failed")
         return exc
+
+
+LOSS_PLOT_MIN_HEIGHT = 160
+"""The loss plot's least height in px: it stays readable however small the dock (which scrolls)."""
 
 
 class TrainOnCorrectionsWidget(QWidget):
@@ -152,8 +156,9 @@ class TrainOnCorrectionsWidget(QWidget):
         self.status_label = QLabel("Ready.")
         self.status_label.setWordWrap(True)
         self.plot = LossPlot()
+        self.plot.setMinimumHeight(LOSS_PLOT_MIN_HEIGHT)  # readable; the dock scrolls instead
 
-        layout = QVBoxLayout(self)
+        layout = scrolling_layout(self)
         layout.addWidget(QLabel("Corrected images (image, dendrite labels, spine labels):"))
         layout.addWidget(self.table)
         layout.addLayout(button_row(self.add_row_button, self.remove_row_button))

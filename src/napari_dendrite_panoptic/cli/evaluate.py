@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ..errors import DendritePanopticError, InputError, OutputExistsError
-from .options import DENDRITE_THRESHOLD_HELP, FLIPS_HELP
+from .options import DENDRITE_THRESHOLD_HELP, DEVICE_HELP, FLIPS_HELP, command_parser
 
 logger = logging.getLogger("napari_dendrite_panoptic")
 
@@ -55,11 +57,16 @@ def _evaluate_files(args: argparse.Namespace) -> list[tuple[str, dict]]:
     arrays: dict[str, np.ndarray] = {}
     voxel = None
     first: tuple[str, tuple, tuple | None] | None = None
-    for key in ("pred_dendrite", "truth_dendrite", "pred_spines", "truth_spines"):
+    keys = [
+        k
+        for k in ("pred_dendrite", "truth_dendrite", "pred_spines", "truth_spines")
+        if getattr(args, k)
+    ]
+    bar, progress = _set_bar("reading", "image")
+    for done, key in enumerate(keys):
         path = getattr(args, key)
-        if not path:
-            continue
         stack = read_tiff(path)
+        progress(done + 1, len(keys))
         data = np.asarray(stack.data)
         cmp.check_labels(data, path)
         known = stack.voxel_size_source != "none"
@@ -78,6 +85,7 @@ def _evaluate_files(args: argparse.Namespace) -> list[tuple[str, dict]]:
                 else:
                     logger.warning("%s (--split-components splits it)", message)
         arrays[key] = data
+    bar.close()
     voxel = voxel or (1.0, 1.0, 1.0)
     points = None
     if args.truth_points:
@@ -147,7 +155,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 (
                     f"generator 2D ({args.generator} images, "
                     f"{_size_text(evaluation.HELD_OUT_2D_SHAPE[1:])})",
-                    evaluation.evaluate_generator(models, args.generator, config=cfg),
+                    _scored(
+                        "generator 2D",
+                        evaluation.evaluate_generator,
+                        models,
+                        args.generator,
+                        config=cfg,
+                    ),
                 )
             )
         if args.generator_3d:
@@ -155,7 +169,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 (
                     f"generator 3D ({args.generator_3d} stacks, "
                     f"{_size_text(evaluation.HELD_OUT_3D_SHAPE)})",
-                    evaluation.evaluate_generator(
+                    _scored(
+                        "generator 3D",
+                        evaluation.evaluate_generator,
                         models,
                         args.generator_3d,
                         seed=evaluation.HELD_OUT_3D_SEED,
@@ -171,19 +187,29 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             rows.append(
                 (
                     "smirnov test (centres within 7.5 px)",
-                    evaluation.evaluate_points(models, rd.load_smirnov("test"), cfg),
+                    _scored(
+                        "smirnov test",
+                        evaluation.evaluate_points,
+                        models,
+                        rd.load_smirnov("test"),
+                        cfg,
+                    ),
                 )
             )
             rows.append(
                 (
                     "findspines validation groups (centres within half the box)",
-                    evaluation.evaluate_points(models, fs_val, cfg),
+                    _scored(
+                        "findspines validation", evaluation.evaluate_points, models, fs_val, cfg
+                    ),
                 )
             )
             rows.append(
                 (
                     "yolo11 val (outlines)",
-                    evaluation.evaluate_masks(models, rd.load_yolo11("val"), cfg),
+                    _scored(
+                        "yolo11 val", evaluation.evaluate_masks, models, rd.load_yolo11("val"), cfg
+                    ),
                 )
             )
         if not rows:
@@ -198,29 +224,80 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _set_bar(desc: str, unit: str = "image") -> Any:
+    """A tqdm bar (stderr) over one evaluated set; returns it and the engine's progress callback
+    ``(done, total)``."""
+    from tqdm import tqdm
+
+    bar = tqdm(desc=desc, unit=unit)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    return bar, progress
+
+
+def _scored(desc: str, score: Callable[..., dict], *args: Any, **kwargs: Any) -> dict:
+    """``score(*args, **kwargs, progress=...)`` with a bar over its images, closed afterwards."""
+    bar, progress = _set_bar(desc, "stack" if "3D" in desc else "image")
+    try:
+        return score(*args, **kwargs, progress=progress)
+    finally:
+        bar.close()
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """The ``evaluate`` command and its options."""
-    ev = sub.add_parser("evaluate", help="score predictions or a model against ground truth")
-    ev.add_argument("--model", default=None, help="model folder (default: bundled)")
-    ev.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ev = command_parser(
+        sub,
+        "evaluate",
+        "score predictions or a model against ground truth",
+        "Score label TIFFs against ground truth (--pred-* with --truth-*: pixel IoU, spine "
+        "F1/PQ at --iou, spine centres within --distance-um), or a model on held-out images: "
+        "N generated 2D images or 3D stacks (--generator, --generator-3d) and the held-out parts "
+        "of the real data sets (--real: found through the DENDRITE_PANOPTIC_DATA setting). "
+        "Prints the scores; --json and --csv write them.",
+        "  dendrite-panoptic evaluate --pred-spines out/a_spines.tif --truth-spines "
+        "a_gt_spines.tif\n"
+        "  dendrite-panoptic evaluate --generator 8 --json scores.json",
+    )
+    ev.add_argument("--model", default=None, help="model folder (default: the bundled model)")
+    ev.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help=DEVICE_HELP)
     ev.add_argument("--generator", type=int, default=0, help="N held-out 2D generator images")
     ev.add_argument("--generator-3d", type=int, default=0, help="N held-out 3D generator stacks")
-    ev.add_argument("--real", action="store_true", help="held-out parts of ../shared/data")
-    ev.add_argument("--pred-spines", help="predicted spine labels TIFF")
-    ev.add_argument("--truth-spines", help="ground-truth spine labels TIFF")
-    ev.add_argument("--pred-dendrite", help="predicted dendrite mask TIFF")
-    ev.add_argument("--truth-dendrite", help="ground-truth dendrite mask TIFF")
-    ev.add_argument("--score-threshold", type=float, default=None, help="default: the model's")
+    ev.add_argument(
+        "--real",
+        action="store_true",
+        help="the held-out parts of the real data sets (in the folder the "
+        "DENDRITE_PANOPTIC_DATA environment variable names)",
+    )
+    ev.add_argument("--pred-spines", help="predicted spine labels TIFF (default: none)")
+    ev.add_argument("--truth-spines", help="ground-truth spine labels TIFF (default: none)")
+    ev.add_argument("--pred-dendrite", help="predicted dendrite mask TIFF (default: none)")
+    ev.add_argument("--truth-dendrite", help="ground-truth dendrite mask TIFF (default: none)")
+    ev.add_argument(
+        "--score-threshold",
+        type=float,
+        default=None,
+        help="spine score 0-1 (default: the model's)",
+    )
     ev.add_argument("--dendrite-threshold", type=float, default=0.5, help=DENDRITE_THRESHOLD_HELP)
     ev.add_argument("--flips", action="store_true", help=FLIPS_HELP)
-    ev.add_argument("--iou", type=float, default=0.5, help="IoU for a spine match (default 0.5)")
-    ev.add_argument("--json", help="also write the scores as JSON")
-    ev.add_argument("--truth-points", help="CSV of annotated spine centres (µm or px columns)")
+    ev.add_argument("--iou", type=float, default=0.5, help="IoU for a spine match")
+    ev.add_argument("--json", help="also write the scores as JSON (default: none)")
     ev.add_argument(
-        "--distance-um", type=float, default=1.0, help="centre match distance in µm (default 1)"
+        "--truth-points",
+        help="CSV of annotated spine centres (µm or px columns) (default: none)",
     )
+    ev.add_argument("--distance-um", type=float, default=1.0, help="centre match distance in µm")
     ev.add_argument("--per-plane", action="store_true", help="score every plane on its own too")
-    ev.add_argument("--csv", help="write <CSV>_figures.csv and <CSV>_objects.csv")
-    ev.add_argument("--split-components", action="store_true", help="0/1 spine masks → instances")
+    ev.add_argument("--csv", help="write <CSV>_figures.csv and <CSV>_objects.csv (default: none)")
+    ev.add_argument(
+        "--split-components",
+        action="store_true",
+        help="split 0/1 spine masks into instances (connected components)",
+    )
     ev.add_argument("--overwrite", action="store_true", help="replace existing CSV outputs")
     ev.set_defaults(func=cmd_evaluate)

@@ -3,15 +3,51 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 
 FLIPS_HELP = (
     "segment each plane in its four mirror views and keep the spines most of them find "
-    "(4x the time; spine F1 +0.003 to +0.010 on the held-out real sets, docs/models.md)"
+    "(4x the time; spine F1 +0.003 to +0.010 on the held-out real sets)"
 )
 DENDRITE_THRESHOLD_HELP = (
-    "dendrite probability (0-1) above which a pixel is dendrite (default 0.5; lower draws the "
-    "shaft wider: docs/models.md)"
+    "dendrite probability (0-1) above which a pixel is dendrite; lower draws the shaft wider"
 )
+DEVICE_HELP = "where the networks run: 'auto' takes a CUDA GPU when there is one, else the CPU"
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the line breaks of descriptions and examples, and ends each option's help with its
+    default, ``(default: …)``, unless the help already says it. Flags that are off unless given
+    read ``(default: off)``; an option whose default is None must say its default in words."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (
+            not action.option_strings
+            or action.default is argparse.SUPPRESS
+            or "default" in text.lower()
+            or isinstance(action, argparse._VersionAction | argparse._HelpAction)
+        ):
+            return text
+        if isinstance(action, argparse._StoreTrueAction):
+            return f"{text} (default: off)"
+        if action.default is None:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def command_parser(
+    sub: argparse._SubParsersAction, name: str, summary: str, description: str, example: str
+) -> argparse.ArgumentParser:
+    """A subcommand's parser: its one-line ``summary`` (in the command list), a ``description``
+    (at the top of its --help) and an ``example`` (at the bottom)."""
+    return sub.add_parser(
+        name,
+        help=summary,
+        description=description if "\n" in description else textwrap.fill(description, 88),
+        epilog=f"example:\n{example}",
+        formatter_class=HelpFormatter,
+    )
 
 
 def planes_or_off(text: str) -> float | None:

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import InputError, OutputExistsError
+from .options import command_parser
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -30,9 +31,18 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """The ``sample`` command and its options."""
-    smp = sub.add_parser("sample", help="write the bundled synthetic sample stack as a TIFF")
+    smp = command_parser(
+        sub,
+        "sample",
+        "write the bundled synthetic sample stack as a TIFF",
+        "Write the bundled synthetic sample (a 3D stack, or one 2D plane with --plane) as a TIFF "
+        "with its voxel size, to try the other commands on; --ground-truth also writes its exact "
+        "labels as <stem>_gt_dendrite.tif and <stem>_gt_spines.tif.",
+        "  dendrite-panoptic sample sample.tif --ground-truth\n"
+        "  dendrite-panoptic segment sample.tif --out results",
+    )
     smp.add_argument("path", help="output TIFF path")
     smp.add_argument("--plane", action="store_true", help="a 2D plane instead of a 3D stack")
     smp.add_argument("--ground-truth", action="store_true", help="also write the exact labels")
-    smp.add_argument("--overwrite", action="store_true")
+    smp.add_argument("--overwrite", action="store_true", help="replace an existing file")
     smp.set_defaults(func=cmd_sample)

@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 from ..core import STACK_MODES
 from ..errors import InputError, OutputExistsError
-from .options import DENDRITE_THRESHOLD_HELP, FLIPS_HELP, planes_or_off
+from .options import (
+    DENDRITE_THRESHOLD_HELP,
+    DEVICE_HELP,
+    FLIPS_HELP,
+    command_parser,
+    planes_or_off,
+)
 
 if TYPE_CHECKING:
     from ..inference import InferenceConfig, PanopticResult
@@ -391,7 +397,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         models=models,
         workers=workers,
         scheduler=args.scheduler,
-        bar_factory=tqdm if len(inputs) > 1 else None,
+        bar_factory=tqdm,  # several files: a bar over files; each file: a bar over its tiles
         on_done=lambda outcome: report_batch([outcome], None, final=False),
     )
     failures = report_batch(outcomes, summary, final=True)
@@ -435,15 +441,30 @@ def _capped_workers(asked: int) -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """The ``segment`` command and its options."""
-    seg = sub.add_parser("segment", help="segment TIFF files with a model")
+    seg = command_parser(
+        sub,
+        "segment",
+        "segment TIFF files with a model",
+        "Segment the dendrites and spines of TIFF files (2D, 3D, with channels) with a model "
+        "(the bundled one by default). Each file gets, in --out: <stem>_dendrite.tif, "
+        "<stem>_spines.tif (labels), <stem>_spines.csv and <stem>_dendrites.csv (measurements), "
+        "<stem>_spines_roi.zip (an ImageJ ROI set) and <stem>_run.json (the run record: model, "
+        "settings, input). Several files get a summary CSV; one file that fails does not stop "
+        "the others (exit status 1).",
+        "  dendrite-panoptic segment stack.tif --out results\n"
+        "  dendrite-panoptic segment 'day*/*.tif' --out results --workers 4 --overlay",
+    )
     seg.add_argument(
         "inputs", nargs="+", help="TIFF files (2D, 3D, or with channels), folders or globs"
     )
     seg.add_argument("--out", required=True, help="output folder")
-    seg.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    seg.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help=DEVICE_HELP)
     seg.add_argument("--model", default=None, help="model folder (default: the bundled model)")
     seg.add_argument(
-        "--pixel-size", type=float, default=None, help="(y, x) pixel size in µm, overrides metadata"
+        "--pixel-size",
+        type=float,
+        default=None,
+        help="(y, x) pixel size in µm, overrides the file's (default: the file's)",
     )
     seg.add_argument("--channel", type=int, default=None, help="channel to segment (default 0)")
     seg.add_argument(
@@ -465,7 +486,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "mean intensity (default 0.9; 0 keeps all)",
     )
     seg.add_argument(
-        "--tile-size", type=int, default=1024, help="largest tile in px (multiple of 32)"
+        "--tile-size", type=int, default=1024, help="largest tile in px (a multiple of 32)"
     )
     seg.add_argument(
         "--stack-mode",
@@ -480,7 +501,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--slab-um",
         type=float,
         default=3.0,
-        help="slab thickness in µm for --stack-mode slabs/auto (default 3)",
+        help="slab thickness in µm for --stack-mode slabs/auto (default: 3)",
     )
     seg.add_argument("--flips", action="store_true", help=FLIPS_HELP)
     seg.add_argument("--overlay", action="store_true", help="also write <stem>_overlay.png")
@@ -491,18 +512,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "spine analysis and the overlay",
     )
     seg.add_argument(
-        "--from-run", default=None, help="re-run with the settings of a <stem>_run.json record"
+        "--from-run",
+        default=None,
+        help="re-run with the settings of a <stem>_run.json record (default: the options given)",
     )
     seg.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     seg.add_argument(
-        "--workers", type=int, default=1, help="files in parallel on a local Dask cluster"
+        "--workers",
+        type=int,
+        default=1,
+        help="files in parallel (more than 1: a local Dask cluster)",
     )
     seg.add_argument(
-        "--scheduler", default=None, help="send files to a Dask cluster at tcp://HOST:PORT"
+        "--scheduler",
+        default=None,
+        help="send files to a Dask cluster at tcp://HOST:PORT (default: none, run here)",
     )
     seg.add_argument(
         "--summary",
         default=None,
-        help="summary CSV across files (default <out>/summary.csv for several files)",
+        help="summary CSV across files (default: <out>/summary.csv for several files)",
     )
     seg.set_defaults(func=cmd_segment)

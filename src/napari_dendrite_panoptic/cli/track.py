@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from .options import DEVICE_HELP, command_parser
 
 logger = logging.getLogger("napari_dendrite_panoptic")
 
@@ -227,11 +228,13 @@ def cmd_track(args: argparse.Namespace) -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """The ``track`` command and its options."""
-    trk = sub.add_parser(
+    trk = command_parser(
+        sub,
         "track",
-        help="track spines over imaging sessions: persistent ids, gained/lost/stable, turnover",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "track spines over imaging sessions: persistent ids, gained/lost/stable, turnover",
+        __doc__.replace("``", "'"),
+        "  dendrite-panoptic track day0.tif day2.tif day7.tif --out tracks --days 0,2,7\n"
+        "  dendrite-panoptic track out/day0_run.json out/day2_run.json --out tracks",
     )
     trk.add_argument(
         "inputs",
@@ -257,11 +260,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=1,
         help="sessions in a row a spine may be missed and, found again, keep its id "
-        "(default 1; 0: match consecutive sessions only)",
+        "(0: match consecutive sessions only)",
     )
-    trk.add_argument("--model", help="model folder or name for images (default: bundled)")
-    trk.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    trk.add_argument("--pixel-size", type=float, help="pixel size in µm when the TIFF has none")
-    trk.add_argument("--channel", type=int, default=0, help="channel to segment (default 0)")
+    trk.add_argument("--model", help="model folder or name for images (default: the bundled model)")
+    trk.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help=DEVICE_HELP)
+    trk.add_argument(
+        "--pixel-size",
+        type=float,
+        help="pixel size in µm when the TIFF has none (default: the model's)",
+    )
+    trk.add_argument("--channel", type=int, default=0, help="channel to segment")
     trk.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     trk.set_defaults(func=cmd_track)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from .options import DEVICE_HELP, command_parser
+
 
 def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
@@ -69,25 +71,53 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     """The ``train`` command and its options."""
     from ..data import DEFAULT_MIX
 
-    tr = sub.add_parser("train", help="train or fine-tune the spine and dendrite networks")
+    tr = command_parser(
+        sub,
+        "train",
+        "train or fine-tune the spine and dendrite networks",
+        "Train the spine (Mask R-CNN) and dendrite (FCN) networks, or fine-tune a model "
+        "(--base-model), on a weighted mix of sources: the synthetic generator and the real data "
+        "sets (found through the DENDRITE_PANOPTIC_DATA setting) or your own annotated TIFFs. "
+        "Checkpoints in --work let a stopped run resume; the new model folder, with its model "
+        "card, is written to --out at the end.",
+        "  dendrite-panoptic train --out my_model --work ckpt --steps 2000\n"
+        "  dendrite-panoptic train --out tuned --work ckpt2 --base-model my_model "
+        "--data generator:1 --steps 200 --freeze-norm",
+    )
     tr.add_argument("--out", required=True, help="new model folder to write")
     tr.add_argument("--work", required=True, help="folder for the resumable checkpoint")
     tr.add_argument(
-        "--data", default=DEFAULT_MIX, help=f"sources and weights (default {DEFAULT_MIX})"
+        "--data",
+        default=DEFAULT_MIX,
+        help="sources and their weights, comma-separated SOURCE:WEIGHT",
     )
-    tr.add_argument("--steps", type=int, default=2000)
     tr.add_argument(
-        "--until", type=int, default=None, help="stop at this step (schedule of --steps)"
+        "--steps", type=int, default=2000, help="training steps (the schedule's length)"
     )
-    tr.add_argument("--batch-size", type=int, default=2)
+    tr.add_argument(
+        "--until",
+        type=int,
+        default=None,
+        help="stop at this step, keeping the schedule of --steps (default: at --steps)",
+    )
+    tr.add_argument("--batch-size", type=int, default=2, help="images per step")
     tr.add_argument("--crop", type=int, default=256, help="crop size in px")
-    tr.add_argument("--lr", type=float, default=1e-3)
-    tr.add_argument("--warmup", type=int, default=100)
-    tr.add_argument("--which", default="both", choices=["both", "spines", "dendrites"])
-    tr.add_argument("--base-model", default=None, help="model folder to fine-tune")
+    tr.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
+    tr.add_argument("--warmup", type=int, default=100, help="steps of learning-rate warm-up")
+    tr.add_argument(
+        "--which",
+        default="both",
+        choices=["both", "spines", "dendrites"],
+        help="the networks to train",
+    )
+    tr.add_argument(
+        "--base-model", default=None, help="model folder to fine-tune (default: train anew)"
+    )
     tr.add_argument("--pixel-size", type=float, default=0.08, help="native pixel size in µm")
-    tr.add_argument("--checkpoint-every", type=int, default=25)
-    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument(
+        "--checkpoint-every", type=int, default=25, help="steps between resumable checkpoints"
+    )
+    tr.add_argument("--seed", type=int, default=0, help="random seed (data order, crops)")
     tr.add_argument(
         "--validate", type=int, default=4, help="held-out generator images scored at the end"
     )
@@ -98,7 +128,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="torch threads (default: all cores; with --which dendrites on the CPU, the cores "
         "the batch worker leaves)",
     )
-    tr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    tr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help=DEVICE_HELP)
     tr.add_argument(
         "--workers",
         type=int,
@@ -109,7 +139,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--max-minutes",
         type=float,
         default=None,
-        help="time budget: stop and save when spent (the learning rate decays over it)",
+        help="time budget: stop and save when spent (the learning rate decays over it) "
+        "(default: no limit)",
     )
     tr.add_argument(
         "--input-planes",
@@ -126,12 +157,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="keep the base model's BatchNorm statistics and normalise with them while "
         "training (for fine-tuning with small batches; needs --base-model)",
     )
-    tr.add_argument("--name", default="dendrite-panoptic")
-    tr.add_argument("--model-version", default="0.1")
+    tr.add_argument("--name", default="dendrite-panoptic", help="the new model's name")
+    tr.add_argument("--model-version", default="0.1", help="the new model's version")
     tr.add_argument(
         "--resume",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="continue from the checkpoint in --work (default yes)",
+        help="continue from the checkpoint in --work",
     )
     tr.set_defaults(func=cmd_train)
