@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 
+from napari_dendrite_panoptic.core import ratio
 from napari_dendrite_panoptic.data.synthetic import SeriesConfig, generate_series
 from napari_dendrite_panoptic.tracking import (
     Session,
@@ -29,7 +30,7 @@ def _pool(scores):
     tp = sum(s["events_tp"] for s in scores)
     fp = sum(s["events_fp"] for s in scores)
     fn = sum(s["events_fn"] for s in scores)
-    return 2 * tp / max(2 * tp + fp + fn, 1), tp, fp, fn
+    return ratio(2 * tp, 2 * tp + fp + fn), tp, fp, fn
 
 
 def _true_spines(n_series: int):
