@@ -144,3 +144,56 @@ def test_time_budget_ends_the_run_and_held_out_scores_reach_the_card(
     card = ModelCard.load(tmp_path / "model")
     assert set(card.metrics["validation"]) >= {"spine_f1", "dendrite_iou", "step"}
     assert card.provenance["base_model"] == str(tiny_model_dir)
+
+
+def test_keep_best_scores_the_base_first_and_saves_the_best_steps_weights(
+    small_plane, tiny_model_dir, tmp_path
+):
+    """Scores that fall step by step: the base is scored at step 0, the model folder holds the
+    weights of step 1 (the best after the start), and the card names that step."""
+    import torch
+
+    from napari_dendrite_panoptic.models import ModelCard, load_models
+
+    image, dendrite, spines = _triple(small_plane)
+    volume, _ = prepare_volume("plane", image, dendrite, spines, 0.1)
+    cfg = TrainConfig(
+        work_dir=str(tmp_path / "work"),
+        output_model=str(tmp_path / "model"),
+        steps=3,
+        batch_size=1,
+        crop_size=64,
+        base_model=str(tiny_model_dir),
+        pixel_size_um=0.1,
+        warmup_steps=1,
+        checkpoint_every=1000,
+        lr=1e-2,
+    )
+    seen: list[dict] = []
+
+    def validator(models):
+        seen.append({k: v.detach().clone() for k, v in models.dendrites.state_dict().items()})
+        return {"spine_f1": 1.0 - 0.1 * len(seen), "dendrite_iou": 0.5}
+
+    events = list(
+        iter_fit(
+            cfg,
+            source=correction_source([volume], 64, 0.1),
+            validator=validator,
+            validate_every=1,
+            keep_best=lambda m: m["spine_f1"],
+        )
+    )
+    validations = [e.step for e in events if e.kind == "validation"]
+    assert validations == [0, 1, 2, 3]
+    last = events[-1]
+    assert last.kind == "done" and last.step == 3 and last.best_step == 1
+    assert last.base_metrics["spine_f1"] == pytest.approx(0.9)
+    assert last.metrics["spine_f1"] == pytest.approx(0.8)
+    card = ModelCard.load(tmp_path / "model")
+    assert card.metrics["validation"]["step"] == 1
+    assert card.metrics["validation_base"]["spine_f1"] == pytest.approx(0.9)
+    saved = load_models(tmp_path / "model", "cpu").dendrites.state_dict()
+    name = next(k for k, v in seen[1].items() if v.is_floating_point() and v.numel() > 100)
+    assert not torch.allclose(seen[1][name], seen[3][name], atol=1e-3)  # training moved them
+    torch.testing.assert_close(saved[name].float(), seen[1][name].float(), atol=2e-3, rtol=2e-3)

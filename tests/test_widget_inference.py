@@ -223,6 +223,56 @@ def test_time_series_segments_the_current_time_point(open_widget, qtbot, small_s
     np.testing.assert_allclose(spines.scale, (0.5, 0.1, 0.1))
     assert spines.metadata["dendrite_panoptic"]["source_index"] == [1]
     _check_spine_features(spines)
+    assert "Done at time point 1 (of 2)" in widget.status_label.text()
+
+
+def _movie(small_stack):
+    volume = small_stack.image[:2, :64, :64]
+    return np.stack([volume, np.zeros_like(volume), volume])  # (T, Z, Y, X); t = 1 is blank
+
+
+def test_all_time_points_segments_every_time_point_into_4d_layers(open_widget, qtbot, small_stack):
+    viewer, widget = open_widget()
+    viewer.add_image(_movie(small_stack), name="movie", scale=(2, 0.5, 0.1, 0.1), units="µm")
+    widget.all_time_points.setChecked(True)
+    messages: list[str] = []
+    widget.status_label.setText = lambda text, _s=widget.status_label.setText: (
+        messages.append(text),
+        _s(text),
+    )[1]
+
+    _run(qtbot, widget)
+
+    spines, dendrites = viewer.layers["movie spines"], viewer.layers["movie dendrites"]
+    assert spines.data.shape == dendrites.data.shape == (3, 2, 64, 64)
+    np.testing.assert_allclose(spines.scale, (2, 0.5, 0.1, 0.1))
+    assert viewer.layers.extent.units is not None  # the image's units: no napari warning
+    meta = spines.metadata["dendrite_panoptic"]
+    assert meta["source_index"] == [[0], [1], [2]] and len(meta["run_records"]) == 3
+    _check_spine_features(spines)  # ids unique across time points
+    features = spines.features
+    assert set(features["time_point"]) <= {0, 1, 2} and 0 in set(features["time_point"])
+    for t in range(3):
+        ids = set(np.unique(spines.data[t]).tolist()) - {0}
+        assert ids == set(features.loc[features["time_point"] == t, "index"])
+    # the same volume at t = 0 and t = 2 gives the same segmentation (ids shifted)
+    np.testing.assert_array_equal(spines.data[0] > 0, spines.data[2] > 0)
+    np.testing.assert_array_equal(dendrites.data[0], dendrites.data[2])
+    assert any(m.startswith("Time point 1 (2 of 3)") for m in messages)
+    assert widget.status_label.text().startswith("Done: all 3 time points")
+
+
+def test_all_time_points_can_be_cancelled(open_widget, qtbot, small_stack):
+    viewer, widget = open_widget()
+    viewer.add_image(_movie(small_stack), name="movie", scale=(2, 0.5, 0.1, 0.1))
+    widget.all_time_points.setChecked(True)
+    before = [layer.name for layer in viewer.layers]
+    widget.run_button.click()
+    qtbot.waitUntil(lambda: "Time point 0" in widget.status_label.text(), timeout=WAIT_MS)
+    widget.cancel_button.click()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
+    assert [layer.name for layer in viewer.layers] == before
+    assert "Cancelled" in widget.status_label.text()
 
 
 def test_scale_helpers():

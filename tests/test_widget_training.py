@@ -200,3 +200,73 @@ def test_keep_normalisation_box_sets_the_runs_freeze_norm(
     widget.freeze_norm.setChecked(keep)
     config = widget._prepare()[0]
     assert config.freeze_norm is keep
+
+
+def test_held_out_rows_score_the_base_and_a_worse_model_is_said_plainly(
+    viewer_with_corrections, tiny_model_dir, qtbot, monkeypatch, tmp_path
+):
+    """The base model is scored on the held-out row before training; when every trained step
+    scores below it, the dock's status and a warning say so, and name the step kept."""
+    from napari_dendrite_panoptic.training import fine_tuning
+
+    calls: list[int] = []
+
+    def falling_scorer(volume, iou_threshold=0.5):
+        def score(models):
+            calls.append(1)
+            return {"spine_f1": 1.0 - 0.1 * len(calls), "spine_pq": 0.5, "dendrite_iou": 0.5}
+
+        return score
+
+    monkeypatch.setattr(fine_tuning, "volume_scorer", falling_scorer)
+    viewer, widget = viewer_with_corrections(tiny_model_dir)
+    row = widget.add_row("other")
+    widget.table.cellWidget(row, 3).setChecked(True)
+    widget.name_edit.setText("worse-run")
+    warnings = _record(monkeypatch, "show_warning")
+    statuses: list[str] = []
+    widget.status_label.setText = lambda text, _s=widget.status_label.setText: (
+        statuses.append(text),
+        _s(text),
+    )[1]
+
+    widget.start_button.click()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
+
+    assert any(s.startswith("Base model on the held-out rows: spine_f1 0.900") for s in statuses)
+    status = widget.status_label.text()
+    assert "scores below its base model on the held-out rows" in status
+    assert f"weights of step {widget.last_kept_step}" in status
+    assert widget.last_kept_step == 1  # the first trained step scored best
+    assert len(warnings) == 1 and "below its base model" in warnings[0]
+    card = ModelCard.load(tmp_path / "user-models" / "worse-run")
+    assert card.metrics["validation"]["step"] == 1
+    assert card.metrics["validation_base"]["spine_f1"] == pytest.approx(0.9)
+
+
+def test_a_better_model_names_the_kept_step_without_a_warning(
+    viewer_with_corrections, tiny_model_dir, qtbot, monkeypatch
+):
+    from napari_dendrite_panoptic.training import fine_tuning
+
+    calls: list[int] = []
+
+    def rising_scorer(volume, iou_threshold=0.5):
+        def score(models):
+            calls.append(1)
+            return {"spine_f1": 0.1 * len(calls), "spine_pq": 0.5, "dendrite_iou": 0.5}
+
+        return score
+
+    monkeypatch.setattr(fine_tuning, "volume_scorer", rising_scorer)
+    viewer, widget = viewer_with_corrections(tiny_model_dir)
+    row = widget.add_row("other")
+    widget.table.cellWidget(row, 3).setChecked(True)
+    widget.name_edit.setText("better-run")
+    warnings = _record(monkeypatch, "show_warning")
+    widget.start_button.click()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
+    status = widget.status_label.text()
+    assert warnings == []
+    assert "below" not in status
+    assert f"weights of step {widget.last_kept_step}" in status and "base model 0.300" in status

@@ -222,7 +222,7 @@ def add_or_update_labels(
 
     from ..data import plane_hashes
 
-    layer_metadata = {OURS: {**dict(metadata), "plane_hashes": plane_hashes(data)}}
+    layer_metadata = {OURS: {**dict(metadata), "plane_hashes": plane_hashes(_planes(data))}}
     candidate, k = name, 1
     while candidate in viewer.layers:
         existing = viewer.layers[candidate]
@@ -262,7 +262,13 @@ def edited_planes_of(layer: Any) -> list[int] | None:
     hashes = getattr(layer, "metadata", {}).get(OURS, {}).get("plane_hashes")
     if not hashes:
         return None
-    return edited_planes(layer.data, hashes)
+    return edited_planes(_planes(layer.data), hashes)
+
+
+def _planes(data: Any) -> Any:
+    """A label array as its (Y, X) planes: a 4D+ result (time, Z, Y, X) flattened to
+    (T·Z, Y, X) for the per-plane hashes; 2D and 3D arrays as they are."""
+    return data if data.ndim <= 3 else np.asarray(data).reshape(-1, *data.shape[-2:])
 
 
 def edited_by_user(layer: Any) -> bool:

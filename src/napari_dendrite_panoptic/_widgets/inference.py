@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -73,6 +73,44 @@ def _job(image: Any, voxel: Any, config: Any, should_stop: Callable[[], bool]) -
     return None
 
 
+def _series_job(
+    data: Any,
+    indices: list[tuple[int, ...]],
+    voxel: Any,
+    config: Any,
+    should_stop: Callable[[], bool],
+) -> Iterator[Any]:
+    """Worker body for every time point of a 4D+ layer: one run per index on the leading axes,
+    in this one worker; the progress messages name the time point. Returns the list of results,
+    or the exception that stopped a run wrapped in :class:`_Failed`
+    (:class:`~napari_dendrite_panoptic.errors.Cancelled` when cancelled between runs)."""
+    results = []
+    for k, index in enumerate(indices):
+        if should_stop():
+            return _Failed(Cancelled("cancelled"))
+        where = f"Time point {index[0]} ({k + 1} of {len(indices)})"
+        runs = _job(data[index], voxel, config, should_stop)
+        try:
+            while True:
+                event = next(runs)
+                text = f"{where}: {event.message}" if event.message else where
+                yield replace(event, message=text)
+        except StopIteration as stop:
+            outcome = stop.value
+        if outcome is None or isinstance(outcome, _Failed):
+            return outcome
+        results.append(outcome)
+        yield _TimePoint(where)
+    return results
+
+
+@dataclass(frozen=True)
+class _TimePoint:
+    """Yielded after each time point of an all-time-points run: the dock says where it is."""
+
+    done: str
+
+
 STACK_MODE_CHOICES = (
     ("auto", "auto (from depth)"),
     ("slabs", "slab projections"),
@@ -126,6 +164,11 @@ class PanopticInferenceWidget(QWidget):
             "whole stack at once. Planes: every plane on its own, linked across planes. Auto: "
             "a projection for a stack no deeper than one slab, else slabs."
         )
+        self.all_time_points = QCheckBox("All time points")
+        self.all_time_points.setToolTip(
+            "For a time series (T, Z, Y, X): segment every time point, one after the other, "
+            "into 4D result layers. Unticked: only the time point shown in the viewer."
+        )
         self.run_button = QPushButton("Run")
         self.run_button.clicked.connect(self.run)
         self.cancel_button = QPushButton("Cancel")
@@ -147,6 +190,7 @@ class PanopticInferenceWidget(QWidget):
                     ("Pixel size", self.pixel_size),
                     ("Stacks", self.stack_mode),
                     ("Quality", self.flips),
+                    ("Time series", self.all_time_points),
                 ]
             )
         )
@@ -214,6 +258,13 @@ class PanopticInferenceWidget(QWidget):
             show_error(str(exc))
             return
         job["image_name"], job["index"] = name, index
+        job["n_time"] = 0
+        if index:  # a time series: the time point(s), and their count, for the status
+            data = layer.data[0] if layer.multiscale else layer.data
+            job["n_time"] = int(data.shape[0])
+            if self.all_time_points.isChecked():
+                job["indices"] = [(t, *index[1:]) for t in range(job["n_time"])]
+                job["series_data"] = data
         job["started"], job["t0"] = datetime.now(timezone.utc), time.perf_counter()
         job["input"] = {
             "path": str(layer.source.path) if getattr(layer.source, "path", None) else None,
@@ -267,8 +318,13 @@ class PanopticInferenceWidget(QWidget):
             "errored": self._on_errored,
             "finished": self._on_finished,
         }
-        args = (image, job["voxel"], job["config"], self._stop.is_set)
-        self.worker = worker = create_worker(_job, *args, _connect=handlers, _start_thread=False)
+        if "indices" in job:
+            body: Any = _series_job
+            args: tuple = (job.pop("series_data"), job["indices"], job["voxel"], job["config"])
+        else:
+            body, args = _job, (image, job["voxel"], job["config"])
+        args = (*args, self._stop.is_set)
+        self.worker = worker = create_worker(body, *args, _connect=handlers, _start_thread=False)
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.progress_bar.setRange(0, 0)
@@ -287,6 +343,9 @@ class PanopticInferenceWidget(QWidget):
 
     def _on_progress(self, event: Any) -> None:
         if self._stop.is_set():
+            return
+        if isinstance(event, _TimePoint):
+            self.status_label.setText(f"{event.done}: done.")
             return
         if getattr(event, "warning", ""):
             show_warning(f"'{self._job.get('image_name', '')}': {event.warning}")
@@ -315,6 +374,9 @@ class PanopticInferenceWidget(QWidget):
                 )
             show_error(message)
             self.status_label.setText(f"Failed: {message}")
+        elif isinstance(outcome, list):
+            self._show_series(outcome)
+            self._finished_ok = True
         elif outcome is not None:
             self._show_result(outcome)
             self._finished_ok = True
@@ -389,7 +451,62 @@ class PanopticInferenceWidget(QWidget):
         if job["ndim"] == 3 and dendrite.shape[0] > 1:  # which stack path ran, and why
             params = result.parameters
             stack = f" Stack mode {params['stack_mode_used']}: {params['stack_mode_reason']}."
+        where = ""
+        if job["index"]:
+            where = f" at time point {job['index'][0]} (of {job['n_time']})"
         self.status_label.setText(
-            f"Done: {len(features)} spine(s), model '{result.model_name}', "
+            f"Done{where}: {len(features)} spine(s), model '{result.model_name}', "
             f"pixel size {result.voxel_size_um[-1]:g} µm ({result.pixel_size_source}).{stack}"
+        )
+
+    def _show_series(self, results: list[Any]) -> None:
+        """Every time point's result as 4D+ Labels layers (leading axes as the image's); spine
+        ids are made unique across time points, and each spine's row names its time point."""
+        import numpy as np
+        import pandas as pd
+
+        job = self._job
+        dendrite = np.stack([r.dendrite for r in results])
+        spines = np.zeros((len(results), *results[0].spines.shape), np.uint32)
+        tables, offset = [], 0
+        for t, result in enumerate(results):
+            spines[t] = np.where(result.spines > 0, result.spines.astype(np.uint32) + offset, 0)
+            table = pd.DataFrame(result.table)
+            table["id"] = table["id"].astype(int) + offset
+            table.insert(0, "time_point", job["indices"][t][0])
+            tables.append(table)
+            offset = max(offset, int(spines[t].max()))
+        features = pd.concat(tables, ignore_index=True)
+        features.insert(0, "index", features["id"].astype(int))
+        # the time axis is the layer's first; other leading axes (a channel) stay as viewed
+        layer = self.viewer.layers[job["image_name"]]
+        units = layer_units(layer)
+        place = {
+            "scale": [float(layer.scale[0]), *job["scale"]],
+            "translate": [float(layer.translate[0]), *job["translate"]],
+            "units": None if job["units"] is None or units is None else [units[0], *job["units"]],
+        }
+        info = {
+            "source_layer": job["image_name"],
+            "source_index": [list(i) for i in job["indices"]],
+            "model_name": results[0].model_name,
+            "model_folder": job["config"].model,
+            "pixel_size_source": results[0].pixel_size_source,
+            "voxel_size_um": list(results[0].voxel_size_um),
+            "parameters": dict(results[0].parameters),
+            "run_records": [self._run_record(r, job) for r in results],
+        }
+        for role, data, extra in (
+            ("dendrites", dendrite, {}),
+            ("spines", spines, {"features": features}),
+        ):
+            name = f"{job['image_name']} {role}"
+            meta = {**info, "role": role}
+            add_or_update_labels(self.viewer, name, data, metadata=meta, **place, **extra)
+        counts = features["time_point"].value_counts()
+        per_t = ", ".join(str(int(counts.get(i[0], 0))) for i in job["indices"])
+        self.status_label.setText(
+            f"Done: all {len(results)} time points, {len(features)} spine(s) ({per_t} per time "
+            f"point), model '{results[0].model_name}', pixel size "
+            f"{results[0].voxel_size_um[-1]:g} µm ({results[0].pixel_size_source})."
         )

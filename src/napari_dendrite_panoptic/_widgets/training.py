@@ -102,6 +102,7 @@ class TrainOnCorrectionsWidget(QWidget):
         self._napari_progress: Any = None
         self.last_model_folder: str | None = None
         self.last_event: Any = None
+        self.last_kept_step: int | None = None
 
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
@@ -401,7 +402,10 @@ class TrainOnCorrectionsWidget(QWidget):
         elif event.kind == "validation":
             self.plot.add_validation(event.step, event.metrics)
             scores = ", ".join(f"{k} {v:.3f}" for k, v in event.metrics.items())
-            self.status_label.setText(f"Held-out scores at step {event.step}: {scores}")
+            if event.step == 0:
+                self.status_label.setText(f"Base model on the held-out rows: {scores}; training…")
+            else:
+                self.status_label.setText(f"Held-out scores at step {event.step}: {scores}")
 
     def _on_returned(self, outcome: Any) -> None:
         if isinstance(outcome, Exception):
@@ -426,8 +430,35 @@ class TrainOnCorrectionsWidget(QWidget):
             f"Training {how} after {outcome.step} steps ({outcome.elapsed_s / 60:.1f} min): "
             f"model '{Path(outcome.model_folder).name}' saved in {outcome.model_folder}."
         )
-        show_info(message)
+        kept, worse = self._held_out_verdict(outcome)
+        message = " ".join(m for m in (message, kept, worse) if m)
+        if worse:
+            show_warning(f"{worse} {kept}")
+        else:
+            show_info(message)
         self.status_label.setText(message)
+
+    def _held_out_verdict(self, outcome: Any) -> tuple[str, str]:
+        """(which step's weights the model folder holds, a warning when that model still
+        scores below its base on the held-out rows); "" for each that does not apply."""
+        from ..training import held_out_score
+
+        if outcome.best_step is None or not outcome.base_metrics:
+            return "", ""
+        self.last_kept_step = outcome.best_step
+        which = self._job["config"].which
+        new = held_out_score(outcome.metrics, which)
+        base = held_out_score(outcome.base_metrics, which)
+        kept = (
+            f"It holds the weights of step {outcome.best_step}, the best on the held-out rows "
+            f"(score {new:.3f}; base model {base:.3f})."
+        )
+        if new < base:
+            return kept, (
+                "The new model scores below its base model on the held-out rows: keep using "
+                "the base model, or correct more images and train again."
+            )
+        return kept, ""
 
     def _on_errored(self, exc: Exception) -> None:
         show_error(f"Training failed: {exc}")

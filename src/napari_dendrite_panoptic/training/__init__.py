@@ -3,7 +3,13 @@
 from .batches import loader_plan
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from .config import NonFiniteLossError, TrainConfig
-from .fine_tuning import FINE_TUNE_FREEZE_NORM, drop_checkpoint, fine_tune_config, iter_fine_tune
+from .fine_tuning import (
+    FINE_TUNE_FREEZE_NORM,
+    drop_checkpoint,
+    fine_tune_config,
+    held_out_score,
+    iter_fine_tune,
+)
 from .loop import iter_fit, run_input_planes
 from .losses import lr_factor
 
@@ -14,6 +20,7 @@ __all__ = [
     "TrainConfig",
     "drop_checkpoint",
     "fine_tune_config",
+    "held_out_score",
     "iter_fine_tune",
     "iter_fit",
     "load_checkpoint",

@@ -84,7 +84,9 @@ class TrainEvent:
     """Progress of a training job. ``kind``: "start", "step", "checkpoint", "validation" (with
     ``metrics``), "done", "stopped". ``data_wait_fraction`` (0-1, on "step" events): the share
     of this run's wall time so far spent waiting for batches rather than training on them; near
-    1, the data sources (``--workers``) and not the device set the pace."""
+    1, the data sources (``--workers``) and not the device set the pace. On the last event of a run
+    that kept its best weights: ``best_step`` (the step whose weights the model folder holds),
+    ``metrics`` (that step's held-out scores) and ``base_metrics`` (the starting model's)."""
 
     kind: str
     step: int
@@ -95,3 +97,5 @@ class TrainEvent:
     model_folder: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     data_wait_fraction: float = 0.0
+    best_step: int | None = None
+    base_metrics: dict[str, float] = field(default_factory=dict)

@@ -49,7 +49,10 @@ def iter_fine_tune(
     Yields
     ------
     ``("saved", [path, ...])`` once the corrections are written, then every
-    :class:`~napari_dendrite_panoptic.training.TrainEvent` of :func:`iter_fit`.
+    :class:`~napari_dendrite_panoptic.training.TrainEvent` of :func:`iter_fit`. With held-out
+    volumes the base model is scored first (a "validation" event at step 0) and the model folder
+    keeps the weights of the step with the best :func:`held_out_score`; the last event names
+    that step (``best_step``) and carries its scores and the base model's (``base_metrics``).
 
     Returns
     -------
@@ -78,10 +81,21 @@ def iter_fine_tune(
         resume=False,
         validator=validator if scorers else None,
         validate_every=every,
+        keep_best=(lambda m: held_out_score(m, config.which)) if scorers else None,
     ):
         last = event
         yield event
     return last
+
+
+def held_out_score(metrics: dict[str, float], which: str = "both") -> float:
+    """The one number a fine-tuning run is judged by on its held-out volumes (higher is
+    better): spine F1 when only the spine model trains, dendrite IoU when only the dendrite
+    model does, their mean for both. NaN when a score it needs is undefined."""
+    keys = {"spines": ("spine_f1",), "dendrites": ("dendrite_iou",)}.get(
+        which, ("spine_f1", "dendrite_iou")
+    )
+    return float(np.mean([metrics.get(k, np.nan) for k in keys]))
 
 
 def drop_checkpoint(work: str | Path) -> None:

@@ -135,6 +135,7 @@ def iter_fit(
     provenance: dict[str, Any] | None = None,
     validator: Callable[[Any], dict[str, float]] | None = None,
     validate_every: int = 0,
+    keep_best: Callable[[dict[str, float]], float] | None = None,
 ) -> Iterator[TrainEvent]:
     """Train (or fine-tune) and yield progress events; the last event carries the model folder.
 
@@ -155,6 +156,12 @@ def iter_fit(
         mode) on held-out data, e.g. :func:`napari_dendrite_panoptic.training.fine_tuning.volume_scorer`;
         run every ``validate_every`` steps (0: only at the end) and at the end, each time as a
         "validation" event. The last scores go into the card's metrics as ``validation``.
+    keep_best
+        With a validator: one number from its scores, higher is better. The starting weights are
+        scored first (a "validation" event at the start step; the card's ``validation_base``),
+        the final weights are always scored (also when stopped), and the model folder gets the
+        weights of the best-scored step after the start; the last event's ``best_step`` names
+        that step, its ``metrics`` are that step's scores and ``base_metrics`` the start's.
     """
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -177,6 +184,10 @@ def iter_fit(
     yield TrainEvent("start", start, cfg.steps)
     step = saved_step = start
     stopped, last_validation = False, {}
+    best = _Best(keep_best if validator is not None else None)
+    if best.active:
+        best.base = nets.validate(validator)
+        yield TrainEvent("validation", start, cfg.steps, metrics=best.base)
     while step < cfg.steps:
         if should_stop():
             stopped = True
@@ -198,24 +209,67 @@ def iter_fit(
             yield TrainEvent("checkpoint", step, cfg.steps, losses, lr, elapsed)
         if validator is not None and validate_every and step % validate_every == 0:
             last_validation = nets.validate(validator)
+            best.offer(step, last_validation, nets)
             yield TrainEvent(
                 "validation", step, cfg.steps, elapsed_s=elapsed, metrics=last_validation
             )
     if step > saved_step:  # stopped, or out of time, between two checkpoints
         save_checkpoint(ckpt_path, nets.checkpoint(step, clock.elapsed()))
-    if validator is not None and not stopped and (not validate_every or step % validate_every):
+    scored_last = validate_every and step % validate_every == 0
+    if validator is not None and (not stopped or best.active) and not scored_last:
         last_validation = nets.validate(validator)
+        best.offer(step, last_validation, nets)
         yield TrainEvent("validation", step, cfg.steps, metrics=last_validation)
     elapsed = clock.elapsed()
     del batches  # a run that ends early leaves no data-loader workers behind
-    nets.save(step, elapsed, stopped, last_validation, provenance)
+    kept_step, last_validation = best.restore(nets, step, last_validation)
+    nets.save(kept_step, elapsed, stopped, last_validation, provenance, best.base)
     yield TrainEvent(
         "stopped" if stopped else "done",
         step,
         cfg.steps,
         elapsed_s=elapsed,
         model_folder=str(cfg.output_model),
+        metrics=dict(last_validation),
+        best_step=kept_step if best.active else None,
+        base_metrics=dict(best.base),
     )
+
+
+class _Best:
+    """The best-scored weights of a run after its start (CPU copies), by ``score``."""
+
+    def __init__(self, score: Callable[[dict[str, float]], float] | None) -> None:
+        self.score, self.active = score, score is not None
+        self.base: dict[str, float] = {}
+        self.step: int | None = None
+        self.value = -np.inf
+        self.metrics: dict[str, float] = {}
+        self.state: dict[str, Any] | None = None
+
+    def offer(self, step: int, metrics: dict[str, float], nets: _Networks) -> None:
+        if not self.active or step == self.step:
+            return
+        value = float(self.score(metrics))
+        value = -np.inf if np.isnan(value) else value  # an undefined score never beats a number
+        if self.step is None or value > self.value:
+            self.step, self.value, self.metrics = step, value, dict(metrics)
+            self.state = {  # copies: on the CPU, .cpu() would share the training tensors
+                name: {k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()}
+                for name, net in (("spines", nets.spines), ("dendrites", nets.dendrites))
+            }
+
+    def restore(
+        self, nets: _Networks, step: int, metrics: dict[str, float]
+    ) -> tuple[int, dict[str, float]]:
+        """Load the best weights when they are not the last; (the kept step, its scores)."""
+        if not self.active or self.step is None:
+            return step, metrics
+        if self.step != step and self.state is not None:
+            nets.spines.load_state_dict(self.state["spines"])
+            nets.dendrites.load_state_dict(self.state["dendrites"])
+            logger.info("kept the weights of step %d (best held-out score)", self.step)
+        return self.step, self.metrics
 
 
 def _generator_source(cfg: TrainConfig, card: ModelCard) -> SampleSource:
@@ -378,9 +432,10 @@ class _Networks:
         stopped: bool,
         last_validation: dict[str, float],
         provenance: dict[str, Any] | None,
+        base_validation: dict[str, float] | None = None,
     ) -> None:
         """Write the model folder: the networks (on the CPU) and a card with the run's
-        provenance and scores."""
+        provenance and scores (``validation``: those of the weights saved, at ``step``)."""
         cfg, card = self.cfg, self.card
         self.spines.eval().cpu()
         self.dendrites.eval().cpu()
@@ -390,6 +445,8 @@ class _Networks:
             metrics = {"validation_generator_2d": _validate(cfg, card, self.spines, self.dendrites)}
         if last_validation:
             metrics["validation"] = {"step": step, **last_validation}
+        if base_validation:
+            metrics["validation_base"] = dict(base_validation)
         out_card = replace(
             card, name=cfg.model_name, version=cfg.model_version, provenance=prov, metrics=metrics
         )
