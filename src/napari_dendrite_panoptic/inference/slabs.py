@@ -170,7 +170,7 @@ def iter_predict_slabs(
     ranges = [intensity_range(projections[:n], models.card.normalisation)] * n
     if len(views) > n:
         ranges.append(intensity_range(projections[n:], models.card.normalisation))
-    found = []
+    detections = []  # per slab: (Y, X) spine labels, their scores, the slab
     for k, view in enumerate(views):
         lo, span = ranges[k]
         reach = models.card.input_planes // 2  # a projection repeats itself as its neighbours
@@ -182,7 +182,9 @@ def iter_predict_slabs(
             raise Cancelled("stopped by the user")
         dendrite, local = back_to_input_grid(prob, labels, (ny, nx), cfg)
         if k < len(plan.slabs):
-            found += lift_spines(planes, plane_background, local, scores, view, cfg.lift_fraction)
+            detections.append((local, scores, view))
+    # after the loop ``dendrite`` is the last view's: the whole stack's projection
+    found = lift_spines(planes, plane_background, detections, cfg.lift_fraction)
     spines = merge_spines(found, max(1, (plan.slabs[0][1] - plan.slabs[0][0]) // 2))
     out = PlaneAssembler((nz, ny, nx), plane_sink)
     for z in range(nz):
@@ -290,50 +292,63 @@ def _light(volume: Any, z: int, plane_background: np.ndarray) -> np.ndarray:
 def lift_spines(
     volume: Any,
     plane_background: np.ndarray,
-    labels: np.ndarray,
-    scores: list[float],
-    slab: tuple[int, int],
+    detections: list[tuple[np.ndarray, list[float], tuple[int, int]]],
     fraction: float,
 ) -> list[LiftedSpine]:
-    """Each spine of a slab's (Y, X) labels (ids 1..n, ``scores[i - 1]`` id i's score) lifted to
-    3D: the light profile along z inside its footprint, minus each plane's background
-    (``plane_background``, (Z,) in image units), peaks in a plane of ``slab`` [first, last)
-    widened by half its thickness on each side (the projection holds its neighbours' blur);
-    the spine keeps the contiguous planes around the peak at or above ``fraction`` of it. A
-    spine whose light still rises past that range belongs to another slab and is dropped."""
-    boxes = ndi.find_objects(labels)
-    spines = [(i + 1, box) for i, box in enumerate(boxes) if box is not None]
+    """The spines of each slab's ``detections`` — (Y, X) labels (ids 1..n), their scores
+    (``scores[i - 1]`` id i's) and the slab [first, last) — lifted to 3D, reading every plane
+    of ``volume`` once for all of them. A spine's light profile along z inside its footprint,
+    minus each plane's background (``plane_background``, (Z,) in image units), peaks in a
+    plane of its slab widened by half the slab's thickness on each side (the projection holds
+    its neighbours' blur); the spine keeps the contiguous planes around the peak at or above
+    ``fraction`` of it. A spine whose light still rises past that range belongs to another slab
+    and is dropped."""
+    spines = [
+        (sid, box, labels[box] == sid, scores, slab)
+        for labels, scores, slab in detections
+        for sid, box in enumerate(ndi.find_objects(labels), start=1)
+        if box is not None
+    ]
     if not spines:
         return []
     nz = int(volume.shape[0])
     profiles = np.zeros((len(spines), nz), np.float64)
-    masks = [labels[box] == sid for sid, box in spines]
     for z in range(nz):
         plane = np.asarray(volume[z], dtype=np.float32)
-        for j, ((_, box), mask) in enumerate(zip(spines, masks, strict=True)):
+        for j, (_, box, mask, _, _) in enumerate(spines):
             profiles[j, z] = float(plane[box][mask].mean()) - plane_background[z]
     lifted = []
-    reach = (slab[1] - slab[0]) // 2  # a slab's projection holds the blur of its neighbours
-    z0, z1 = max(0, slab[0] - reach), min(nz, slab[1] + reach)
-    for (sid, box), mask, profile in zip(spines, masks, profiles, strict=True):
-        peak = z0 + int(np.argmax(profile[z0:z1]))
-        if (peak == z0 > 0 and profile[z0 - 1] > profile[peak]) or (
-            peak == z1 - 1 < nz - 1 and profile[z1] > profile[peak]
-        ):
-            continue  # its light peaks beyond this slab: a deeper slab's spine, blurred here
-        top = profile[peak]
-        low = high = peak
-        if top > 0:
-            while low > 0 and profile[low - 1] >= fraction * top:
-                low -= 1
-            while high < nz - 1 and profile[high + 1] >= fraction * top:
-                high += 1
+    for (sid, box, mask, scores, slab), profile in zip(spines, profiles, strict=True):
+        span = _planes_of(profile, slab, fraction)
+        if span is None:
+            continue  # its light peaks beyond this slab: another slab's spine, blurred here
         score = scores[sid - 1] if sid - 1 < len(scores) else 1.0
         ys, xs = box
-        lifted.append(
-            LiftedSpine((ys.start, ys.stop, xs.start, xs.stop), mask, low, high + 1, peak, score)
-        )
+        lifted.append(LiftedSpine((ys.start, ys.stop, xs.start, xs.stop), mask, *span, score))
     return lifted
+
+
+def _planes_of(
+    profile: np.ndarray, slab: tuple[int, int], fraction: float
+) -> tuple[int, int, int] | None:
+    """(first plane, last plane + 1, peak plane) of a spine's (Z,) light profile found in
+    ``slab``, or None when the light still rises past the slab's reach."""
+    nz = len(profile)
+    reach = (slab[1] - slab[0]) // 2  # a slab's projection holds the blur of its neighbours
+    z0, z1 = max(0, slab[0] - reach), min(nz, slab[1] + reach)
+    peak = z0 + int(np.argmax(profile[z0:z1]))
+    if (peak == z0 > 0 and profile[z0 - 1] > profile[peak]) or (
+        peak == z1 - 1 < nz - 1 and profile[z1] > profile[peak]
+    ):
+        return None
+    top = profile[peak]
+    low = high = peak
+    if top > 0:
+        while low > 0 and profile[low - 1] >= fraction * top:
+            low -= 1
+        while high < nz - 1 and profile[high + 1] >= fraction * top:
+            high += 1
+    return low, high + 1, peak
 
 
 def merge_spines(spines: list[LiftedSpine], max_peak_distance: int) -> list[LiftedSpine]:
