@@ -16,11 +16,6 @@ from .records import PointAnnotatedImage, _folder, _grey, _read_rows
 FINDSPINES_BOX = 0.0635
 
 
-# --------------------------------------------------------------------------------------------
-# FindSpines
-# --------------------------------------------------------------------------------------------
-
-
 def load_findspines(
     root: str | Path | None = None, limit: int | None = None, groups: bool = True
 ) -> list[PointAnnotatedImage]:

@@ -15,11 +15,6 @@ SMIRNOV_PX_UM = 1.0 / 15.36
 SMIRNOV_MATCH_PX = 7.5
 
 
-# --------------------------------------------------------------------------------------------
-# Smirnov 2018
-# --------------------------------------------------------------------------------------------
-
-
 def load_smirnov(
     split: str, root: str | Path | None = None, limit: int | None = None
 ) -> list[PointAnnotatedImage]:

@@ -15,11 +15,6 @@ from .records import MaskAnnotatedImage, _folder, _grey, _read_rows
 logger = logging.getLogger(__name__)
 
 
-# --------------------------------------------------------------------------------------------
-# YOLO11 spine types
-# --------------------------------------------------------------------------------------------
-
-
 def yolo11_pixel_size(width: int) -> float:
     """Pixel size in µm of a YOLO11 image ``width`` px wide.
 
