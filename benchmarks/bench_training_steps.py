@@ -1,15 +1,27 @@
-"""How many seconds does one training step take on this CPU, by data-loader plan?
+"""Crops per second of ``dendrite-panoptic train`` on this machine, one training change at a time.
 
-``dendrite-panoptic train`` draws its batches either in the training loop or in forked
-data-loader workers (``--workers``), and gives torch ``--threads`` threads. On a small CPU the
-two compete for the same cores. This runs the bundled model's training (``--which``: the
-dendrite network, as in the CPU runs of docs/models.md, the spine network, or both) on batches
-of 4 crops of 256² from the mix generator 0.3, generator3d 0.4, YOLO11 0.3 (YOLO11 is left out
-when ``../shared/data`` is absent) for ``--steps`` steps under each plan, each in a fresh
-process, and prints the seconds per step after ``--skip`` warm-up steps, with the share of the
-time spent waiting for batches.
+Each row trains the bundled model (``--which``: the spine network, the dendrite network or both)
+on batches of 4 crops of 256² for ``--steps`` steps in a fresh process, with the loader plan
+``train`` picks by itself (one batch worker on the CPU), and prints the crops per second after
+``--skip`` warm-up steps and the share of the time spent waiting for batches. The rows add the
+candidate changes one by one:
 
-    python benchmarks/bench_training_steps.py --steps 60 [--which both]
+- ``v0.5 loop``: torchvision's region sampling (256 regions per crop for the box and mask heads,
+  2000 proposals kept before and after NMS), float32;
+- ``+ regions by spine count``: 4 regions per annotated spine (32-256) and 1000/500 proposals;
+- ``+ bfloat16``: autocast to bfloat16 (on CPUs with AVX512-BF16 or AMX);
+- ``+ channels-last``: the networks and batches in channels-last memory format.
+
+The mix is generator 0.35, YOLO11 0.2, FindSpines 0.25, Smirnov 0.2 (the real sets are left out
+when ``$DENDRITE_PANOPTIC_DATA`` lacks them).
+
+``--teach N`` also checks that the faster loop teaches as much per crop: it fine-tunes the
+bundled model on the same N crops (same seed, same learning rate) with the v0.5 loop and with
+the loop ``train`` uses now, and scores both on held-out generated planes (seeds never trained
+on) and, when the data are there, on the FindSpines validation groups.
+
+    python benchmarks/bench_training_steps.py --which both --steps 40
+    python benchmarks/bench_training_steps.py --which both --steps 0 --teach 800
 """
 
 from __future__ import annotations
@@ -23,78 +35,164 @@ import sys
 import tempfile
 from pathlib import Path
 
-PLANS = ((0, None), (0, 1), (1, 1), (1, None))
-"""(workers, threads) pairs; None threads is torch's default (all cores)."""
+MIX = "generator:0.35,yolo11:0.2,findspines:0.25,smirnov:0.2"
+ROWS = {
+    "v0.5 loop": {"regions": "torchvision", "precision": "float32", "channels_last": False},
+    "+ regions by spine count": {"regions": "spines", "precision": "float32"},
+    "+ bfloat16": {"regions": "spines", "precision": "bfloat16"},
+    "+ channels-last": {"regions": "spines", "precision": "bfloat16", "channels_last": True},
+}
+NOW = "+ bfloat16"
+"""The row ``train`` runs today (the changes kept)."""
 
-MIX = "generator:0.3,generator3d:0.4,yolo11:0.3"
+
+def _configure(row: dict) -> None:
+    """Put the model builders back to torchvision's region sampling for a "before" row (the
+    builders read these module attributes when a spine network is built or trained)."""
+    from napari_dendrite_panoptic.models import builders
+
+    if row.get("regions") == "torchvision":
+        builders.RPN_TRAIN_TOP_N = (2000, 2000)
+        builders.regions_for = lambda spines: builders.MAX_REGIONS
+    if row.get("channels_last"):
+        import torch
+
+        convert = builders.build_spine_model, builders.build_dendrite_model
+
+        def channels_last(build):
+            return lambda *a, **k: build(*a, **k).to(memory_format=torch.channels_last)
+
+        builders.build_spine_model, builders.build_dendrite_model = map(channels_last, convert)
 
 
-def one_plan(
-    workers: int, threads: int | None, steps: int, skip: int, which: str = "dendrites"
-) -> dict[str, float]:
-    """Train ``steps`` steps of ``which`` network(s) in this process; seconds per step after
-    ``skip``."""
+def _source():
     from napari_dendrite_panoptic.data import training_source
     from napari_dendrite_panoptic.errors import DendritePanopticError
-    from napari_dendrite_panoptic.models import bundled_model_dir
-    from napari_dendrite_panoptic.training import TrainConfig, iter_fit
 
     try:
-        source, _ = training_source(MIX, 256, 0.08, planes=3)
+        return training_source(MIX, 256, 0.08, planes=3)
     except DendritePanopticError:
-        source, _ = training_source("generator:0.3,generator3d:0.4", 256, 0.08, planes=3)
+        return training_source("generator:1", 256, 0.08, planes=3)
+
+
+def _config(tmp: str, row: dict, steps: int, which: str, lr: float, workers: int | None):
+    from napari_dendrite_panoptic.models import bundled_model_dir
+    from napari_dendrite_panoptic.training import TrainConfig, loader_plan
+
+    plan = loader_plan(workers, None, False, os.cpu_count() or 1, which)
+    return TrainConfig(
+        work_dir=str(Path(tmp) / "work"),
+        output_model=str(Path(tmp) / "model"),
+        steps=steps,
+        batch_size=4,
+        lr=lr,
+        warmup_steps=min(10, steps // 5),
+        which=which,
+        base_model=str(bundled_model_dir()),
+        checkpoint_every=10 * steps,
+        validate_images=0,
+        device="cpu",
+        workers=plan[0],
+        threads=plan[1],
+        seed=5,
+        precision=row["precision"],
+    )
+
+
+def time_row(name: str, steps: int, skip: int, which: str) -> dict[str, float]:
+    """Train ``steps`` steps with row ``name``'s changes in this process; crops per second
+    after ``skip`` steps and the share of time spent waiting for batches."""
+    from napari_dendrite_panoptic.training import iter_fit
+
+    row = ROWS[name]
+    _configure(row)
+    source, _ = _source()
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = TrainConfig(
-            work_dir=str(Path(tmp) / "work"),
-            output_model=str(Path(tmp) / "model"),
-            steps=steps,
-            batch_size=4,
-            lr=2e-4,
-            warmup_steps=10,
-            which=which,
-            base_model=str(bundled_model_dir()),
-            checkpoint_every=10 * steps,
-            validate_images=0,
-            device="cpu",
-            workers=workers,
-            threads=threads,
-            seed=5,
-        )
-        times: dict[int, float] = {}
-        wait = 0.0
+        cfg = _config(tmp, row, steps, which, 2e-5, None)
+        times, wait = {}, 0.0
         for event in iter_fit(cfg, source=source, resume=False):
             if event.kind == "step":
-                times[event.step] = event.elapsed_s
-                wait = event.data_wait_fraction
+                times[event.step], wait = event.elapsed_s, event.data_wait_fraction
     last = max(times)
-    return {
-        "s_per_step": (times[last] - times[skip]) / (last - skip),
-        "data_wait": wait,
-    }
+    per_step = (times[last] - times[skip]) / (last - skip)
+    return {"crops_per_s": cfg.batch_size / per_step, "data_wait": wait}
+
+
+def teach_row(name: str, crops: int, which: str) -> dict[str, float]:
+    """Fine-tune the bundled model on ``crops`` crops with row ``name``'s loop; held-out scores."""
+    from napari_dendrite_panoptic.evaluation import evaluate_generator
+    from napari_dendrite_panoptic.models import load_models
+    from napari_dendrite_panoptic.training import iter_fit
+
+    row = ROWS[name]
+    _configure(row)
+    source, _ = _source()
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = _config(tmp, row, crops // 4, which, 2e-4, 0)
+        for _ in iter_fit(cfg, source=source, resume=False):
+            pass
+        models = load_models(cfg.output_model, device="cpu")
+        scores = evaluate_generator(models, 8)
+        out = {
+            "generated spine F1@0.5": scores["spine_f1_iou50"],
+            "generated PQ": scores["spine_pq"],
+            "generated dendrite IoU": scores["dendrite_iou"],
+        }
+        out.update(_findspines(models))
+    return out
+
+
+def _findspines(models) -> dict[str, float]:
+    """Spine F1 on the FindSpines validation groups at the card's threshold (none without data)."""
+    from napari_dendrite_panoptic.data import real
+    from napari_dendrite_panoptic.errors import DataNotFoundError
+    from napari_dendrite_panoptic.evaluation import evaluate_points
+    from napari_dendrite_panoptic.inference import InferenceConfig
+
+    try:
+        _, groups = real.findspines_split(real.load_findspines())
+    except DataNotFoundError:
+        return {}
+    cfg = InferenceConfig(model=str(models.folder), device="cpu")
+    return {"FindSpines val spine F1": evaluate_points(models, groups, cfg)["f1"]}
+
+
+def _child(args: argparse.Namespace, row: str, mode: str) -> dict[str, float]:
+    cmd = [sys.executable, __file__, "--row", row, "--mode", mode, "--which", args.which]
+    cmd += ["--steps", str(args.steps), "--skip", str(args.skip), "--teach", str(args.teach)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--skip", type=int, default=10, help="warm-up steps not timed")
-    parser.add_argument("--which", default="dendrites", choices=["dendrites", "spines", "both"])
-    parser.add_argument("--plan", help=argparse.SUPPRESS)  # "workers,threads": one child run
+    parser.add_argument("--steps", type=int, default=40, help="timed steps per row (0: none)")
+    parser.add_argument("--skip", type=int, default=8, help="warm-up steps not timed")
+    parser.add_argument("--which", default="both", choices=["dendrites", "spines", "both"])
+    parser.add_argument("--rows", default=",".join(ROWS), help="rows to run, comma-separated")
+    parser.add_argument("--teach", type=int, default=0, help="crops of the teaching check")
+    parser.add_argument("--row", help=argparse.SUPPRESS)  # one child run
+    parser.add_argument("--mode", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.plan:
-        workers, threads = (int(v) if v != "-" else None for v in args.plan.split(","))
-        print(json.dumps(one_plan(workers, threads, args.steps, args.skip, args.which)))
+    if args.row:
+        run = time_row if args.mode == "time" else teach_row
+        size = (args.steps, args.skip) if args.mode == "time" else (args.teach,)
+        print(json.dumps(run(args.row, *size, args.which)))
         return
     cpus = os.cpu_count()
-    print(f"{platform.processor() or platform.machine()}, {cpus} CPUs; {args.which}; mix {MIX}")
-    print(f"{'workers':>7} {'threads':>8} {'s/step':>7} {'data wait':>9}")
-    for workers, threads in PLANS:
-        plan = f"{workers},{'-' if threads is None else threads}"
-        child = [sys.executable, __file__, "--plan", plan, "--steps", str(args.steps)]
-        child += ["--skip", str(args.skip), "--which", args.which]
-        out = subprocess.run(child, capture_output=True, text=True, check=True).stdout
-        row = json.loads(out.strip().splitlines()[-1])
-        shown = "default" if threads is None else str(threads)
-        print(f"{workers:>7} {shown:>8} {row['s_per_step']:>7.2f} {row['data_wait']:>9.0%}")
+    print(f"{platform.processor() or platform.machine()}, {cpus} CPUs; {args.which}; crops 256²")
+    if args.steps:
+        print("| change | crops/s | data wait |\n|---|---|---|")
+        for name in args.rows.split(","):
+            r = _child(args, name, "time")
+            print(f"| {name} | {r['crops_per_s']:.2f} | {r['data_wait']:.0%} |", flush=True)
+    if args.teach:
+        rows = {name: _child(args, name, "teach") for name in ("v0.5 loop", NOW)}
+        keys = list(next(iter(rows.values())))
+        print(f"\nafter {args.teach} crops | " + " | ".join(keys))
+        print("|---" * (len(keys) + 1) + "|")
+        for name, scores in rows.items():
+            print(f"| {name} | " + " | ".join(f"{scores[k]:.3f}" for k in keys) + " |")
 
 
 if __name__ == "__main__":

@@ -82,6 +82,10 @@ def test_training_through_the_dock_saves_corrections_and_lists_the_new_model(
     assert widget.rerun_button.isEnabled()
     assert [layer.name for layer in viewer.layers] == layers_before
     assert widget.plot.steps == [1]
+    # the spine threshold was chosen on the corrected planes and the dock says so
+    assert widget._calibration is not None
+    assert widget._calibration.describe() in widget.status_label.text()
+    assert card.inference == ModelCard.load(folder).inference
 
 
 def test_rerun_segments_into_new_layers_and_keeps_the_corrections(
@@ -270,3 +274,17 @@ def test_a_better_model_names_the_kept_step_without_a_warning(
     assert warnings == []
     assert "below" not in status
     assert f"weights of step {widget.last_kept_step}" in status and "base model 0.300" in status
+
+
+def test_unticking_the_threshold_box_keeps_the_base_models_threshold(
+    viewer_with_corrections, tiny_model_dir, qtbot, tmp_path
+):
+    _, widget = viewer_with_corrections(tiny_model_dir)
+    widget.name_edit.setText("no-recalibration")
+    widget.recalibrate.setChecked(False)
+    widget.start_button.click()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
+    card = ModelCard.load(tmp_path / "user-models" / "no-recalibration")
+    assert card.inference == ModelCard.load(tiny_model_dir).inference
+    assert "spine_threshold_calibration" not in card.metrics
+    assert widget._calibration is None and "Spine threshold" not in widget.status_label.text()

@@ -64,6 +64,7 @@ def _train_job(
     held_out: list[Any],
     raw: list[dict[str, Any]],
     should_stop: Callable[[], bool],
+    recalibrate: bool = True,
 ) -> Iterator[Any]:
     """Worker body: save the corrections, then train (fine_tuning.py); yields training events
     and returns the last one, or the exception that ended the run (shown once, without a
@@ -71,7 +72,7 @@ def _train_job(
     from ..training import iter_fine_tune
 
     try:
-        return (yield from iter_fine_tune(config, volumes, held_out, raw, should_stop))
+        return (yield from iter_fine_tune(config, volumes, held_out, raw, should_stop, recalibrate))
     except Exception as exc:  # noqa: BLE001 - reported on the GUI thread
         if not isinstance(exc, DendritePanopticError):
             logger.exception("training failed")
@@ -119,6 +120,7 @@ class TrainOnCorrectionsWidget(QWidget):
         self.split_button.clicked.connect(self.split_semantic_spines)
         self.split_button.setVisible(False)
         self._semantic_row: int | None = None
+        self._calibration: Any = None  # the last run's ThresholdChoice
 
         self.which_combo = QComboBox()
         self.which_combo.addItems(list(WHICH))
@@ -143,6 +145,12 @@ class TrainOnCorrectionsWidget(QWidget):
         self.freeze_norm.setToolTip(
             "Normalise with the statistics the model learned on its training data instead of "
             "re-estimating them from the small fine-tuning batches (docs/fine_tuning.md)"
+        )
+        self.recalibrate = QCheckBox("Choose the spine threshold on my corrections")
+        self.recalibrate.setChecked(True)
+        self.recalibrate.setToolTip(
+            "After training, try spine score thresholds 0.30-0.95 on the corrected planes and "
+            "keep the one with the best spine F1 there in the new model's card"
         )
         self.name_edit = QLineEdit(datetime.now().strftime("finetune-%Y%m%d-%H%M"))
         self.start_button = QPushButton("Start")
@@ -173,6 +181,7 @@ class TrainOnCorrectionsWidget(QWidget):
                     ("Learning rate", self.lr),
                     ("", self.only_edited),
                     ("", self.freeze_norm),
+                    ("", self.recalibrate),
                     ("New model name", self.name_edit),
                 ]
             )
@@ -358,7 +367,8 @@ class TrainOnCorrectionsWidget(QWidget):
             "errored": self._on_errored,
             "finished": self._on_finished,
         }
-        args = (config, train, held, raw, self._stop.is_set)
+        self._calibration = None
+        args = (config, train, held, raw, self._stop.is_set, self.recalibrate.isChecked())
         self.worker = create_worker(_train_job, *args, _connect=handlers, _start_thread=False)
         self.start_button.setEnabled(False)
         self.stop_button.setEnabled(True)
@@ -387,6 +397,10 @@ class TrainOnCorrectionsWidget(QWidget):
         if isinstance(event, tuple) and event[0] == "saved":
             folder = Path(config.output_model) / "corrections"
             self.status_label.setText(f"Corrections saved in {folder}; training…")
+            return
+        if isinstance(event, tuple) and event[0] == "calibrated":
+            self._calibration = event[1]
+            self.status_label.setText(event[1].describe())
             return
         self.last_event = event
         if event.kind == "step":
@@ -431,7 +445,8 @@ class TrainOnCorrectionsWidget(QWidget):
             f"model '{Path(outcome.model_folder).name}' saved in {outcome.model_folder}."
         )
         kept, worse = self._held_out_verdict(outcome)
-        message = " ".join(m for m in (message, kept, worse) if m)
+        chosen = f"{self._calibration.describe()}." if self._calibration else ""
+        message = " ".join(m for m in (message, chosen, kept, worse) if m)
         if worse:
             show_warning(f"{worse} {kept}")
         else:

@@ -43,6 +43,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         max_seconds=args.max_minutes * 60 if args.max_minutes else None,
         input_planes=args.input_planes,
         freeze_norm=args.freeze_norm,
+        precision=args.precision,
     )
     bar = tqdm(total=cfg.steps, desc="training", unit="step")
 
@@ -156,6 +157,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="keep the base model's BatchNorm statistics and normalise with them while "
         "training (for fine-tuning with small batches; needs --base-model)",
+    )
+    tr.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "float32", "bfloat16"],
+        help="forward arithmetic while training: auto is bfloat16 where the CPU (AVX512-BF16, "
+        "AMX) or GPU computes it natively, else float32; weights stay float32",
     )
     tr.add_argument("--name", default="dendrite-panoptic", help="the new model's name")
     tr.add_argument("--model-version", default="0.1", help="the new model's version")

@@ -17,10 +17,12 @@ from torch import nn
 from torch.nn import functional as F
 from torchvision.models import resnet18, resnet34
 from torchvision.models.detection import MaskRCNN
+from torchvision.models.detection._utils import BalancedPositiveNegativeSampler
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.models.segmentation.fcn import FCN, FCNHead
 from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
@@ -77,6 +79,56 @@ def widen_input_planes(model: nn.Module, planes: int) -> None:
         transform.image_std = [float(transform.image_std[0])] * planes
 
 
+REGIONS_PER_SPINE = 4
+"""Training regions the box and mask heads see per annotated spine of a crop (a quarter of them
+on spines), between :data:`MIN_REGIONS` and :data:`MAX_REGIONS`; torchvision samples 512 (here
+256) whatever the crop holds. Measured in ``benchmarks/bench_training_steps.py``."""
+MIN_REGIONS, MAX_REGIONS = 32, 256
+RPN_TRAIN_TOP_N = (1000, 500)
+"""Proposals kept before and after NMS per crop while training (torchvision: 2000, 2000); a
+256² crop holds at most about 60 spines."""
+
+
+class _SpineCountSampler(BalancedPositiveNegativeSampler):
+    """torchvision's balanced sampler with one region budget per crop (``sizes``, set by
+    :class:`_SpineRoIHeads` from the crop's spine count before each training batch)."""
+
+    def __init__(self, positive_fraction: float) -> None:
+        super().__init__(MAX_REGIONS, positive_fraction)
+        self.sizes: list[int] = []
+
+    def __call__(self, matched_idxs: list[torch.Tensor]) -> tuple[list, list]:
+        sizes = self.sizes or [MAX_REGIONS] * len(matched_idxs)
+        positives, negatives = [], []
+        for labels, size in zip(matched_idxs, sizes, strict=True):
+            self.batch_size_per_image = size
+            pos, neg = super().__call__([labels])
+            positives += pos
+            negatives += neg
+        return positives, negatives
+
+
+def regions_for(spines: int) -> int:
+    """Training regions of the box and mask heads for a crop with ``spines`` annotated spines."""
+    return int(min(MAX_REGIONS, max(MIN_REGIONS, REGIONS_PER_SPINE * spines)))
+
+
+class _SpineRoIHeads(RoIHeads):
+    """torchvision's RoIHeads whose training regions follow each crop's spine count."""
+
+    def select_training_samples(self, proposals, targets):  # noqa: D102 - torchvision's
+        self.fg_bg_sampler.sizes = [regions_for(len(t["boxes"])) for t in targets]
+        return super().select_training_samples(proposals, targets)
+
+
+def _spine_count_heads(heads: RoIHeads) -> _SpineRoIHeads:
+    """``heads`` (same modules, same weights, same inference) sampling by spine count."""
+    new = _SpineRoIHeads.__new__(_SpineRoIHeads)
+    new.__dict__.update(heads.__dict__)
+    new.fg_bg_sampler = _SpineCountSampler(heads.fg_bg_sampler.positive_fraction)
+    return new
+
+
 class _NoResizeTransform(GeneralizedRCNNTransform):
     """Mask R-CNN's input transform without its resize: tiles are already at the native pixel
     size, so upscaling every tile to 800 px would only cost time."""
@@ -90,6 +142,8 @@ def build_spine_model(config: dict[str, Any] | None = None) -> MaskRCNN:
     config's ``input_planes``.
 
     Classes: 0 background, 1 spine. Anchors are ``anchor_sizes`` px at the native pixel size.
+    Training samples :func:`regions_for` regions per crop and keeps :data:`RPN_TRAIN_TOP_N`
+    proposals; neither changes the weights' shapes or inference.
     """
     cfg = {**SPINE_DEFAULTS, **(config or {})}
     c = int(cfg["fpn_channels"])
@@ -126,9 +180,12 @@ def build_spine_model(config: dict[str, Any] | None = None) -> MaskRCNN:
         box_score_thresh=0.05,
         rpn_pre_nms_top_n_test=1000,
         rpn_post_nms_top_n_test=400,
+        rpn_pre_nms_top_n_train=RPN_TRAIN_TOP_N[0],
+        rpn_post_nms_top_n_train=RPN_TRAIN_TOP_N[1],
         rpn_batch_size_per_image=256,
-        box_batch_size_per_image=256,
+        box_batch_size_per_image=MAX_REGIONS,
     )
+    model.roi_heads = _spine_count_heads(model.roi_heads)
     model.transform = _NoResizeTransform(256, 4096, [0.0] * planes, [1.0] * planes)
     return model
 

@@ -1,6 +1,8 @@
 """Layer 4: training: configuration, losses, batches, checkpoints, the resumable loop, and fine-tuning on corrections."""
 
 from .batches import loader_plan
+from .calibration import THRESHOLDS as THRESHOLD_SWEEP
+from .calibration import ThresholdChoice, choose_spine_threshold, write_spine_threshold
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from .config import NonFiniteLossError, TrainConfig
 from .fine_tuning import (
@@ -9,15 +11,19 @@ from .fine_tuning import (
     fine_tune_config,
     held_out_score,
     iter_fine_tune,
+    recalibrate_model,
 )
-from .loop import iter_fit, run_input_planes
+from .loop import iter_fit, run_input_planes, training_precision
 from .losses import lr_factor
 
 __all__ = [
     "CheckpointError",
     "FINE_TUNE_FREEZE_NORM",
     "NonFiniteLossError",
+    "THRESHOLD_SWEEP",
+    "ThresholdChoice",
     "TrainConfig",
+    "choose_spine_threshold",
     "drop_checkpoint",
     "fine_tune_config",
     "held_out_score",
@@ -26,6 +32,9 @@ __all__ = [
     "load_checkpoint",
     "loader_plan",
     "lr_factor",
+    "recalibrate_model",
     "run_input_planes",
     "save_checkpoint",
+    "training_precision",
+    "write_spine_threshold",
 ]

@@ -10,6 +10,7 @@ from ..errors import DendritePanopticError, InputError
 # stay part of the API (docs/reliability.md, the tests)
 
 CHECKPOINT_FILE = "checkpoint.pt"
+PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 class NonFiniteLossError(DendritePanopticError):
@@ -33,7 +34,10 @@ class TrainConfig:
     :func:`~napari_dendrite_panoptic.models.builders.widen_input_planes`). ``freeze_norm``: keep
     every BatchNorm layer's running statistics as the base model has them and normalise with them
     while training (their scale and shift still learn); meant for fine-tuning with small batches,
-    whose own statistics are too noisy to normalise with.
+    whose own statistics are too noisy to normalise with. ``precision``: the networks' forward
+    arithmetic while training: "bfloat16" (autocast; weights, optimiser and losses stay float32),
+    "float32", or "auto": bfloat16 where the device computes it natively (CPUs with AVX512-BF16
+    or AMX, CUDA GPUs that support it), else float32.
     """
 
     work_dir: str
@@ -59,6 +63,7 @@ class TrainConfig:
     workers: int = 0
     input_planes: int | None = None
     freeze_norm: bool = False
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         if self.which not in ("both", "spines", "dendrites"):
@@ -75,6 +80,8 @@ class TrainConfig:
             raise InputError("workers must be >= 0")
         if self.freeze_norm and self.base_model is None:
             raise InputError("freezing the normalisation needs a base model to take it from")
+        if self.precision not in PRECISIONS:
+            raise InputError(f"precision must be {', '.join(PRECISIONS)}, not {self.precision!r}")
         if self.input_planes not in (None, 1, 3):
             raise InputError(f"input planes must be 1 or 3, not {self.input_planes!r}")
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..data import CorrectedVolume, correction_source, save_corrections, steps_per_epoch
 from ..errors import InputError
+from .calibration import ThresholdChoice, choose_spine_threshold, write_spine_threshold
 from .config import CHECKPOINT_FILE, TrainConfig, TrainEvent
 from .loop import iter_fit, run_input_planes
 
@@ -28,6 +29,7 @@ def iter_fine_tune(
     held_out: Sequence[CorrectedVolume],
     raw: Sequence[dict[str, Any]],
     should_stop: Callable[[], bool],
+    recalibrate: bool = True,
 ) -> Generator[Any, None, TrainEvent | None]:
     """Save the corrections, then fine-tune.
 
@@ -45,11 +47,16 @@ def iter_fine_tune(
     should_stop : callable
         Polled between batches; True ends the run after the current one (the model reached so
         far is saved).
+    recalibrate : bool
+        Once the model folder is written, choose its spine score threshold on all the corrected
+        planes (:func:`~napari_dendrite_panoptic.training.choose_spine_threshold`) and record it
+        in its card.
 
     Yields
     ------
     ``("saved", [path, ...])`` once the corrections are written, then every
-    :class:`~napari_dendrite_panoptic.training.TrainEvent` of :func:`iter_fit`. With held-out
+    :class:`~napari_dendrite_panoptic.training.TrainEvent` of :func:`iter_fit`, then (with
+    ``recalibrate``) ``("calibrated", ThresholdChoice)``. With held-out
     volumes the base model is scored first (a "validation" event at step 0) and the model folder
     keeps the weights of the step with the best :func:`held_out_score`; the last event names
     that step (``best_step``) and carries its scores and the base model's (``base_metrics``).
@@ -85,7 +92,22 @@ def iter_fine_tune(
     ):
         last = event
         yield event
+    if recalibrate and last is not None and last.model_folder:
+        yield ("calibrated", recalibrate_model(last.model_folder, [*volumes, *held_out]))
     return last
+
+
+def recalibrate_model(folder: str | Path, volumes: Sequence[CorrectedVolume]) -> ThresholdChoice:
+    """Choose the spine score threshold of model folder ``folder`` on the corrected planes of
+    ``volumes`` and write it into its card when it changes."""
+    from ..models import load_models
+
+    models = load_models(folder, device="cpu")
+    choice = choose_spine_threshold(models, volumes)
+    if choice.changed:
+        write_spine_threshold(folder, choice)
+    logger.info("%s", choice.describe())
+    return choice
 
 
 def held_out_score(metrics: dict[str, float], which: str = "both") -> float:

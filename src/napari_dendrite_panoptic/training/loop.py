@@ -16,6 +16,7 @@ folder with its card. Batches (seeded per step, in the loop or by forked workers
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -334,6 +335,7 @@ class _Networks:
     ) -> None:
         self.cfg, self.card, self.device = cfg, card, device
         self.spines, self.dendrites = spines, dendrites
+        self.precision = training_precision(cfg.precision, device)
         self.train_s = cfg.which in ("both", "spines")
         self.train_d = cfg.which in ("both", "dendrites")
         if device.type == "cuda":
@@ -381,7 +383,8 @@ class _Networks:
         images, dendrite_t, targets = batch
         losses: dict[str, float] = {}
         if self.train_s:
-            loss_dict = self.spines(list(images), targets)
+            with self._autocast():
+                loss_dict = self.spines(list(images), targets)
             loss = sum(loss_dict.values())
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(
@@ -392,12 +395,19 @@ class _Networks:
             losses.update({k: v.item() for k, v in loss_dict.items()})
             losses["spines"] = loss.item()
         if self.train_d:
-            loss_d = dendrite_loss(self.dendrites(images)["out"], dendrite_t)
+            with self._autocast():
+                logits = self.dendrites(images)["out"]
+            loss_d = dendrite_loss(logits.float(), dendrite_t)
             if not torch.isfinite(loss_d):
                 raise NonFiniteLossError(f"dendrite loss is not finite at step {step}")
             _descend(self.opt_d, self.params_d, loss_d, lr)
             losses["dendrites"] = loss_d.item()
         return losses
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.precision)
 
     def checkpoint(self, step: int, elapsed_s: float) -> dict[str, Any]:
         """Everything a resumed run needs, as CPU tensors (loads on any device)."""
@@ -453,6 +463,21 @@ class _Networks:
         save_models(Path(cfg.output_model), out_card, self.spines, self.dendrites)
 
 
+def training_precision(precision: str, device: torch.device) -> torch.dtype:
+    """The forward arithmetic of a run: torch.bfloat16 or torch.float32 for ``precision``
+    ("auto", "float32", "bfloat16") on ``device``; "auto" picks bfloat16 only where the device
+    computes it natively (elsewhere it is emulated and slower than float32)."""
+    if precision == "float32":
+        return torch.float32
+    if precision == "bfloat16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    native = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    has = any(getattr(torch.cpu, name, lambda: False)() for name in native)
+    return torch.bfloat16 if has else torch.float32
+
+
 def _descend(opt: torch.optim.Optimizer, params: list, loss: torch.Tensor, lr: float) -> None:
     """One AdamW step at learning rate ``lr`` with gradients clipped at norm 10."""
     for group in opt.param_groups:
@@ -489,6 +514,7 @@ def _provenance(
             "steps": step,
             "train_seconds": round(elapsed, 1),
             "train_device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "train_precision": str(training_precision(cfg.precision, device)).split(".")[-1],
             "data": cfg.data_description,
             "config": asdict(cfg),
             "torch": torch.__version__,
