@@ -1,5 +1,18 @@
 """Does fine-tuning on corrections help on a style the bundled model has never seen?
 
+``--real findspines`` (or ``smirnov``) measures the loop on real fields instead: the bundled
+model segments ``--fields`` fields of the set's held-out part (FindSpines validation groups,
+Smirnov test crops), one per twin group; each is corrected as a user would from its clicks
+(spines without a click erased, a disc of 0.4 µm radius painted at every click without a
+spine; the dendrite accepted as segmented); the dock's fine-tuning runs ``--minutes`` on them
+and chooses the spine threshold on them; the set's other held-out fields (none from the
+corrected fields' groups) are scored before and after (spine F1, centroids within the set's
+tolerance). Rows: the bundled model; the bundled model at the threshold chosen on the
+corrections (no training); the fine-tuned model at its base threshold; the fine-tuned model at
+the threshold chosen on the corrections (what the dock gives).
+
+    python benchmarks/bench_finetune.py --real findspines --fields 4 --minutes 5
+
 The correct-and-retrain loop, measured as the training dock runs it: the bundled model segments
 generator images of an unseen style (much dimmer spines, thicker dendrites, a finer pixel size);
 the ground truth of ``--train-images`` of them plays the user's correction; fine-tuning runs for
@@ -61,6 +74,127 @@ def score(models, samples) -> dict[str, float]:
     return {"spine_f1": pooled.f1, "spine_pq": pooled.pq, "dendrite_iou": inter / max(union, 1)}
 
 
+PAINT_RADIUS_UM = 0.4
+"""Radius of the disc painted at a click the model missed (a spine head)."""
+
+
+def corrected_from_clicks(models, item) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(image, dendrite, spines) (Y, X) of a point-annotated field corrected as a user would:
+    the model's spines whose centroid matches no click erased, a disc painted at each click
+    that no spine matches, the dendrite kept as segmented."""
+    from skimage.draw import disk
+
+    from napari_dendrite_panoptic.evaluation import match_points
+
+    px = float(item.pixel_size_um)
+    result = predict(item.image, (1.0, px, px), InferenceConfig(device="cpu"), models=models)
+    spines = result.spines[0].astype(np.int32)
+    table = result.table
+    pred = np.stack([table["centroid_y_px"], table["centroid_x_px"]], axis=1)
+    clicks = np.asarray(item.centres_px, dtype=float).reshape(-1, 2)
+    _, pairs = match_points(pred, clicks, float(item.match_radius_px))
+    kept = {int(table["id"][p]) for _, p, _ in pairs}
+    spines[~np.isin(spines, list(kept))] = 0
+    matched = {t for t, _, _ in pairs}
+    next_id = int(spines.max()) + 1
+    for t, (y, x) in enumerate(clicks):
+        if t in matched:
+            continue
+        rr, cc = disk((y, x), PAINT_RADIUS_UM / px, shape=spines.shape)
+        free = spines[rr, cc] == 0
+        spines[rr[free], cc[free]] = next_id
+        next_id += 1
+    return item.image, result.dendrite[0], spines
+
+
+def _point_f1(models, items, threshold: float | None) -> float:
+    from napari_dendrite_panoptic.evaluation import evaluate_points
+
+    cfg = InferenceConfig(model=str(models.folder), device="cpu", spine_score_threshold=threshold)
+    return evaluate_points(models, items, cfg)["f1"]
+
+
+def real_items(name: str) -> list:
+    """The held-out part of real set ``name``, groups filled in."""
+    from napari_dendrite_panoptic.data import real
+
+    if name == "findspines":
+        return real.findspines_split(real.load_findspines())[1]
+    items = real.load_smirnov("test")
+    for item in items:  # each crop its own group unless the set says otherwise
+        item.group = item.group or item.name
+    return items
+
+
+def main_real(args: argparse.Namespace) -> None:
+    """The correct-and-retrain loop on real fields (see the module docstring)."""
+    from napari_dendrite_panoptic.training import (
+        choose_spine_threshold,
+        fine_tune_config,
+        iter_fine_tune,
+    )
+
+    base = load_models(None, "cpu")
+    items = real_items(args.real)
+    rng = np.random.default_rng(args.seed)
+    groups = sorted({i.group for i in items})
+    chosen_groups = set(rng.choice(groups, size=args.fields, replace=False).tolist())
+    corrected = [next(i for i in items if i.group == g) for g in sorted(chosen_groups)]
+    others = [i for i in items if i.group not in chosen_groups]
+    volumes = []
+    for item in corrected:
+        image, dendrite, spines = corrected_from_clicks(base, item)
+        volume, _ = prepare_volume(item.name, image, dendrite, spines, float(item.pixel_size_um))
+        volumes.append(volume)
+    rows = {"bundled": _point_f1(base, others, None)}
+    alone = choose_spine_threshold(base, volumes)
+    rows[f"bundled, threshold chosen on the corrections ({alone.threshold:.2f})"] = _point_f1(
+        base, others, alone.threshold
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "finetuned"
+        cfg = fine_tune_config(
+            str(bundled_model_dir()),
+            out,
+            volumes,
+            base.card.pixel_size_um,
+            minutes=args.minutes,
+            name="bench-finetune-real",
+            layers=args.layers,
+        )
+        cfg = replace(cfg, threads=args.threads, seed=args.seed)
+        t0 = time.perf_counter()
+        events = list(iter_fine_tune(cfg, volumes, [], [], lambda: False))
+        train_s = time.perf_counter() - t0
+        steps = max(e.step for e in events if not isinstance(e, tuple))
+        choice = next(e[1] for e in events if isinstance(e, tuple) and e[0] == "calibrated")
+        tuned = load_models(out, "cpu")
+        rows[f"fine-tuned, base threshold ({choice.base_threshold:.2f})"] = _point_f1(
+            tuned, others, choice.base_threshold
+        )
+        rows[f"fine-tuned, threshold chosen on the corrections ({choice.threshold:.2f})"] = (
+            _point_f1(tuned, others, None)
+        )
+    spines = sum(len(i.centres_px) for i in corrected)
+    print(
+        f"# bench_finetune --real {args.real}: {platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} torch threads, torch {torch.__version__}"
+    )
+    print(
+        f"# corrected {len(corrected)} field(s) ({spines} clicked spines): "
+        + ", ".join(i.name for i in corrected)
+        + f"; scored on {len(others)} other field(s) of other groups"
+    )
+    print(
+        f"# fine-tuning: {steps} steps in {train_s:.0f} s (budget {args.minutes:g} min, incl. "
+        f"choosing the threshold), batch {cfg.batch_size} × {cfg.crop_size}², layers {cfg.layers}"
+    )
+    print("| model | spine F1 on the other fields | change |\n|---|---|---|")
+    first = rows["bundled"]
+    for name, f1 in rows.items():
+        print(f"| {name} | {f1:.3f} | {f1 - first:+.3f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=float, default=5.0, help="fine-tuning time budget")
@@ -82,9 +216,17 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0, help="seed of the fine-tuning batches")
+    parser.add_argument(
+        "--real", choices=["findspines", "smirnov"], help="measure on this real set's fields"
+    )
+    parser.add_argument("--fields", type=int, default=4, help="real fields corrected")
+    parser.add_argument("--layers", default="all", choices=["all", "heads"], help="as the dock")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.real:
+        main_real(args)
+        return
 
     base = load_models(None, "cpu")
     train = [style_sample(100 + i) for i in range(args.train_images)]

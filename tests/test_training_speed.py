@@ -79,3 +79,45 @@ def test_bfloat16_training_keeps_float32_weights_and_records_the_precision(
     model = load_models(tmp_path / "model", "cpu")
     assert model.card.provenance["train_precision"] == "bfloat16"
     assert {p.dtype for p in model.spines.parameters()} == {torch.float32}
+
+
+def test_heads_only_training_leaves_the_trunks_and_their_statistics_as_they_were(
+    tmp_path, tiny_model_dir
+):
+    from napari_dendrite_panoptic.data import TrainingSample, synthetic
+    from napari_dendrite_panoptic.models import trunk_modules
+
+    def source(rng):
+        s = synthetic.generate(int(rng.integers(100)), synthetic.SyntheticConfig(shape=(1, 64, 64)))
+        image = s.image[0].astype(np.float32) / max(float(s.image.max()), 1.0)
+        return TrainingSample(image, s.dendrite[0], s.spines[0])
+
+    cfg = TrainConfig(
+        work_dir=str(tmp_path / "work"),
+        output_model=str(tmp_path / "model"),
+        steps=3,
+        batch_size=2,
+        crop_size=64,
+        lr=1e-2,
+        base_model=str(tiny_model_dir),
+        layers="heads",
+    )
+    list(iter_fit(cfg, source=source))
+    base, tuned = load_models(tiny_model_dir, "cpu"), load_models(tmp_path / "model", "cpu")
+    for name in ("spines", "dendrites"):
+        old, new = getattr(base, name), getattr(tuned, name)
+        for a, b in zip(trunk_modules(old), trunk_modules(new), strict=True):
+            for (key, x), (_, y) in zip(
+                a.state_dict().items(), b.state_dict().items(), strict=True
+            ):
+                assert torch.equal(x, y), f"{name} trunk {key} changed"
+        heads_moved = any(
+            not torch.equal(x, y)
+            for (k, x), (_, y) in zip(
+                old.state_dict().items(), new.state_dict().items(), strict=True
+            )
+            if "backbone.body" not in k and "backbone.layer" not in k and "stem" not in k
+        )
+        assert heads_moved, f"the {name} heads did not train"
+    with pytest.raises(InputError, match="heads only needs a base model"):
+        TrainConfig(work_dir="w", output_model="m", layers="heads")

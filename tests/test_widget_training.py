@@ -206,6 +206,13 @@ def test_keep_normalisation_box_sets_the_runs_freeze_norm(
     assert config.freeze_norm is keep
 
 
+def test_layers_choice_reaches_the_run(viewer_with_corrections, tiny_model_dir):
+    _, widget = viewer_with_corrections(tiny_model_dir)
+    assert widget._prepare()[0].layers == "all"
+    widget.layers_combo.setCurrentIndex(1)
+    assert widget._prepare()[0].layers == "heads"
+
+
 def test_held_out_rows_score_the_base_and_a_worse_model_is_said_plainly(
     viewer_with_corrections, tiny_model_dir, qtbot, monkeypatch, tmp_path
 ):

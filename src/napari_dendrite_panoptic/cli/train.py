@@ -44,6 +44,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         input_planes=args.input_planes,
         freeze_norm=args.freeze_norm,
         precision=args.precision,
+        layers=args.layers,
     )
     bar = tqdm(total=cfg.steps, desc="training", unit="step")
 
@@ -164,6 +165,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         choices=["auto", "float32", "bfloat16"],
         help="forward arithmetic while training: auto is bfloat16 where the CPU (AVX512-BF16, "
         "AMX) or GPU computes it natively, else float32; weights stay float32",
+    )
+    tr.add_argument(
+        "--layers",
+        default="all",
+        choices=["all", "heads"],
+        help="all, or heads: keep each network's ResNet trunk as the base model has it and "
+        "train the rest (faster steps; needs --base-model)",
     )
     tr.add_argument("--name", default="dendrite-panoptic", help="the new model's name")
     tr.add_argument("--model-version", default="0.1", help="the new model's version")

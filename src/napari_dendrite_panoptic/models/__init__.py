@@ -10,6 +10,7 @@ from .builders import (
     SPINE_DEFAULTS,
     build_dendrite_model,
     build_spine_model,
+    trunk_modules,
     widen_input_planes,
 )
 from .card import ModelCard, NetworkCard
@@ -40,6 +41,7 @@ __all__ = [
     "resolve_device",
     "save_models",
     "sha256_file",
+    "trunk_modules",
     "user_models_dir",
     "widen_input_planes",
 ]

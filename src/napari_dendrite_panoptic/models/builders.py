@@ -221,6 +221,15 @@ def build_dendrite_model(config: dict[str, Any] | None = None) -> FCN:
     return FCN(backbone, FCNHead(c, 2), aux_classifier=None)
 
 
+def trunk_modules(model: nn.Module) -> list[nn.Module]:
+    """The ResNet trunk of a spine or dendrite network (everything before the FPN): what a
+    "heads only" fine-tune leaves as it is."""
+    backbone = model.backbone
+    if hasattr(backbone, "body"):  # Mask R-CNN: BackboneWithFPN
+        return [backbone.body]
+    return [backbone.stem, backbone.layer1, backbone.layer2, backbone.layer3]
+
+
 def count_parameters(model: nn.Module) -> int:
     """Number of parameters."""
     return sum(p.numel() for p in model.parameters())

@@ -11,6 +11,7 @@ from ..errors import DendritePanopticError, InputError
 
 CHECKPOINT_FILE = "checkpoint.pt"
 PRECISIONS = ("auto", "float32", "bfloat16")
+LAYER_CHOICES = ("all", "heads")
 
 
 class NonFiniteLossError(DendritePanopticError):
@@ -37,7 +38,9 @@ class TrainConfig:
     whose own statistics are too noisy to normalise with. ``precision``: the networks' forward
     arithmetic while training: "bfloat16" (autocast; weights, optimiser and losses stay float32),
     "float32", or "auto": bfloat16 where the device computes it natively (CPUs with AVX512-BF16
-    or AMX, CUDA GPUs that support it), else float32.
+    or AMX, CUDA GPUs that support it), else float32. ``layers``: "all", or "heads" to leave
+    each network's ResNet trunk (weights and normalisation statistics) as the base model has it
+    and train the rest: faster steps, and fewer weights for a few corrected images to move.
     """
 
     work_dir: str
@@ -64,6 +67,7 @@ class TrainConfig:
     input_planes: int | None = None
     freeze_norm: bool = False
     precision: str = "auto"
+    layers: str = "all"
 
     def __post_init__(self) -> None:
         if self.which not in ("both", "spines", "dendrites"):
@@ -82,6 +86,10 @@ class TrainConfig:
             raise InputError("freezing the normalisation needs a base model to take it from")
         if self.precision not in PRECISIONS:
             raise InputError(f"precision must be {', '.join(PRECISIONS)}, not {self.precision!r}")
+        if self.layers not in LAYER_CHOICES:
+            raise InputError(f"layers must be all or heads, not {self.layers!r}")
+        if self.layers == "heads" and self.base_model is None:
+            raise InputError("training the heads only needs a base model to take the trunk from")
         if self.input_planes not in (None, 1, 3):
             raise InputError(f"input planes must be 1 or 3, not {self.input_planes!r}")
 

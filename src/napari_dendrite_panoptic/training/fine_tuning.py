@@ -177,6 +177,7 @@ def fine_tune_config(
     name: str = "finetune",
     held_out: Sequence[str] = (),
     freeze_norm: bool = FINE_TUNE_FREEZE_NORM,
+    layers: str = "all",
 ) -> Any:
     """The :class:`~napari_dendrite_panoptic.training.TrainConfig` of a fine-tuning run on
     corrected volumes, as the training dock starts it: 256 px crops, batches of 2, a short
@@ -184,7 +185,8 @@ def fine_tune_config(
 
     Exactly one of ``minutes`` (a time budget) and ``epochs`` (passes over the chosen planes,
     see :func:`steps_per_epoch`) sets the length. ``freeze_norm``: keep the base model's
-    BatchNorm statistics (:class:`~napari_dendrite_panoptic.training.TrainConfig`).
+    BatchNorm statistics; ``layers``: "all" or "heads" (the trunks kept; both as in
+    :class:`~napari_dendrite_panoptic.training.TrainConfig`).
     """
     from .config import TrainConfig
 
@@ -214,4 +216,5 @@ def fine_tune_config(
         + (", ".join(f"'{n}'" for n in held_out) or "none"),
         max_seconds=minutes * 60.0 if minutes else None,
         freeze_norm=freeze_norm,
+        layers=layers,
     )

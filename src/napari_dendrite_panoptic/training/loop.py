@@ -39,6 +39,7 @@ from ..models import (
     load_models,
     resolve_device,
     save_models,
+    trunk_modules,
     widen_input_planes,
 )
 from .batches import step_batches, to_device
@@ -344,6 +345,7 @@ class _Networks:
             torch.backends.cudnn.allow_tf32 = True
         if state:
             self._load_weights(state)
+        self.frozen = _frozen_trunks(cfg.layers, spines, dendrites)
         spines.to(device)
         dendrites.to(device)
         # optimisers over the parameters on their device: a resumed state is cast to it on loading
@@ -377,6 +379,8 @@ class _Networks:
     def train_mode(self) -> None:
         set_training_mode(self.spines, self.train_s, self.cfg.freeze_norm)
         set_training_mode(self.dendrites, self.train_d, self.cfg.freeze_norm)
+        for module in self.frozen:  # its statistics stay the base model's too
+            module.eval()
 
     def train_step(self, batch: tuple, step: int, lr: float) -> dict[str, float]:
         """One optimiser step of each trained network on ``batch``; returns the losses."""
@@ -461,6 +465,16 @@ class _Networks:
             card, name=cfg.model_name, version=cfg.model_version, provenance=prov, metrics=metrics
         )
         save_models(Path(cfg.output_model), out_card, self.spines, self.dendrites)
+
+
+def _frozen_trunks(layers: str, *nets: torch.nn.Module) -> list[torch.nn.Module]:
+    """With ``layers`` "heads", the networks' trunks, their weights set not to learn."""
+    if layers != "heads":
+        return []
+    trunks = [m for net in nets for m in trunk_modules(net)]
+    for module in trunks:
+        module.requires_grad_(False)
+    return trunks
 
 
 def training_precision(precision: str, device: torch.device) -> torch.dtype:
