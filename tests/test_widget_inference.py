@@ -66,7 +66,7 @@ def test_run_on_stack_adds_two_labels_layers_on_the_image_grid(
 
     monkeypatch.setattr(widget_module, "progress", recorded_progress)
     viewer.add_image(small_stack.image, name="cell", scale=(0.5, 0.1, 0.1), translate=(1, 2, 3))
-    assert widget.image_combo.currentText() == "cell"
+    assert widget.image_picker.value == viewer.layers["cell"]
 
     _run(qtbot, widget)
     # napari's own progress bar ran to the end and was closed
@@ -177,7 +177,7 @@ def test_users_own_layer_with_the_result_name_is_kept(open_widget, qtbot, small_
     warnings = _record(monkeypatch, _common, "show_warning")
     viewer.add_image(small_plane.image[0], name="plane", scale=(0.1, 0.1))
     mine = viewer.add_labels(np.full((128, 128), 7, dtype=np.uint8), name="plane spines")
-    widget.image_combo.setCurrentText("plane")
+    widget.image_picker.value = viewer.layers["plane"]
 
     _run(qtbot, widget)
     _run(qtbot, widget)

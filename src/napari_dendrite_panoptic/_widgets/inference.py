@@ -33,7 +33,9 @@ from ._common import (
     add_or_update_labels,
     button_row,
     form,
+    layer_picker,
     layer_units,
+    reset_picker,
     scale_is_calibrated,
     scrolling_layout,
     spatial_data,
@@ -140,7 +142,9 @@ class PanopticInferenceWidget(QWidget):
         self._finished_ok = False
         self._napari_progress: Any = None
 
-        self.image_combo = QComboBox()
+        from napari.layers import Image
+
+        self.image_picker = layer_picker(napari_viewer, Image)
         self.model_combo = ModelPicker()
         self.device_combo = QComboBox()
         # the lowest value (-0.05) stands for "the threshold recommended by the model's card"
@@ -182,7 +186,7 @@ class PanopticInferenceWidget(QWidget):
         layout.addLayout(
             form(
                 [
-                    ("Image", self.image_combo),
+                    ("Image", self.image_picker.native),
                     ("Model", self.model_combo),
                     ("Device", self.device_combo),
                     ("Spine score ≥", self.score_threshold),
@@ -199,26 +203,15 @@ class PanopticInferenceWidget(QWidget):
         layout.addWidget(self.status_label)
         layout.addStretch(1)
 
-        events = self.viewer.layers.events
-        for name in ("inserted", "removed", "reordered", "renamed"):
-            if hasattr(events, name):
-                getattr(events, name).connect(self.refresh_layers)
-        self.refresh_layers()
         from ..models import available_devices
 
         self.device_combo.addItems(available_devices())
 
     # --- pickers ---------------------------------------------------------------------------
-    def refresh_layers(self, *_: Any) -> None:
-        """Offer the viewer's Image layers, keeping the current choice when it still exists."""
-        from napari.layers import Image
-
-        current = self.image_combo.currentText()
-        names = [layer.name for layer in self.viewer.layers if isinstance(layer, Image)]
-        self.image_combo.clear()
-        self.image_combo.addItems(names)
-        if current in names:
-            self.image_combo.setCurrentText(current)
+    def reset_choices(self, *_: Any) -> None:
+        """Re-read the viewer's Image layers into the image picker (napari calls this on every
+        change of the layer list), keeping the choice while its layer exists."""
+        reset_picker(self.image_picker)
 
     def refresh_models(self) -> None:
         """Re-list the bundled and user model folders (keeps the selection when it still exists)."""
@@ -239,15 +232,15 @@ class PanopticInferenceWidget(QWidget):
         """Validate the inputs and start inference in a worker thread."""
         if self.worker is not None:
             return
-        name = self.image_combo.currentText()
-        if name not in self.viewer.layers:
+        layer = self.image_picker.value
+        if layer is None or layer not in self.viewer.layers:
             show_error("Choose an image layer to segment first.")
             return
+        name = layer.name
         folder = self.model_combo.folder()
         if folder is None:
             show_error("No model selected: choose a model folder with 'Browse…'.")
             return
-        layer = self.viewer.layers[name]
         if getattr(layer, "rgb", False):
             show_error(f"'{name}' is an RGB image: split the channels and pick one.")
             return
