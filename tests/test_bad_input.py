@@ -146,7 +146,9 @@ def test_float32_with_nan_and_inf_segments(tmp_path, tiny_model_dir):
 def test_uniform_image_gives_an_empty_result_and_says_why(tiny_model_dir, value):
     result, warnings = _segment(tiny_model_dir, np.full((3, 48, 48), value, np.uint16))
     assert warnings == [
-        f"The image holds no structure (every pixel is {value}): nothing to segment."
+        "no pixel size given and cannot estimate the pixel size: the image is uniform or not "
+        "finite: assuming the model's pixel size",
+        f"The image holds no structure (every pixel is {value}): nothing to segment.",
     ]
     assert not result.dendrite.any() and not result.spines.any()
     assert len(result.table["id"]) == 0
@@ -235,9 +237,12 @@ def test_nonsense_imagej_calibration_is_ignored_and_logged(
         stack, result = _segment_file(tiny_model_dir, path)
     assert log in caplog.text
     assert stack.voxel_size_um == (1.0, 1.0, 1.0) and stack.voxel_size_source == "none"
-    # no usable calibration: the model's native pixel size is assumed, and said so
-    assert result.pixel_size_source == "assumed (model native pixel size)"
-    assert result.voxel_size_um[1:] == (0.1, 0.1)
+    # no usable calibration: the pixel size is estimated from the image, and said so
+    from napari_dendrite_panoptic.inference import ESTIMATED, estimate_pixel_size
+
+    expected = estimate_pixel_size(tifffile.imread(path)).pixel_size_um
+    assert result.pixel_size_source == ESTIMATED
+    assert result.voxel_size_um[1:] == pytest.approx((expected, expected))
 
 
 def test_pixel_size_far_off_the_model_is_refused(tiny_model_dir):

@@ -168,7 +168,9 @@ def test_train_to_the_end_records_validation_scores(tiny_model_dir, tmp_path):
     scores = load_models(tmp_path / "m", "cpu").card.metrics["validation_generator_2d"]
     assert scores["images"] == 1 and 0.0 <= scores["dendrite_iou"] <= 1.0
     prints = load_models(tmp_path / "m", "cpu").card.provenance["data_fingerprints"]
-    assert prints == {"generator": "napari_dendrite_panoptic.synthetic 0.1.0"}
+    from napari_dendrite_panoptic import __version__
+
+    assert prints == {"generator": f"napari_dendrite_panoptic.synthetic {__version__}"}
 
 
 def test_train_with_unknown_source_is_refused(tmp_path, capsys):

@@ -47,12 +47,13 @@ def test_other_pixel_size_is_resampled_and_returned_at_input_shape(tiny_model_di
 
 def test_large_plane_is_tiled_and_stitched(tiny_model_dir):
     image = np.random.default_rng(1).normal(100, 10, size=(300, 700)).astype(np.float32)
-    events = list(iter_predict(image, None, _cfg(tiny_model_dir, tile_size=128, tile_overlap=32)))
+    cfg = _cfg(tiny_model_dir, tile_size=128, tile_overlap=32)
+    events = list(iter_predict(image, (1.0, 0.1, 0.1), cfg))  # the tiny model's pixel size
     total = events[0].total
     assert total == len(tile_layout(300, 128, 32)[1]) * len(tile_layout(700, 128, 32)[1])
     result = events[-1]
     assert result.spines.shape == (1, 300, 700)
-    assert result.pixel_size_source.startswith("assumed")
+    assert result.pixel_size_source == "image metadata"
 
 
 def test_tile_origins_cover_the_axis_with_overlap():

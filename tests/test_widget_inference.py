@@ -66,7 +66,7 @@ def test_run_on_stack_adds_two_labels_layers_on_the_image_grid(
 
     monkeypatch.setattr(widget_module, "progress", recorded_progress)
     viewer.add_image(small_stack.image, name="cell", scale=(0.5, 0.1, 0.1), translate=(1, 2, 3))
-    assert widget.image_combo.currentText() == "cell"
+    assert widget.image_picker.value == viewer.layers["cell"]
 
     _run(qtbot, widget)
     # napari's own progress bar ran to the end and was closed
@@ -130,21 +130,47 @@ def test_run_on_stack_adds_two_labels_layers_on_the_image_grid(
     assert "Stack mode planes" in widget.status_label.text()
 
 
-def test_plane_gives_2d_labels_and_says_pixel_size_is_assumed(
+def test_uncalibrated_plane_shows_the_estimated_pixel_size_and_asks_to_confirm_it(
     open_widget, qtbot, small_plane, monkeypatch
 ):
+    from napari_dendrite_panoptic.inference import ESTIMATED, estimate_pixel_size
+
     viewer, widget = open_widget()
-    infos = _record(monkeypatch, widget_module, "show_info")
+    warnings = _record(monkeypatch, widget_module, "show_warning")
     viewer.add_image(small_plane.image[0], name="plane")  # no scale: uncalibrated
+    estimate = estimate_pixel_size(small_plane.image[0]).pixel_size_um
+    # the field holds the estimate, highlighted, with a note and a Confirm button
+    assert widget.pixel_size.value() == pytest.approx(estimate, abs=1e-4)
+    assert not widget.pixel_note.isHidden() and not widget.confirm_button.isHidden()
+    assert "please confirm" in widget.pixel_note.text().lower()
+    assert "'plane' has no pixel size" in widget.pixel_note.text()
 
-    _run(qtbot, widget)
+    _run(qtbot, widget)  # not confirmed: runs, and the notification says it used an estimate
 
-    assert any("pixel size" in m and "0.1" in m for m in infos)
+    assert any("estimated from the dendrite width" in m for m in warnings)
     spines = viewer.layers["plane spines"]
     assert spines.data.shape == viewer.layers["plane dendrites"].data.shape == (128, 128)
     np.testing.assert_allclose(spines.scale, (1, 1))
-    assert spines.metadata["dendrite_panoptic"]["pixel_size_source"].startswith("assumed")
+    meta = spines.metadata["dendrite_panoptic"]
+    assert meta["pixel_size_source"] == ESTIMATED
+    assert meta["voxel_size_um"][-1] == pytest.approx(estimate)
+    assert meta["run_record"]["pixel_size"]["source"] == ESTIMATED
+    assert "estimated from dendrite width" in widget.status_label.text()
     _check_spine_features(spines)
+
+    widget.confirm_button.click()  # confirmed: the user's pixel size, no more warning
+    assert widget.pixel_note.isHidden() and widget.confirm_button.isHidden()
+    warnings.clear()
+    _run(qtbot, widget)
+    meta = viewer.layers["plane spines"].metadata["dendrite_panoptic"]
+    assert meta["pixel_size_source"] == "pixel_size_um parameter"
+    assert not any("estimated" in m for m in warnings)
+
+    # a calibrated image clears the estimate
+    viewer.add_image(small_plane.image[0], name="calibrated", scale=(0.1, 0.1))
+    widget.image_picker.value = viewer.layers["calibrated"]
+    assert widget.estimate is None and widget.pixel_note.isHidden()
+    assert widget.pixel_size.value() == 0  # "from layer scale": the estimate was not its own
 
 
 def test_cancel_leaves_the_layer_list_as_it_was(open_widget, qtbot, small_stack):
@@ -177,7 +203,7 @@ def test_users_own_layer_with_the_result_name_is_kept(open_widget, qtbot, small_
     warnings = _record(monkeypatch, _common, "show_warning")
     viewer.add_image(small_plane.image[0], name="plane", scale=(0.1, 0.1))
     mine = viewer.add_labels(np.full((128, 128), 7, dtype=np.uint8), name="plane spines")
-    widget.image_combo.setCurrentText("plane")
+    widget.image_picker.value = viewer.layers["plane"]
 
     _run(qtbot, widget)
     _run(qtbot, widget)

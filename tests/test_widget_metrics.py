@@ -7,7 +7,7 @@ import pytest
 from napari.layers import Labels, Points
 
 from napari_dendrite_panoptic._widgets import metrics as widget_module
-from napari_dendrite_panoptic._widgets._common import camera
+from napari_dendrite_panoptic._widgets._common import camera, offered
 from napari_dendrite_panoptic.errors import OutputExistsError
 from napari_dendrite_panoptic.evaluation.maps import STATUS_COLOURS
 
@@ -51,9 +51,9 @@ def _compute(qtbot, widget) -> bool:
 
 def _choose(widget, **names):
     for key, name in names.items():
-        combo = getattr(widget, key)
-        assert combo.findText(name) >= 0, f"{name} not offered in {key}"
-        combo.setCurrentText(name)
+        picker = getattr(widget, key)
+        assert name in offered(picker), f"{name} not offered in {key}"
+        picker.value = widget.viewer.layers[name]
 
 
 def test_three_of_four_spines_and_a_false_positive_give_f1_075_with_colour_coded_layer(dock, qtbot):
@@ -61,7 +61,8 @@ def test_three_of_four_spines_and_a_false_positive_give_f1_075_with_colour_coded
     viewer.add_labels(PRED, name="pred", scale=SCALE[1:])
     viewer.add_labels(TRUTH, name="rater", scale=SCALE[1:])
     viewer.add_points(np.zeros((1, 2)), name="clicks")  # points are offered for ground truth only
-    assert widget.pred_spines.findText("clicks") < 0 and widget.truth_spines.findText("clicks") > 0
+    assert "clicks" not in offered(widget.pred_spines)
+    assert "clicks" in offered(widget.truth_spines)
     _choose(widget, pred_spines="pred", truth_spines="rater")
     assert _compute(qtbot, widget)
     assert messages["error"] == []
@@ -89,7 +90,7 @@ def test_three_of_four_spines_and_a_false_positive_give_f1_075_with_colour_coded
     expected = np.array([int(STATUS_COLOURS["FP"][i : i + 2], 16) / 255 for i in (1, 3, 5)])
     np.testing.assert_allclose(fp_colour[:3], expected, atol=1e-2)
     # our layers are not offered as inputs
-    assert widget.pred_spines.findText("pred vs rater matches") < 0
+    assert "pred vs rater matches" not in offered(widget.pred_spines)
 
 
 def test_clicking_a_row_selects_the_spine_and_centres_the_camera_in_3d(dock, qtbot):
@@ -155,7 +156,7 @@ def test_every_plane_and_current_plane(dock, qtbot):
     viewer.add_labels(dend_p, name="dp", scale=(0.5, 0.1, 0.1))
     viewer.add_labels(dend_t, name="dt", scale=(0.5, 0.1, 0.1))
     _choose(widget, pred_spines="pred", truth_spines="truth", pred_dendrite="dp")
-    widget.truth_dendrite.setCurrentText("dt")
+    _choose(widget, truth_dendrite="dt")
     widget.scope.setCurrentText("Every plane")
     assert _compute(qtbot, widget)
     f = widget.figures
@@ -198,12 +199,10 @@ def test_clear_messages_for_mismatched_shapes_scales_empty_and_semantic_layers(d
     assert "Split 'mask'" in widget.split_button.text()
     widget.split_button.click()
     assert widget.split_button.isHidden()
-    assert "mask instances" in viewer.layers and widget.truth_spines.currentText() == (
-        "mask instances"
-    )
+    assert widget.truth_spines.value == viewer.layers["mask instances"]
     assert np.array_equal(viewer.layers["mask"].data, (TRUTH > 0))  # the user's layer is kept
     assert _compute(qtbot, widget) and widget.figures["spine_f1"][0] == pytest.approx(0.75)
-    widget.pred_spines.setCurrentText("(none)")
+    widget.pred_spines.value = None  # "(none)"
     assert not _compute(qtbot, widget) and "both" in messages["error"][-1]
 
 

@@ -36,8 +36,8 @@ def test_table_fills_features_selects_and_recomputes_after_painting(dock, qtbot,
     ids = np.unique(small_plane.spines)[1:]
     # the inference dock's table (score) stays in the features, joined by id
     viewer.layers["img spines"].features = {"index": ids, "id": ids, "score": ids / 100.0}
-    assert widget.dendrite_combo.currentText() == "img dendrites"
-    assert widget.spine_combo.currentText() == "img spines"
+    assert widget.dendrite_picker.value == viewer.layers["img dendrites"]
+    assert widget.spine_picker.value == viewer.layers["img spines"]
     _recompute(qtbot, widget)
     layer = viewer.layers["img spines"]
     assert list(layer.features["id"]) == list(ids)

@@ -1,5 +1,5 @@
-"""Helpers shared by the plugin's widgets: layer scale ↔ voxel size, result layers in the viewer,
-a model folder picker.
+"""Helpers shared by the plugin's widgets: layer pickers, layer scale ↔ voxel size, result layers
+in the viewer, a model folder picker.
 
 Result layers that this plugin writes carry ``metadata["dendrite_panoptic"]``; only those are
 ever updated in place, so a layer the user made is never overwritten.
@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from magicgui.widgets import ComboBox
 from napari.utils.notifications import show_error, show_warning
 from qtpy.QtCore import QSize, Qt
 from qtpy.QtWidgets import (
@@ -98,15 +99,61 @@ def spin_box(lo: float, hi: float, value: float, step: float, decimals: int) -> 
     return spin
 
 
-def relist(combo: QComboBox, names: Sequence[str]) -> None:
-    """Offer :data:`NONE` then ``names`` in a layer picker, keeping its choice while that name
-    is still offered (else :data:`NONE`), without emitting change signals."""
-    current = combo.currentText()
-    combo.blockSignals(True)
-    combo.clear()
-    combo.addItems([NONE, *names])
-    combo.setCurrentText(current if current in names else NONE)
-    combo.blockSignals(False)
+def layer_picker(
+    viewer: napari.viewer.Viewer,
+    kinds: type | tuple[type, ...],
+    *,
+    optional: bool = False,
+    keep: Callable[[Any], bool] | None = None,
+    tooltip: str | None = None,
+) -> ComboBox:
+    """A magicgui ``ComboBox`` offering the viewer's layers of ``kinds`` (in layer-list order).
+
+    Its ``value`` is the chosen layer object (None for :data:`NONE`, offered first when
+    ``optional``); ``keep`` leaves out layers for which it returns False. The choices are
+    re-read by ``reset_choices()``: a dock holding pickers has a ``reset_choices`` method that
+    calls :func:`reset_picker` on each, and napari connects that method to the layer list's
+    inserted, removed, reordered and renamed events when it docks the widget, as it does for
+    magicgui widgets.
+    """
+
+    def layers(_widget: Any) -> list[tuple[str, Any]]:
+        return [
+            (layer.name, layer)
+            for layer in viewer.layers
+            if isinstance(layer, kinds) and (keep is None or keep(layer))
+        ]
+
+    picker = ComboBox(choices=layers, nullable=optional, tooltip=tooltip)
+    if optional:
+        picker.null_string = NONE
+        picker.reset_choices()
+    return picker
+
+
+def reset_picker(picker: ComboBox) -> None:
+    """Re-read a layer picker's choices, in layer-list order, keeping the chosen layer while it
+    is offered (also when it was renamed), else choosing the first layer (or :data:`NONE`).
+    ``picker.changed`` is emitted once, and only when the chosen layer changed.
+
+    magicgui's own ``reset_choices`` matches entries by name, so a renamed layer would move to
+    the end of the list and, when chosen, lose its place as the choice.
+    """
+    before = picker.value
+    with picker.changed.blocked():
+        picker.native.blockSignals(True)
+        picker.native.clear()  # re-listed in layer order below
+        picker.native.blockSignals(False)
+        picker.reset_choices()
+        if before is not None and any(layer == before for layer in picker.choices):
+            picker.value = before
+    if picker.value != before:  # == not `is`: napari hands plugins proxies of its layers
+        picker.changed.emit(picker.value)
+
+
+def offered(picker: ComboBox) -> list[str]:
+    """The names a layer picker offers (without :data:`NONE`), in order."""
+    return [layer.name for layer in picker.choices if layer is not None]
 
 
 def voxel_size_from_scale(scale: Sequence[float]) -> tuple[float, float, float]:

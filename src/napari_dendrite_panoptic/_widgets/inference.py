@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from napari.utils import progress
-from napari.utils.notifications import show_error, show_info, show_warning
+from napari.utils.notifications import show_error, show_warning
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -33,7 +33,9 @@ from ._common import (
     add_or_update_labels,
     button_row,
     form,
+    layer_picker,
     layer_units,
+    reset_picker,
     scale_is_calibrated,
     scrolling_layout,
     spatial_data,
@@ -140,7 +142,9 @@ class PanopticInferenceWidget(QWidget):
         self._finished_ok = False
         self._napari_progress: Any = None
 
-        self.image_combo = QComboBox()
+        from napari.layers import Image
+
+        self.image_picker = layer_picker(napari_viewer, Image)
         self.model_combo = ModelPicker()
         self.device_combo = QComboBox()
         # the lowest value (-0.05) stands for "the threshold recommended by the model's card"
@@ -150,6 +154,20 @@ class PanopticInferenceWidget(QWidget):
         self.pixel_size = spin_box(0.0, 100.0, 0.0, 0.01, 4)
         self.pixel_size.setSpecialValueText("from layer scale")
         self.pixel_size.setSuffix(" µm")
+        self.pixel_size.valueChanged.connect(self._on_pixel_size_edited)
+        # an uncalibrated image: the field holds the pixel size estimated from the dendrite
+        # width until the user confirms or corrects it
+        self.pixel_note = QLabel("")
+        self.pixel_note.setWordWrap(True)
+        self.pixel_note.setVisible(False)
+        self.confirm_button = QPushButton("Confirm")
+        self.confirm_button.setToolTip("Use this pixel size for the image")
+        self.confirm_button.clicked.connect(self.confirm_pixel_size)
+        self.confirm_button.setVisible(False)
+        self.estimate: float | None = None
+        """The pixel size (µm) estimated for the chosen uncalibrated image, None otherwise."""
+        self.pixel_size_confirmed = False
+        self._filled = False  # the field holds the estimate (confirmed or not)
         self.flips = QCheckBox("4 mirror views vote")
         self.flips.setToolTip(
             "Segment each plane as seen in four mirror views and keep the spines most views "
@@ -182,12 +200,13 @@ class PanopticInferenceWidget(QWidget):
         layout.addLayout(
             form(
                 [
-                    ("Image", self.image_combo),
+                    ("Image", self.image_picker.native),
                     ("Model", self.model_combo),
                     ("Device", self.device_combo),
                     ("Spine score ≥", self.score_threshold),
                     ("Dendrite prob. ≥", self.dendrite_threshold),
-                    ("Pixel size", self.pixel_size),
+                    ("Pixel size", button_row(self.pixel_size, self.confirm_button)),
+                    ("", self.pixel_note),
                     ("Stacks", self.stack_mode),
                     ("Quality", self.flips),
                     ("Time series", self.all_time_points),
@@ -199,26 +218,72 @@ class PanopticInferenceWidget(QWidget):
         layout.addWidget(self.status_label)
         layout.addStretch(1)
 
-        events = self.viewer.layers.events
-        for name in ("inserted", "removed", "reordered", "renamed"):
-            if hasattr(events, name):
-                getattr(events, name).connect(self.refresh_layers)
-        self.refresh_layers()
         from ..models import available_devices
 
         self.device_combo.addItems(available_devices())
+        self.image_picker.changed.connect(self._on_image_chosen)
+        self._on_image_chosen()
 
     # --- pickers ---------------------------------------------------------------------------
-    def refresh_layers(self, *_: Any) -> None:
-        """Offer the viewer's Image layers, keeping the current choice when it still exists."""
-        from napari.layers import Image
+    def reset_choices(self, *_: Any) -> None:
+        """Re-read the viewer's Image layers into the image picker (napari calls this on every
+        change of the layer list), keeping the choice while its layer exists."""
+        reset_picker(self.image_picker)
 
-        current = self.image_combo.currentText()
-        names = [layer.name for layer in self.viewer.layers if isinstance(layer, Image)]
-        self.image_combo.clear()
-        self.image_combo.addItems(names)
-        if current in names:
-            self.image_combo.setCurrentText(current)
+    def _on_image_chosen(self, *_: Any) -> None:
+        """An uncalibrated image (scale 1) gets its pixel size estimated from the dendrite
+        width, shown highlighted in the field until confirmed; a calibrated one clears it."""
+        from ..errors import InputError
+        from ..inference import estimate_pixel_size
+
+        layer = self.image_picker.value
+        if self._filled:  # the previous image's estimate, confirmed or not, is not this one's
+            self._set_pixel_size(0.0)
+        self.estimate, self.pixel_size_confirmed, self._filled = None, False, False
+        if layer is None or getattr(layer, "rgb", False) or scale_is_calibrated(layer.scale):
+            self._show_pixel_note("")
+            return
+        try:
+            data, _ = spatial_data(layer, self.viewer)
+            estimate = estimate_pixel_size(data)
+        except (InputError, ValueError) as exc:
+            self._show_pixel_note(
+                f"'{layer.name}' has no pixel size and {exc}: set it here, or the model's is used."
+            )
+            return
+        self.estimate = round(estimate.pixel_size_um, 4)
+        self._set_pixel_size(self.estimate)
+        self._filled = True
+        self._show_pixel_note(
+            f"'{layer.name}' has no pixel size: estimated from the dendrite width (shafts "
+            f"{estimate.shaft_width_px:.0f} px wide). Please confirm or correct it."
+        )
+
+    def _set_pixel_size(self, value: float) -> None:
+        self.pixel_size.blockSignals(True)
+        self.pixel_size.setValue(value)
+        self.pixel_size.blockSignals(False)
+
+    def _show_pixel_note(self, text: str) -> None:
+        """Show ``text`` under the pixel size, highlighted ("" hides it and the highlight)."""
+        waiting = bool(text) and self.estimate is not None and not self.pixel_size_confirmed
+        self.pixel_note.setText(text)
+        self.pixel_note.setVisible(bool(text))
+        self.pixel_note.setStyleSheet("color: #ffa500; font-weight: bold;" if text else "")
+        self.pixel_size.setStyleSheet("background-color: #7a5200;" if waiting else "")
+        self.confirm_button.setVisible(waiting)
+
+    def confirm_pixel_size(self) -> None:
+        """Accept the pixel size in the field for the chosen image."""
+        if self.estimate is None:
+            return
+        self.pixel_size_confirmed = True
+        self._show_pixel_note("")
+
+    def _on_pixel_size_edited(self, _value: float) -> None:
+        self._filled = False  # the user's own value: kept for the next image too
+        if self.estimate is not None and not self.pixel_size_confirmed:
+            self.confirm_pixel_size()  # a value the user typed is a confirmed one
 
     def refresh_models(self) -> None:
         """Re-list the bundled and user model folders (keeps the selection when it still exists)."""
@@ -239,15 +304,15 @@ class PanopticInferenceWidget(QWidget):
         """Validate the inputs and start inference in a worker thread."""
         if self.worker is not None:
             return
-        name = self.image_combo.currentText()
-        if name not in self.viewer.layers:
+        layer = self.image_picker.value
+        if layer is None or layer not in self.viewer.layers:
             show_error("Choose an image layer to segment first.")
             return
+        name = layer.name
         folder = self.model_combo.folder()
         if folder is None:
             show_error("No model selected: choose a model folder with 'Browse…'.")
             return
-        layer = self.viewer.layers[name]
         if getattr(layer, "rgb", False):
             show_error(f"'{name}' is an RGB image: split the channels and pick one.")
             return
@@ -281,14 +346,8 @@ class PanopticInferenceWidget(QWidget):
         scale = [float(s) for s in layer.scale[-ndim:]]
         override = self.pixel_size.value()
         voxel = voxel_size_from_scale(scale) if scale_is_calibrated(scale) else None
-        if voxel is None and override == 0:
-            from ..models import ModelCard
-
-            native = ModelCard.load(Path(folder)).pixel_size_um
-            show_info(
-                f"'{layer.name}' has no pixel size (scale 1): assuming the model's pixel size "
-                f"of {native:g} µm. Set 'Pixel size' if that is wrong."
-            )
+        if voxel is None and self.estimate is not None and not self.pixel_size_confirmed:
+            override = 0.0  # not confirmed: the engine estimates it and says so
         config = InferenceConfig(
             model=folder,
             device=self.device_combo.currentText() or "auto",

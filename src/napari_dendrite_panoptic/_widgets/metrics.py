@@ -30,15 +30,15 @@ from ..core import mask_to_instances
 from ..errors import DendritePanopticError, OutputExistsError
 from ..evaluation import compare_in_scope
 from ._common import (
-    NONE,
     OURS,
     add_or_update_labels,
     button_row,
     camera,
     form,
     is_ours,
+    layer_picker,
     placement,
-    relist,
+    reset_picker,
     scrolling_layout,
     spin_box,
     voxel_size_from_scale,
@@ -88,11 +88,25 @@ class MetricsWidget(QWidget):
         """The running computation (a napari FunctionWorker), None when idle."""
         self._pending: dict[str, Any] = {}
 
-        self.pred_dendrite = QComboBox()
-        self.truth_dendrite = QComboBox()
-        self.pred_spines = QComboBox()
-        self.truth_spines = QComboBox()
-        self.truth_spines.setToolTip("Labels with one id per spine, or Points at spine centres")
+        from napari.layers import Labels, Points
+
+        # Labels layers, our own difference layers left out; spine ground truth may be Points
+        # (centres), not our own
+        def is_input(layer: Any) -> bool:
+            if isinstance(layer, Points):
+                return not is_ours(layer)
+            return _role(layer) not in ("matches", "differences")
+
+        self.pred_dendrite = layer_picker(napari_viewer, Labels, optional=True, keep=is_input)
+        self.truth_dendrite = layer_picker(napari_viewer, Labels, optional=True, keep=is_input)
+        self.pred_spines = layer_picker(napari_viewer, Labels, optional=True, keep=is_input)
+        self.truth_spines = layer_picker(
+            napari_viewer,
+            (Labels, Points),
+            optional=True,
+            keep=is_input,
+            tooltip="Labels with one id per spine, or Points at spine centres",
+        )
         self.iou = spin_box(0.05, 1.0, cmp.DEFAULT_IOU, 0.05, 2)
         self.distance = spin_box(0.01, 100.0, cmp.DEFAULT_DISTANCE_UM, 0.1, 2)
         self.distance.setSuffix(" µm")
@@ -120,10 +134,10 @@ class MetricsWidget(QWidget):
         layout.addLayout(
             form(
                 [
-                    ("Dendrite prediction", self.pred_dendrite),
-                    ("Dendrite ground truth", self.truth_dendrite),
-                    ("Spine prediction", self.pred_spines),
-                    ("Spine ground truth", self.truth_spines),
+                    ("Dendrite prediction", self.pred_dendrite.native),
+                    ("Dendrite ground truth", self.truth_dendrite.native),
+                    ("Spine prediction", self.pred_spines.native),
+                    ("Spine ground truth", self.truth_spines.native),
                     ("Match at IoU >", self.iou),
                     ("Centre within", self.distance),
                     ("Scope", self.scope),
@@ -141,37 +155,21 @@ class MetricsWidget(QWidget):
         layout.addWidget(QLabel("Spines (click a row to go to it)"))
         layout.addWidget(self.objects_table)
 
-        events = self.viewer.layers.events
-        for name in ("inserted", "removed", "reordered", "renamed"):
-            if hasattr(events, name):
-                getattr(events, name).connect(self.refresh_layers)
-        self.refresh_layers()
-
     # --- pickers ---------------------------------------------------------------------------
-    def refresh_layers(self, *_: Any) -> None:
-        """Offer the viewer's Labels layers (and Points for spine ground truth); our own
-        difference layers are left out. Keeps each choice while its layer exists."""
-        from napari.layers import Labels, Points
-
-        labels = [
-            ly.name
-            for ly in self.viewer.layers
-            if isinstance(ly, Labels) and _role(ly) not in ("matches", "differences")
-        ]
-        points = [
-            ly.name for ly in self.viewer.layers if isinstance(ly, Points) and not is_ours(ly)
-        ]
-        for combo, names in (
-            (self.pred_dendrite, labels),
-            (self.truth_dendrite, labels),
-            (self.pred_spines, labels),
-            (self.truth_spines, labels + points),
+    def reset_choices(self, *_: Any) -> None:
+        """Re-read the viewer's layers into the four pickers (napari calls this on every change
+        of the layer list); each keeps its choice while that layer is offered."""
+        for picker in (
+            self.pred_dendrite,
+            self.truth_dendrite,
+            self.pred_spines,
+            self.truth_spines,
         ):
-            relist(combo, names)
+            reset_picker(picker)
 
-    def _layer(self, combo: QComboBox) -> Any:
-        name = combo.currentText()
-        return self.viewer.layers[name] if name != NONE and name in self.viewer.layers else None
+    def _layer(self, picker: Any) -> Any:
+        layer = picker.value
+        return layer if layer is not None and layer in self.viewer.layers else None
 
     # --- computing -------------------------------------------------------------------------
     def compute(self) -> bool:
@@ -390,9 +388,9 @@ class MetricsWidget(QWidget):
             metadata=meta,
             **placement(layer),
         )
-        for combo in (self.pred_spines, self.truth_spines):
-            if combo.currentText() == name:
-                combo.setCurrentText(new.name)
+        for picker in (self.pred_spines, self.truth_spines):
+            if picker.value == layer:
+                picker.value = new
         self.split_button.setVisible(False)
         self._split_name = None
         show_info(f"'{new.name}': {int(split.max())} spines from the regions of '{name}'.")

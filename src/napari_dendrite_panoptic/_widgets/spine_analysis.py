@@ -39,7 +39,16 @@ from qtpy.QtWidgets import (
 )
 
 from ..errors import DendritePanopticError
-from ._common import button_row, camera, form, placement, scrolling_layout, voxel_size_from_scale
+from ._common import (
+    button_row,
+    camera,
+    form,
+    layer_picker,
+    placement,
+    reset_picker,
+    scrolling_layout,
+    voxel_size_from_scale,
+)
 
 if TYPE_CHECKING:
     import napari
@@ -114,9 +123,12 @@ class SpineAnalysisWidget(QWidget):
         self._watched: list[Any] = []
         self._job_layers: tuple[str, str, str] | None = None
 
-        self.image_combo = QComboBox()
-        self.dendrite_combo = QComboBox()
-        self.spine_combo = QComboBox()
+        from napari.layers import Image, Labels
+
+        self._ready = False  # until the pickers made their first guesses
+        self.image_picker = layer_picker(napari_viewer, Image)
+        self.dendrite_picker = layer_picker(napari_viewer, Labels)
+        self.spine_picker = layer_picker(napari_viewer, Labels)
         self.method_combo = QComboBox()
         self.method_combo.addItems(["auto", "learned", "rules"])
         self.auto_update = QCheckBox("Recompute after edits")
@@ -162,9 +174,9 @@ class SpineAnalysisWidget(QWidget):
         layout.addLayout(
             form(
                 [
-                    ("Image", self.image_combo),
-                    ("Dendrite labels", self.dendrite_combo),
-                    ("Spine labels", self.spine_combo),
+                    ("Image", self.image_picker.native),
+                    ("Dendrite labels", self.dendrite_picker.native),
+                    ("Spine labels", self.spine_picker.native),
                     ("Spine types", self.method_combo),
                     ("Colour spines by", self.colour_combo),
                 ]
@@ -185,14 +197,14 @@ class SpineAnalysisWidget(QWidget):
         self._debounce.setInterval(DEBOUNCE_MS)
         self._debounce.timeout.connect(self.recompute)
 
-        events = self.viewer.layers.events
-        for name in ("inserted", "removed", "reordered", "renamed"):
-            if hasattr(events, name):
-                getattr(events, name).connect(self.refresh_layers)
-        events.removed.connect(self._on_layer_removed)
-        self.spine_combo.currentTextChanged.connect(self._watch_layers)
-        self.dendrite_combo.currentTextChanged.connect(self._watch_layers)
-        self.refresh_layers()
+        self.viewer.layers.events.removed.connect(self._on_layer_removed)
+        self._picked: set[int] = set()  # ids of the pickers the user chose in by hand
+        for picker in (self.dendrite_picker, self.spine_picker):
+            picker.native.activated.connect(lambda _i, p=picker: self._picked.add(id(p)))
+        self.spine_picker.changed.connect(self._watch_layers)
+        self.dendrite_picker.changed.connect(self._watch_layers)
+        self.reset_choices()
+        self._ready = True
 
     def _on_layer_removed(self, event: Any) -> None:
         """Clear the tables when the spine or dendrite layer they describe is deleted."""
@@ -208,33 +220,31 @@ class SpineAnalysisWidget(QWidget):
         self.status_label.setText(f"'{name}' was deleted: its tables are cleared.")
 
     # --- pickers ---------------------------------------------------------------------------
-    def refresh_layers(self, *_: Any) -> None:
-        """Offer Image and Labels layers; guess ``<image> dendrites`` / ``<image> spines``."""
-        from napari.layers import Image, Labels
-
-        images = [ly.name for ly in self.viewer.layers if isinstance(ly, Image)]
-        labels = [ly.name for ly in self.viewer.layers if isinstance(ly, Labels)]
-        for combo, names, hint in (
-            (self.image_combo, images, None),
-            (self.dendrite_combo, labels, "dendrite"),
-            (self.spine_combo, labels, "spine"),
+    def reset_choices(self, *_: Any) -> None:
+        """Re-read the Image and Labels layers into the pickers (napari calls this on every
+        change of the layer list). A choice is kept while its layer exists; a label picker
+        whose layer is gone, or that the user has not chosen in, takes the first layer whose
+        name holds "dendrite" / "spine" (so ``<image> spines`` is found when the inference dock
+        adds it after ``<image> dendrites``)."""
+        for picker, hint in (
+            (self.image_picker, None),
+            (self.dendrite_picker, "dendrite"),
+            (self.spine_picker, "spine"),
         ):
-            current = combo.currentText()
-            combo.blockSignals(True)
-            combo.clear()
-            combo.addItems(names)
-            if current in names:
-                combo.setCurrentText(current)
-            elif hint is not None:
-                guess = [n for n in names if hint in n.lower()]
-                if guess:
-                    combo.setCurrentText(guess[0])
-            combo.blockSignals(False)
+            before = picker.value if self._ready else None
+            with picker.changed.blocked():
+                reset_picker(picker)
+                lost = before is None or before != picker.value
+                unpicked = id(picker) not in self._picked
+                if hint is not None and (lost or unpicked) and hint not in _name(picker.value):
+                    guess = [ly for ly in picker.choices if hint in ly.name.lower()]
+                    if guess:
+                        picker.value = guess[0]
         self._watch_layers()
 
-    def _layer(self, combo: QComboBox):
-        name = combo.currentText()
-        return self.viewer.layers[name] if name in self.viewer.layers else None  # noqa: SIM401
+    def _layer(self, picker: Any) -> Any:
+        layer = picker.value
+        return layer if layer is not None and layer in self.viewer.layers else None
 
     def _watch_layers(self, *_: Any) -> None:
         """Re-run (debounced) when the chosen label layers are painted or get new data."""
@@ -244,7 +254,7 @@ class SpineAnalysisWidget(QWidget):
                 if emitter is not None:
                     emitter.disconnect(self._on_edit)
         self._watched = [
-            ly for ly in (self._layer(self.spine_combo), self._layer(self.dendrite_combo)) if ly
+            ly for ly in (self._layer(self.spine_picker), self._layer(self.dendrite_picker)) if ly
         ]
         for layer in self._watched:
             for ev in ("data", "paint", "set_data"):
@@ -268,9 +278,9 @@ class SpineAnalysisWidget(QWidget):
         if self.worker is not None:
             self._pending = True
             return
-        spines_layer = self._layer(self.spine_combo)
-        dend_layer = self._layer(self.dendrite_combo)
-        image_layer = self._layer(self.image_combo)
+        spines_layer = self._layer(self.spine_picker)
+        dend_layer = self._layer(self.dendrite_picker)
+        image_layer = self._layer(self.image_picker)
         if spines_layer is None or dend_layer is None:
             show_error("Choose a dendrite Labels layer and a spine Labels layer first.")
             return
@@ -495,3 +505,8 @@ class SpineAnalysisWidget(QWidget):
         from ..analysis import analysis_paths
 
         return analysis_paths(folder, stem)
+
+
+def _name(layer: Any) -> str:
+    """A picked layer's name in lower case ("" for none)."""
+    return "" if layer is None else layer.name.lower()

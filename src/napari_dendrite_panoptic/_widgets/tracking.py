@@ -19,12 +19,14 @@ from typing import Any
 import numpy as np
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
     QLabel,
     QLineEdit,
     QListWidget,
+    QListWidgetItem,
     QProgressBar,
     QPushButton,
     QTableWidget,
@@ -117,37 +119,58 @@ class SpinesOverTimeWidget(QWidget):
         self.export_button.clicked.connect(self._export_clicked)
         self.merge_button.clicked.connect(self._merge_clicked)
         self.split_button.clicked.connect(self._split_clicked)
-        for event in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed):
-            event.connect(lambda *_: self.refresh_layers())
-        self.refresh_layers()
+        self.reset_choices()
 
-    def refresh_layers(self) -> None:
-        """List the Labels layers whose names end in "spines" (not this dock's own)."""
+    # The session list stays a QListWidget rather than a magicgui picker: the user drags the
+    # sessions into time order and chooses several, and magicgui's Select widget has no
+    # reordering (its value follows the order of its choices). It follows the layer list the
+    # way magicgui pickers do: napari calls reset_choices on every change of the layer list.
+    def reset_choices(self, *_: Any) -> None:
+        """List the Labels layers whose names end in "spines" (not this dock's own), keeping
+        the order the user dragged them into and the chosen ones; a renamed layer keeps its
+        place under its new name, new layers are added at the end."""
         import napari
 
-        chosen = set(self.selected_names())
+        spine_layers = [
+            layer
+            for layer in self.viewer.layers
+            if isinstance(layer, napari.layers.Labels) and layer.name.endswith("spines")
+        ]
+        listed = self._listed_ids()
+        chosen = {listed[i] for i in self._chosen_sessions()}
+        by_id = {layer.unique_id: layer for layer in spine_layers}
+        order = [i for i in listed if i in by_id] + [i for i in by_id if i not in listed]
+        self._list_sessions([by_id[i] for i in order], chosen)
+
+    def _list_sessions(self, layers: list[Any], chosen: set[Any]) -> None:
+        """List ``layers`` in this order, those whose ``unique_id`` is in ``chosen`` selected
+        (ids, not the layer objects: napari hands plugins a new proxy of a layer each time)."""
         self.session_list.clear()
-        for layer in self.viewer.layers:
-            if isinstance(layer, napari.layers.Labels) and layer.name.endswith("spines"):
-                self.session_list.addItem(layer.name)
-                item = self.session_list.item(self.session_list.count() - 1)
-                item.setSelected(layer.name in chosen)
+        for layer in layers:
+            item = QListWidgetItem(layer.name)
+            item.setData(Qt.ItemDataRole.UserRole, layer.unique_id)
+            self.session_list.addItem(item)
+        for row, layer in enumerate(layers):
+            self.session_list.item(row).setSelected(layer.unique_id in chosen)
+
+    def _listed_ids(self) -> list[Any]:
+        """The ``unique_id`` of the listed layers, in list order (as dragged)."""
+        count = self.session_list.count()
+        return [self.session_list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(count)]
+
+    def _chosen_sessions(self) -> list[int]:
+        count = self.session_list.count()
+        return [i for i in range(count) if self.session_list.item(i).isSelected()]
 
     def selected_names(self) -> list[str]:
         """The chosen spine layers, in list order."""
-        return [
-            self.session_list.item(i).text()
-            for i in range(self.session_list.count())
-            if self.session_list.item(i).isSelected()
-        ]
+        return [self.session_list.item(i).text() for i in self._chosen_sessions()]
 
     def select(self, names: list[str]) -> None:
-        """Choose these spine layers as the sessions, in this order."""
-        self.session_list.clear()
-        rest = [n for n in (x.name for x in self.viewer.layers) if n.endswith("spines")]
-        for n in [*names, *[r for r in rest if r not in names]]:
-            self.session_list.addItem(n)
-            self.session_list.item(self.session_list.count() - 1).setSelected(n in names)
+        """Choose these spine layers as the sessions, in this order (listed first)."""
+        first = [self.viewer.layers[n] for n in names]
+        self._list_sessions(first, {layer.unique_id for layer in first})
+        self.reset_choices()  # the other spine layers after them, unchosen
 
     def _sessions(self):
         from ..tracking import Session

@@ -36,13 +36,13 @@ from qtpy.QtWidgets import (
 
 from ..errors import DendritePanopticError
 from ._common import (
-    NONE,
     ModelPicker,
     button_row,
     form,
+    layer_picker,
     placement,
     refresh_model_pickers,
-    relist,
+    reset_picker,
     scrolling_layout,
 )
 from .loss_plot import LossPlot
@@ -110,6 +110,9 @@ class TrainOnCorrectionsWidget(QWidget):
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.table.verticalHeader().setVisible(False)
+        # per table row: magicgui layer pickers of its image, dendrite and spine layers (their
+        # native Qt widgets sit in the row's cells)
+        self._row_pickers: list[tuple[Any, Any, Any]] = []
         self.add_row_button = QPushButton("Add image")
         self.add_row_button.clicked.connect(lambda: self.add_row())
         self.remove_row_button = QPushButton("Remove image")
@@ -200,10 +203,6 @@ class TrainOnCorrectionsWidget(QWidget):
         layout.addWidget(self.plot)
         layout.addWidget(self.rerun_button)
 
-        events = self.viewer.layers.events
-        for name in ("inserted", "removed", "renamed"):
-            if hasattr(events, name):
-                getattr(events, name).connect(self.refresh_layers)
         self.add_row()
 
     # --- the table of triples ----------------------------------------------------------------
@@ -215,12 +214,19 @@ class TrainOnCorrectionsWidget(QWidget):
 
     def add_row(self, image: str | None = None) -> int:
         """Add a triple; its labels default to ``<image> dendrites`` / ``<image> spines``."""
+        from napari.layers import Image, Labels
+
         row = self.table.rowCount()
         self.table.insertRow(row)
-        for col in range(3):
-            self.table.setCellWidget(row, col, QComboBox())
+        pickers = (
+            layer_picker(self.viewer, Image, optional=True),
+            layer_picker(self.viewer, Labels, optional=True),
+            layer_picker(self.viewer, Labels, optional=True),
+        )
+        self._row_pickers.append(pickers)
+        for col, picker in enumerate(pickers):
+            self.table.setCellWidget(row, col, picker.native)
         self.table.setCellWidget(row, 3, QCheckBox())
-        self._fill_row(row)
         images = self._names("image")
         taken = {self.row_names(r)[0] for r in range(row)}
         choice = image or next((n for n in images if n not in taken), None)
@@ -232,12 +238,9 @@ class TrainOnCorrectionsWidget(QWidget):
         """Remove the selected triple (the last one when none is selected)."""
         row = self.table.currentRow()
         if self.table.rowCount():
-            self.table.removeRow(row if row >= 0 else self.table.rowCount() - 1)
-
-    def _fill_row(self, row: int) -> None:
-        image_names, label_names = self._names("image"), self._names("labels")
-        for col, names in ((0, image_names), (1, label_names), (2, label_names)):
-            relist(self.table.cellWidget(row, col), names)
+            row = row if row >= 0 else self.table.rowCount() - 1
+            self.table.removeRow(row)
+            del self._row_pickers[row]
 
     def set_row(
         self,
@@ -248,26 +251,30 @@ class TrainOnCorrectionsWidget(QWidget):
         held_out: bool = False,
     ) -> None:
         """Choose the layers of one triple (labels default to the inference dock's names)."""
-        combos = [self.table.cellWidget(row, c) for c in range(3)]
-        combos[0].setCurrentText(image)
+        pickers = self._row_pickers[row]
+        pickers[0].value = self.viewer.layers[image]
         labels = self._names("labels")
-        for combo, name in ((combos[1], dendrite), (combos[2], spines)):
-            default = f"{image} {'dendrites' if combo is combos[1] else 'spines'}"
+        for picker, name, role in (
+            (pickers[1], dendrite, "dendrites"),
+            (pickers[2], spines, "spines"),
+        ):
+            default = f"{image} {role}"
             name = name or (default if default in labels else None)
             if name:
-                combo.setCurrentText(name)
+                picker.value = self.viewer.layers[name]
         self.table.cellWidget(row, 3).setChecked(held_out)
 
     def row_names(self, row: int) -> tuple[str, str, str, bool]:
         """(image, dendrite, spine layer names, held out) of a row; "" for none."""
-        names = [self.table.cellWidget(row, c).currentText() for c in range(3)]
-        names = ["" if n == NONE else n for n in names]
+        names = ["" if p.value is None else p.value.name for p in self._row_pickers[row]]
         return names[0], names[1], names[2], self.table.cellWidget(row, 3).isChecked()
 
-    def refresh_layers(self, *_: Any) -> None:
-        """Re-list the layers in every row, keeping the choices that still exist."""
-        for row in range(self.table.rowCount()):
-            self._fill_row(row)
+    def reset_choices(self, *_: Any) -> None:
+        """Re-read the layers into every row's pickers (napari calls this on every change of
+        the layer list), keeping the choices whose layers still exist."""
+        for pickers in self._row_pickers:
+            for picker in pickers:
+                reset_picker(picker)
 
     # --- inputs --------------------------------------------------------------------------------
     def _collect(self) -> tuple[list[Any], list[Any], list[dict[str, Any]], list[str]]:
@@ -297,7 +304,7 @@ class TrainOnCorrectionsWidget(QWidget):
         split = mask_to_instances(layer.data)
         name = f"{spi_name} instances"
         new = self.viewer.add_labels(split, name=name, **placement(layer))
-        self.table.cellWidget(row, 2).setCurrentText(new.name)
+        self._row_pickers[row][2].value = new
         self.split_button.setVisible(False)
         self._semantic_row = None
         show_info(f"Added '{new.name}' with {int(split.max())} spines; '{spi_name}' is unchanged.")
@@ -511,5 +518,5 @@ class TrainOnCorrectionsWidget(QWidget):
         widget.set_model_folder(self.last_model_folder)
         images = self._job.get("images", [])
         if images and images[0] in self.viewer.layers:
-            widget.image_combo.setCurrentText(images[0])
+            widget.image_picker.value = self.viewer.layers[images[0]]
             widget.run()

@@ -264,8 +264,6 @@ def _open_input(
         raise InputError(f"Channel {channel} does not exist in '{path}': it has one channel (0).")
     volume = stack_zyx(stack, channel=channel)
     voxel = stack.voxel_size_um if stack.voxel_size_source != "none" else None
-    if voxel is None and args.pixel_size is None:
-        logger.warning("%s stores no voxel size; assuming the model's pixel size", path)
     low_memory = getattr(args, "low_memory", False) or result_bytes(volume.shape) > LOW_MEMORY_BYTES
     if not low_memory:
         volume = np.asarray(volume)
@@ -295,6 +293,8 @@ def _run_engine(
             continue
         if event.warning:
             print(f"dendrite-panoptic: {path.name}: {event.warning}", file=sys.stderr)
+            if bar is None:  # a notice before the first tile: no bar yet
+                continue
         if bar is None:
             bar = bar_factory(total=event.total, desc=path.name, unit="tile")
         bar.n = event.done

@@ -26,9 +26,11 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputError
 from ..models import LoadedModels, load_models
 from .config import InferenceConfig, PanopticResult, ProgressEvent
 from .memory import check_memory
+from .pixel_size import PixelSizeEstimate, estimate_notice, estimate_pixel_size
 from .planes import PlaneReader
 from .slabs import iter_predict_slabs, plan_stack
 from .steps import (
@@ -64,8 +66,10 @@ def iter_predict(
         (Y, X) or (Z, Y, X) array of any real dtype; lazy arrays (zarr, memmap, dask) are read
         plane by plane.
     voxel_size_um
-        (z, y, x) voxel size in µm, or None when unknown (then the model's native pixel size is
-        assumed, and ``pixel_size_source`` says "assumed").
+        (z, y, x) voxel size in µm, or None when unknown: then, unless ``config`` gives a
+        pixel size, it is estimated from the dendrite width (:func:`estimate_pixel_size`;
+        ``pixel_size_source`` says "estimated from dendrite width", the first event's
+        ``warning`` gives the value, ``parameters["pixel_size_estimate"]`` the measurement).
     config
         Thresholds, tiling, device, model folder.
     models
@@ -82,9 +86,40 @@ def iter_predict(
     """
     cfg = config or InferenceConfig()
     volume = checked_volume(image)
+    notices: list[str] = []
+    estimate = None
+    if cfg.pixel_size_um is None and voxel_size_um is None:  # never a silent default
+        try:
+            estimate = estimate_pixel_size(volume)
+            notices.append(estimate_notice(estimate))
+        except InputError as exc:
+            notices.append(f"no pixel size given and {exc}: assuming the model's pixel size")
+    for notice in notices:
+        yield ProgressEvent(0, 1, warning=notice)
+    for event in _iter_predict(
+        volume, voxel_size_um, cfg, models, should_stop, plane_sink, estimate
+    ):
+        if isinstance(event, PanopticResult):
+            event.parameters["warnings"] = [*notices, *event.parameters.get("warnings", [])]
+            if estimate is not None:
+                event.parameters["pixel_size_estimate"] = estimate.as_record()
+        yield event
+
+
+def _iter_predict(
+    volume: Any,
+    voxel_size_um: tuple[float, float, float] | None,
+    cfg: InferenceConfig,
+    models: LoadedModels | None,
+    should_stop: Callable[[], bool],
+    plane_sink: Callable[[int, np.ndarray, np.ndarray], None] | None,
+    estimate: PixelSizeEstimate | None,
+) -> Iterator[ProgressEvent | PanopticResult]:
+    """:func:`iter_predict` once the pixel size's source is settled."""
     nz, ny, nx = (int(s) for s in volume.shape)
     models = models or load_models(cfg.model, cfg.device)
-    voxel, source, native_shape = pixel_size(cfg, voxel_size_um, models.card.pixel_size_um, ny, nx)
+    native = models.card.pixel_size_um
+    voxel, source, native_shape = pixel_size(cfg, voxel_size_um, native, ny, nx, estimate)
     check_memory(0 if plane_sink else nz, ny, nx, *native_shape)
     score = cfg.spine_score_threshold
     if score is None:

@@ -77,6 +77,11 @@ def run_record(
         "pixel_size": {
             "used_um": list(result.voxel_size_um),
             "source": result.pixel_size_source,
+            **(
+                {"estimate": result.parameters["pixel_size_estimate"]}
+                if "pixel_size_estimate" in result.parameters
+                else {}
+            ),
         },
         "input": {
             "path": input_path,

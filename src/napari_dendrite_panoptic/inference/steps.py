@@ -21,6 +21,7 @@ from .config import InferenceConfig, PanopticResult, ProgressEvent
 from .dendrite_depth import trim_dendrite_depth
 from .flips import FLIP_VIEWS
 from .memory import OutOfMemory, after_out_of_memory, is_out_of_memory
+from .pixel_size import ESTIMATED, PixelSizeEstimate
 from .planes import reading_dtype, resize, stack_percentiles
 from .spine_table import SpineTableAccumulator, spine_table
 from .tile_passes import plane_pass
@@ -57,9 +58,11 @@ def pixel_size(
     native: float,
     ny: int,
     nx: int,
+    estimate: PixelSizeEstimate | None = None,
 ) -> tuple[tuple[float, float, float], str, tuple[int, int]]:
     """The run's voxel size (z, y, x) µm, where its pixel size came from, and the plane's
-    (height, width) px at the model's ``native`` pixel size (µm)."""
+    (height, width) px at the model's ``native`` pixel size (µm). Without a pixel size from the
+    config or the metadata, ``estimate`` (from the image) is used, else the model's."""
     if cfg.pixel_size_um is not None:
         px, source = float(cfg.pixel_size_um), "pixel_size_um parameter"
         py = px
@@ -67,6 +70,8 @@ def pixel_size(
     elif voxel_size_um is not None:
         vz, py, px = (float(v) for v in voxel_size_um)
         source = "image metadata"
+    elif estimate is not None:
+        vz, py, px, source = 1.0, estimate.pixel_size_um, estimate.pixel_size_um, ESTIMATED
     else:
         vz, py, px, source = 1.0, native, native, "assumed (model native pixel size)"
     for size in (py, px):
