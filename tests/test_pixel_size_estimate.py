@@ -98,3 +98,17 @@ def test_cli_prints_the_estimate_in_one_line_and_records_it(tiny_model_dir, tmp_
     record = json.loads((out2 / "uncalibrated_run.json").read_text())
     assert record["pixel_size"]["used_um"][1:] == pytest.approx([0.12, 0.12])
     assert "estimate" not in record["pixel_size"]
+
+
+def test_an_estimate_far_from_the_models_pixel_size_is_reported_but_not_used(tiny_model_dir):
+    """Hazy two-photon fields read as a third of their pixel size; using such an estimate would
+    shrink every spine threefold, so beyond a factor of 2 the model's own size is used."""
+    image = _plane(0.04, 1)  # the tiny model's pixel size is 0.1 µm
+    estimate = estimate_pixel_size(image)
+    assert estimate.pixel_size_um < 0.05
+    result = predict(image, None, InferenceConfig(model=str(tiny_model_dir), device="cpu"))
+    assert result.pixel_size_source.startswith("assumed")
+    assert result.voxel_size_um[1:] == pytest.approx((0.1, 0.1))
+    assert result.parameters["pixel_size_estimate"]["used"] is False
+    (warning,) = [w for w in result.parameters["warnings"] if "dendrite width" in w]
+    assert "using the model's 0.1 µm/px" in warning and f"{estimate.unclamped_um:.3g}" in warning

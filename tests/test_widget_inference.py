@@ -316,3 +316,15 @@ def test_result_layers_carry_the_image_units(open_widget, qtbot, small_plane):
         assert viewer.layers[name].units == image.units
     # napari warns "Inconsistent units across layers" exactly when this is None
     assert viewer.layers.extent.units is not None
+
+
+def test_an_implausible_estimate_is_not_filled_in(open_widget, tiny_model_dir):
+    from napari_dendrite_panoptic.data.synthetic import SyntheticConfig, generate
+
+    viewer, widget = open_widget()
+    widget.set_model_folder(tiny_model_dir)  # pixel size 0.1 µm
+    cfg = SyntheticConfig(shape=(1, 600, 600), pixel_size_um=0.04, dendrite_radius_um=(0.3, 0.35))
+    viewer.add_image(generate(1, cfg).image[0], name="fine")  # no scale: uncalibrated
+    assert widget.pixel_size.value() == 0.0  # nothing filled in: the model's size is used
+    assert "more than 2x from the model's 0.1 µm" in widget.pixel_note.text()
+    assert widget.confirm_button.isHidden()

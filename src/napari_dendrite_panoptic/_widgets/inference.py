@@ -234,7 +234,7 @@ class PanopticInferenceWidget(QWidget):
         """An uncalibrated image (scale 1) gets its pixel size estimated from the dendrite
         width, shown highlighted in the field until confirmed; a calibrated one clears it."""
         from ..errors import InputError
-        from ..inference import estimate_pixel_size
+        from ..inference import PLAUSIBLE_FACTOR, estimate_pixel_size, plausible
 
         layer = self.image_picker.value
         if self._filled:  # the previous image's estimate, confirmed or not, is not this one's
@@ -251,6 +251,15 @@ class PanopticInferenceWidget(QWidget):
                 f"'{layer.name}' has no pixel size and {exc}: set it here, or the model's is used."
             )
             return
+        native = self._model_pixel_size()
+        if native is not None and not plausible(estimate, native):
+            self._show_pixel_note(
+                f"'{layer.name}' has no pixel size; its dendrite width suggests "
+                f"{estimate.unclamped_um:.3g} µm, more than {PLAUSIBLE_FACTOR:g}x from the "
+                f"model's {native:g} µm (hazy or unusually thick dendrites do that): set it "
+                f"here, or the model's {native:g} µm is used."
+            )
+            return
         self.estimate = round(estimate.pixel_size_um, 4)
         self._set_pixel_size(self.estimate)
         self._filled = True
@@ -258,6 +267,18 @@ class PanopticInferenceWidget(QWidget):
             f"'{layer.name}' has no pixel size: estimated from the dendrite width (shafts "
             f"{estimate.shaft_width_px:.0f} px wide). Please confirm or correct it."
         )
+
+    def _model_pixel_size(self) -> float | None:
+        """The chosen model's pixel size (µm), None when its card cannot be read."""
+        from ..errors import ModelError
+        from ..models import ModelCard, bundled_model_dir
+
+        try:
+            return ModelCard.load(
+                Path(self.model_combo.folder() or bundled_model_dir())
+            ).pixel_size_um
+        except ModelError:
+            return None
 
     def _set_pixel_size(self, value: float) -> None:
         self.pixel_size.blockSignals(True)

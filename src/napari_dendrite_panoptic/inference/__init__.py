@@ -6,10 +6,12 @@ from .pipeline import iter_predict, predict
 from .pixel_size import (
     ESTIMATED,
     PIXEL_SIZE_RANGE_UM,
+    PLAUSIBLE_FACTOR,
     TYPICAL_SHAFT_WIDTH_UM,
     PixelSizeEstimate,
     estimate_notice,
     estimate_pixel_size,
+    plausible,
 )
 from .provenance import (
     check_model_matches,
@@ -23,10 +25,12 @@ from .streaming import DiskPlaneSink, ReleasingPlanes, result_bytes
 __all__ = [
     "ESTIMATED",
     "PIXEL_SIZE_RANGE_UM",
+    "PLAUSIBLE_FACTOR",
     "TYPICAL_SHAFT_WIDTH_UM",
     "PixelSizeEstimate",
     "estimate_notice",
     "estimate_pixel_size",
+    "plausible",
     "DiskPlaneSink",
     "InferenceConfig",
     "PanopticResult",

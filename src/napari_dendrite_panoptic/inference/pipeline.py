@@ -30,7 +30,7 @@ from ..errors import InputError
 from ..models import LoadedModels, load_models
 from .config import InferenceConfig, PanopticResult, ProgressEvent
 from .memory import check_memory
-from .pixel_size import PixelSizeEstimate, estimate_notice, estimate_pixel_size
+from .pixel_size import PixelSizeEstimate, estimate_notice, estimate_pixel_size, plausible
 from .planes import PlaneReader
 from .slabs import iter_predict_slabs, plan_stack
 from .steps import (
@@ -86,23 +86,25 @@ def iter_predict(
     """
     cfg = config or InferenceConfig()
     volume = checked_volume(image)
+    models = models or load_models(cfg.model, cfg.device)
+    native = models.card.pixel_size_um
     notices: list[str] = []
-    estimate = None
+    estimate = used = None
     if cfg.pixel_size_um is None and voxel_size_um is None:  # never a silent default
         try:
             estimate = estimate_pixel_size(volume)
-            notices.append(estimate_notice(estimate))
+            notices.append(estimate_notice(estimate, native))
+            used = estimate if plausible(estimate, native) else None
         except InputError as exc:
-            notices.append(f"no pixel size given and {exc}: assuming the model's pixel size")
+            notices.append(f"no pixel size given and {exc}: assuming the model's {native:g} µm")
     for notice in notices:
         yield ProgressEvent(0, 1, warning=notice)
-    for event in _iter_predict(
-        volume, voxel_size_um, cfg, models, should_stop, plane_sink, estimate
-    ):
+    for event in _iter_predict(volume, voxel_size_um, cfg, models, should_stop, plane_sink, used):
         if isinstance(event, PanopticResult):
             event.parameters["warnings"] = [*notices, *event.parameters.get("warnings", [])]
             if estimate is not None:
-                event.parameters["pixel_size_estimate"] = estimate.as_record()
+                record = {**estimate.as_record(), "used": used is not None}
+                event.parameters["pixel_size_estimate"] = record
         yield event
 
 
@@ -110,14 +112,14 @@ def _iter_predict(
     volume: Any,
     voxel_size_um: tuple[float, float, float] | None,
     cfg: InferenceConfig,
-    models: LoadedModels | None,
+    models: LoadedModels,
     should_stop: Callable[[], bool],
     plane_sink: Callable[[int, np.ndarray, np.ndarray], None] | None,
     estimate: PixelSizeEstimate | None,
 ) -> Iterator[ProgressEvent | PanopticResult]:
-    """:func:`iter_predict` once the pixel size's source is settled."""
+    """:func:`iter_predict` once the pixel size's source is settled (``estimate``: the one to
+    use, None for the model's when nothing else gives one)."""
     nz, ny, nx = (int(s) for s in volume.shape)
-    models = models or load_models(cfg.model, cfg.device)
     native = models.card.pixel_size_um
     voxel, source, native_shape = pixel_size(cfg, voxel_size_um, native, ny, nx, estimate)
     check_memory(0 if plane_sink else nz, ny, nx, *native_shape)

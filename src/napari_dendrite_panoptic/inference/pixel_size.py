@@ -27,6 +27,13 @@ docs/reliability.md lists the estimate's error per data set."""
 PIXEL_SIZE_RANGE_UM = (0.03, 0.3)
 """Estimates are clamped to this range (µm): what spine imaging uses."""
 
+PLAUSIBLE_FACTOR = 2.0
+"""An estimate more than this factor from the model's pixel size is not used (the model's is):
+on hazy two-photon fields the threshold takes in the glow around the shaft and the estimate
+falls to a third of the true size (FindSpines fields, docs/reliability.md), which would shrink
+every spine threefold; a factor of 2 still lets the 0.12 µm stack that the model's 0.08 µm
+halved be segmented at its own size."""
+
 ESTIMATED = "estimated from dendrite width"
 """``pixel_size_source`` of a run whose pixel size was estimated."""
 
@@ -114,8 +121,24 @@ def estimate_pixel_size(image: Any) -> PixelSizeEstimate:
     return PixelSizeEstimate(float(np.clip(raw, lo, hi)), raw, width_px)
 
 
-def estimate_notice(estimate: PixelSizeEstimate) -> str:
-    """One line for the user: the estimated pixel size, how it was found, how to override it."""
+def plausible(estimate: PixelSizeEstimate, native_um: float) -> bool:
+    """True when ``estimate`` lies within :data:`PLAUSIBLE_FACTOR` of the model's pixel size
+    ``native_um`` (µm), so that it is used; else the model's pixel size is."""
+    ratio = estimate.unclamped_um / native_um
+    return 1 / PLAUSIBLE_FACTOR <= ratio <= PLAUSIBLE_FACTOR
+
+
+def estimate_notice(estimate: PixelSizeEstimate, native_um: float) -> str:
+    """One line for the user: the estimated pixel size, how it was found, whether it is used
+    (see :func:`plausible`), how to override it."""
+    if not plausible(estimate, native_um):
+        return (
+            f"no pixel size given: the dendrite width suggests {estimate.unclamped_um:.3g} "
+            f"µm/px (shafts {estimate.shaft_width_px:.1f} px wide, taken as "
+            f"{TYPICAL_SHAFT_WIDTH_UM:g} µm), more than {PLAUSIBLE_FACTOR:g}x from the model's "
+            f"{native_um:g} µm, which hazy or unusually thick dendrites cause: using the "
+            f"model's {native_um:g} µm/px; give the pixel size"
+        )
     clamped = (
         f" (measured {estimate.unclamped_um:.3g} µm, outside the {PIXEL_SIZE_RANGE_UM[0]:g}-"
         f"{PIXEL_SIZE_RANGE_UM[1]:g} µm range)"
