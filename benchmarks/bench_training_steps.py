@@ -75,11 +75,19 @@ def _source():
         return training_source("generator:1", 256, 0.08, planes=3)
 
 
-def _config(tmp: str, row: dict, steps: int, which: str, lr: float, workers: int | None):
+def _config(
+    tmp: str,
+    row: dict,
+    steps: int,
+    which: str,
+    lr: float,
+    workers: int | None,
+    threads: int | None = None,
+):
     from napari_dendrite_panoptic.models import bundled_model_dir
     from napari_dendrite_panoptic.training import TrainConfig, loader_plan
 
-    plan = loader_plan(workers, None, False, os.cpu_count() or 1, which)
+    plan = loader_plan(workers, threads, False, os.cpu_count() or 1, which)
     return TrainConfig(
         work_dir=str(Path(tmp) / "work"),
         output_model=str(Path(tmp) / "model"),
@@ -99,7 +107,9 @@ def _config(tmp: str, row: dict, steps: int, which: str, lr: float, workers: int
     )
 
 
-def time_row(name: str, steps: int, skip: int, which: str) -> dict[str, float]:
+def time_row(
+    name: str, steps: int, skip: int, which: str, workers: int | None, threads: int | None
+) -> dict[str, float]:
     """Train ``steps`` steps with row ``name``'s changes in this process; crops per second
     after ``skip`` steps and the share of time spent waiting for batches."""
     from napari_dendrite_panoptic.training import iter_fit
@@ -108,7 +118,7 @@ def time_row(name: str, steps: int, skip: int, which: str) -> dict[str, float]:
     _configure(row)
     source, _ = _source()
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = _config(tmp, row, steps, which, 2e-5, None)
+        cfg = _config(tmp, row, steps, which, 2e-5, workers, threads)
         times, wait = {}, 0.0
         for event in iter_fit(cfg, source=source, resume=False):
             if event.kind == "step":
@@ -160,6 +170,7 @@ def _findspines(models) -> dict[str, float]:
 def _child(args: argparse.Namespace, row: str, mode: str) -> dict[str, float]:
     cmd = [sys.executable, __file__, "--row", row, "--mode", mode, "--which", args.which]
     cmd += ["--steps", str(args.steps), "--skip", str(args.skip), "--teach", str(args.teach)]
+    cmd += [f"--workers={args.workers}", f"--threads={args.threads}"]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -171,16 +182,23 @@ def main() -> None:
     parser.add_argument("--which", default="both", choices=["dendrites", "spines", "both"])
     parser.add_argument("--rows", default=",".join(ROWS), help="rows to run, comma-separated")
     parser.add_argument("--teach", type=int, default=0, help="crops of the teaching check")
+    parser.add_argument("--workers", default="auto", help="batch workers (default: as train)")
+    parser.add_argument("--threads", default="auto", help="torch threads (default: as train)")
     parser.add_argument("--row", help=argparse.SUPPRESS)  # one child run
     parser.add_argument("--mode", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.row:
-        run = time_row if args.mode == "time" else teach_row
-        size = (args.steps, args.skip) if args.mode == "time" else (args.teach,)
-        print(json.dumps(run(args.row, *size, args.which)))
+        if args.mode == "teach":
+            print(json.dumps(teach_row(args.row, args.teach, args.which)))
+            return
+        plan = (None if v == "auto" else int(v) for v in (args.workers, args.threads))
+        print(json.dumps(time_row(args.row, args.steps, args.skip, args.which, *plan)))
         return
     cpus = os.cpu_count()
-    print(f"{platform.processor() or platform.machine()}, {cpus} CPUs; {args.which}; crops 256²")
+    print(
+        f"{platform.processor() or platform.machine()}, {cpus} CPUs; {args.which}; crops 256²; "
+        f"workers {args.workers}, threads {args.threads}"
+    )
     if args.steps:
         print("| change | crops/s | data wait |\n|---|---|---|")
         for name in args.rows.split(","):
