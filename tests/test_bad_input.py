@@ -147,7 +147,7 @@ def test_uniform_image_gives_an_empty_result_and_says_why(tiny_model_dir, value)
     result, warnings = _segment(tiny_model_dir, np.full((3, 48, 48), value, np.uint16))
     assert warnings == [
         "no pixel size given and cannot estimate the pixel size: the image is uniform or not "
-        "finite: assuming the model's pixel size",
+        "finite: assuming the model's 0.1 µm",
         f"The image holds no structure (every pixel is {value}): nothing to segment.",
     ]
     assert not result.dendrite.any() and not result.spines.any()
