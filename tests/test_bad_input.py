@@ -63,7 +63,8 @@ def test_empty_file(tmp_path):
 
 def test_truncated_tiff_pixels_and_header(tmp_path):
     whole = tmp_path / "whole.tif"
-    tifffile.imwrite(whole, _plane(shape=(4, 48, 48)))
+    # one page of 4 samples: the pixels follow the header, so half the file keeps the header
+    tifffile.imwrite(whole, _plane(shape=(4, 48, 48)), photometric="rgb", planarconfig="separate")
     content = whole.read_bytes()
     cut = tmp_path / "cut.tif"
     cut.write_bytes(content[: len(content) // 2])

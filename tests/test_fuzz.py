@@ -109,6 +109,7 @@ def test_engine_with_any_voxel_size(config, voxel, pixel):
 
 
 @FAST
+@pytest.mark.filterwarnings("ignore:.*writing zero-size array:UserWarning")  # fuzzed on purpose
 @given(array=hnp.arrays(hnp.scalar_dtypes(), SHAPES, elements=None), imagej=st.booleans())
 def test_reader_returns_a_stack_or_its_own_error(array, imagej):
     with tempfile.TemporaryDirectory() as folder:

@@ -22,7 +22,9 @@ def manifest() -> PluginManifest:
 
 
 def test_manifest_validates_and_lists_the_layers_menus(manifest):
-    PluginManifest.validate(manifest.dict())  # from_file validated it; once more from data
+    PluginManifest.model_validate(
+        manifest.model_dump()
+    )  # from_file validated it; once more from data
     titles = {c.id: c.title for c in manifest.contributions.commands}
     widgets = {w.command for w in manifest.contributions.widgets}
     menus = {
