@@ -129,7 +129,7 @@ def real_items(name: str) -> list:
 def main_real(args: argparse.Namespace) -> None:
     """The correct-and-retrain loop on real fields (see the module docstring)."""
     from napari_dendrite_panoptic.training import (
-        choose_spine_threshold,
+        choose_thresholds,
         fine_tune_config,
         iter_fine_tune,
     )
@@ -147,7 +147,7 @@ def main_real(args: argparse.Namespace) -> None:
         volume, _ = prepare_volume(item.name, image, dendrite, spines, float(item.pixel_size_um))
         volumes.append(volume)
     rows = {"bundled": _point_f1(base, others, None)}
-    alone = choose_spine_threshold(base, volumes)
+    alone, _ = choose_thresholds(base, volumes)
     rows[f"bundled, threshold chosen on the corrections ({alone.threshold:.2f})"] = _point_f1(
         base, others, alone.threshold
     )
@@ -167,7 +167,7 @@ def main_real(args: argparse.Namespace) -> None:
         events = list(iter_fine_tune(cfg, volumes, [], [], lambda: False))
         train_s = time.perf_counter() - t0
         steps = max(e.step for e in events if not isinstance(e, tuple))
-        choice = next(e[1] for e in events if isinstance(e, tuple) and e[0] == "calibrated")
+        choice = next(e[1] for e in events if isinstance(e, tuple) and e[0] == "calibrated")[0]
         tuned = load_models(out, "cpu")
         rows[f"fine-tuned, base threshold ({choice.base_threshold:.2f})"] = _point_f1(
             tuned, others, choice.base_threshold

@@ -1,4 +1,5 @@
-"""The spine threshold chosen on a lab's corrected planes, alone and after fine-tuning."""
+"""The spine and dendrite thresholds chosen on a lab's corrected planes, alone and after
+fine-tuning, and the inference that then uses them."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ import numpy as np
 import pytest
 
 from napari_dendrite_panoptic.data import prepare_volume, synthetic
-from napari_dendrite_panoptic.models import ModelCard, load_models
+from napari_dendrite_panoptic.inference import InferenceConfig, predict
+from napari_dendrite_panoptic.models import ModelCard, load_models, save_models
 from napari_dendrite_panoptic.training import (
+    DENDRITE_THRESHOLD_SWEEP,
     THRESHOLD_SWEEP,
-    choose_spine_threshold,
+    choose_thresholds,
     recalibrate_model,
 )
 
@@ -25,38 +28,86 @@ def corrected_plane():
     return volume
 
 
-def test_the_chosen_threshold_scores_best_on_the_corrected_planes(corrected_plane):
+def _with(volume, **arrays):
+    return type(volume)(**{**volume.__dict__, **arrays})
+
+
+def _model_with(tmp_path, **inference):
+    """A copy of the bundled model whose card recommends ``inference``."""
+    base = load_models(None, "cpu")
+    folder = tmp_path / "model"
+    card = type(base.card)(**{**base.card.__dict__, "inference": inference})
+    save_models(folder, card, base.spines, base.dendrites)
+    return folder
+
+
+def test_the_chosen_thresholds_score_best_on_the_corrected_planes(corrected_plane):
     models = load_models(None, "cpu")
-    choice = choose_spine_threshold(models, [corrected_plane])
-    assert choice.base_threshold == models.card.inference["spine_score_threshold"]
-    assert choice.spines == len(np.unique(corrected_plane.spines)) - 1 >= 10
-    assert choice.f1 == max(choice.curve) >= choice.base_f1
-    assert choice.threshold in THRESHOLD_SWEEP
-    assert f"{choice.threshold:.2f}" in choice.describe()
+    spine, dendrite = choose_thresholds(models, [corrected_plane])
+    assert spine.base_threshold == models.card.inference["spine_score_threshold"]
+    assert spine.amount == len(np.unique(corrected_plane.spines)) - 1 >= 10
+    assert spine.score == max(spine.curve) >= spine.base_score
+    assert spine.threshold in THRESHOLD_SWEEP
+    assert f"{spine.threshold:.2f}" in spine.describe() and "spine F1" in spine.describe()
+    assert dendrite.base_threshold == models.card.inference.get("dendrite_threshold", 0.5)
+    assert dendrite.score == max(dendrite.curve) >= dendrite.base_score
+    assert dendrite.threshold in DENDRITE_THRESHOLD_SWEEP and "dendrite IoU" in dendrite.describe()
 
 
-def test_too_few_corrected_spines_keep_the_threshold(corrected_plane):
+def test_too_little_correction_keeps_the_thresholds(corrected_plane):
     models = load_models(None, "cpu")
     few = corrected_plane.spines.copy()
     few[few > 3] = 0
-    volume = type(corrected_plane)(**{**corrected_plane.__dict__, "spines": few})
-    choice = choose_spine_threshold(models, [volume])
-    assert choice.threshold == choice.base_threshold and not choice.changed
-    assert "fewer than the 10 needed" in choice.describe()
+    volume = _with(corrected_plane, spines=few, dendrite=np.zeros_like(corrected_plane.dendrite))
+    spine, dendrite = choose_thresholds(models, [volume])
+    assert spine.threshold == spine.base_threshold and not spine.changed
+    assert "fewer than the 10 needed" in spine.describe()
+    assert dendrite.threshold == dendrite.base_threshold and not dendrite.changed
+    assert "of dendrite, less than the 10 needed" in dendrite.describe()
+
+
+def test_a_wider_corrected_dendrite_lowers_the_dendrite_threshold(corrected_plane):
+    """A user who paints the shaft wider than the model draws it gets a lower threshold, and
+    the recalibrated model then draws the shaft wider."""
+    from scipy import ndimage as ndi
+
+    models = load_models(None, "cpu")
+    found = predict(corrected_plane.image[0], (1.0, 0.1, 0.1), models=models)
+    wider = ndi.binary_dilation(found.dendrite[0] > 0, iterations=2).astype(np.uint8)
+    volume = _with(corrected_plane, dendrite=wider[None], pixel_size_um=0.1)
+    _, dendrite = choose_thresholds(models, [volume])
+    assert dendrite.changed and dendrite.threshold < dendrite.base_threshold
+    assert dendrite.score > dendrite.base_score
 
 
 def test_recalibrating_a_model_folder_writes_its_card(tmp_path, corrected_plane):
-    from napari_dendrite_panoptic.models import save_models
-
-    base = load_models(None, "cpu")
-    folder = tmp_path / "model"
-    card = base.card
-    # a threshold far from any plane's best, so that the sweep must move it
-    card = type(card)(**{**card.__dict__, "inference": {"spine_score_threshold": 0.95}})
-    save_models(folder, card, base.spines, base.dendrites)
-    choice = recalibrate_model(folder, [corrected_plane])
-    assert choice.changed and choice.f1 > choice.base_f1
+    # thresholds far from any plane's best, so that the sweeps must move them
+    folder = _model_with(tmp_path, spine_score_threshold=0.95, dendrite_threshold=0.95)
+    spine, dendrite = recalibrate_model(folder, [corrected_plane])
+    assert spine.changed and spine.score > spine.base_score
+    assert dendrite.changed and dendrite.score > dendrite.base_score
     saved = ModelCard.load(folder)
-    assert saved.inference["spine_score_threshold"] == choice.threshold
+    assert saved.inference["spine_score_threshold"] == spine.threshold
+    assert saved.inference["dendrite_threshold"] == dendrite.threshold
     assert saved.metrics["spine_threshold_calibration"]["previous_threshold"] == 0.95
+    assert saved.metrics["dendrite_threshold_calibration"]["previous_threshold"] == 0.95
     load_models(folder, "cpu")  # the weights' hashes still hold
+
+
+def test_inference_uses_the_cards_dendrite_threshold_unless_told(tmp_path, corrected_plane):
+    folder = _model_with(tmp_path, dendrite_threshold=0.9)
+    plane = corrected_plane.image[0]
+    card_run = predict(plane, (1.0, 0.1, 0.1), InferenceConfig(model=str(folder), device="cpu"))
+    told = InferenceConfig(model=str(folder), device="cpu", dendrite_threshold=0.3)
+    told_run = predict(plane, (1.0, 0.1, 0.1), told)
+    assert card_run.parameters["dendrite_threshold"] is None
+    assert card_run.parameters["dendrite_threshold_used"] == 0.9
+    assert told_run.parameters["dendrite_threshold_used"] == 0.3
+    assert told_run.dendrite.sum() > card_run.dendrite.sum()
+
+
+def test_a_card_with_a_dendrite_threshold_out_of_range_is_refused(tmp_path):
+    from napari_dendrite_panoptic.errors import ModelError
+
+    with pytest.raises(ModelError, match="inference.dendrite_threshold must be a number"):
+        load_models(_model_with(tmp_path, dendrite_threshold=1.5), "cpu")

@@ -82,9 +82,10 @@ def test_training_through_the_dock_saves_corrections_and_lists_the_new_model(
     assert widget.rerun_button.isEnabled()
     assert [layer.name for layer in viewer.layers] == layers_before
     assert widget.plot.steps == [1]
-    # the spine threshold was chosen on the corrected planes and the dock says so
-    assert widget._calibration is not None
-    assert widget._calibration.describe() in widget.status_label.text()
+    # the thresholds were chosen on the corrected planes and the dock says so
+    spine, dendrite = widget._calibration
+    assert spine.describe() in widget.status_label.text()
+    assert dendrite.describe() in widget.status_label.text()
     assert card.inference == ModelCard.load(folder).inference
 
 
@@ -294,4 +295,5 @@ def test_unticking_the_threshold_box_keeps_the_base_models_threshold(
     card = ModelCard.load(tmp_path / "user-models" / "no-recalibration")
     assert card.inference == ModelCard.load(tiny_model_dir).inference
     assert "spine_threshold_calibration" not in card.metrics
-    assert widget._calibration is None and "Spine threshold" not in widget.status_label.text()
+    assert "dendrite_threshold_calibration" not in card.metrics
+    assert widget._calibration is None and "threshold " not in widget.status_label.text()

@@ -148,9 +148,11 @@ class PanopticInferenceWidget(QWidget):
         self.model_combo = ModelPicker()
         self.device_combo = QComboBox()
         # the lowest value (-0.05) stands for "the threshold recommended by the model's card"
+        # (the spine score's and the dendrite probability's)
         self.score_threshold = spin_box(-0.05, 1.0, -0.05, 0.05, 2)
         self.score_threshold.setSpecialValueText("model default")
-        self.dendrite_threshold = spin_box(0.0, 1.0, 0.5, 0.05, 2)
+        self.dendrite_threshold = spin_box(-0.05, 1.0, -0.05, 0.05, 2)
+        self.dendrite_threshold.setSpecialValueText("model default")
         self.pixel_size = spin_box(0.0, 100.0, 0.0, 0.01, 4)
         self.pixel_size.setSpecialValueText("from layer scale")
         self.pixel_size.setSuffix(" µm")
@@ -375,7 +377,9 @@ class PanopticInferenceWidget(QWidget):
             spine_score_threshold=(
                 self.score_threshold.value() if self.score_threshold.value() >= 0 else None
             ),
-            dendrite_threshold=self.dendrite_threshold.value(),
+            dendrite_threshold=(
+                self.dendrite_threshold.value() if self.dendrite_threshold.value() >= 0 else None
+            ),
             pixel_size_um=override if override > 0 else None,
             test_time_flips=self.flips.isChecked(),
             stack_mode=self.stack_mode.currentData(),

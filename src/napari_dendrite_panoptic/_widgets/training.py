@@ -124,7 +124,7 @@ class TrainOnCorrectionsWidget(QWidget):
         self.split_button.clicked.connect(self.split_semantic_spines)
         self.split_button.setVisible(False)
         self._semantic_row: int | None = None
-        self._calibration: Any = None  # the last run's ThresholdChoice
+        self._calibration: Any = None  # the last run's (spine, dendrite) ThresholdChoice
 
         self.which_combo = QComboBox()
         self.which_combo.addItems(list(WHICH))
@@ -156,11 +156,12 @@ class TrainOnCorrectionsWidget(QWidget):
             "Normalise with the statistics the model learned on its training data instead of "
             "re-estimating them from the small fine-tuning batches (docs/fine_tuning.md)"
         )
-        self.recalibrate = QCheckBox("Choose the spine threshold on my corrections")
+        self.recalibrate = QCheckBox("Choose the thresholds on my corrections")
         self.recalibrate.setChecked(True)
         self.recalibrate.setToolTip(
-            "After training, try spine score thresholds 0.30-0.95 on the corrected planes and "
-            "keep the one with the best spine F1 there in the new model's card"
+            "After training, try spine score thresholds 0.30-0.95 and dendrite probability "
+            "thresholds 0.20-0.80 on the corrected planes and keep those with the best spine F1 "
+            "and dendrite IoU there in the new model's card"
         )
         self.name_edit = QLineEdit(datetime.now().strftime("finetune-%Y%m%d-%H%M"))
         self.start_button = QPushButton("Start")
@@ -416,7 +417,7 @@ class TrainOnCorrectionsWidget(QWidget):
             return
         if isinstance(event, tuple) and event[0] == "calibrated":
             self._calibration = event[1]
-            self.status_label.setText(event[1].describe())
+            self.status_label.setText(self._calibration_text())
             return
         self.last_event = event
         if event.kind == "step":
@@ -436,6 +437,10 @@ class TrainOnCorrectionsWidget(QWidget):
                 self.status_label.setText(f"Base model on the held-out rows: {scores}; training…")
             else:
                 self.status_label.setText(f"Held-out scores at step {event.step}: {scores}")
+
+    def _calibration_text(self) -> str:
+        """The thresholds chosen on the corrections, one sentence each ("" when none were)."""
+        return " ".join(f"{c.describe()}." for c in self._calibration or ())
 
     def _on_returned(self, outcome: Any) -> None:
         if isinstance(outcome, Exception):
@@ -461,7 +466,7 @@ class TrainOnCorrectionsWidget(QWidget):
             f"model '{Path(outcome.model_folder).name}' saved in {outcome.model_folder}."
         )
         kept, worse = self._held_out_verdict(outcome)
-        chosen = f"{self._calibration.describe()}." if self._calibration else ""
+        chosen = self._calibration_text()
         message = " ".join(m for m in (message, chosen, kept, worse) if m)
         if worse:
             show_warning(f"{worse} {kept}")

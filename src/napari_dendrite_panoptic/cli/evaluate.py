@@ -283,7 +283,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="spine score 0-1 (default: the model's)",
     )
-    ev.add_argument("--dendrite-threshold", type=float, default=0.5, help=DENDRITE_THRESHOLD_HELP)
+    ev.add_argument("--dendrite-threshold", type=float, default=None, help=DENDRITE_THRESHOLD_HELP)
     ev.add_argument("--flips", action="store_true", help=FLIPS_HELP)
     ev.add_argument("--iou", type=float, default=0.5, help="IoU for a spine match")
     ev.add_argument("--json", help="also write the scores as JSON (default: none)")

@@ -10,7 +10,8 @@ FLIPS_HELP = (
     "(4x the time; spine F1 +0.003 to +0.010 on the held-out real sets)"
 )
 DENDRITE_THRESHOLD_HELP = (
-    "dendrite probability (0-1) above which a pixel is dendrite; lower draws the shaft wider"
+    "dendrite probability (0-1) above which a pixel is dendrite; lower draws the shaft wider "
+    "(default: the model's, 0.5 unless fine-tuning chose one on your corrections)"
 )
 DEVICE_HELP = "where the networks run: 'auto' takes a CUDA GPU when there is one, else the CPU"
 

@@ -470,7 +470,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     seg.add_argument(
         "--score-threshold", type=float, default=None, help="spine score 0-1 (default: the model's)"
     )
-    seg.add_argument("--dendrite-threshold", type=float, default=0.5, help=DENDRITE_THRESHOLD_HELP)
+    seg.add_argument("--dendrite-threshold", type=float, default=None, help=DENDRITE_THRESHOLD_HELP)
     seg.add_argument(
         "--dendrite-depth-tolerance",
         type=planes_or_off,

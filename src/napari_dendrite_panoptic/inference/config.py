@@ -17,8 +17,10 @@ class InferenceConfig:
 
     ``model``: a model folder, or None for the bundled model. ``pixel_size_um``: overrides the
     image's (y, x) pixel size. ``tile_size`` is the largest tile; a plane is cut into as few
-    tiles as that allows, each as small as possible (see :func:`tile_layout`). ``spine_score_threshold`` None uses the threshold recommended in
-    the model card (``inference.spine_score_threshold``, else 0.5). Sizes in px are at the
+    tiles as that allows, each as small as possible (see :func:`tile_layout`).
+    ``spine_score_threshold`` and ``dendrite_threshold`` (0-1) None use the thresholds
+    recommended in the model card (``inference.spine_score_threshold`` and
+    ``inference.dendrite_threshold``, else 0.5 each). Sizes in px are at the
     model's native pixel size. ``spine_focus_fraction``: in a stack, each spine keeps only the
     planes where its mean intensity is at least this fraction of its brightest plane's (0 keeps
     all; see :func:`zlink.trim_out_of_focus`). ``dendrite_depth_tolerance``: in a stack, each
@@ -40,7 +42,7 @@ class InferenceConfig:
     batch_tiles: int = 2
     spine_score_threshold: float | None = None
     spine_mask_threshold: float = 0.5
-    dendrite_threshold: float = 0.5
+    dendrite_threshold: float | None = None
     min_spine_px: int = 6
     link_iou: float = 0.2
     pixel_size_um: float | None = None

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,7 @@ from .steps import (
     checked_volume,
     intensity_range,
     pixel_size,
+    probability_on_input_grid,
     run_parameters,
     segment_plane,
     trim_in_depth,
@@ -57,6 +59,7 @@ def iter_predict(
     models: LoadedModels | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     plane_sink: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
+    probability_sink: Callable[[int, np.ndarray], None] | None = None,
 ) -> Iterator[ProgressEvent | PanopticResult]:
     """Segment a plane or stack, yielding progress events, then the :class:`PanopticResult`.
 
@@ -83,10 +86,18 @@ def iter_predict(
         ``spines`` are None (its table is complete). A sink with a ``written(which)`` method
         returning its (Z, Y, X) "dendrite" or "spines", writable, gets them trimmed after the
         last plane (``spine_focus_fraction``, ``dendrite_depth_tolerance``).
+    probability_sink
+        Called as ``probability_sink(z, (Y, X) float32 dendrite probability 0-1)`` for every
+        plane segmented on its own (2D images, and stacks segmented plane by plane; slab and
+        projection runs segment projections, not planes, and do not call it).
     """
-    cfg = config or InferenceConfig()
+    asked = config or InferenceConfig()
     volume = checked_volume(image)
-    models = models or load_models(cfg.model, cfg.device)
+    models = models or load_models(asked.model, asked.device)
+    dendrite = asked.dendrite_threshold
+    if dendrite is None:
+        dendrite = float(models.card.inference.get("dendrite_threshold", 0.5))
+    cfg = replace(asked, dendrite_threshold=dendrite)
     native = models.card.pixel_size_um
     notices: list[str] = []
     estimate = used = None
@@ -99,8 +110,13 @@ def iter_predict(
             notices.append(f"no pixel size given and {exc}: assuming the model's {native:g} µm")
     for notice in notices:
         yield ProgressEvent(0, 1, warning=notice)
-    for event in _iter_predict(volume, voxel_size_um, cfg, models, should_stop, plane_sink, used):
+    steps = _iter_predict(
+        volume, voxel_size_um, cfg, models, should_stop, plane_sink, used, probability_sink
+    )
+    for event in steps:
         if isinstance(event, PanopticResult):
+            event.parameters["dendrite_threshold"] = asked.dendrite_threshold
+            event.parameters["dendrite_threshold_used"] = dendrite
             event.parameters["warnings"] = [*notices, *event.parameters.get("warnings", [])]
             if estimate is not None:
                 record = {**estimate.as_record(), "used": used is not None}
@@ -116,6 +132,7 @@ def _iter_predict(
     should_stop: Callable[[], bool],
     plane_sink: Callable[[int, np.ndarray, np.ndarray], None] | None,
     estimate: PixelSizeEstimate | None,
+    probability_sink: Callable[[int, np.ndarray], None] | None = None,
 ) -> Iterator[ProgressEvent | PanopticResult]:
     """:func:`iter_predict` once the pixel size's source is settled (``estimate``: the one to
     use, None for the model's when nothing else gives one)."""
@@ -148,6 +165,8 @@ def _iter_predict(
             uniform.append(float(raw.flat[0]))
             ids = linker.add(np.zeros((ny, nx), np.int32), [])
             out.finish(z, np.zeros((ny, nx), np.uint8), ids)
+            if probability_sink is not None:
+                probability_sink(z, np.zeros((ny, nx), np.float32))
             run.done += run.tiles_per_plane()
             yield run.event(f"plane {z + 1}/{nz}: uniform, skipped")
             continue
@@ -155,6 +174,8 @@ def _iter_predict(
             planes.native(z), models, score, should_stop, run, z, (ny, nx)
         )
         dendrite_plane, local = back_to_input_grid(prob, labels, (ny, nx), cfg)
+        if probability_sink is not None:
+            probability_sink(z, probability_on_input_grid(prob, (ny, nx)))
         out.finish(z, dendrite_plane, linker.add(local, scores))
     if len(uniform) == nz:
         value = f"every pixel is {uniform[0]:g}" if len(set(uniform)) == 1 else "uniform planes"
@@ -172,10 +193,12 @@ def predict(
     config: InferenceConfig | None = None,
     models: LoadedModels | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    probability_sink: Callable[[int, np.ndarray], None] | None = None,
 ) -> PanopticResult:
     """Run :func:`iter_predict` to the end and return its result."""
     result = None
-    for event in iter_predict(image, voxel_size_um, config, models, should_stop):
+    steps = iter_predict(image, voxel_size_um, config, models, should_stop, None, probability_sink)
+    for event in steps:
         if isinstance(event, PanopticResult):
             result = event
     assert result is not None

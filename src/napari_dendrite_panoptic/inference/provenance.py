@@ -99,7 +99,13 @@ def run_record(
 
 
 _WHOLE = ("tile_size", "tile_overlap", "batch_tiles", "min_spine_px")
-_OPTIONAL = ("model", "spine_score_threshold", "pixel_size_um", "dendrite_depth_tolerance")
+_OPTIONAL = (
+    "model",
+    "spine_score_threshold",
+    "dendrite_threshold",
+    "pixel_size_um",
+    "dendrite_depth_tolerance",
+)
 
 
 def _checked_value(key: str, value: Any) -> Any:

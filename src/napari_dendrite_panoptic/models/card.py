@@ -58,7 +58,8 @@ class ModelCard:
 
     ``pixel_size_um`` is the native (y, x) pixel size in µm: images are resampled to it before
     inference. ``normalisation`` is ``{"kind": "percentile", "low": p_lo, "high": p_hi}``.
-    ``inference`` holds recommended settings, e.g. ``{"spine_score_threshold": 0.6}``.
+    ``inference`` holds recommended settings, e.g. ``{"spine_score_threshold": 0.6,
+    "dendrite_threshold": 0.5}``.
     """
 
     name: str
@@ -90,12 +91,13 @@ class ModelCard:
                 f"model card {self.name!r}: normalisation low and high must be numbers with "
                 f"0 <= low < high <= 100, not {low!r} and {high!r}"
             )
-        score = self.inference.get("spine_score_threshold", 0.5)
-        if not (_is_number(score) and 0 <= score <= 1):
-            raise ModelError(
-                f"model card {self.name!r}: inference.spine_score_threshold must be a number "
-                f"from 0 to 1, not {score!r}"
-            )
+        for key in ("spine_score_threshold", "dendrite_threshold"):
+            value = self.inference.get(key, 0.5)
+            if not (_is_number(value) and 0 <= value <= 1):
+                raise ModelError(
+                    f"model card {self.name!r}: inference.{key} must be a number from 0 to 1, "
+                    f"not {value!r}"
+                )
         for net in (self.spines, self.dendrites):
             if not isinstance(net.config, dict):
                 raise ModelError(f"model card {self.name!r}: a network's config must be an object")

@@ -1,8 +1,9 @@
 """Layer 4: training: configuration, losses, batches, checkpoints, the resumable loop, and fine-tuning on corrections."""
 
 from .batches import loader_plan
+from .calibration import DENDRITE_THRESHOLDS as DENDRITE_THRESHOLD_SWEEP
 from .calibration import THRESHOLDS as THRESHOLD_SWEEP
-from .calibration import ThresholdChoice, choose_spine_threshold, write_spine_threshold
+from .calibration import ThresholdChoice, choose_thresholds, write_threshold
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from .config import NonFiniteLossError, TrainConfig
 from .fine_tuning import (
@@ -18,12 +19,13 @@ from .losses import lr_factor
 
 __all__ = [
     "CheckpointError",
+    "DENDRITE_THRESHOLD_SWEEP",
     "FINE_TUNE_FREEZE_NORM",
     "NonFiniteLossError",
     "THRESHOLD_SWEEP",
     "ThresholdChoice",
     "TrainConfig",
-    "choose_spine_threshold",
+    "choose_thresholds",
     "drop_checkpoint",
     "fine_tune_config",
     "held_out_score",
@@ -36,5 +38,5 @@ __all__ = [
     "run_input_planes",
     "save_checkpoint",
     "training_precision",
-    "write_spine_threshold",
+    "write_threshold",
 ]

@@ -1,11 +1,18 @@
-"""The spine score threshold chosen on a lab's own corrected planes.
+"""The spine score and dendrite thresholds chosen on a lab's own corrected planes.
 
-A model's score does not mean the same in every lab: the bundled threshold is chosen on the
+A model's scores do not mean the same in every lab: the bundled thresholds are chosen on the
 training sets (``docs/models.md``), and on a new lab's images the best threshold can lie far from
-it. The planes a user corrected say which scores are spines there: :func:`choose_spine_threshold`
-segments them once at the lowest threshold, keeps the spines by score for each threshold of a
-sweep, matches their centroids to the corrected spines' and picks the threshold with the best
-pooled F1. :func:`write_spine_threshold` records it in a model folder's card.
+them. The planes a user corrected say which scores are spines and which pixels are shaft there:
+:func:`choose_thresholds` segments each corrected plane once, at the lowest spine threshold of
+the sweep and keeping the dendrite probability, then
+
+- keeps the spines by score for each spine threshold of :data:`THRESHOLDS`, matches their
+  centroids to the corrected spines' and picks the threshold with the best pooled spine F1;
+- cuts the dendrite probability at each dendrite threshold of :data:`DENDRITE_THRESHOLDS` and
+  picks the threshold with the best pooled IoU with the corrected dendrite (on the pixels no
+  spine, corrected or found, covers: the spine threshold does not move the shaft's outline).
+
+:func:`write_threshold` records a choice in a model folder's card.
 """
 
 from __future__ import annotations
@@ -25,28 +32,38 @@ from ..models import ModelCard
 
 THRESHOLDS = tuple(round(float(t), 2) for t in np.arange(0.30, 0.951, 0.05))
 """The sweep of spine score thresholds."""
+DENDRITE_THRESHOLDS = tuple(round(float(t), 2) for t in np.arange(0.20, 0.801, 0.05))
+"""The sweep of dendrite probability thresholds."""
 MATCH_RADIUS_UM = 0.5
 """A kept spine matches a corrected spine when their centroids lie this close (µm)."""
 MIN_SPINES = 10
-"""Fewer corrected spines than this say too little to move the threshold."""
+"""Fewer corrected spines than this say too little to move the spine threshold."""
+MIN_DENDRITE_UM2 = 10.0
+"""Less corrected dendrite than this (µm², about a 10 µm stretch of thin shaft) says too little
+to move the dendrite threshold."""
 
 
 @dataclass(frozen=True)
 class ThresholdChoice:
-    """The outcome of a threshold sweep on corrected planes.
+    """The outcome of one threshold sweep on corrected planes.
 
-    ``threshold``: the chosen spine score threshold (``base_threshold`` when the planes held
-    fewer than :data:`MIN_SPINES` spines); ``f1`` and ``base_f1``: spine F1 (centroids within
-    :data:`MATCH_RADIUS_UM`) on those planes at the chosen and at the model's threshold;
-    ``spines``: corrected spines; ``planes``: planes scored; ``curve``: F1 per
-    :data:`THRESHOLDS`."""
+    ``kind``: ``"spine"`` (score threshold, judged by spine F1 with centroids within
+    :data:`MATCH_RADIUS_UM`) or ``"dendrite"`` (probability threshold, judged by dendrite IoU);
+    ``threshold``: the chosen one (``base_threshold``, the model's, when the planes held too
+    little to choose); ``score`` and ``base_score``: the F1 or IoU at the chosen and at the
+    model's threshold; ``amount``: corrected spines, or corrected dendrite in µm²;
+    ``enough``: whether ``amount`` sufficed to choose; ``planes``: planes scored; ``sweep``: the
+    thresholds tried and ``curve`` the score at each."""
 
+    kind: str
     threshold: float
-    f1: float
+    score: float
     base_threshold: float
-    base_f1: float
-    spines: int
+    base_score: float
+    amount: float
+    enough: bool
     planes: int
+    sweep: tuple[float, ...]
     curve: tuple[float, ...]
 
     @property
@@ -55,15 +72,21 @@ class ThresholdChoice:
 
     def describe(self) -> str:
         """One line for the dock and the log."""
-        if self.spines < MIN_SPINES:
+        if self.kind == "spine":
+            what, measure, amount = "Spine", "spine F1", f"{self.amount:.0f} spines"
+            short = f"{self.amount:.0f} spine(s), fewer than the {MIN_SPINES} needed"
+        else:
+            what, measure, amount = "Dendrite", "dendrite IoU", f"{self.amount:.0f} µm² dendrite"
+            short = f"{self.amount:.1f} µm² of dendrite, less than the {MIN_DENDRITE_UM2:g} needed"
+        if not self.enough:
             return (
-                f"Spine threshold kept at {self.base_threshold:.2f}: the corrected planes hold "
-                f"{self.spines} spine(s), fewer than the {MIN_SPINES} needed to choose one"
+                f"{what} threshold kept at {self.base_threshold:.2f}: the corrected planes hold "
+                f"{short} to choose one"
             )
         return (
-            f"Spine threshold {self.base_threshold:.2f} → {self.threshold:.2f} (spine F1 on "
-            f"{self.planes} corrected plane(s), {self.spines} spines: {self.base_f1:.3f} → "
-            f"{self.f1:.3f})"
+            f"{what} threshold {self.base_threshold:.2f} → {self.threshold:.2f} ({measure} on "
+            f"{self.planes} corrected plane(s), {amount}: {self.base_score:.3f} → "
+            f"{self.score:.3f})"
         )
 
 
@@ -76,7 +99,7 @@ def _centres(labels: np.ndarray) -> np.ndarray:
     return np.asarray(ndi.center_of_mass(labels > 0, labels, ids), dtype=float).reshape(-1, 2)
 
 
-def _plane_counts(
+def _spine_counts(
     table: dict[str, np.ndarray], truth: np.ndarray, radius_px: float, thresholds: Sequence[float]
 ) -> np.ndarray:
     """(len(thresholds), 3) tp, fp, fn of one plane's spines kept by score."""
@@ -89,57 +112,125 @@ def _plane_counts(
     return counts
 
 
+def _dendrite_counts(
+    prob: np.ndarray, truth: np.ndarray, outside: np.ndarray, thresholds: Sequence[float]
+) -> np.ndarray:
+    """(len(thresholds), 2) intersection and union px of ``prob >= t`` with the (Y, X)
+    ``truth`` dendrite, counted where ``outside`` (no spine) holds."""
+    p, t = prob[outside], truth[outside] > 0
+    counts = np.zeros((len(thresholds), 2))
+    for k, threshold in enumerate(thresholds):
+        found = p >= threshold
+        counts[k] = (np.count_nonzero(found & t), np.count_nonzero(found | t))
+    return counts
+
+
+def _segment(plane: np.ndarray, px: float, cfg: InferenceConfig, models: Any) -> tuple[Any, Any]:
+    """The :class:`PanopticResult` of a (Y, X) plane at ``px`` µm and its (Y, X) float32
+    dendrite probability."""
+    kept: list[np.ndarray] = []
+    sink = lambda _, prob: kept.append(prob)  # noqa: E731
+    result = predict(plane, (1.0, px, px), cfg, models=models, probability_sink=sink)
+    return result, kept[0]
+
+
 def _f1(counts: np.ndarray) -> np.ndarray:
     tp, fp, fn = counts.T
     return np.where(tp > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 0.0)
 
 
-def choose_spine_threshold(
-    models: Any, volumes: Sequence[CorrectedVolume], device: str = "cpu"
+def _iou(counts: np.ndarray) -> np.ndarray:
+    inter, union = counts.T
+    return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+
+
+def _choose(
+    kind: str,
+    sweep: Sequence[float],
+    curve: np.ndarray,
+    base: float,
+    base_score: float,
+    amount: float,
+    enough: bool,
+    planes: int,
 ) -> ThresholdChoice:
-    """Sweep :data:`THRESHOLDS` on the corrected planes of ``volumes`` with ``models`` (a
-    :class:`~napari_dendrite_panoptic.models.LoadedModels`); each plane is segmented once, as
-    a 2D image at its volume's pixel size. Ties go to the threshold nearest the model's."""
-    base = float(models.card.inference.get("spine_score_threshold", 0.5))
+    """The best threshold of the sweep (ties: the one nearest ``base``), or ``base``."""
+    pick, score = base, base_score
+    if enough:
+        best = [k for k, f in enumerate(curve) if f >= curve.max() - 1e-12]
+        k = min(best, key=lambda k: abs(sweep[k] - base))
+        pick, score = sweep[k], float(curve[k])
+    values = tuple(float(f) for f in curve)
+    return ThresholdChoice(
+        kind, pick, score, base, base_score, amount, enough, planes, tuple(sweep), values
+    )
+
+
+def choose_thresholds(
+    models: Any, volumes: Sequence[CorrectedVolume], device: str = "cpu"
+) -> tuple[ThresholdChoice, ThresholdChoice]:
+    """The spine score and dendrite thresholds best on the corrected planes of ``volumes``,
+    with ``models`` (a :class:`~napari_dendrite_panoptic.models.LoadedModels`); each plane is
+    segmented once, as a 2D image at its volume's pixel size. Returns (spine, dendrite)."""
+    card = models.card.inference
+    base_spine = float(card.get("spine_score_threshold", 0.5))
+    base_dendrite = float(card.get("dendrite_threshold", 0.5))
     cfg = InferenceConfig(
         model=str(models.folder), device=device, spine_score_threshold=THRESHOLDS[0]
     )
-    counts = np.zeros((len(THRESHOLDS), 3))
-    at_base = np.zeros(3)
+    spine_counts, spine_base = np.zeros((len(THRESHOLDS), 3)), np.zeros(3)
+    shaft_counts, shaft_base = np.zeros((len(DENDRITE_THRESHOLDS), 2)), np.zeros(2)
     spines = planes = 0
+    dendrite_um2 = 0.0
     for volume in volumes:
         px = volume.pixel_size_um or models.card.pixel_size_um
         for z in volume.planes:
+            result, prob = _segment(volume.image[z], px, cfg, models)
             truth = _centres(volume.spines[z])
-            result = predict(volume.image[z], (1.0, px, px), cfg, models=models)
             radius = MATCH_RADIUS_UM / px
-            counts += _plane_counts(result.table, truth, radius, THRESHOLDS)
-            at_base += _plane_counts(result.table, truth, radius, (base,))[0]
+            spine_counts += _spine_counts(result.table, truth, radius, THRESHOLDS)
+            spine_base += _spine_counts(result.table, truth, radius, (base_spine,))[0]
+            outside = (volume.spines[z] == 0) & (result.spines[0] == 0)
+            shaft = volume.dendrite[z]
+            shaft_counts += _dendrite_counts(prob, shaft, outside, DENDRITE_THRESHOLDS)
+            shaft_base += _dendrite_counts(prob, shaft, outside, (base_dendrite,))[0]
             spines, planes = spines + len(truth), planes + 1
-    curve = tuple(float(f) for f in _f1(counts))
-    base_f1 = float(_f1(at_base[None])[0])
-    if spines < MIN_SPINES:
-        return ThresholdChoice(base, base_f1, base, base_f1, spines, planes, curve)
-    best = [k for k, f in enumerate(curve) if f >= max(curve) - 1e-12]
-    pick = min(best, key=lambda k: abs(THRESHOLDS[k] - base))
-    return ThresholdChoice(THRESHOLDS[pick], curve[pick], base, base_f1, spines, planes, curve)
+            dendrite_um2 += float(np.count_nonzero(shaft & outside)) * px * px
+    spine = _choose(
+        "spine", THRESHOLDS, _f1(spine_counts), base_spine, float(_f1(spine_base[None])[0]),
+        spines, spines >= MIN_SPINES, planes,
+    )  # fmt: skip
+    dendrite = _choose(
+        "dendrite", DENDRITE_THRESHOLDS, _iou(shaft_counts), base_dendrite,
+        float(_iou(shaft_base[None])[0]), dendrite_um2, dendrite_um2 >= MIN_DENDRITE_UM2, planes,
+    )  # fmt: skip
+    return spine, dendrite
 
 
-def write_spine_threshold(folder: str | Path, choice: ThresholdChoice) -> ModelCard:
+_CARD_KEYS = {"spine": "spine_score_threshold", "dendrite": "dendrite_threshold"}
+_ON = {
+    "spine": "the corrected planes' spines (F1, centroids within 0.5 µm)",
+    "dendrite": "the corrected planes' dendrite (IoU, outside spines)",
+}
+
+
+def write_threshold(folder: str | Path, choice: ThresholdChoice) -> ModelCard:
     """Record ``choice`` in the card of model folder ``folder`` (atomically; weights untouched):
-    ``inference.spine_score_threshold`` and, under ``metrics``, how it was chosen."""
+    ``inference.spine_score_threshold`` or ``inference.dendrite_threshold`` and, under
+    ``metrics``, how it was chosen (``spine_threshold_calibration`` or
+    ``dendrite_threshold_calibration``)."""
     card = ModelCard.load(Path(folder))
     metrics = dict(card.metrics)
-    metrics["spine_threshold_calibration"] = {
-        "on": "the corrected planes (centroids within 0.5 µm)",
+    metrics[f"{choice.kind}_threshold_calibration"] = {
+        "on": _ON[choice.kind],
         "threshold": choice.threshold,
-        "f1": choice.f1,
+        "score": choice.score,
         "previous_threshold": choice.base_threshold,
-        "previous_f1": choice.base_f1,
-        "spines": choice.spines,
+        "previous_score": choice.base_score,
+        "amount": choice.amount,
         "planes": choice.planes,
     }
-    inference = {**card.inference, "spine_score_threshold": choice.threshold}
+    inference = {**card.inference, _CARD_KEYS[choice.kind]: choice.threshold}
     new = replace(card, inference=inference, metrics=metrics)
     new.save(Path(folder))
     return new

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..data import CorrectedVolume, correction_source, save_corrections, steps_per_epoch
 from ..errors import InputError
-from .calibration import ThresholdChoice, choose_spine_threshold, write_spine_threshold
+from .calibration import ThresholdChoice, choose_thresholds, write_threshold
 from .config import CHECKPOINT_FILE, TrainConfig, TrainEvent
 from .loop import iter_fit, run_input_planes
 
@@ -48,15 +48,15 @@ def iter_fine_tune(
         Polled between batches; True ends the run after the current one (the model reached so
         far is saved).
     recalibrate : bool
-        Once the model folder is written, choose its spine score threshold on all the corrected
-        planes (:func:`~napari_dendrite_panoptic.training.choose_spine_threshold`) and record it
-        in its card.
+        Once the model folder is written, choose its spine score and dendrite thresholds on all
+        the corrected planes (:func:`~napari_dendrite_panoptic.training.choose_thresholds`) and
+        record them in its card.
 
     Yields
     ------
     ``("saved", [path, ...])`` once the corrections are written, then every
     :class:`~napari_dendrite_panoptic.training.TrainEvent` of :func:`iter_fit`, then (with
-    ``recalibrate``) ``("calibrated", ThresholdChoice)``. With held-out
+    ``recalibrate``) ``("calibrated", (spine ThresholdChoice, dendrite ThresholdChoice))``. With held-out
     volumes the base model is scored first (a "validation" event at step 0) and the model folder
     keeps the weights of the step with the best :func:`held_out_score`; the last event names
     that step (``best_step``) and carries its scores and the base model's (``base_metrics``).
@@ -97,17 +97,21 @@ def iter_fine_tune(
     return last
 
 
-def recalibrate_model(folder: str | Path, volumes: Sequence[CorrectedVolume]) -> ThresholdChoice:
-    """Choose the spine score threshold of model folder ``folder`` on the corrected planes of
-    ``volumes`` and write it into its card when it changes."""
+def recalibrate_model(
+    folder: str | Path, volumes: Sequence[CorrectedVolume]
+) -> tuple[ThresholdChoice, ThresholdChoice]:
+    """Choose the spine score and dendrite thresholds of model folder ``folder`` on the
+    corrected planes of ``volumes`` and write each into its card when it changes; returns
+    (spine, dendrite) choices."""
     from ..models import load_models
 
     models = load_models(folder, device="cpu")
-    choice = choose_spine_threshold(models, volumes)
-    if choice.changed:
-        write_spine_threshold(folder, choice)
-    logger.info("%s", choice.describe())
-    return choice
+    choices = choose_thresholds(models, volumes)
+    for choice in choices:
+        if choice.changed:
+            write_threshold(folder, choice)
+        logger.info("%s", choice.describe())
+    return choices
 
 
 def held_out_score(metrics: dict[str, float], which: str = "both") -> float:
