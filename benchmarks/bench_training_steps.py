@@ -12,8 +12,9 @@ candidate changes one by one:
 - ``+ bfloat16``: autocast to bfloat16 (on CPUs with AVX512-BF16 or AMX);
 - ``+ channels-last``: the networks and batches in channels-last memory format.
 
-The mix is generator 0.35, YOLO11 0.2, FindSpines 0.25, Smirnov 0.2 (the real sets are left out
-when ``$DENDRITE_PANOPTIC_DATA`` lacks them).
+The mix is generator 0.35, YOLO11 0.2, FindSpines 0.25, Smirnov 0.2 (the generator alone when
+``$DENDRITE_PANOPTIC_DATA`` lacks the real sets); ``--mix`` times another (the teaching check
+keeps this one).
 
 ``--teach N`` also checks that the faster loop teaches as much per crop: it fine-tunes the
 bundled model on the same N crops (same seed, same learning rate) with the v0.5 loop and with
@@ -21,6 +22,8 @@ the loop ``train`` uses now, and scores both on held-out generated planes (seeds
 on) and, when the data are there, on the FindSpines validation groups.
 
     python benchmarks/bench_training_steps.py --which both --steps 40
+    python benchmarks/bench_training_steps.py --which both --steps 40 \
+        --mix generator:0.3,generator3d:0.4,yolo11:0.3
     python benchmarks/bench_training_steps.py --which both --steps 0 --teach 800
 """
 
@@ -65,12 +68,12 @@ def _configure(row: dict) -> None:
         builders.build_spine_model, builders.build_dendrite_model = map(channels_last, convert)
 
 
-def _source():
+def _source(mix: str = MIX):
     from napari_dendrite_panoptic.data import training_source
     from napari_dendrite_panoptic.errors import DendritePanopticError
 
     try:
-        return training_source(MIX, 256, 0.08, planes=3)
+        return training_source(mix, 256, 0.08, planes=3)
     except DendritePanopticError:
         return training_source("generator:1", 256, 0.08, planes=3)
 
@@ -108,7 +111,13 @@ def _config(
 
 
 def time_row(
-    name: str, steps: int, skip: int, which: str, workers: int | None, threads: int | None
+    name: str,
+    steps: int,
+    skip: int,
+    which: str,
+    workers: int | None,
+    threads: int | None,
+    mix: str = MIX,
 ) -> dict[str, float]:
     """Train ``steps`` steps with row ``name``'s changes in this process; crops per second
     after ``skip`` steps and the share of time spent waiting for batches."""
@@ -116,7 +125,7 @@ def time_row(
 
     row = ROWS[name]
     _configure(row)
-    source, _ = _source()
+    source, _ = _source(mix)
     with tempfile.TemporaryDirectory() as tmp:
         cfg = _config(tmp, row, steps, which, 2e-5, workers, threads)
         times, wait = {}, 0.0
@@ -170,7 +179,7 @@ def _findspines(models) -> dict[str, float]:
 def _child(args: argparse.Namespace, row: str, mode: str) -> dict[str, float]:
     cmd = [sys.executable, __file__, "--row", row, "--mode", mode, "--which", args.which]
     cmd += ["--steps", str(args.steps), "--skip", str(args.skip), "--teach", str(args.teach)]
-    cmd += [f"--workers={args.workers}", f"--threads={args.threads}"]
+    cmd += [f"--workers={args.workers}", f"--threads={args.threads}", f"--mix={args.mix}"]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -184,6 +193,7 @@ def main() -> None:
     parser.add_argument("--teach", type=int, default=0, help="crops of the teaching check")
     parser.add_argument("--workers", default="auto", help="batch workers (default: as train)")
     parser.add_argument("--threads", default="auto", help="torch threads (default: as train)")
+    parser.add_argument("--mix", default=MIX, help="the data mix of the timed rows")
     parser.add_argument("--row", help=argparse.SUPPRESS)  # one child run
     parser.add_argument("--mode", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -192,11 +202,12 @@ def main() -> None:
             print(json.dumps(teach_row(args.row, args.teach, args.which)))
             return
         plan = (None if v == "auto" else int(v) for v in (args.workers, args.threads))
-        print(json.dumps(time_row(args.row, args.steps, args.skip, args.which, *plan)))
+        print(json.dumps(time_row(args.row, args.steps, args.skip, args.which, *plan, args.mix)))
         return
     cpus = os.cpu_count()
     print(
         f"{platform.processor() or platform.machine()}, {cpus} CPUs; {args.which}; crops 256²; "
+        f"mix {args.mix}; "
         f"workers {args.workers}, threads {args.threads}"
     )
     if args.steps:
