@@ -82,7 +82,7 @@ def test_training_through_the_dock_saves_corrections_and_lists_the_new_model(
     assert widget.rerun_button.isEnabled()
     assert [layer.name for layer in viewer.layers] == layers_before
     assert widget.plot.steps == [1]
-    # the thresholds were chosen on the corrected planes and the dock says so
+    # the thresholds were chosen on the held-out row's corrected planes and the dock says so
     spine, dendrite = widget._calibration
     assert spine.describe() in widget.status_label.text()
     assert dendrite.describe() in widget.status_label.text()
@@ -297,3 +297,20 @@ def test_unticking_the_threshold_box_keeps_the_base_models_threshold(
     assert "spine_threshold_calibration" not in card.metrics
     assert "dendrite_threshold_calibration" not in card.metrics
     assert widget._calibration is None and "threshold " not in widget.status_label.text()
+
+
+def test_without_held_out_rows_the_thresholds_stay_and_the_dock_says_why(
+    viewer_with_corrections, tiny_model_dir, qtbot, tmp_path
+):
+    """The new model scores the planes it trained on too well to choose thresholds there."""
+    from napari_dendrite_panoptic.training import NO_HELD_OUT_PLANES
+
+    _, widget = viewer_with_corrections(tiny_model_dir)
+    widget.name_edit.setText("no-held-out")
+    assert widget.recalibrate.isChecked()
+    widget.start_button.click()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
+    card = ModelCard.load(tmp_path / "user-models" / "no-held-out")
+    assert card.inference == ModelCard.load(tiny_model_dir).inference
+    assert "spine_threshold_calibration" not in card.metrics
+    assert NO_HELD_OUT_PLANES in widget.status_label.text()

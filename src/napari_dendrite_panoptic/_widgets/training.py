@@ -160,7 +160,7 @@ class TrainOnCorrectionsWidget(QWidget):
         self.recalibrate.setChecked(True)
         self.recalibrate.setToolTip(
             "After training, try spine score thresholds 0.30-0.95 and dendrite probability "
-            "thresholds 0.20-0.80 on the corrected planes and keep those with the best spine F1 "
+            "thresholds 0.20-0.80 on the held-out rows and keep those with the best spine F1 "
             "and dendrite IoU there in the new model's card"
         )
         self.name_edit = QLineEdit(datetime.now().strftime("finetune-%Y%m%d-%H%M"))
@@ -439,8 +439,15 @@ class TrainOnCorrectionsWidget(QWidget):
                 self.status_label.setText(f"Held-out scores at step {event.step}: {scores}")
 
     def _calibration_text(self) -> str:
-        """The thresholds chosen on the corrections, one sentence each ("" when none were)."""
-        return " ".join(f"{c.describe()}." for c in self._calibration or ())
+        """The thresholds chosen on the held-out corrections, one sentence each, or why they
+        were kept ("" when the box was unticked)."""
+        if self._calibration is None:
+            return ""
+        if not self._calibration:
+            from ..training import NO_HELD_OUT_PLANES
+
+            return f"{NO_HELD_OUT_PLANES}."
+        return " ".join(f"{c.describe()}." for c in self._calibration)
 
     def _on_returned(self, outcome: Any) -> None:
         if isinstance(outcome, Exception):

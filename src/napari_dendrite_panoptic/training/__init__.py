@@ -8,6 +8,7 @@ from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from .config import NonFiniteLossError, TrainConfig
 from .fine_tuning import (
     FINE_TUNE_FREEZE_NORM,
+    NO_HELD_OUT_PLANES,
     drop_checkpoint,
     fine_tune_config,
     held_out_score,
@@ -21,6 +22,7 @@ __all__ = [
     "CheckpointError",
     "DENDRITE_THRESHOLD_SWEEP",
     "FINE_TUNE_FREEZE_NORM",
+    "NO_HELD_OUT_PLANES",
     "NonFiniteLossError",
     "THRESHOLD_SWEEP",
     "ThresholdChoice",

@@ -22,6 +22,12 @@ from .loop import iter_fit, run_input_planes
 
 logger = logging.getLogger(__name__)
 
+NO_HELD_OUT_PLANES = (
+    "Thresholds kept: no held-out row to choose them on (the new model scores the planes it "
+    "trained on too well); mark a corrected image 'held out' to choose them"
+)
+"""Why a fine-tuning run without held-out volumes keeps its base model's thresholds."""
+
 
 def iter_fine_tune(
     config: TrainConfig,
@@ -48,15 +54,19 @@ def iter_fine_tune(
         Polled between batches; True ends the run after the current one (the model reached so
         far is saved).
     recalibrate : bool
-        Once the model folder is written, choose its spine score and dendrite thresholds on all
-        the corrected planes (:func:`~napari_dendrite_panoptic.training.choose_thresholds`) and
-        record them in its card.
+        Once the model folder is written, choose its spine score and dendrite thresholds on the
+        held-out volumes' corrected planes
+        (:func:`~napari_dendrite_panoptic.training.choose_thresholds`) and record them in its
+        card. Never on the planes it trained on: the new model scores those too well to say
+        which threshold suits the lab's other images (without held-out volumes the thresholds
+        stay the base model's, :data:`NO_HELD_OUT_PLANES`).
 
     Yields
     ------
     ``("saved", [path, ...])`` once the corrections are written, then every
     :class:`~napari_dendrite_panoptic.training.TrainEvent` of :func:`iter_fit`, then (with
-    ``recalibrate``) ``("calibrated", (spine ThresholdChoice, dendrite ThresholdChoice))``. With held-out
+    ``recalibrate``) ``("calibrated", (spine ThresholdChoice, dendrite ThresholdChoice))``, or
+    ``("calibrated", ())`` without held-out volumes. With held-out
     volumes the base model is scored first (a "validation" event at step 0) and the model folder
     keeps the weights of the step with the best :func:`held_out_score`; the last event names
     that step (``best_step``) and carries its scores and the base model's (``base_metrics``).
@@ -93,7 +103,11 @@ def iter_fine_tune(
         last = event
         yield event
     if recalibrate and last is not None and last.model_folder:
-        yield ("calibrated", recalibrate_model(last.model_folder, [*volumes, *held_out]))
+        if held_out:
+            yield ("calibrated", recalibrate_model(last.model_folder, held_out))
+        else:
+            logger.info("%s", NO_HELD_OUT_PLANES)
+            yield ("calibrated", ())
     return last
 
 
