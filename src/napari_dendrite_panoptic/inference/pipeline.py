@@ -42,7 +42,6 @@ from .steps import (
     checked_volume,
     intensity_range,
     pixel_size,
-    probability_on_input_grid,
     run_parameters,
     segment_plane,
     trim_in_depth,
@@ -96,7 +95,7 @@ def iter_predict(
     models = models or load_models(asked.model, asked.device)
     dendrite = asked.dendrite_threshold
     if dendrite is None:
-        dendrite = float(models.card.inference.get("dendrite_threshold", 0.5))
+        dendrite = models.card.threshold("dendrite_threshold")
     cfg = replace(asked, dendrite_threshold=dendrite)
     native = models.card.pixel_size_um
     notices: list[str] = []
@@ -142,7 +141,7 @@ def _iter_predict(
     check_memory(0 if plane_sink else nz, ny, nx, *native_shape)
     score = cfg.spine_score_threshold
     if score is None:
-        score = float(models.card.inference.get("spine_score_threshold", 0.5))
+        score = models.card.threshold("spine_score_threshold")
     z_step = voxel[0] if voxel_size_um is not None else None
     plan = plan_stack(cfg.stack_mode, nz, z_step, cfg.slab_um)
     if plan.mode != "planes":
@@ -173,9 +172,9 @@ def _iter_predict(
         prob, labels, scores, models = yield from segment_plane(
             planes.native(z), models, score, should_stop, run, z, (ny, nx)
         )
-        dendrite_plane, local = back_to_input_grid(prob, labels, (ny, nx), cfg)
+        dendrite_plane, local, probability = back_to_input_grid(prob, labels, (ny, nx), cfg)
         if probability_sink is not None:
-            probability_sink(z, probability_on_input_grid(prob, (ny, nx)))
+            probability_sink(z, probability)
         out.finish(z, dendrite_plane, linker.add(local, scores))
     if len(uniform) == nz:
         value = f"every pixel is {uniform[0]:g}" if len(set(uniform)) == 1 else "uniform planes"

@@ -180,7 +180,7 @@ def iter_predict_slabs(
         )
         if should_stop():  # between two projections too, not only between tiles
             raise Cancelled("stopped by the user")
-        dendrite, local = back_to_input_grid(prob, labels, (ny, nx), cfg)
+        dendrite, local, _ = back_to_input_grid(prob, labels, (ny, nx), cfg)
         if k < len(plan.slabs):
             detections.append((local, scores, view))
     # after the loop ``dendrite`` is the last view's: the whole stack's projection

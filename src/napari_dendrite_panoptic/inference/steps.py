@@ -176,23 +176,16 @@ def segment_plane(
             yield run.event(message, warning=warning)
 
 
-def probability_on_input_grid(prob: torch.Tensor, shape: tuple[int, int]) -> np.ndarray:
-    """A plane's (Y, X) float32 dendrite probability (0-1) on the input's grid, from the
-    native-size probability."""
-    return resize(prob[None, None].float().cpu(), shape)[0, 0].numpy()
-
-
 def back_to_input_grid(
     prob: torch.Tensor, labels: np.ndarray, shape: tuple[int, int], cfg: InferenceConfig
-) -> tuple[np.ndarray, np.ndarray]:
-    """A plane's dendrite mask (uint8, the probability at least ``cfg.dendrite_threshold``) and
-    spine labels (int32) on the input's (Y, X) grid, from the native-size probability and
-    labels."""
-    prob_full = probability_on_input_grid(prob, shape)
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A plane's dendrite mask (uint8, the probability at least ``cfg.dendrite_threshold``, which
+    :func:`iter_predict` has settled), spine labels (int32) and dendrite probability (float32,
+    0-1) on the input's (Y, X) grid, from the native-size probability and labels."""
+    prob_full = resize(prob[None, None].float().cpu(), shape)[0, 0].numpy()
     lab_full = resize(torch.from_numpy(labels)[None, None].float(), shape, "nearest")
     lab_full = lab_full[0, 0].numpy().astype(np.int32)
-    threshold = 0.5 if cfg.dendrite_threshold is None else cfg.dendrite_threshold
-    return (prob_full >= threshold).astype(np.uint8), lab_full
+    return (prob_full >= cfg.dendrite_threshold).astype(np.uint8), lab_full, prob_full
 
 
 def run_parameters(cfg: InferenceConfig, models: LoadedModels, run: Run, score: float) -> dict:

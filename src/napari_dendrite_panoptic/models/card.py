@@ -12,6 +12,10 @@ from ..errors import ModelError
 CARD_FILE = "card.json"
 CARD_FORMAT = 1
 KNOWN_ARCHITECTURES = ("maskrcnn_resnet18_fpn_lite", "fcn_resnet18_fpn_lite")
+DEFAULT_THRESHOLD = 0.5
+"""The spine score and dendrite probability thresholds of a card that recommends none."""
+THRESHOLD_KEYS = ("spine_score_threshold", "dendrite_threshold")
+"""The thresholds a card's ``inference`` may recommend (each 0-1)."""
 _POSITIVE_WHOLE = ("fpn_channels", "box_head_size", "mask_head_channels", "detections_per_tile")
 
 
@@ -91,8 +95,8 @@ class ModelCard:
                 f"model card {self.name!r}: normalisation low and high must be numbers with "
                 f"0 <= low < high <= 100, not {low!r} and {high!r}"
             )
-        for key in ("spine_score_threshold", "dendrite_threshold"):
-            value = self.inference.get(key, 0.5)
+        for key in THRESHOLD_KEYS:
+            value = self.inference.get(key, DEFAULT_THRESHOLD)
             if not (_is_number(value) and 0 <= value <= 1):
                 raise ModelError(
                     f"model card {self.name!r}: inference.{key} must be a number from 0 to 1, "
@@ -155,6 +159,11 @@ class ModelCard:
             raise ModelError(f"{origin}: {exc}") from None
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ModelError(f"{origin}: not a valid model card ({exc})") from None
+
+    def threshold(self, key: str) -> float:
+        """The threshold (0-1) ``inference.<key>`` recommends (a :data:`THRESHOLD_KEYS` entry),
+        :data:`DEFAULT_THRESHOLD` when the card names none."""
+        return float(self.inference.get(key, DEFAULT_THRESHOLD))
 
     def save(self, folder: Path) -> Path:
         """Write ``card.json`` into ``folder`` atomically; returns its path."""

@@ -43,6 +43,10 @@ MIN_DENDRITE_UM2 = 10.0
 to move the dendrite threshold."""
 
 
+_CARD_KEYS = {"spine": "spine_score_threshold", "dendrite": "dendrite_threshold"}
+"""The card's ``inference`` key of each kind of threshold."""
+
+
 @dataclass(frozen=True)
 class ThresholdChoice:
     """The outcome of one threshold sweep on corrected planes.
@@ -172,9 +176,8 @@ def choose_thresholds(
     """The spine score and dendrite thresholds best on the corrected planes of ``volumes``,
     with ``models`` (a :class:`~napari_dendrite_panoptic.models.LoadedModels`); each plane is
     segmented once, as a 2D image at its volume's pixel size. Returns (spine, dendrite)."""
-    card = models.card.inference
-    base_spine = float(card.get("spine_score_threshold", 0.5))
-    base_dendrite = float(card.get("dendrite_threshold", 0.5))
+    base_spine = models.card.threshold(_CARD_KEYS["spine"])
+    base_dendrite = models.card.threshold(_CARD_KEYS["dendrite"])
     cfg = InferenceConfig(
         model=str(models.folder), device=device, spine_score_threshold=THRESHOLDS[0]
     )
@@ -207,7 +210,6 @@ def choose_thresholds(
     return spine, dendrite
 
 
-_CARD_KEYS = {"spine": "spine_score_threshold", "dendrite": "dendrite_threshold"}
 _ON = {
     "spine": "the corrected planes' spines (F1, centroids within 0.5 µm)",
     "dendrite": "the corrected planes' dendrite (IoU, outside spines)",
