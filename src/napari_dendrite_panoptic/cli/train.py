@@ -91,7 +91,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     tr.add_argument(
         "--data",
         default=DEFAULT_MIX,
-        help="sources and their weights, comma-separated SOURCE:WEIGHT",
+        help="sources and their weights, comma-separated SOURCE:WEIGHT; sources: generator, "
+        "generator3d, yolo11, findspines, findspines-negatives (crops on bright blobs far from "
+        "every click), smirnov",
     )
     tr.add_argument(
         "--steps", type=int, default=2000, help="training steps (the schedule's length)"

@@ -2,8 +2,10 @@
 
 Sources: ``generator`` (generated planes and stacks, 25 % stacks), ``generator3d`` (generated
 stacks only), and the real sets in the data folder (:func:`.real.data_root`): ``yolo11``
-(train split), ``findspines`` (training groups; the held-out fifth is never drawn) and
-``smirnov`` (train split). A real set that is absent is skipped with a warning. The CLI's
+(train split), ``findspines`` (training groups; the held-out fifth is never drawn),
+``findspines-negatives`` (the same fields, crops placed on hard negatives: bright blobs far
+from every click in fields clicked completely, :mod:`.real.hard_negatives`) and ``smirnov``
+(train split). A real set that is absent is skipped with a warning. The CLI's
 ``train --data`` takes this string; the engine never imports napari or Qt.
 """
 
@@ -26,6 +28,7 @@ GENERATED = ("generator", "generator3d")
 REAL_FOLDERS = {
     "yolo11": "spine-types-yolo11",
     "findspines": "findspines",
+    "findspines-negatives": "findspines",
     "smirnov": "smirnov2018",
 }
 """Each real source and its folder under the data root."""
@@ -57,6 +60,13 @@ def _real_source(name: str, crop: int, native_px_um: float) -> tuple[Callable, s
         train, val = rd.findspines_split(rd.load_findspines())
         src = rd.point_source(train, crop, native_px_um)
         return src, f"FindSpines {len(train)} training images ({len(val)} held out by group)"
+    if name == "findspines-negatives":
+        train, _ = rd.findspines_split(rd.load_findspines())
+        anchors = [rd.hard_negatives(it.image, it.centres_px, it.pixel_size_um) for it in train]
+        src = rd.point_source(train, crop, native_px_um, p_centre=1.0, anchors=anchors)
+        n_fields = sum(1 for a in anchors if len(a))
+        n_blobs = sum(len(a) for a in anchors)
+        return src, f"FindSpines hard negatives ({n_blobs} blobs in {n_fields} training images)"
     src = rd.point_source(rd.load_smirnov("train"), crop, native_px_um)
     return src, "Smirnov train split (pseudo-masks from centres)"
 

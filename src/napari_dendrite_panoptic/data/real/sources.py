@@ -232,6 +232,7 @@ def point_source(
     crop: int,
     native_px_um: float,
     p_centre: float = 0.9,
+    anchors: Sequence[np.ndarray] | None = None,
 ) -> SampleSource:
     """Training samples from centre-annotated images (Smirnov, FindSpines).
 
@@ -252,7 +253,10 @@ def point_source(
     native_px_um
         The model's pixel size in µm.
     p_centre
-        Probability that a crop is placed to contain a spine centre.
+        Probability that a crop is placed to contain a spine centre (or an anchor).
+    anchors
+        Per item, (M, 2) points (y, x, px) to place crops on instead of its spine centres,
+        e.g. :func:`.hard_negatives.hard_negatives`; items without an anchor are never drawn.
 
     Returns
     -------
@@ -263,8 +267,13 @@ def point_source(
         "findspines".
     """
     items = list(items)
+    if anchors is None:
+        points = [it.centres_px for it in items]
+    else:
+        keep = [k for k, a in enumerate(anchors) if len(a)]
+        items, points = [items[k] for k in keep], [anchors[k] for k in keep]
     if not items:
-        raise ValueError("point_source needs at least one item")
+        raise ValueError("point_source needs at least one item (with an anchor)")
     masks = _PseudoMaskCache(items)
 
     def tile(
@@ -272,8 +281,8 @@ def point_source(
     ) -> tuple[np.ndarray, np.ndarray]:
         it = items[k]
         anchor = None
-        if len(it.centres_px) and rng.random() < p_centre:
-            anchor = it.centres_px[int(rng.integers(len(it.centres_px)))]
+        if len(points[k]) and rng.random() < p_centre:
+            anchor = points[k][int(rng.integers(len(points[k])))]
         (img, lab), _ = _resampled_crop(
             [it.image, masks(k)], out, it.pixel_size_um / px, anchor, rng
         )
