@@ -2,7 +2,8 @@
 
     .venv/bin/python scripts/calibrate_threshold.py MODEL_FOLDER --json docs/results/X.json \
         [--unseen-model LOSO_FOLDER] [--unseen-smirnov-model LOSO_FOLDER] \
-        [--unseen-yolo11-model LOSO_FOLDER] [--write-card] [--device cpu] [--flips]
+        [--unseen-yolo11-model LOSO_FOLDER] [--unseen-curves EARLIER_SWEEP.json] \
+        [--write-card] [--device cpu] [--flips]
 
 Sweeps thresholds 0.30-0.95 (step 0.05) and scores spine detection on images the model was
 trained on, never on the held-out splits that ``dendrite-panoptic evaluate --real`` reports:
@@ -104,6 +105,10 @@ def main() -> None:
         "--unseen-yolo11-model",
         help="a model trained without YOLO11: its F1 (IoU 0.25) on YOLO11 train is an unseen curve",
     )
+    parser.add_argument(
+        "--unseen-curves",
+        help="an earlier sweep's JSON: its unseen-lab curves join this one (no model needed)",
+    )
     parser.add_argument("--flips", action="store_true", help="four mirror views per plane")
     args = parser.parse_args()
     # every image predicted once at the lowest threshold; spines then kept by score
@@ -135,6 +140,11 @@ def main() -> None:
     if args.unseen_yolo11_model:
         unseen = load_models(args.unseen_yolo11_model, args.device)
         columns["unseen-yolo11-train"] = _mask_f1s(unseen, unseen_outlined, cfg)
+    earlier = json.loads(Path(args.unseen_curves).read_text()) if args.unseen_curves else None
+    if earlier is not None:
+        for name in next(iter(earlier["f1_by_threshold"].values())):
+            if name.startswith("unseen-") and name not in columns:
+                columns[name] = [earlier["f1_by_threshold"][str(t)][name] for t in THRESHOLDS]
     unseen_names = [name for name in columns if name.startswith("unseen-")]
     sweep: dict[str, dict[str, float]] = {}
     for k, t in enumerate(THRESHOLDS):
@@ -169,6 +179,12 @@ def main() -> None:
             f"({args.unseen_yolo11_model}) on {len(unseen_outlined)} YOLO11 train images "
             "(a lab it never saw)"
         )
+    if earlier is not None:
+        unseen_parts.append(
+            f"the unseen-lab curves {', '.join(n for n in unseen_names)} of the earlier sweep "
+            f"{args.unseen_curves} (models {earlier.get('unseen_model')}, "
+            f"{earlier.get('unseen_smirnov_model')})"
+        )
     if unseen_parts:
         rule = (
             "argmax over thresholds 0.30-0.95 of the mean of two curves: the "
@@ -185,6 +201,7 @@ def main() -> None:
         "unseen_model": args.unseen_model,
         "unseen_smirnov_model": args.unseen_smirnov_model,
         "unseen_yolo11_model": args.unseen_yolo11_model,
+        "unseen_curves": args.unseen_curves,
         "images": {
             "smirnov-train": len(smirnov),
             "findspines-train": len(findspines),
@@ -198,6 +215,9 @@ def main() -> None:
         "chosen": chosen,
         "f1_by_threshold": sweep,
     }
+    if earlier is not None:  # the image counts behind the borrowed curves
+        for name in unseen_names:
+            report["images"][name] = report["images"].get(name) or earlier["images"].get(name, 0)
     atomic_write_text(Path(args.json), json.dumps(report, indent=1))
     print(f"chosen threshold {chosen} ({key} F1 {sweep[str(chosen)][key]:.3f})")
     if args.write_card:
