@@ -127,12 +127,25 @@ def real_items(name: str) -> list:
     return items
 
 
+def _config(args: argparse.Namespace, out: Path, volumes: list, base, **options):
+    """The dock's fine-tuning config for ``volumes`` from the bundled model, with the
+    benchmark's ``--minutes``, ``--threads`` and ``--seed``."""
+    cfg = fine_tune_config(
+        str(bundled_model_dir()),
+        out,
+        volumes,
+        base.card.pixel_size_um,
+        minutes=args.minutes,
+        **options,
+    )
+    return replace(cfg, threads=args.threads, seed=args.seed)
+
+
 def main_real(args: argparse.Namespace) -> None:
     """The correct-and-retrain loop on real fields (see the module docstring)."""
     from napari_dendrite_panoptic.errors import InputError
     from napari_dendrite_panoptic.training import (
         choose_thresholds,
-        fine_tune_config,
         iter_fine_tune,
     )
 
@@ -165,16 +178,7 @@ def main_real(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for key, (train, held) in runs.items():
             out = Path(tmp) / key
-            cfg = fine_tune_config(
-                str(bundled_model_dir()),
-                out,
-                train,
-                base.card.pixel_size_um,
-                minutes=args.minutes,
-                name="bench-finetune-real",
-                layers=args.layers,
-            )
-            cfg = replace(cfg, threads=args.threads, seed=args.seed)
+            cfg = _config(args, out, train, base, name="bench-finetune-real", layers=args.layers)
             t0 = time.perf_counter()
             events = list(iter_fine_tune(cfg, train, held, [], lambda: False))
             train_s[key] = time.perf_counter() - t0
@@ -255,16 +259,7 @@ def main() -> None:
     ]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "finetuned"
-        cfg = fine_tune_config(
-            str(bundled_model_dir()),
-            out,
-            volumes,
-            base.card.pixel_size_um,
-            lr=args.lr,
-            minutes=args.minutes,
-            name="bench-finetune",
-        )
-        cfg = replace(cfg, threads=args.threads, seed=args.seed)
+        cfg = _config(args, out, volumes, base, name="bench-finetune", lr=args.lr)
         if args.freeze_norm is not None:
             cfg = replace(cfg, freeze_norm=args.freeze_norm)
         if args.steps:
