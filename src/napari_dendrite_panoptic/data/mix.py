@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
-from functools import partial
+from functools import cache, partial
 
 from .. import __version__
 from ..errors import DataNotFoundError, DendritePanopticError
@@ -49,6 +49,21 @@ def parse_mix(mix: str) -> list[tuple[str, float]]:
     return parts
 
 
+@cache
+def _findspines_split_in(root: str) -> tuple[list, list]:
+    from . import real as rd
+
+    return rd.findspines_split(rd.load_findspines(root))
+
+
+def _findspines_split() -> tuple[list, list]:
+    """The FindSpines (train, val) split of the data folder, grouped once per folder for both
+    FindSpines sources of a mix."""
+    from .real import data_root
+
+    return _findspines_split_in(str(data_root()))
+
+
 def _real_source(name: str, crop: int, native_px_um: float) -> tuple[Callable, str]:
     """One real set's sample source and description; FileNotFoundError when it is absent."""
     from . import real as rd
@@ -57,11 +72,11 @@ def _real_source(name: str, crop: int, native_px_um: float) -> tuple[Callable, s
         src = rd.mask_source(rd.load_yolo11("train"), crop, native_px_um)
         return src, "YOLO11 train split (outlines on synthetic backgrounds)"
     if name == "findspines":
-        train, val = rd.findspines_split(rd.load_findspines())
+        train, val = _findspines_split()
         src = rd.point_source(train, crop, native_px_um)
         return src, f"FindSpines {len(train)} training images ({len(val)} held out by group)"
     if name == "findspines-negatives":
-        train, _ = rd.findspines_split(rd.load_findspines())
+        train, _ = _findspines_split()
         anchors = [rd.hard_negatives(it.image, it.centres_px, it.pixel_size_um) for it in train]
         src = rd.point_source(train, crop, native_px_um, p_centre=1.0, anchors=anchors)
         n_fields = sum(1 for a in anchors if len(a))
