@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage as ndi
+from scipy.spatial import cKDTree
 from skimage.feature import peak_local_max
 
 FAR_UM = 2.0
@@ -70,8 +71,8 @@ def bright_blobs(
         exclude_border=False,
     ).astype(np.int64)
     blobs = blobs[contrast[blobs[:, 0], blobs[:, 1]] >= level]
-    d = np.sqrt(((blobs[:, None, :] - centres[None, :, :]) ** 2).sum(-1)).min(1)
-    return blobs, d * pixel_size_um
+    d, _ = cKDTree(centres).query(blobs)
+    return blobs, np.asarray(d, dtype=np.float64).reshape(-1) * pixel_size_um
 
 
 def hard_negatives(
