@@ -11,7 +11,7 @@ from napari_dendrite_panoptic.errors import InputError, OutputExistsError
 from napari_dendrite_panoptic.models import load_models
 from napari_dendrite_panoptic.training import TrainConfig, iter_fit, load_checkpoint
 from napari_dendrite_panoptic.training import batches as training_batches
-from napari_dendrite_panoptic.training import loop as training_loop
+from napari_dendrite_panoptic.training import networks as training_networks
 from napari_dendrite_panoptic.training.batches import instance_targets
 from napari_dendrite_panoptic.training.loop import fit
 
@@ -70,7 +70,7 @@ def test_stop_keeps_a_checkpoint_and_a_model(tmp_path, tiny_model_dir):
 
 
 def test_non_finite_loss_raises(tmp_path, tiny_model_dir, monkeypatch):
-    monkeypatch.setattr(training_loop, "dendrite_loss", lambda *a: torch.tensor(float("nan")))
+    monkeypatch.setattr(training_networks, "dendrite_loss", lambda *a: torch.tensor(float("nan")))
     with pytest.raises(training.NonFiniteLossError, match="not finite"):
         fit(_cfg(tmp_path, tiny_model_dir, which="dendrites"), source=_source)
 

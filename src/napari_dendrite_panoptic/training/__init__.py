@@ -15,8 +15,9 @@ from .fine_tuning import (
     iter_fine_tune,
     recalibrate_model,
 )
-from .loop import iter_fit, run_input_planes, training_precision
+from .loop import iter_fit
 from .losses import lr_factor
+from .networks import run_input_planes, training_precision
 
 __all__ = [
     "CheckpointError",

@@ -18,7 +18,8 @@ from ..data import CorrectedVolume, correction_source, save_corrections, steps_p
 from ..errors import InputError
 from .calibration import ThresholdChoice, choose_thresholds, write_threshold
 from .config import CHECKPOINT_FILE, TrainConfig, TrainEvent
-from .loop import iter_fit, run_input_planes
+from .loop import iter_fit
+from .networks import run_input_planes
 
 logger = logging.getLogger(__name__)
 
