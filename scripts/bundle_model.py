@@ -9,7 +9,7 @@
 
 Copies the model's weight files into ``src/napari_dendrite_panoptic/models/weights/bundled``
 and writes its card there with: ``version``; the bundled description extended by
-``--description-add``; ``metrics`` from the ``dendrite-panoptic evaluate --json`` files (later
+``--description-add`` (once: bundling the same model again does not repeat it); ``metrics`` from the ``dendrite-panoptic evaluate --json`` files (later
 files win on a shared key) and ``measured_with``; and the ``base_model`` paths of the newest
 levels of the provenance chain (and their ``config``) replaced by the ``--base`` words, one per
 level, newest first (a card names no path outside its folder). The
@@ -58,7 +58,10 @@ def main() -> None:
         tmp.replace(BUNDLED / name)
 
     card["version"] = args.version
-    card["description"] = f"{old['description']} {args.description_add}"
+    described = old["description"]
+    if args.description_add not in described:  # bundling the same model again adds nothing
+        described = f"{described} {args.description_add}"
+    card["description"] = described
     level = card["provenance"]
     for words in args.base:  # newest first, down the provenance chain
         level["base_model"] = words
