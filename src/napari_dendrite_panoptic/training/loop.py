@@ -6,12 +6,13 @@ atomically every ``checkpoint_every`` steps. :func:`iter_fit` is a generator of
 :class:`TrainEvent` that ends by saving a model folder; it stops cleanly between batches when
 ``should_stop()`` turns true. :func:`fit` runs it to the end.
 
-:func:`iter_fit` reads as torchvision's ``train_one_epoch``: prepare the networks
-(:class:`~.networks.RunNetworks`: weights from a checkpoint, optimisers), then per step a batch, the learning
-rate, one optimiser step per network, and the hooks: a checkpoint every ``checkpoint_every``
-steps (:mod:`.checkpoints`), validation every ``validate_every`` steps; at the end the model
-folder with its card. Batches (seeded per step, in the loop or by forked workers) come from
-:mod:`.batches`.
+:func:`iter_fit` reads as torchvision's ``train_one_epoch``, a short loop over the named steps
+of a ``_Run``: ``open`` (the networks, from a checkpoint when resuming, with their optimisers:
+:class:`~.networks.RunNetworks`; the batches), ``begin``, then per step ``train_one_step`` (a
+batch, the learning rate, one optimiser step per network, and the hooks: a checkpoint every
+``checkpoint_every`` steps (:mod:`.checkpoints`), validation every ``validate_every`` steps),
+and ``end``: the model folder with its card. Batches (seeded per step, in the loop or by forked
+workers) come from :mod:`.batches`.
 """
 
 from __future__ import annotations
@@ -73,77 +74,139 @@ def iter_fit(
         weights of the best-scored step after the start; the last event's ``best_step`` names
         that step, its ``metrics`` are that step's scores and ``base_metrics`` the start's.
     """
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    if (Path(cfg.output_model) / "card.json").exists():
-        raise OutputExistsError(
-            f"model folder '{cfg.output_model}' exists already; choose a new output name"
-        )
-    ckpt_path = Path(cfg.work_dir) / CHECKPOINT_FILE
-    ckpt_path.parent.mkdir(parents=True, exist_ok=True)
-    card, spines, dendrites = build_networks(cfg)
-    state = load_checkpoint(ckpt_path) if resume and ckpt_path.is_file() else None
-    if state is not None:
-        _check_resumable(state, ckpt_path)
-    start = int(state["step"]) if state else 0
-    clock = _Clock(float(state.get("elapsed_s", 0.0)) if state else 0.0)
-    device = resolve_device(cfg.device)
-    source = source or _generator_source(cfg, card)
-    batches = step_batches(source, cfg, start, card.input_planes)  # workers fork before CUDA
-    nets = RunNetworks(cfg, card, spines, dendrites, device, state)
-    yield TrainEvent("start", start, cfg.steps)
-    step = saved_step = start
-    stopped, last_validation = False, {}
-    best = _Best(keep_best if validator is not None else None)
-    if best.active:
-        best.base = nets.validate(validator)
-        yield TrainEvent("validation", start, cfg.steps, metrics=best.base)
-    while step < cfg.steps:
+    run = _Run.open(cfg, source, resume, validator, validate_every, keep_best)
+    yield from run.begin()
+    stopped = False
+    while run.step < cfg.steps:
         if should_stop():
             stopped = True
             break
-        spent = clock.elapsed()
-        if cfg.max_seconds is not None and spent >= cfg.max_seconds:
+        if run.out_of_time():
             break
-        batch = clock.wait_for(batches, device)
-        time_fraction = spent / cfg.max_seconds if cfg.max_seconds else 0.0
-        lr = cfg.lr * lr_factor(step, cfg.warmup_steps, cfg.steps, time_fraction)
-        losses = nets.train_step(batch, step, lr)
-        step += 1
-        elapsed = clock.elapsed()
-        share = clock.wait_share()
-        yield TrainEvent("step", step, cfg.steps, losses, lr, elapsed, data_wait_fraction=share)
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            save_checkpoint(ckpt_path, nets.checkpoint(step, clock.elapsed()))
-            saved_step = step
-            yield TrainEvent("checkpoint", step, cfg.steps, losses, lr, elapsed)
-        if validator is not None and validate_every and step % validate_every == 0:
-            last_validation = nets.validate(validator)
-            best.offer(step, last_validation, nets)
-            yield TrainEvent(
-                "validation", step, cfg.steps, elapsed_s=elapsed, metrics=last_validation
+        yield from run.train_one_step()
+    yield from run.end(stopped, provenance)
+
+
+class _Run:
+    """One run's state between the named steps of :func:`iter_fit`: the networks, the batches,
+    the clock, the step and the last checkpointed step, the validation hooks."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        nets: RunNetworks,
+        batches: Iterator,
+        start: int,
+        clock: _Clock,
+        validator: Callable[[Any], dict[str, float]] | None,
+        validate_every: int,
+        best: _Best,
+    ) -> None:
+        self.cfg, self.nets, self.batches, self.clock = cfg, nets, batches, clock
+        self.step = self.saved_step = start
+        self.validator, self.validate_every, self.best = validator, validate_every, best
+        self.ckpt_path = Path(cfg.work_dir) / CHECKPOINT_FILE
+        self.last_validation: dict[str, float] = {}
+        self.spent = 0.0
+
+    @classmethod
+    def open(
+        cls,
+        cfg: TrainConfig,
+        source: SampleSource | None,
+        resume: bool,
+        validator: Callable[[Any], dict[str, float]] | None,
+        validate_every: int,
+        keep_best: Callable[[dict[str, float]], float] | None,
+    ) -> _Run:
+        """Build the networks (from the checkpoint when resuming) and start the batches."""
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        if (Path(cfg.output_model) / "card.json").exists():
+            raise OutputExistsError(
+                f"model folder '{cfg.output_model}' exists already; choose a new output name"
             )
-    if step > saved_step:  # stopped, or out of time, between two checkpoints
-        save_checkpoint(ckpt_path, nets.checkpoint(step, clock.elapsed()))
-    scored_last = validate_every and step % validate_every == 0
-    if validator is not None and (not stopped or best.active) and not scored_last:
-        last_validation = nets.validate(validator)
-        best.offer(step, last_validation, nets)
-        yield TrainEvent("validation", step, cfg.steps, metrics=last_validation)
-    elapsed = clock.elapsed()
-    del batches  # a run that ends early leaves no data-loader workers behind
-    kept_step, last_validation = best.restore(nets, step, last_validation)
-    nets.save(kept_step, elapsed, stopped, last_validation, provenance, best.base)
-    yield TrainEvent(
-        "stopped" if stopped else "done",
-        step,
-        cfg.steps,
-        elapsed_s=elapsed,
-        model_folder=str(cfg.output_model),
-        metrics=dict(last_validation),
-        best_step=kept_step if best.active else None,
-        base_metrics=dict(best.base),
-    )
+        ckpt_path = Path(cfg.work_dir) / CHECKPOINT_FILE
+        ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+        card, spines, dendrites = build_networks(cfg)
+        state = load_checkpoint(ckpt_path) if resume and ckpt_path.is_file() else None
+        if state is not None:
+            _check_resumable(state, ckpt_path)
+        start = int(state["step"]) if state else 0
+        clock = _Clock(float(state.get("elapsed_s", 0.0)) if state else 0.0)
+        device = resolve_device(cfg.device)
+        source = source or _generator_source(cfg, card)
+        batches = step_batches(source, cfg, start, card.input_planes)  # workers fork before CUDA
+        nets = RunNetworks(cfg, card, spines, dendrites, device, state)
+        best = _Best(keep_best if validator is not None else None)
+        return cls(cfg, nets, batches, start, clock, validator, validate_every, best)
+
+    def begin(self) -> Iterator[TrainEvent]:
+        """The "start" event; with ``keep_best``, the starting weights' scores."""
+        yield TrainEvent("start", self.step, self.cfg.steps)
+        if self.best.active:
+            self.best.base = self.nets.validate(self.validator)
+            yield TrainEvent("validation", self.step, self.cfg.steps, metrics=self.best.base)
+
+    def out_of_time(self) -> bool:
+        """Whether the run's time budget (``max_seconds``) is spent."""
+        self.spent = self.clock.elapsed()
+        return self.cfg.max_seconds is not None and self.spent >= self.cfg.max_seconds
+
+    def train_one_step(self) -> Iterator[TrainEvent]:
+        """A batch, its learning rate, one step of each network; then the hooks."""
+        cfg = self.cfg
+        batch = self.clock.wait_for(self.batches, self.nets.device)
+        time_fraction = self.spent / cfg.max_seconds if cfg.max_seconds else 0.0
+        lr = cfg.lr * lr_factor(self.step, cfg.warmup_steps, cfg.steps, time_fraction)
+        losses = self.nets.train_step(batch, self.step, lr)
+        self.step += 1
+        elapsed, share = self.clock.elapsed(), self.clock.wait_share()
+        yield TrainEvent(
+            "step", self.step, cfg.steps, losses, lr, elapsed, data_wait_fraction=share
+        )
+        if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+            self._checkpoint()
+            yield TrainEvent("checkpoint", self.step, cfg.steps, losses, lr, elapsed)
+        if self.validator is not None and self._validation_due():
+            yield self._validation_event(elapsed)
+
+    def end(self, stopped: bool, provenance: dict[str, Any] | None) -> Iterator[TrainEvent]:
+        """The last checkpoint and validation, the model folder, the "done"/"stopped" event."""
+        cfg, best = self.cfg, self.best
+        if self.step > self.saved_step:  # stopped, or out of time, between two checkpoints
+            self._checkpoint()
+        wanted = not stopped or best.active
+        if self.validator is not None and wanted and not self._validation_due():
+            yield self._validation_event()
+        elapsed = self.clock.elapsed()
+        del self.batches  # a run that ends early leaves no data-loader workers behind
+        kept, metrics = best.restore(self.nets, self.step, self.last_validation)
+        self.nets.save(kept, elapsed, stopped, metrics, provenance, best.base)
+        yield TrainEvent(
+            "stopped" if stopped else "done",
+            self.step,
+            cfg.steps,
+            elapsed_s=elapsed,
+            model_folder=str(cfg.output_model),
+            metrics=dict(metrics),
+            best_step=kept if best.active else None,
+            base_metrics=dict(best.base),
+        )
+
+    def _checkpoint(self) -> None:
+        save_checkpoint(self.ckpt_path, self.nets.checkpoint(self.step, self.clock.elapsed()))
+        self.saved_step = self.step
+
+    def _validation_due(self) -> bool:
+        return bool(self.validate_every) and self.step % self.validate_every == 0
+
+    def _validation_event(self, elapsed: float = 0.0) -> TrainEvent:
+        self.last_validation = self.nets.validate(self.validator)
+        self.best.offer(self.step, self.last_validation, self.nets)
+        return TrainEvent(
+            "validation", self.step, self.cfg.steps, elapsed_s=elapsed, metrics=self.last_validation
+        )
 
 
 class _Best:
