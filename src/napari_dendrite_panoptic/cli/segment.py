@@ -377,7 +377,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
     from ..inference import check_model_matches
     from ..models import load_models
-    from .batch import check_stems, expand_inputs, report_batch, run_batch, summary_path
+    from .batch import check_stems, expand_inputs, run_batch
+    from .batch_summary import report_batch, summary_path
 
     inputs = expand_inputs(args.inputs)
     check_stems(inputs, args.out)
