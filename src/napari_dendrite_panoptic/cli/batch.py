@@ -11,19 +11,15 @@ from __future__ import annotations
 
 import argparse
 import glob
-import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import DendritePanopticError, InputError
-from .batch_summary import FileOutcome, failed_outcome, summarise_outputs
-
-logger = logging.getLogger(__name__)
-
-SegmentFile = Callable[..., dict[str, Path]]
-"""``(path, args, cfg, models, bar_factory) -> {kind: written path}``: one file's segmentation."""
+from ..errors import InputError
+from .batch_file import NoBar, SegmentFile, segment_one
+from .batch_summary import FileOutcome
+from .dask_batch import run_on_dask
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 
@@ -106,65 +102,6 @@ def check_stems(paths: Sequence[Path], out: str | os.PathLike[str]) -> None:
         seen[key] = p
 
 
-class _NoBar:
-    """A progress bar that shows nothing (per-file tile bars are off on cluster workers)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.n = 0
-
-    def set_postfix_str(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def segment_one(
-    segment_file: SegmentFile,
-    path: Path,
-    args: argparse.Namespace,
-    cfg: Any,
-    models: Any = None,
-    bar_factory: Callable[..., Any] = _NoBar,
-) -> FileOutcome:
-    """Segment one file with ``segment_file`` and summarise its outputs; never raises for a
-    problem with this file (it is returned as a failed :class:`FileOutcome`).
-
-    ``models`` None loads ``cfg.model`` on ``cfg.device`` (cached per process), as a cluster
-    worker does.
-    """
-    try:
-        if models is None:
-            from ..models import load_models
-
-            models = load_models(cfg.model, cfg.device)
-        written = segment_file(Path(path), args, cfg, models, bar_factory)
-        return summarise_outputs(Path(path), written)
-    except Exception as exc:  # noqa: BLE001 - one file's failure must not stop the batch
-        if not isinstance(exc, DendritePanopticError):
-            logger.debug("%s failed", path, exc_info=True)
-        return failed_outcome(Path(path), exc)
-
-
-def _worker_args(args: argparse.Namespace) -> argparse.Namespace:
-    """The parsed arguments for cluster workers: without the command function, with absolute
-    paths (a worker's current folder is not ours)."""
-    values = {k: v for k, v in vars(args).items() if k != "func"}
-    for key in ("out", "from_run"):
-        if values.get(key):
-            values[key] = str(Path(values[key]).resolve())
-    return argparse.Namespace(**values)
-
-
-def _worker_config(cfg: Any) -> Any:
-    """The job's config with an absolute model folder (None stays the bundled model)."""
-    from dataclasses import replace
-
-    if getattr(cfg, "model", None):
-        return replace(cfg, model=str(Path(cfg.model).resolve()))
-    return cfg
-
-
 def run_batch(
     segment_file: SegmentFile,
     paths: Sequence[Path],
@@ -229,7 +166,7 @@ def run_batch(
             for i, path in enumerate(paths):
                 finished(i, segment_one(segment_file, path, args, cfg, models, inner))
         else:
-            _run_on_dask(segment_file, paths, args, cfg, workers, scheduler, processes, finished)
+            run_on_dask(segment_file, paths, args, cfg, workers, scheduler, processes, finished)
     finally:
         if outer is not None:
             outer.close()
@@ -239,123 +176,9 @@ def run_batch(
 def _inner_bar(bar_factory: Callable[..., Any] | None, leave: bool) -> Callable[..., Any]:
     """Per-file tile bars: none without a factory; below the files bar they vanish when done."""
     if bar_factory is None:
-        return _NoBar
+        return NoBar
 
     def factory(**kwargs: Any) -> Any:
         return bar_factory(leave=leave, **kwargs)
 
     return factory
-
-
-def _run_on_dask(
-    segment_file: SegmentFile,
-    paths: list[Path],
-    args: argparse.Namespace,
-    cfg: Any,
-    workers: int,
-    scheduler: str | None,
-    processes: bool,
-    finished: Callable[[int, FileOutcome], None],
-) -> None:
-    """Submit one task per file to a Dask cluster and collect outcomes as they complete."""
-    try:
-        from distributed import Client, LocalCluster, as_completed
-    except ImportError:
-        raise DendritePanopticError(
-            "parallel batches need dask.distributed: pip install 'dask[distributed]'"
-        ) from None
-    if not logging.getLogger("napari_dendrite_panoptic").isEnabledFor(logging.INFO):
-        logging.getLogger("distributed").setLevel(logging.WARNING)  # no start-up chatter
-    cluster = None
-    torch_threads = None
-    if scheduler is not None:
-        client = _connect(Client, scheduler)
-    else:
-        cluster = LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=processes,
-            host="127.0.0.1",
-            protocol="tcp",
-            dashboard_address=None,
-        )
-        client = Client(cluster)
-        # the workers share this machine's cores instead of each taking them all
-        torch_threads = max(1, (os.cpu_count() or 1) // workers) if processes else None
-    try:
-        wargs, wcfg = _worker_args(args), _worker_config(cfg)
-        futures = {
-            client.submit(
-                _cluster_task,
-                segment_file,
-                str(p.resolve()),
-                wargs,
-                wcfg,
-                torch_threads,
-                pure=False,
-            ): i
-            for i, p in enumerate(paths)
-        }
-        for future in as_completed(futures):
-            index = futures[future]
-            try:
-                outcome = future.result()
-            except Exception as exc:  # noqa: BLE001 - a lost worker fails this file only
-                outcome = failed_outcome(paths[index].resolve(), exc)
-            finished(index, outcome)
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
-
-
-SCHEDULER_TIMEOUT_S = 5.0
-"""How long ``--scheduler`` may take to answer before the run is refused."""
-
-
-def _connect(client_class: Any, scheduler: str) -> Any:
-    """A Dask client of ``scheduler``, or a :class:`DendritePanopticError` within
-    :data:`SCHEDULER_TIMEOUT_S` (plus a second) for an address that is malformed, refuses, or
-    accepts the connection and never answers (Dask's own timeout does not cover that; the
-    attempt is left to a background thread, which ends with this process)."""
-    import threading
-
-    box: dict[str, Any] = {}
-
-    def attempt() -> None:
-        try:
-            box["client"] = client_class(scheduler, timeout=f"{SCHEDULER_TIMEOUT_S:g}s")
-        except Exception as exc:  # noqa: BLE001 - reported below in words
-            box["error"] = exc
-
-    thread = threading.Thread(target=attempt, name="dask-connect", daemon=True)
-    thread.start()
-    thread.join(SCHEDULER_TIMEOUT_S + 1.0)
-    if "client" in box:
-        return box["client"]
-    if "error" in box:
-        exc = box["error"]
-        if isinstance(exc, ValueError):
-            why = f"it is not a scheduler address ({exc}); use tcp://HOST:PORT"
-        else:
-            why = str(exc) or type(exc).__name__
-        raise DendritePanopticError(f"cannot reach the Dask scheduler at {scheduler}: {why}")
-    raise DendritePanopticError(
-        f"cannot reach the Dask scheduler at {scheduler}: no answer within "
-        f"{SCHEDULER_TIMEOUT_S:g} s (is it a Dask scheduler?)"
-    )
-
-
-def _cluster_task(
-    segment_file: SegmentFile,
-    path: str,
-    args: argparse.Namespace,
-    cfg: Any,
-    torch_threads: int | None,
-) -> FileOutcome:
-    """One file on a Dask worker (models loaded once per worker process, then cached)."""
-    if torch_threads is not None:
-        import torch
-
-        torch.set_num_threads(torch_threads)
-    return segment_one(segment_file, Path(path), args, cfg)
