@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_dendrite_panoptic.cli import batch, main
+from napari_dendrite_panoptic.cli import batch_summary, main
 from napari_dendrite_panoptic.errors import ModelError, TiffReadError
 from napari_dendrite_panoptic.io import read_tiff, spreadsheet_safe, write_table_csv
 from napari_dendrite_panoptic.models import ModelCard, load_models
@@ -195,8 +195,10 @@ def test_csv_cells_that_look_like_formulas_are_neutralised(tmp_path):
     table = {"name": np.array(["=1+1", "ok"]), "size": np.array([-3.5, 2.0])}
     rows = list(csv.reader(write_table_csv(tmp_path / "t.csv", table).open()))
     assert rows[1] == ["'=1+1", "-3.5"] and rows[2] == ["ok", "2"]
-    outcome = batch.FileOutcome(file="=cmd|' /C calc'!A0.tif", status="failed", error="-bad")
-    path = batch.write_summary_csv(tmp_path / "summary.csv", [outcome])
+    outcome = batch_summary.FileOutcome(
+        file="=cmd|' /C calc'!A0.tif", status="failed", error="-bad"
+    )
+    path = batch_summary.write_summary_csv(tmp_path / "summary.csv", [outcome])
     row = next(csv.DictReader(path.open()))
     assert row["file"].startswith("'=") and row["error"] == "'-bad"
 
@@ -367,7 +369,7 @@ def test_summary_that_is_a_folder_or_cannot_be_written(
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(batch, "atomic_write_text", full)
+    monkeypatch.setattr(batch_summary, "atomic_write_text", full)
     assert _seg(tiny_model_dir, out, *images) == 1
     err = capsys.readouterr().err
     assert "cannot write the summary" in err and "the disk is full" in err
@@ -375,7 +377,9 @@ def test_summary_that_is_a_folder_or_cannot_be_written(
 
 
 def test_disk_full_while_writing_outputs_says_so():
-    outcome = batch._failure(Path("x.tif"), OSError("65536 requested and 25600 written"))
+    outcome = batch_summary.failed_outcome(
+        Path("x.tif"), OSError("65536 requested and 25600 written")
+    )
     assert outcome.error.startswith("the disk is full")
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from napari_dendrite_panoptic.analysis import dendrite_length_um
-from napari_dendrite_panoptic.cli import batch, build_parser, main
+from napari_dendrite_panoptic.cli import batch, batch_summary, build_parser, main
 from napari_dendrite_panoptic.cli.segment import segment_config, segment_file
 from napari_dendrite_panoptic.io import read_tiff, write_tiff_atomic
 
@@ -98,7 +98,7 @@ def test_local_dask_cluster_of_two_workers(folder, tiny_model_dir, tmp_path):
     outcomes = batch.run_batch(segment_file, paths, ns, cfg, workers=2, processes=False)
     assert [Path(o.file).name for o in outcomes] == [p.name for p in paths]  # input order
     assert [o.status for o in outcomes] == ["failed", "ok", "ok", "ok"]
-    batch.write_summary_csv(out / "summary.csv", outcomes)
+    batch_summary.write_summary_csv(out / "summary.csv", outcomes)
     _check_summary(_rows(out / "summary.csv"), out)
 
 
@@ -147,8 +147,8 @@ def test_unreachable_scheduler_is_a_clear_error(folder, tiny_model_dir, tmp_path
 
 
 def test_summary_columns_are_documented_units():
-    assert "dendrite_length_um" in batch.SUMMARY_COLUMNS
-    assert "spines_per_um" in batch.SUMMARY_COLUMNS
+    assert "dendrite_length_um" in batch_summary.SUMMARY_COLUMNS
+    assert "spines_per_um" in batch_summary.SUMMARY_COLUMNS
     ns = argparse.Namespace(out="o", summary=None, workers=1, scheduler=None, overwrite=False)
-    assert batch.summary_path(ns, 1) is None
-    assert batch.summary_path(ns, 2) == Path("o") / "summary.csv"
+    assert batch_summary.summary_path(ns, 1) is None
+    assert batch_summary.summary_path(ns, 2) == Path("o") / "summary.csv"

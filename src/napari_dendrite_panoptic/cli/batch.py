@@ -3,81 +3,25 @@
 Inputs are files, folders (their ``*.tif``/``*.tiff``) or glob patterns. Files run one after the
 other in this process, or in parallel on a local ``dask.distributed`` cluster (``workers > 1``)
 or on an existing one (``scheduler="tcp://host:port"``). One file's failure is recorded and the
-others go on. :func:`write_summary_csv` writes one row per file (status or error, shape, voxel
-size, spines, dendrite skeleton length in µm, spines per µm) atomically.
+others go on; each file's outcome is a row of the summary table (:mod:`.batch_summary`).
 This module never imports napari or Qt.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import errno
 import glob
-import io as _io
-import json
-import logging
-import math
 import os
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from ..analysis import dendrite_length_um
-from ..core import atomic_write_text
-from ..errors import DendritePanopticError, InputError, OutputExistsError
-from ..io import spreadsheet_safe
-
-logger = logging.getLogger(__name__)
-
-SegmentFile = Callable[..., dict[str, Path]]
-"""``(path, args, cfg, models, bar_factory) -> {kind: written path}``: one file's segmentation."""
+from ..errors import InputError
+from .batch_file import NoBar, SegmentFile, segment_one
+from .batch_summary import FileOutcome
+from .dask_batch import run_on_dask
 
 TIFF_SUFFIXES = (".tif", ".tiff")
-SUMMARY_COLUMNS = (
-    "file",
-    "status",
-    "error",
-    "shape",
-    "voxel_size_z_um",
-    "voxel_size_y_um",
-    "voxel_size_x_um",
-    "spines",
-    "dendrite_length_um",
-    "spines_per_um",
-    "device",
-    "warnings",
-)
-
-
-@dataclass
-class FileOutcome:
-    """What happened to one input file.
-
-    ``status`` is "ok" or "failed" (then ``error`` says why, in words for the user). ``shape`` is
-    the input's shape, ``voxel_size_um`` the (z, y, x) size used in µm, ``dendrite_length_um`` the
-    length of the dendrite mask's skeleton in µm and ``spines_per_um`` spines per µm of it.
-    """
-
-    file: str
-    status: str
-    error: str = ""
-    shape: tuple[int, ...] = ()
-    voxel_size_um: tuple[float, float, float] | None = None
-    spines: int | None = None
-    dendrite_length_um: float | None = None
-    spines_per_um: float | None = None
-    device: str = ""
-    warnings: list[str] = field(default_factory=list)
-    outputs: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
 
 OWN_OUTPUT_SUFFIXES = ("_dendrite.tif", "_spines.tif")
 """Names of the label TIFFs ``segment`` writes; beside a ``<stem>_run.json`` they are its own
@@ -158,120 +102,6 @@ def check_stems(paths: Sequence[Path], out: str | os.PathLike[str]) -> None:
         seen[key] = p
 
 
-def summarise_outputs(path: Path, written: dict[str, Path]) -> FileOutcome:
-    """A summary row from one file's written outputs: what the user will find on disk is what
-    the summary says. The dendrite length is the total of ``<stem>_dendrites.csv`` (the branch
-    table), else measured on the written dendrite mask; a low-memory run (results too big to
-    hold) reports no length rather than loading them."""
-    from ..io import read_tiff
-
-    record = json.loads(Path(written["run"]).read_text(encoding="utf-8"))
-    voxel = tuple(float(v) for v in record["pixel_size"]["used_um"])
-    n_spines = int(record["spines_found"])
-    branches = written.get("dendrites_csv")
-    length: float | None
-    if branches is not None and Path(branches).is_file():
-        with open(branches, newline="", encoding="utf-8") as fh:
-            length = float(sum(float(row["length_um"]) for row in csv.DictReader(fh)))
-    elif record.get("low_memory"):
-        length = None
-    else:
-        length = dendrite_length_um(np.asarray(read_tiff(written["dendrite"]).data), voxel)
-    params = record.get("parameters", {})
-    return FileOutcome(
-        file=str(path),
-        status="ok",
-        shape=tuple(int(s) for s in record["input"]["shape"]),
-        voxel_size_um=(voxel[0], voxel[1], voxel[2]),
-        spines=n_spines,
-        dendrite_length_um=length,
-        spines_per_um=n_spines / length if length else None,
-        device=str(params.get("device_used", "")),
-        warnings=list(params.get("warnings", [])),
-        outputs=[str(p) for p in written.values()],
-    )
-
-
-def disk_full(exc: BaseException) -> bool:
-    """Whether ``exc`` says the disk is full (numpy's short write says "N requested and M
-    written" without an errno)."""
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return True
-    return isinstance(exc, OSError) and " requested and " in str(exc) and "written" in str(exc)
-
-
-def _failure(path: Path, exc: BaseException) -> FileOutcome:
-    plain = isinstance(exc, DendritePanopticError)
-    text = str(exc) if plain else f"{type(exc).__name__}: {exc}"
-    if disk_full(exc):
-        text = (
-            "the disk is full (no space left while writing its outputs); nothing of this file "
-            f"was kept: free some space and run it again ({text})"
-        )
-    elif isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
-        text = f"its output names are too long for the file system; rename it shorter ({text})"
-    return FileOutcome(file=str(path), status="failed", error=text)
-
-
-class _NoBar:
-    """A progress bar that shows nothing (per-file tile bars are off on cluster workers)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.n = 0
-
-    def set_postfix_str(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def segment_one(
-    segment_file: SegmentFile,
-    path: Path,
-    args: argparse.Namespace,
-    cfg: Any,
-    models: Any = None,
-    bar_factory: Callable[..., Any] = _NoBar,
-) -> FileOutcome:
-    """Segment one file with ``segment_file`` and summarise its outputs; never raises for a
-    problem with this file (it is returned as a failed :class:`FileOutcome`).
-
-    ``models`` None loads ``cfg.model`` on ``cfg.device`` (cached per process), as a cluster
-    worker does.
-    """
-    try:
-        if models is None:
-            from ..models import load_models
-
-            models = load_models(cfg.model, cfg.device)
-        written = segment_file(Path(path), args, cfg, models, bar_factory)
-        return summarise_outputs(Path(path), written)
-    except Exception as exc:  # noqa: BLE001 - one file's failure must not stop the batch
-        if not isinstance(exc, DendritePanopticError):
-            logger.debug("%s failed", path, exc_info=True)
-        return _failure(Path(path), exc)
-
-
-def _worker_args(args: argparse.Namespace) -> argparse.Namespace:
-    """The parsed arguments for cluster workers: without the command function, with absolute
-    paths (a worker's current folder is not ours)."""
-    values = {k: v for k, v in vars(args).items() if k != "func"}
-    for key in ("out", "from_run"):
-        if values.get(key):
-            values[key] = str(Path(values[key]).resolve())
-    return argparse.Namespace(**values)
-
-
-def _worker_config(cfg: Any) -> Any:
-    """The job's config with an absolute model folder (None stays the bundled model)."""
-    from dataclasses import replace
-
-    if getattr(cfg, "model", None):
-        return replace(cfg, model=str(Path(cfg.model).resolve()))
-    return cfg
-
-
 def run_batch(
     segment_file: SegmentFile,
     paths: Sequence[Path],
@@ -336,7 +166,7 @@ def run_batch(
             for i, path in enumerate(paths):
                 finished(i, segment_one(segment_file, path, args, cfg, models, inner))
         else:
-            _run_on_dask(segment_file, paths, args, cfg, workers, scheduler, processes, finished)
+            run_on_dask(segment_file, paths, args, cfg, workers, scheduler, processes, finished)
     finally:
         if outer is not None:
             outer.close()
@@ -346,218 +176,9 @@ def run_batch(
 def _inner_bar(bar_factory: Callable[..., Any] | None, leave: bool) -> Callable[..., Any]:
     """Per-file tile bars: none without a factory; below the files bar they vanish when done."""
     if bar_factory is None:
-        return _NoBar
+        return NoBar
 
     def factory(**kwargs: Any) -> Any:
         return bar_factory(leave=leave, **kwargs)
 
     return factory
-
-
-def _run_on_dask(
-    segment_file: SegmentFile,
-    paths: list[Path],
-    args: argparse.Namespace,
-    cfg: Any,
-    workers: int,
-    scheduler: str | None,
-    processes: bool,
-    finished: Callable[[int, FileOutcome], None],
-) -> None:
-    """Submit one task per file to a Dask cluster and collect outcomes as they complete."""
-    try:
-        from distributed import Client, LocalCluster, as_completed
-    except ImportError:
-        raise DendritePanopticError(
-            "parallel batches need dask.distributed: pip install 'dask[distributed]'"
-        ) from None
-    if not logging.getLogger("napari_dendrite_panoptic").isEnabledFor(logging.INFO):
-        logging.getLogger("distributed").setLevel(logging.WARNING)  # no start-up chatter
-    cluster = None
-    torch_threads = None
-    if scheduler is not None:
-        client = _connect(Client, scheduler)
-    else:
-        cluster = LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=processes,
-            host="127.0.0.1",
-            protocol="tcp",
-            dashboard_address=None,
-        )
-        client = Client(cluster)
-        # the workers share this machine's cores instead of each taking them all
-        torch_threads = max(1, (os.cpu_count() or 1) // workers) if processes else None
-    try:
-        wargs, wcfg = _worker_args(args), _worker_config(cfg)
-        futures = {
-            client.submit(
-                _cluster_task,
-                segment_file,
-                str(p.resolve()),
-                wargs,
-                wcfg,
-                torch_threads,
-                pure=False,
-            ): i
-            for i, p in enumerate(paths)
-        }
-        for future in as_completed(futures):
-            index = futures[future]
-            try:
-                outcome = future.result()
-            except Exception as exc:  # noqa: BLE001 - a lost worker fails this file only
-                outcome = _failure(paths[index].resolve(), exc)
-            finished(index, outcome)
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
-
-
-SCHEDULER_TIMEOUT_S = 5.0
-"""How long ``--scheduler`` may take to answer before the run is refused."""
-
-
-def _connect(client_class: Any, scheduler: str) -> Any:
-    """A Dask client of ``scheduler``, or a :class:`DendritePanopticError` within
-    :data:`SCHEDULER_TIMEOUT_S` (plus a second) for an address that is malformed, refuses, or
-    accepts the connection and never answers (Dask's own timeout does not cover that; the
-    attempt is left to a background thread, which ends with this process)."""
-    import threading
-
-    box: dict[str, Any] = {}
-
-    def attempt() -> None:
-        try:
-            box["client"] = client_class(scheduler, timeout=f"{SCHEDULER_TIMEOUT_S:g}s")
-        except Exception as exc:  # noqa: BLE001 - reported below in words
-            box["error"] = exc
-
-    thread = threading.Thread(target=attempt, name="dask-connect", daemon=True)
-    thread.start()
-    thread.join(SCHEDULER_TIMEOUT_S + 1.0)
-    if "client" in box:
-        return box["client"]
-    if "error" in box:
-        exc = box["error"]
-        if isinstance(exc, ValueError):
-            why = f"it is not a scheduler address ({exc}); use tcp://HOST:PORT"
-        else:
-            why = str(exc) or type(exc).__name__
-        raise DendritePanopticError(f"cannot reach the Dask scheduler at {scheduler}: {why}")
-    raise DendritePanopticError(
-        f"cannot reach the Dask scheduler at {scheduler}: no answer within "
-        f"{SCHEDULER_TIMEOUT_S:g} s (is it a Dask scheduler?)"
-    )
-
-
-def _cluster_task(
-    segment_file: SegmentFile,
-    path: str,
-    args: argparse.Namespace,
-    cfg: Any,
-    torch_threads: int | None,
-) -> FileOutcome:
-    """One file on a Dask worker (models loaded once per worker process, then cached)."""
-    if torch_threads is not None:
-        import torch
-
-        torch.set_num_threads(torch_threads)
-    return segment_one(segment_file, Path(path), args, cfg)
-
-
-def summary_path(args: argparse.Namespace, n_files: int) -> Path | None:
-    """Where the batch summary goes: ``--summary``, else ``<out>/summary.csv`` for several
-    files or a cluster run, else None.
-
-    Raises
-    ------
-    OutputExistsError
-        When it exists and ``--overwrite`` was not given (checked before any file is run).
-    """
-    chosen = getattr(args, "summary", None)
-    parallel = getattr(args, "workers", 1) > 1 or getattr(args, "scheduler", None)
-    if chosen is None and (n_files > 1 or parallel):
-        chosen = Path(args.out) / "summary.csv"
-    if chosen is None:
-        return None
-    chosen = Path(chosen)
-    if chosen.is_dir():
-        raise InputError(f"--summary '{chosen}' is a folder; name a .csv file")
-    if chosen.exists() and not args.overwrite:
-        raise OutputExistsError(
-            f"{chosen} exists already; pass --overwrite to replace it or choose another --summary"
-        )
-    return chosen
-
-
-def report_batch(outcomes: Sequence[FileOutcome], summary: Path | None, *, final: bool) -> int:
-    """Print outcomes for the CLI: written paths on stdout, failures on stderr; at the end
-    (``final``) write the summary CSV and list the failed files. Returns the number failed."""
-    import sys
-
-    from tqdm import tqdm
-
-    failed = [o for o in outcomes if not o.ok]
-    if not final:
-        for o in outcomes:
-            if o.ok:
-                for line in o.outputs:
-                    tqdm.write(line, file=sys.stdout)
-            else:
-                tqdm.write(f"dendrite-panoptic: {o.file}: {o.error}", file=sys.stderr)
-        return len(failed)
-    if failed and len(outcomes) > 1:
-        print(f"dendrite-panoptic: {len(failed)} of {len(outcomes)} files failed:", file=sys.stderr)
-        for o in failed:
-            print(f"  {o.file}: {o.error}", file=sys.stderr)
-    if summary is not None:
-        try:
-            write_summary_csv(summary, outcomes)
-        except OSError as exc:
-            why = "the disk is full" if disk_full(exc) else (exc.strerror or str(exc))
-            print(
-                f"dendrite-panoptic: cannot write the summary '{summary}': {why}; the files' own "
-                "outputs are written",
-                file=sys.stderr,
-            )
-            return max(1, len(failed))
-        print(summary)
-    return len(failed)
-
-
-def write_summary_csv(path: str | os.PathLike[str], outcomes: Sequence[FileOutcome]) -> Path:
-    """Write one row per file (columns :data:`SUMMARY_COLUMNS`; µm, spines per µm) atomically.
-
-    Empty cells mean "not known" (a failed file, or no dendrite for the density).
-    """
-
-    def cell(value: Any) -> str:
-        if value is None:
-            return ""
-        if isinstance(value, float):
-            return "" if math.isnan(value) else f"{value:.6g}"
-        return str(value)
-
-    buffer = _io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(SUMMARY_COLUMNS)
-    for o in outcomes:
-        voxel = o.voxel_size_um or (None, None, None)
-        writer.writerow(
-            [
-                spreadsheet_safe(o.file),
-                o.status,
-                spreadsheet_safe(o.error),
-                "x".join(str(s) for s in o.shape),
-                *(cell(v) for v in voxel),
-                cell(o.spines),
-                cell(o.dendrite_length_um),
-                cell(o.spines_per_um),
-                spreadsheet_safe(o.device),
-                spreadsheet_safe(" | ".join(o.warnings)),
-            ]
-        )
-    return atomic_write_text(path, buffer.getvalue())

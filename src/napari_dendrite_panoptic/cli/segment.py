@@ -1,6 +1,7 @@
 """``dendrite-panoptic segment``: segment TIFF files with a model and write the label TIFFs,
 tables, ROI set, overlay and run record of each (one file: :func:`segment_file`; the command,
-over a batch: :func:`cmd_segment`). Its flags are defined in :func:`cli.build_parser`.
+over a batch: :func:`cmd_segment`). Its flags are defined in :func:`add_parser`; the files of one
+stem are named, staged and moved into place by :mod:`.segment_outputs`.
 
 Heavy modules (torch via the engine, tqdm, the batch runner) are imported inside the functions.
 """
@@ -11,18 +12,29 @@ import argparse
 import contextlib
 import logging
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core import STACK_MODES
-from ..errors import InputError, OutputExistsError
+from ..errors import InputError
 from .options import (
     DENDRITE_THRESHOLD_HELP,
     DEVICE_HELP,
     FLIPS_HELP,
     command_parser,
     planes_or_off,
+)
+from .segment_outputs import (
+    check_out_folder,
+    claim,
+    commit,
+    output_paths,
+    refuse_existing,
+    staging,
+    writable_out_folder,
+    write_low_memory,
+    write_outputs,
 )
 
 if TYPE_CHECKING:
@@ -33,20 +45,6 @@ logger = logging.getLogger("napari_dendrite_panoptic")
 
 LOW_MEMORY_BYTES = 1 << 30
 """Results larger than this (5 bytes per voxel) are written plane by plane (``--low-memory``)."""
-
-
-def _segment_outputs(out: Path, stem: str, overlay: bool) -> dict[str, Path]:
-    paths = {
-        "dendrite": out / f"{stem}_dendrite.tif",
-        "spines": out / f"{stem}_spines.tif",
-        "csv": out / f"{stem}_spines.csv",
-        "run": out / f"{stem}_run.json",
-        "dendrites_csv": out / f"{stem}_dendrites.csv",
-        "roi": out / f"{stem}_spines_roi.zip",
-    }
-    if overlay:
-        paths["overlay"] = out / f"{stem}_overlay.png"
-    return paths
 
 
 _RESULT_FLAGS = {
@@ -141,24 +139,19 @@ def segment_file(
     """Segment one TIFF and write its outputs and run record; returns the written paths.
 
     The input is opened first (a missing or unreadable file is reported as such), then the stem
-    is claimed (:func:`_claim`), the outputs are checked, written into a staging folder and
-    moved into place together (:func:`_commit`)."""
+    is claimed (:func:`.segment_outputs.claim`), the outputs are checked, written into a staging
+    folder and moved into place together (:func:`.segment_outputs.commit`)."""
     import datetime as dt
     import time
 
     from ..inference import DiskPlaneSink, run_record
 
     out = Path(args.out)
-    outputs = _segment_outputs(out, path.stem, args.overlay)
+    outputs = output_paths(out, path.stem, args.overlay)
     stack, volume, voxel, cfg, low_memory = _open_input(path, args, cfg)
-    with _claim(out, path.stem), _staging(out, path.stem) as stage:
-        existing = [p for p in _segment_outputs(out, path.stem, True).values() if p.exists()]
-        if existing and not args.overwrite:
-            raise OutputExistsError(
-                f"{existing[0]} exists already; pass --overwrite to replace it or choose another "
-                "--out"
-            )
-        staged = _segment_outputs(stage, path.stem, args.overlay)
+    with claim(out, path.stem), staging(out, path.stem) as stage:
+        refuse_existing(out, path.stem, args.overwrite)
+        staged = output_paths(stage, path.stem, args.overlay)
         started, t0 = dt.datetime.now(dt.timezone.utc), time.perf_counter()
         with contextlib.ExitStack() as cleanup:
             sink = None
@@ -178,71 +171,14 @@ def segment_file(
                 input_channel=getattr(args, "channel", None) or 0,
             )
             if sink is not None:  # a stack too big for memory: written plane by plane
-                staged = _write_low_memory(path, staged, result, sink, meta)
+                staged = write_low_memory(path, staged, result, sink, meta)
             else:
-                _write_outputs(
+                write_outputs(
                     path, staged, result, volume, "Z" not in stack.axes, args.overlay, meta
                 )
-        written = _commit(staged, out, path.stem)
+        written = commit(staged, out, path.stem)
     logger.info("%s: %d spines", path.name, len(result.table["id"]))
     return {k: outputs.get(k, out / staged[k].name) for k in written}
-
-
-@contextlib.contextmanager
-def _claim(out: Path, stem: str) -> Iterator[None]:
-    """Hold this stem's outputs in ``out`` for this process: an exclusive lock on the hidden
-    ``.<stem>.lock`` (released by the system if the process dies), so two ``segment`` runs never
-    write one stem's outputs at once."""
-    from filelock import FileLock, Timeout
-
-    lock = FileLock(out / f".{stem[:200]}.lock", timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise OutputExistsError(
-            f"another dendrite-panoptic process is writing the outputs of '{stem}' in '{out}' "
-            "now; wait for it to finish or choose another --out"
-        ) from None
-    try:
-        yield
-    finally:
-        lock.release()
-
-
-@contextlib.contextmanager
-def _staging(out: Path, stem: str) -> Iterator[Path]:
-    """A hidden folder in ``out`` where one stem's new outputs are written under their final
-    names before :func:`_commit` moves them; removed afterwards, or on a failure (a killed run
-    leaves it, hidden)."""
-    import shutil
-    import tempfile
-
-    stage = Path(tempfile.mkdtemp(prefix=f".{stem[:100]}.", suffix=".new", dir=out))
-    try:
-        yield stage
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-
-
-def _commit(staged: dict[str, Path], out: Path, stem: str) -> list[str]:
-    """Move a stem's staged outputs to their final names: the old run record goes first (a stem
-    without one is incomplete), then every old output the new run does not write, then the new
-    files, the run record last. Same folder, so each move is an atomic rename."""
-    import os
-
-    final = _segment_outputs(out, stem, True)
-    written = [kind for kind, path in staged.items() if path.is_file()]
-    if "run" not in written:
-        raise RuntimeError(f"the run record of '{stem}' was not written")
-    final["run"].unlink(missing_ok=True)
-    for kind, path in final.items():
-        if kind not in written:
-            path.unlink(missing_ok=True)
-    for kind in written:
-        if kind != "run":
-            os.replace(staged[kind], final[kind])
-    os.replace(staged["run"], final["run"])
-    return written
 
 
 def _open_input(
@@ -308,67 +244,6 @@ def _run_engine(
     return result
 
 
-def _write_low_memory(
-    path: Path, outputs: dict[str, Path], result: PanopticResult, sink: Any, meta: dict
-) -> dict[str, Path]:
-    """A low-memory run's outputs: labels streamed plane by plane from the sink, the spine
-    table and the run record (last); the analysis and overlay are skipped, with a note."""
-    import json
-
-    from ..core import atomic_write_text
-    from ..io import write_labels_tiff, write_table_csv
-
-    meta["low_memory"] = True
-    write_labels_tiff(outputs["dendrite"], sink.stream("dendrite"), result.voxel_size_um, meta)
-    write_labels_tiff(outputs["spines"], sink.stream("spines"), result.voxel_size_um, meta)
-    write_table_csv(outputs["csv"], result.table)
-    print(
-        f"dendrite-panoptic: {path.name}: low-memory run (results written plane by "
-        "plane); the spine analysis, branch table, ROI set and overlay are skipped: "
-        "run them on a crop or in napari",
-        file=sys.stderr,
-    )
-    atomic_write_text(outputs["run"], json.dumps(meta, indent=2, default=str))
-    return {k: v for k, v in outputs.items() if k in ("dendrite", "spines", "csv", "run")}
-
-
-def _write_outputs(
-    path: Path,
-    outputs: dict[str, Path],
-    result: PanopticResult,
-    volume: Any,
-    squeeze: bool,
-    overlay: bool,
-    meta: dict,
-) -> None:
-    """Labels (2D for a 2D input), the spine analysis (tables, ROI set), the overlay, and the
-    run record last."""
-    import json
-
-    import numpy as np
-
-    from ..analysis import write_analysis_outputs
-    from ..core import atomic_write_text
-    from ..io import overlay_rgb, save_png, write_labels_tiff
-
-    dendrite = result.dendrite[0] if squeeze else result.dendrite
-    spines = result.spines[0] if squeeze else result.spines
-    write_labels_tiff(outputs["dendrite"], dendrite.astype(np.uint8), result.voxel_size_um, meta)
-    write_labels_tiff(outputs["spines"], spines, result.voxel_size_um, meta)
-    write_analysis_outputs(
-        outputs["csv"].parent,
-        path.stem,
-        result.dendrite,
-        result.spines,
-        result.voxel_size_um,
-        volume,
-        base_table=result.table,
-    )
-    if overlay:
-        save_png(outputs["overlay"], overlay_rgb(volume, result.dendrite, result.spines))
-    atomic_write_text(outputs["run"], json.dumps(meta, indent=2, default=str))
-
-
 def cmd_segment(args: argparse.Namespace) -> int:
     """Run ``segment`` on the parsed arguments: every input file, in process or on a Dask
     cluster, with a summary CSV for several files; returns the exit status (1 if a file
@@ -377,17 +252,18 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
     from ..inference import check_model_matches
     from ..models import load_models
-    from .batch import check_stems, expand_inputs, report_batch, run_batch, summary_path
+    from .batch import check_stems, expand_inputs, run_batch
+    from .batch_summary import report_batch, summary_path
 
     inputs = expand_inputs(args.inputs)
     check_stems(inputs, args.out)
-    _check_out_folder(Path(args.out))
+    check_out_folder(Path(args.out))
     summary = summary_path(args, len(inputs))
     cfg, record = segment_config(args)
     models = load_models(cfg.model, cfg.device)
     if record is not None:
         check_model_matches(record, models)
-    _writable_out_folder(Path(args.out))  # not before the model is known to load
+    writable_out_folder(Path(args.out))  # not before the model is known to load
     workers = _capped_workers(args.workers) if args.scheduler is None else args.workers
     outcomes = run_batch(
         segment_file,
@@ -402,26 +278,6 @@ def cmd_segment(args: argparse.Namespace) -> int:
     )
     failures = report_batch(outcomes, summary, final=True)
     return 1 if failures else 0
-
-
-def _check_out_folder(out: Path) -> None:
-    """Refuse an ``--out`` that exists and is not a folder."""
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out '{out}' is a file, not a folder; name a folder")
-
-
-def _writable_out_folder(out: Path) -> None:
-    """Create ``--out`` and check that files can be written in it, before any work."""
-    import tempfile
-
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
-            pass
-    except OSError as exc:
-        raise InputError(
-            f"cannot write to --out '{out}': {exc.strerror or exc}; choose another folder"
-        ) from None
 
 
 def _capped_workers(asked: int) -> int:

@@ -1,0 +1,184 @@
+"""The files ``segment`` writes for one input stem, all or nothing: their names
+(:func:`output_paths`), a lock on the stem (:func:`claim`), a hidden staging folder in ``--out``
+(:func:`staging`) where the labels, tables, ROI set, overlay and run record are written
+(:func:`write_outputs`, or :func:`write_low_memory` plane by plane), then the move into place with
+the run record last (:func:`commit`); and the checks of ``--out`` before any work.
+
+Heavy modules (numpy, the engine's writers) are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import InputError, OutputExistsError
+
+if TYPE_CHECKING:
+    from ..inference import PanopticResult
+
+
+def output_paths(out: Path, stem: str, overlay: bool) -> dict[str, Path]:
+    """The outputs of ``stem`` in ``out`` by kind, in the order they are listed to the user."""
+    paths = {
+        "dendrite": out / f"{stem}_dendrite.tif",
+        "spines": out / f"{stem}_spines.tif",
+        "csv": out / f"{stem}_spines.csv",
+        "run": out / f"{stem}_run.json",
+        "dendrites_csv": out / f"{stem}_dendrites.csv",
+        "roi": out / f"{stem}_spines_roi.zip",
+    }
+    if overlay:
+        paths["overlay"] = out / f"{stem}_overlay.png"
+    return paths
+
+
+def check_out_folder(out: Path) -> None:
+    """Refuse an ``--out`` that exists and is not a folder."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out '{out}' is a file, not a folder; name a folder")
+
+
+def writable_out_folder(out: Path) -> None:
+    """Create ``--out`` and check that files can be written in it, before any work."""
+    import tempfile
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        raise InputError(
+            f"cannot write to --out '{out}': {exc.strerror or exc}; choose another folder"
+        ) from None
+
+
+@contextlib.contextmanager
+def claim(out: Path, stem: str) -> Iterator[None]:
+    """Hold this stem's outputs in ``out`` for this process: an exclusive lock on the hidden
+    ``.<stem>.lock`` (released by the system if the process dies), so two ``segment`` runs never
+    write one stem's outputs at once."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(out / f".{stem[:200]}.lock", timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise OutputExistsError(
+            f"another dendrite-panoptic process is writing the outputs of '{stem}' in '{out}' "
+            "now; wait for it to finish or choose another --out"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def refuse_existing(out: Path, stem: str, overwrite: bool) -> None:
+    """Refuse to replace any output of ``stem`` in ``out`` (overlay included) without
+    ``--overwrite``."""
+    existing = [p for p in output_paths(out, stem, True).values() if p.exists()]
+    if existing and not overwrite:
+        raise OutputExistsError(
+            f"{existing[0]} exists already; pass --overwrite to replace it or choose another --out"
+        )
+
+
+@contextlib.contextmanager
+def staging(out: Path, stem: str) -> Iterator[Path]:
+    """A hidden folder in ``out`` where one stem's new outputs are written under their final
+    names before :func:`commit` moves them; removed afterwards, or on a failure (a killed run
+    leaves it, hidden)."""
+    import shutil
+    import tempfile
+
+    stage = Path(tempfile.mkdtemp(prefix=f".{stem[:100]}.", suffix=".new", dir=out))
+    try:
+        yield stage
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def commit(staged: dict[str, Path], out: Path, stem: str) -> list[str]:
+    """Move a stem's staged outputs to their final names: the old run record goes first (a stem
+    without one is incomplete), then every old output the new run does not write, then the new
+    files, the run record last. Same folder, so each move is an atomic rename."""
+    import os
+
+    final = output_paths(out, stem, True)
+    written = [kind for kind, path in staged.items() if path.is_file()]
+    if "run" not in written:
+        raise RuntimeError(f"the run record of '{stem}' was not written")
+    final["run"].unlink(missing_ok=True)
+    for kind, path in final.items():
+        if kind not in written:
+            path.unlink(missing_ok=True)
+    for kind in written:
+        if kind != "run":
+            os.replace(staged[kind], final[kind])
+    os.replace(staged["run"], final["run"])
+    return written
+
+
+def write_low_memory(
+    path: Path, outputs: dict[str, Path], result: PanopticResult, sink: Any, meta: dict
+) -> dict[str, Path]:
+    """A low-memory run's outputs: labels streamed plane by plane from the sink, the spine
+    table and the run record (last); the analysis and overlay are skipped, with a note."""
+    import json
+
+    from ..core import atomic_write_text
+    from ..io import write_labels_tiff, write_table_csv
+
+    meta["low_memory"] = True
+    write_labels_tiff(outputs["dendrite"], sink.stream("dendrite"), result.voxel_size_um, meta)
+    write_labels_tiff(outputs["spines"], sink.stream("spines"), result.voxel_size_um, meta)
+    write_table_csv(outputs["csv"], result.table)
+    print(
+        f"dendrite-panoptic: {path.name}: low-memory run (results written plane by "
+        "plane); the spine analysis, branch table, ROI set and overlay are skipped: "
+        "run them on a crop or in napari",
+        file=sys.stderr,
+    )
+    atomic_write_text(outputs["run"], json.dumps(meta, indent=2, default=str))
+    return {k: v for k, v in outputs.items() if k in ("dendrite", "spines", "csv", "run")}
+
+
+def write_outputs(
+    path: Path,
+    outputs: dict[str, Path],
+    result: PanopticResult,
+    volume: Any,
+    squeeze: bool,
+    overlay: bool,
+    meta: dict,
+) -> None:
+    """Labels (2D for a 2D input), the spine analysis (tables, ROI set), the overlay, and the
+    run record last."""
+    import json
+
+    import numpy as np
+
+    from ..analysis import write_analysis_outputs
+    from ..core import atomic_write_text
+    from ..io import overlay_rgb, save_png, write_labels_tiff
+
+    dendrite = result.dendrite[0] if squeeze else result.dendrite
+    spines = result.spines[0] if squeeze else result.spines
+    write_labels_tiff(outputs["dendrite"], dendrite.astype(np.uint8), result.voxel_size_um, meta)
+    write_labels_tiff(outputs["spines"], spines, result.voxel_size_um, meta)
+    write_analysis_outputs(
+        outputs["csv"].parent,
+        path.stem,
+        result.dendrite,
+        result.spines,
+        result.voxel_size_um,
+        volume,
+        base_table=result.table,
+    )
+    if overlay:
+        save_png(outputs["overlay"], overlay_rgb(volume, result.dendrite, result.spines))
+    atomic_write_text(outputs["run"], json.dumps(meta, indent=2, default=str))
