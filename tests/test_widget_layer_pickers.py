@@ -27,8 +27,8 @@ PICKERS = (
     ("Metrics", lambda w: w.truth_spines, "points"),
     ("Spine analysis", lambda w: w.image_picker, "image"),
     ("Spine analysis", lambda w: w.spine_picker, "labels"),
-    ("Train on corrections", lambda w: w._row_pickers[0][0], "image"),
-    ("Train on corrections", lambda w: w._row_pickers[0][2], "labels"),
+    ("Train on corrections", lambda w: w.table.pickers[0][0], "image"),
+    ("Train on corrections", lambda w: w.table.pickers[0][2], "labels"),
 )
 
 

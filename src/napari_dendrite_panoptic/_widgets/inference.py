@@ -1,17 +1,16 @@
 """Dock widget: run panoptic inference on an image layer, results as two Labels layers.
 
 The engine (:func:`napari_dendrite_panoptic.inference.iter_predict`) runs in a napari
-``thread_worker``; its progress events drive the progress bar on the GUI thread. torch is
-imported when the widget is built (model and device lists), never when the plugin is listed.
+``thread_worker`` (the worker bodies are in :mod:`.inference_jobs`); its progress events drive the
+progress bar on the GUI thread, and the result becomes layers through :mod:`.inference_results`.
+torch is imported when the widget is built (model and device lists), never when the plugin is
+listed.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +29,6 @@ from qtpy.QtWidgets import (
 from ..errors import Cancelled, DendritePanopticError
 from ._common import (
     ModelPicker,
-    add_or_update_labels,
     button_row,
     form,
     layer_picker,
@@ -42,75 +40,11 @@ from ._common import (
     spin_box,
     voxel_size_from_scale,
 )
+from .inference_jobs import Failed, TimePoint, segment_job, series_job
+from .inference_results import show_result, show_series
 
 if TYPE_CHECKING:
     import napari
-
-logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class _Failed:
-    """The exception that stopped a job, wrapped: napari's worker drops a *returned* exception
-    (a RuntimeError is taken for a deleted Qt object and no signal is sent at all)."""
-
-    error: Exception
-
-
-def _job(image: Any, voxel: Any, config: Any, should_stop: Callable[[], bool]) -> Iterator[Any]:
-    """Worker body: yields the engine's progress events, returns its result or the exception
-    that stopped it wrapped in :class:`_Failed` (so that the GUI shows one clean message
-    instead of a traceback)."""
-    from ..inference import PanopticResult, iter_predict
-
-    try:
-        for event in iter_predict(image, voxel, config, should_stop=should_stop):
-            if isinstance(event, PanopticResult):
-                return event
-            yield event
-    except Exception as exc:  # noqa: BLE001 - reported on the GUI thread
-        if not isinstance(exc, DendritePanopticError):
-            logger.exception("inference failed")
-        return _Failed(exc)
-    return None
-
-
-def _series_job(
-    data: Any,
-    indices: list[tuple[int, ...]],
-    voxel: Any,
-    config: Any,
-    should_stop: Callable[[], bool],
-) -> Iterator[Any]:
-    """Worker body for every time point of a 4D+ layer: one run per index on the leading axes,
-    in this one worker; the progress messages name the time point. Returns the list of results,
-    or the exception that stopped a run wrapped in :class:`_Failed`
-    (:class:`~napari_dendrite_panoptic.errors.Cancelled` when cancelled between runs)."""
-    results = []
-    for k, index in enumerate(indices):
-        if should_stop():
-            return _Failed(Cancelled("cancelled"))
-        where = f"Time point {index[0]} ({k + 1} of {len(indices)})"
-        runs = _job(data[index], voxel, config, should_stop)
-        try:
-            while True:
-                event = next(runs)
-                text = f"{where}: {event.message}" if event.message else where
-                yield replace(event, message=text)
-        except StopIteration as stop:
-            outcome = stop.value
-        if outcome is None or isinstance(outcome, _Failed):
-            return outcome
-        results.append(outcome)
-        yield _TimePoint(where)
-    return results
-
-
-@dataclass(frozen=True)
-class _TimePoint:
-    """Yielded after each time point of an all-time-points run: the dock says where it is."""
-
-    done: str
 
 
 STACK_MODE_CHOICES = (
@@ -403,10 +337,10 @@ class PanopticInferenceWidget(QWidget):
             "finished": self._on_finished,
         }
         if "indices" in job:
-            body: Any = _series_job
+            body: Any = series_job
             args: tuple = (job.pop("series_data"), job["indices"], job["voxel"], job["config"])
         else:
-            body, args = _job, (image, job["voxel"], job["config"])
+            body, args = segment_job, (image, job["voxel"], job["config"])
         args = (*args, self._stop.is_set)
         self.worker = worker = create_worker(body, *args, _connect=handlers, _start_thread=False)
         self.run_button.setEnabled(False)
@@ -428,7 +362,7 @@ class PanopticInferenceWidget(QWidget):
     def _on_progress(self, event: Any) -> None:
         if self._stop.is_set():
             return
-        if isinstance(event, _TimePoint):
+        if isinstance(event, TimePoint):
             self.status_label.setText(f"{event.done}: done.")
             return
         if getattr(event, "warning", ""):
@@ -444,7 +378,7 @@ class PanopticInferenceWidget(QWidget):
             self._napari_progress.update(int(event.done) - self._napari_progress.n)
 
     def _on_returned(self, outcome: Any) -> None:
-        if isinstance(outcome, _Failed):
+        if isinstance(outcome, Failed):
             outcome = outcome.error
         if isinstance(outcome, Cancelled) or self._stop.is_set():
             self.status_label.setText("Cancelled: no layer was changed.")
@@ -459,10 +393,10 @@ class PanopticInferenceWidget(QWidget):
             show_error(message)
             self.status_label.setText(f"Failed: {message}")
         elif isinstance(outcome, list):
-            self._show_series(outcome)
+            self.status_label.setText(show_series(self.viewer, outcome, self._job))
             self._finished_ok = True
         elif outcome is not None:
-            self._show_result(outcome)
+            self.status_label.setText(show_result(self.viewer, outcome, self._job))
             self._finished_ok = True
 
     def _on_errored(self, exc: Exception) -> None:
@@ -482,115 +416,3 @@ class PanopticInferenceWidget(QWidget):
         # a finished run shows a full bar; a cancelled or failed one an empty bar
         self.progress_bar.setValue(1 if self._finished_ok else 0)
         self._finished_ok = False
-
-    @staticmethod
-    def _run_record(result: Any, job: dict[str, Any]) -> dict[str, Any]:
-        """The same run record the CLI writes to ``<stem>_run.json`` (see provenance.py)."""
-        from ..inference import run_record
-        from ..models import load_models
-
-        models = load_models(job["config"].model, job["config"].device)  # cached: no reload
-        voxel = job["voxel"]
-        return run_record(
-            result,
-            models,
-            input_path=job["input"]["path"],
-            input_shape=job["input"]["shape"],
-            input_dtype=job["input"]["dtype"],
-            input_voxel_size_um=tuple(voxel) if voxel is not None else None,
-            input_voxel_size_source="layer scale" if voxel is not None else "none (scale 1)",
-            started=job["started"],
-            duration_s=time.perf_counter() - job["t0"],
-        )
-
-    def _show_result(self, result: Any) -> None:
-        import pandas as pd
-
-        job = self._job
-        dendrite, spines = result.dendrite, result.spines
-        if job["ndim"] == 2:
-            dendrite, spines = dendrite[0], spines[0]
-        features = pd.DataFrame(result.table)
-        features.insert(0, "index", features["id"].astype(int))
-        info = {
-            "source_layer": job["image_name"],
-            "source_index": list(job["index"]),
-            "model_name": result.model_name,
-            "model_folder": job["config"].model,
-            "pixel_size_source": result.pixel_size_source,
-            "voxel_size_um": list(result.voxel_size_um),
-            "parameters": dict(result.parameters),
-            "run_record": self._run_record(result, job),
-        }
-        place = {"scale": job["scale"], "translate": job["translate"], "units": job["units"]}
-        outputs = (
-            ("dendrites", dendrite, {}),
-            ("spines", spines.astype("uint32", copy=False), {"features": features}),
-        )
-        for role, data, extra in outputs:
-            name = f"{job['image_name']} {role}"
-            meta = {**info, "role": role}
-            add_or_update_labels(self.viewer, name, data, metadata=meta, **place, **extra)
-        stack = ""
-        if job["ndim"] == 3 and dendrite.shape[0] > 1:  # which stack path ran, and why
-            params = result.parameters
-            stack = f" Stack mode {params['stack_mode_used']}: {params['stack_mode_reason']}."
-        where = ""
-        if job["index"]:
-            where = f" at time point {job['index'][0]} (of {job['n_time']})"
-        self.status_label.setText(
-            f"Done{where}: {len(features)} spine(s), model '{result.model_name}', "
-            f"pixel size {result.voxel_size_um[-1]:g} µm ({result.pixel_size_source}).{stack}"
-        )
-
-    def _show_series(self, results: list[Any]) -> None:
-        """Every time point's result as 4D+ Labels layers (leading axes as the image's); spine
-        ids are made unique across time points, and each spine's row names its time point."""
-        import numpy as np
-        import pandas as pd
-
-        job = self._job
-        dendrite = np.stack([r.dendrite for r in results])
-        spines = np.zeros((len(results), *results[0].spines.shape), np.uint32)
-        tables, offset = [], 0
-        for t, result in enumerate(results):
-            spines[t] = np.where(result.spines > 0, result.spines.astype(np.uint32) + offset, 0)
-            table = pd.DataFrame(result.table)
-            table["id"] = table["id"].astype(int) + offset
-            table.insert(0, "time_point", job["indices"][t][0])
-            tables.append(table)
-            offset = max(offset, int(spines[t].max()))
-        features = pd.concat(tables, ignore_index=True)
-        features.insert(0, "index", features["id"].astype(int))
-        # the time axis is the layer's first; other leading axes (a channel) stay as viewed
-        layer = self.viewer.layers[job["image_name"]]
-        units = layer_units(layer)
-        place = {
-            "scale": [float(layer.scale[0]), *job["scale"]],
-            "translate": [float(layer.translate[0]), *job["translate"]],
-            "units": None if job["units"] is None or units is None else [units[0], *job["units"]],
-        }
-        info = {
-            "source_layer": job["image_name"],
-            "source_index": [list(i) for i in job["indices"]],
-            "model_name": results[0].model_name,
-            "model_folder": job["config"].model,
-            "pixel_size_source": results[0].pixel_size_source,
-            "voxel_size_um": list(results[0].voxel_size_um),
-            "parameters": dict(results[0].parameters),
-            "run_records": [self._run_record(r, job) for r in results],
-        }
-        for role, data, extra in (
-            ("dendrites", dendrite, {}),
-            ("spines", spines, {"features": features}),
-        ):
-            name = f"{job['image_name']} {role}"
-            meta = {**info, "role": role}
-            add_or_update_labels(self.viewer, name, data, metadata=meta, **place, **extra)
-        counts = features["time_point"].value_counts()
-        per_t = ", ".join(str(int(counts.get(i[0], 0))) for i in job["indices"])
-        self.status_label.setText(
-            f"Done: all {len(results)} time points, {len(features)} spine(s) ({per_t} per time "
-            f"point), model '{results[0].model_name}', pixel size "
-            f"{results[0].voxel_size_um[-1]:g} µm ({results[0].pixel_size_source})."
-        )

@@ -2,7 +2,8 @@
 
 Takes an Image layer, a dendrite Labels layer and a spine Labels layer (e.g. ``<image> dendrites``
 / ``<image> spines`` from the inference dock), uses the spine layer's scale as voxel size (µm),
-runs :func:`napari_dendrite_panoptic.analysis.analyse` in a thread worker and shows:
+runs :func:`napari_dendrite_panoptic.analysis.analyse` in a thread worker and shows (tables in
+:mod:`.spine_analysis_view`, layers in :mod:`.spine_analysis_layers`):
 
 - a table of spines (also stored as the spine layer's ``features``) and one of branches, both
   sortable; clicking a spine row selects that label and centres the camera on it;
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -34,7 +35,6 @@ from qtpy.QtWidgets import (
     QPushButton,
     QSpinBox,
     QTableWidget,
-    QTableWidgetItem,
     QWidget,
 )
 
@@ -44,11 +44,12 @@ from ._common import (
     camera,
     form,
     layer_picker,
-    placement,
     reset_picker,
     scrolling_layout,
     voxel_size_from_scale,
 )
+from .spine_analysis_layers import show_skeleton, spine_colormap, spine_features
+from .spine_analysis_view import fill_table, type_legend_html
 
 if TYPE_CHECKING:
     import napari
@@ -57,22 +58,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-TYPE_COLOURS = {
-    "mushroom": "#e6194b",
-    "stubby": "#3cb44b",
-    "branched": "#ffe119",
-    "thin": "#4363d8",
-    "filopodium": "#f58231",
-}
 DEBOUNCE_MS = 600
-
-
-def type_legend_html() -> str:
-    """The type colours as one line of HTML: a coloured square and the type's name each."""
-    return " ".join(
-        f'<span style="color:{colour}">&#9632;</span>&nbsp;{name}'
-        for name, colour in TYPE_COLOURS.items()
-    )
 
 
 def export_stem(layer_name: str) -> str:
@@ -84,25 +70,6 @@ def export_stem(layer_name: str) -> str:
             stem = stem[: -len(suffix)]
             break
     return stem.replace(" ", "_")
-
-
-class _NumberItem(QTableWidgetItem):
-    """A table cell that sorts by its number, not its text."""
-
-    def __init__(self, value: Any) -> None:
-        text = f"{value:.4g}" if isinstance(value, (float, np.floating)) else str(value)
-        super().__init__(text)
-        self.value = value
-        self.setFlags(self.flags() & ~Qt.ItemFlag.ItemIsEditable)
-
-    def __lt__(self, other: QTableWidgetItem) -> bool:
-        try:
-            a, b = float(self.value), float(other.value)  # type: ignore[attr-defined]
-        except (TypeError, ValueError, AttributeError):
-            return self.text() < other.text()
-        if np.isnan(a):
-            return False
-        return True if np.isnan(b) else a < b
 
 
 def _job(image, dendrite, spines, voxel, method, rules):
@@ -327,10 +294,10 @@ class SpineAnalysisWidget(QWidget):
             return
         self.result = result
         spines_layer = self.viewer.layers[self._job_layers[0]]
-        spines_layer.features = self._features(spines_layer, result.spines)
-        self._fill(self.spine_table, result.spines)
-        self._fill(self.branch_table, result.branches)
-        self._show_skeleton(spines_layer)
+        spines_layer.features = spine_features(spines_layer, result.spines)
+        fill_table(self.spine_table, result.spines)
+        fill_table(self.branch_table, result.branches)
+        show_skeleton(self.viewer, spines_layer, result.skeleton)
         numeric = [
             k for k, v in result.spines.items() if np.asarray(v).dtype.kind in "fiu" and k != "id"
         ]
@@ -348,64 +315,7 @@ class SpineAnalysisWidget(QWidget):
             f"{result.seconds:.1f} s."
         )
 
-    @staticmethod
-    def _features(layer: Any, table: dict[str, np.ndarray]):
-        """The analysis table joined by ``id`` with the layer's other feature columns (e.g. the
-        inference dock's ``score``), with napari's ``index`` column (label value of each row)."""
-        import pandas as pd
-
-        feats = pd.DataFrame(table)
-        old = layer.features
-        if "id" in old.columns and len(old):
-            keep = [c for c in old.columns if c not in feats.columns and c != "index"]
-            if keep:
-                extra = old[["id", *keep]].drop_duplicates("id")
-                extra = extra.astype({"id": feats["id"].dtype})
-                feats = feats.merge(extra, on="id", how="left")
-        feats.insert(0, "index", feats["id"].astype(int))
-        return feats
-
     # --- display ---------------------------------------------------------------------------
-    @staticmethod
-    def _fill(widget: QTableWidget, table: dict[str, np.ndarray]) -> None:
-        widget.setSortingEnabled(False)
-        cols = list(table)
-        n = len(next(iter(table.values()))) if cols else 0
-        widget.clear()
-        widget.setColumnCount(len(cols))
-        widget.setRowCount(n)
-        widget.setHorizontalHeaderLabels(cols)
-        for j, c in enumerate(cols):
-            values = np.asarray(table[c])
-            for i in range(n):
-                widget.setItem(i, j, _NumberItem(values[i].item() if values.ndim else values))
-        widget.setSortingEnabled(True)
-
-    def _show_skeleton(self, spines_layer: Any) -> None:
-        from napari.layers import Shapes
-
-        name = f"{spines_layer.name} skeleton"
-        sk = self.result.skeleton
-        is2d = spines_layer.ndim == 2
-        paths = [b.voxels[:, 1:] if is2d else b.voxels for b in sk.branches if len(b.voxels) > 1]
-        if name in self.viewer.layers and isinstance(self.viewer.layers[name], Shapes):
-            layer = self.viewer.layers[name]
-            layer.data = []
-            if paths:
-                layer.add_paths(paths, edge_color="cyan", edge_width=1.0)
-        elif paths:
-            layer = self.viewer.add_shapes(
-                paths,
-                shape_type="path",
-                name=name,
-                edge_color="cyan",
-                edge_width=1.0,
-                **placement(spines_layer),
-            )
-        else:
-            return
-        layer.features = {"branch_id": [b.id for b in sk.branches if len(b.voxels) > 1]}
-
     def colour_spines(self, *_: Any) -> None:
         """Colour the spine layer by type or by the chosen measurement (viridis)."""
         if self.result is None or self._job_layers is None:
@@ -413,25 +323,9 @@ class SpineAnalysisWidget(QWidget):
         if self._job_layers[0] not in self.viewer.layers:
             return
         layer = self.viewer.layers[self._job_layers[0]]
-        from napari.utils.colormaps import DirectLabelColormap
-        from napari.utils.colormaps.colormap_utils import ensure_colormap
-
         what = self.colour_combo.currentText() or "type"
         self.legend.setVisible(what == "type")
-        ids = np.asarray(self.result.spines["id"])
-        colours: dict[Any, Any] = {None: "transparent", 0: "transparent"}
-        if what == "type":
-            for i, t in zip(ids, self.result.spines["type"], strict=True):
-                colours[int(i)] = TYPE_COLOURS.get(str(t), "white")
-        else:
-            v = np.asarray(self.result.spines[what], dtype=float)
-            finite = np.isfinite(v)
-            lo, hi = (np.nanmin(v), np.nanmax(v)) if finite.any() else (0.0, 1.0)
-            cmap = ensure_colormap("viridis")
-            scaled = np.where(finite, (v - lo) / (hi - lo if hi > lo else 1.0), 0.0)
-            for i, s in zip(ids, scaled, strict=True):
-                colours[int(i)] = cmap.map(np.array([s]))[0]
-        layer.colormap = DirectLabelColormap(color_dict=colours)
+        layer.colormap = spine_colormap(self.result.spines, what)
 
     def _on_spine_clicked(self, row: int, _col: int) -> None:
         header = [

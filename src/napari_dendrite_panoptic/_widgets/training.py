@@ -1,12 +1,13 @@
 """Dock widget "Train on corrections": fine-tune the models on the user's corrected layers.
 
-The user picks (image, dendrite Labels, spine Labels) triples, optionally one or more held out
-for validation (turned into training data by :mod:`.training_inputs`). The engine
-(:mod:`napari_dendrite_panoptic.data.corrections` for the data,
-:func:`napari_dendrite_panoptic.training.iter_fine_tune` for the run) works in a napari
+The user picks (image, dendrite Labels, spine Labels) triples in a table (:mod:`.training_rows`),
+optionally one or more held out for validation (turned into training data by
+:mod:`.training_inputs`). The engine (:mod:`napari_dendrite_panoptic.data.corrections` for the
+data, :func:`napari_dendrite_panoptic.training.iter_fine_tune` for the run) works in a napari
 worker thread: it first saves the corrections as TIFFs into the new model folder, then trains;
-every step drives the progress bar and the loss curve (:mod:`.loss_plot`). Stop ends after the
-current batch, keeps the last checkpoint and saves the weights reached so far as a model folder.
+every step drives the progress bar, the loss curve (:mod:`.loss_plot`) and the status line
+(:mod:`.training_report`). Stop ends after the current batch, keeps the last checkpoint and saves
+the weights reached so far as a model folder.
 """
 
 from __future__ import annotations
@@ -24,13 +25,11 @@ from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
-    QHeaderView,
     QLabel,
     QLineEdit,
     QProgressBar,
     QPushButton,
     QSpinBox,
-    QTableWidget,
     QWidget,
 )
 
@@ -39,14 +38,14 @@ from ._common import (
     ModelPicker,
     button_row,
     form,
-    layer_picker,
     placement,
     refresh_model_pickers,
-    reset_picker,
     scrolling_layout,
 )
 from .loss_plot import LossPlot
 from .training_inputs import collect_training_data
+from .training_report import calibration_text, held_out_verdict, progress_text, saved_text
+from .training_rows import CorrectionRows
 
 if TYPE_CHECKING:
     import napari
@@ -54,7 +53,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 PLUGIN = "napari-dendrite-panoptic"
-COLUMNS = ("Image", "Dendrite labels", "Spine labels", "Held out")
 WHICH = {"Both models": "both", "Spines only": "spines", "Dendrites only": "dendrites"}
 LAYERS = {"Whole networks": "all", "Heads only (trunks kept, faster)": "heads"}
 
@@ -106,13 +104,7 @@ class TrainOnCorrectionsWidget(QWidget):
         self.last_event: Any = None
         self.last_kept_step: int | None = None
 
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(COLUMNS)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-        self.table.verticalHeader().setVisible(False)
-        # per table row: magicgui layer pickers of its image, dendrite and spine layers (their
-        # native Qt widgets sit in the row's cells)
-        self._row_pickers: list[tuple[Any, Any, Any]] = []
+        self.table = CorrectionRows(napari_viewer)
         self.add_row_button = QPushButton("Add image")
         self.add_row_button.clicked.connect(lambda: self.add_row())
         self.remove_row_button = QPushButton("Remove image")
@@ -207,41 +199,13 @@ class TrainOnCorrectionsWidget(QWidget):
         self.add_row()
 
     # --- the table of triples ----------------------------------------------------------------
-    def _names(self, kind: str) -> list[str]:
-        from napari.layers import Image, Labels
-
-        cls = Image if kind == "image" else Labels
-        return [layer.name for layer in self.viewer.layers if isinstance(layer, cls)]
-
     def add_row(self, image: str | None = None) -> int:
         """Add a triple; its labels default to ``<image> dendrites`` / ``<image> spines``."""
-        from napari.layers import Image, Labels
-
-        row = self.table.rowCount()
-        self.table.insertRow(row)
-        pickers = (
-            layer_picker(self.viewer, Image, optional=True),
-            layer_picker(self.viewer, Labels, optional=True),
-            layer_picker(self.viewer, Labels, optional=True),
-        )
-        self._row_pickers.append(pickers)
-        for col, picker in enumerate(pickers):
-            self.table.setCellWidget(row, col, picker.native)
-        self.table.setCellWidget(row, 3, QCheckBox())
-        images = self._names("image")
-        taken = {self.row_names(r)[0] for r in range(row)}
-        choice = image or next((n for n in images if n not in taken), None)
-        if choice:
-            self.set_row(row, choice)
-        return row
+        return self.table.add_row(image)
 
     def remove_row(self) -> None:
         """Remove the selected triple (the last one when none is selected)."""
-        row = self.table.currentRow()
-        if self.table.rowCount():
-            row = row if row >= 0 else self.table.rowCount() - 1
-            self.table.removeRow(row)
-            del self._row_pickers[row]
+        self.table.remove_row()
 
     def set_row(
         self,
@@ -252,37 +216,23 @@ class TrainOnCorrectionsWidget(QWidget):
         held_out: bool = False,
     ) -> None:
         """Choose the layers of one triple (labels default to the inference dock's names)."""
-        pickers = self._row_pickers[row]
-        pickers[0].value = self.viewer.layers[image]
-        labels = self._names("labels")
-        for picker, name, role in (
-            (pickers[1], dendrite, "dendrites"),
-            (pickers[2], spines, "spines"),
-        ):
-            default = f"{image} {role}"
-            name = name or (default if default in labels else None)
-            if name:
-                picker.value = self.viewer.layers[name]
-        self.table.cellWidget(row, 3).setChecked(held_out)
+        self.table.set_row(row, image, dendrite, spines, held_out)
 
     def row_names(self, row: int) -> tuple[str, str, str, bool]:
         """(image, dendrite, spine layer names, held out) of a row; "" for none."""
-        names = ["" if p.value is None else p.value.name for p in self._row_pickers[row]]
-        return names[0], names[1], names[2], self.table.cellWidget(row, 3).isChecked()
+        return self.table.row_names(row)
 
     def reset_choices(self, *_: Any) -> None:
         """Re-read the layers into every row's pickers (napari calls this on every change of
         the layer list), keeping the choices whose layers still exist."""
-        for pickers in self._row_pickers:
-            for picker in pickers:
-                reset_picker(picker)
+        self.table.reset_choices()
 
     # --- inputs --------------------------------------------------------------------------------
     def _collect(self) -> tuple[list[Any], list[Any], list[dict[str, Any]], list[str]]:
         """Validate the rows; returns (train volumes, held-out volumes, raw arrays, notes)."""
         return collect_training_data(
             self.viewer,
-            [self.row_names(r) for r in range(self.table.rowCount())],
+            self.table.all_names(),
             WHICH[self.which_combo.currentText()],
             self.only_edited.isChecked(),
             self._offer_split,
@@ -305,7 +255,7 @@ class TrainOnCorrectionsWidget(QWidget):
         split = mask_to_instances(layer.data)
         name = f"{spi_name} instances"
         new = self.viewer.add_labels(split, name=name, **placement(layer))
-        self._row_pickers[row][2].value = new
+        self.table.pickers[row][2].value = new
         self.split_button.setVisible(False)
         self._semantic_row = None
         show_info(f"Added '{new.name}' with {int(split.max())} spines; '{spi_name}' is unchanged.")
@@ -417,7 +367,7 @@ class TrainOnCorrectionsWidget(QWidget):
             return
         if isinstance(event, tuple) and event[0] == "calibrated":
             self._calibration = event[1]
-            self.status_label.setText(self._calibration_text())
+            self.status_label.setText(calibration_text(self._calibration))
             return
         self.last_event = event
         if event.kind == "step":
@@ -426,28 +376,10 @@ class TrainOnCorrectionsWidget(QWidget):
                 self._set_progress(min(1000, int(1000 * event.elapsed_s / config.max_seconds)))
             else:
                 self._set_progress(event.step)
-            loss = ", ".join(
-                f"{k} {event.losses[k]:.3f}" for k in ("spines", "dendrites") if k in event.losses
-            )
-            self.status_label.setText(f"Step {event.step}: loss {loss}")
+            self.status_label.setText(progress_text(event))
         elif event.kind == "validation":
             self.plot.add_validation(event.step, event.metrics)
-            scores = ", ".join(f"{k} {v:.3f}" for k, v in event.metrics.items())
-            if event.step == 0:
-                self.status_label.setText(f"Base model on the held-out rows: {scores}; training…")
-            else:
-                self.status_label.setText(f"Held-out scores at step {event.step}: {scores}")
-
-    def _calibration_text(self) -> str:
-        """The thresholds chosen on the held-out corrections, one sentence each, or why they
-        were kept ("" when the box was unticked)."""
-        if self._calibration is None:
-            return ""
-        if not self._calibration:
-            from ..training import NO_HELD_OUT_PLANES
-
-            return f"{NO_HELD_OUT_PLANES}."
-        return " ".join(f"{c.describe()}." for c in self._calibration)
+            self.status_label.setText(progress_text(event))
 
     def _on_returned(self, outcome: Any) -> None:
         if isinstance(outcome, Exception):
@@ -463,45 +395,20 @@ class TrainOnCorrectionsWidget(QWidget):
         self.last_model_folder = outcome.model_folder
         refresh_model_pickers()
         self.rerun_button.setEnabled(True)
-        how = "stopped" if outcome.kind == "stopped" else "finished"
         if outcome.kind == "done":
             from ..training import drop_checkpoint
 
             drop_checkpoint(Path(self._job["config"].work_dir))
-        message = (
-            f"Training {how} after {outcome.step} steps ({outcome.elapsed_s / 60:.1f} min): "
-            f"model '{Path(outcome.model_folder).name}' saved in {outcome.model_folder}."
-        )
-        kept, worse = self._held_out_verdict(outcome)
-        chosen = self._calibration_text()
-        message = " ".join(m for m in (message, chosen, kept, worse) if m)
+        kept, worse = held_out_verdict(outcome, self._job["config"].which)
+        if kept:
+            self.last_kept_step = outcome.best_step
+        parts = (saved_text(outcome), calibration_text(self._calibration), kept, worse)
+        message = " ".join(m for m in parts if m)
         if worse:
             show_warning(f"{worse} {kept}")
         else:
             show_info(message)
         self.status_label.setText(message)
-
-    def _held_out_verdict(self, outcome: Any) -> tuple[str, str]:
-        """(which step's weights the model folder holds, a warning when that model still
-        scores below its base on the held-out rows); "" for each that does not apply."""
-        from ..training import held_out_score
-
-        if outcome.best_step is None or not outcome.base_metrics:
-            return "", ""
-        self.last_kept_step = outcome.best_step
-        which = self._job["config"].which
-        new = held_out_score(outcome.metrics, which)
-        base = held_out_score(outcome.base_metrics, which)
-        kept = (
-            f"It holds the weights of step {outcome.best_step}, the best on the held-out rows "
-            f"(score {new:.3f}; base model {base:.3f})."
-        )
-        if new < base:
-            return kept, (
-                "The new model scores below its base model on the held-out rows: keep using "
-                "the base model, or correct more images and train again."
-            )
-        return kept, ""
 
     def _on_errored(self, exc: Exception) -> None:
         show_error(f"Training failed: {exc}")

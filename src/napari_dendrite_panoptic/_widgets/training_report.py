@@ -1,0 +1,67 @@
+"""What the "Train on corrections" dock says about a run, as text: the step and held-out lines
+while it trains, the thresholds chosen on the corrections, and the verdict on the model saved
+(no Qt, no napari)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def progress_text(event: Any) -> str:
+    """The status line of a training event: a step's losses, or the held-out scores ("" for
+    other kinds)."""
+    if event.kind == "step":
+        loss = ", ".join(
+            f"{k} {event.losses[k]:.3f}" for k in ("spines", "dendrites") if k in event.losses
+        )
+        return f"Step {event.step}: loss {loss}"
+    if event.kind == "validation":
+        scores = ", ".join(f"{k} {v:.3f}" for k, v in event.metrics.items())
+        if event.step == 0:
+            return f"Base model on the held-out rows: {scores}; training…"
+        return f"Held-out scores at step {event.step}: {scores}"
+    return ""
+
+
+def calibration_text(calibration: Any) -> str:
+    """The thresholds chosen on the held-out corrections, one sentence each, or why they
+    were kept ("" when the box was unticked: ``calibration`` None)."""
+    if calibration is None:
+        return ""
+    if not calibration:
+        from ..training import NO_HELD_OUT_PLANES
+
+        return f"{NO_HELD_OUT_PLANES}."
+    return " ".join(f"{c.describe()}." for c in calibration)
+
+
+def saved_text(outcome: Any) -> str:
+    """How the run ended, after how many steps, and where its model folder is."""
+    how = "stopped" if outcome.kind == "stopped" else "finished"
+    return (
+        f"Training {how} after {outcome.step} steps ({outcome.elapsed_s / 60:.1f} min): "
+        f"model '{Path(outcome.model_folder).name}' saved in {outcome.model_folder}."
+    )
+
+
+def held_out_verdict(outcome: Any, which: str) -> tuple[str, str]:
+    """(which step's weights the model folder holds, a warning when that model still scores
+    below its base on the held-out rows); "" for each that does not apply. ``which``: the
+    models trained ("both", "spines", "dendrites")."""
+    from ..training import held_out_score
+
+    if outcome.best_step is None or not outcome.base_metrics:
+        return "", ""
+    new = held_out_score(outcome.metrics, which)
+    base = held_out_score(outcome.base_metrics, which)
+    kept = (
+        f"It holds the weights of step {outcome.best_step}, the best on the held-out rows "
+        f"(score {new:.3f}; base model {base:.3f})."
+    )
+    if new < base:
+        return kept, (
+            "The new model scores below its base model on the held-out rows: keep using "
+            "the base model, or correct more images and train again."
+        )
+    return kept, ""
