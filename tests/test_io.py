@@ -292,6 +292,59 @@ def test_atomic_writes_never_touch_the_process_umask(monkeypatch, tmp_path):
     assert calls and 0 not in calls
 
 
+def _folder(path: Path) -> dict[str, str]:
+    return {p.name: p.read_text() for p in sorted(path.iterdir())}
+
+
+def test_staged_outputs_appear_together_and_replace_the_old_set(monkeypatch, tmp_path):
+    import os
+
+    from napari_dendrite_panoptic.core import atomic, atomic_write_text, staged_outputs
+
+    out = tmp_path / "out"
+    final = {k: out / f"cell_{k}.txt" for k in ("labels", "table", "run", "overlay")}
+    for k, path in final.items():
+        atomic_write_text(path, f"old {k}")
+    moves, real_replace = [], os.replace  # (final name, is an old run record there?)
+    with staged_outputs(final, prefix=".cell.", suffix=".new", record="run") as stage:
+        assert stage.parent == out and stage.name.startswith(".cell.")
+        for k in ("labels", "table", "run"):  # this run writes no overlay
+            atomic_write_text(stage / final[k].name, f"new {k}")
+        assert final["labels"].read_text() == "old labels"  # nothing moves while writing
+        monkeypatch.setattr(
+            os,
+            "replace",
+            lambda a, b: moves.append((Path(b).name, final["run"].exists())) or real_replace(a, b),
+        )
+    # the new set, all together; the old overlay the new run did not write is gone; the old
+    # run record went before anything moved and the new one moved last; no staging folder left
+    assert _folder(out) == {f"cell_{k}.txt": f"new {k}" for k in ("labels", "run", "table")}
+    assert moves == [("cell_labels.txt", False), ("cell_table.txt", False), ("cell_run.txt", False)]
+    mode = final["labels"].stat().st_mode & 0o777
+    assert mode == 0o666 & ~atomic._UMASK
+
+
+def test_staged_outputs_that_fail_midway_leave_the_old_set(tmp_path):
+    from napari_dendrite_panoptic.core import atomic_write_text, staged_outputs
+
+    out = tmp_path / "out"
+    final = {k: out / f"cell_{k}.txt" for k in ("labels", "table", "run")}
+    for k, path in final.items():
+        atomic_write_text(path, f"old {k}")
+    before = _folder(out)
+    failing = pytest.raises(OSError, match="No space left")
+    with failing, staged_outputs(final, prefix=".cell.", suffix=".new", record="run") as stage:
+        atomic_write_text(stage / final["labels"].name, "new labels")
+        raise OSError(28, "No space left on device")  # the table's write fails
+    assert _folder(out) == before  # old outputs unchanged, no hidden staging folder left
+    # a first run that fails leaves an empty folder
+    fresh = {k: tmp_path / "fresh" / p.name for k, p in final.items()}
+    with pytest.raises(OSError), staged_outputs(fresh, prefix=".cell.") as stage:
+        atomic_write_text(stage / "cell_labels.txt", "new labels")
+        raise OSError("disk gone")
+    assert list((tmp_path / "fresh").iterdir()) == []
+
+
 def test_physical_memory_comes_from_psutil(monkeypatch):
     import psutil
 

@@ -28,13 +28,13 @@ from .options import (
 from .segment_outputs import (
     check_out_folder,
     claim,
-    commit,
     output_paths,
     refuse_existing,
     staging,
     writable_out_folder,
     write_low_memory,
     write_outputs,
+    written_kinds,
 )
 
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ def segment_file(
 
     The input is opened first (a missing or unreadable file is reported as such), then the stem
     is claimed (:func:`.segment_outputs.claim`), the outputs are checked, written into a staging
-    folder and moved into place together (:func:`.segment_outputs.commit`)."""
+    folder and moved into place together when it closes (:func:`.segment_outputs.staging`)."""
     import datetime as dt
     import time
 
@@ -176,7 +176,7 @@ def segment_file(
                 write_outputs(
                     path, staged, result, volume, "Z" not in stack.axes, args.overlay, meta
                 )
-        written = commit(staged, out, path.stem)
+        written = written_kinds(staged, path.stem)  # moved into place as the block ends
     logger.info("%s: %d spines", path.name, len(result.table["id"]))
     return {k: outputs.get(k, out / staged[k].name) for k in written}
 

@@ -1,8 +1,9 @@
 """The files ``segment`` writes for one input stem, all or nothing: their names
 (:func:`output_paths`), a lock on the stem (:func:`claim`), a hidden staging folder in ``--out``
 (:func:`staging`) where the labels, tables, ROI set, overlay and run record are written
-(:func:`write_outputs`, or :func:`write_low_memory` plane by plane), then the move into place with
-the run record last (:func:`commit`); and the checks of ``--out`` before any work.
+(:func:`write_outputs`, or :func:`write_low_memory` plane by plane) and from which they move into
+place together, the run record last, when the block ends (:func:`written_kinds` checks the record
+first); and the checks of ``--out`` before any work.
 
 Heavy modules (numpy, the engine's writers) are imported inside the functions.
 """
@@ -87,39 +88,25 @@ def refuse_existing(out: Path, stem: str, overwrite: bool) -> None:
         )
 
 
-@contextlib.contextmanager
-def staging(out: Path, stem: str) -> Iterator[Path]:
+def staging(out: Path, stem: str) -> contextlib.AbstractContextManager[Path]:
     """A hidden folder in ``out`` where one stem's new outputs are written under their final
-    names before :func:`commit` moves them; removed afterwards, or on a failure (a killed run
-    leaves it, hidden)."""
-    import shutil
-    import tempfile
-
-    stage = Path(tempfile.mkdtemp(prefix=f".{stem[:100]}.", suffix=".new", dir=out))
-    try:
-        yield stage
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-
-
-def commit(staged: dict[str, Path], out: Path, stem: str) -> list[str]:
-    """Move a stem's staged outputs to their final names: the old run record goes first (a stem
-    without one is incomplete), then every old output the new run does not write, then the new
-    files, the run record last. Same folder, so each move is an atomic rename."""
-    import os
+    names. When the block ends without an error they replace the stem's outputs
+    (:func:`..core.staged_outputs`): the old run record goes first (a stem without one is
+    incomplete), then every old output the new run does not write, then the new files, the run
+    record last. The folder is removed afterwards, or on a failure (a killed run leaves it,
+    hidden)."""
+    from ..core import staged_outputs
 
     final = output_paths(out, stem, True)
+    return staged_outputs(final, prefix=f".{stem[:100]}.", suffix=".new", record="run")
+
+
+def written_kinds(staged: dict[str, Path], stem: str) -> list[str]:
+    """The kinds of output written into the staging folder, in order; raises when the run
+    record is not among them (before anything is moved)."""
     written = [kind for kind, path in staged.items() if path.is_file()]
     if "run" not in written:
         raise RuntimeError(f"the run record of '{stem}' was not written")
-    final["run"].unlink(missing_ok=True)
-    for kind, path in final.items():
-        if kind not in written:
-            path.unlink(missing_ok=True)
-    for kind in written:
-        if kind != "run":
-            os.replace(staged[kind], final[kind])
-    os.replace(staged["run"], final["run"])
     return written
 
 

@@ -1,7 +1,7 @@
 """Layer 0: what every layer shares: atomic writes, the (Z, Y, X) shape rule, percentile normalisation, the zero-denominator rule of every score, and the vocabulary (spine types, the ignore label). numpy and scipy only."""
 
 from .arrays import as_zyx, mask_to_instances
-from .atomic import atomic_path, atomic_write_text
+from .atomic import atomic_path, atomic_write_text, staged_outputs
 from .normalise import finite_percentiles, percentile_normalise
 from .scores import ratio
 from .vocabulary import IGNORE, SPINE_TYPES, STACK_MODES
@@ -15,6 +15,7 @@ __all__ = [
     "ratio",
     "atomic_path",
     "atomic_write_text",
+    "staged_outputs",
     "finite_percentiles",
     "percentile_normalise",
 ]

@@ -1,14 +1,17 @@
 """Atomic file writes: write to a temporary name in the same folder, then rename.
 
-A reader (or a crash) never sees a half-written file under its final name.
+A reader (or a crash) never sees a half-written file under its final name. One file:
+:func:`atomic_path`, :func:`atomic_write_text`; a set of files that changes together (all or
+nothing): :func:`staged_outputs`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 
@@ -32,6 +35,49 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def staged_outputs(
+    final: Mapping[str, str | os.PathLike],
+    prefix: str,
+    suffix: str = "",
+    record: str | None = None,
+) -> Iterator[Path]:
+    """Yield a new hidden staging folder in the folder of the ``final`` paths (one folder,
+    created if missing), where each output is written under its final name.
+
+    When the block ends without an error the staged set replaces the old one: every final path
+    with no staged file is removed, then each staged file is renamed to its final path in the
+    order of ``final`` (same folder, so each rename is atomic). ``record`` names the key of the
+    run record: the old record is removed before anything else and the new one is moved last,
+    so a set caught half-moved has none. The staging folder (``prefix``, which starts with a
+    dot, a random part, ``suffix``) is then removed with whatever else it holds. On an error it is removed and the
+    old outputs are left as they were; a killed process leaves it, hidden.
+    """
+    final = {kind: Path(path) for kind, path in final.items()}
+    folders = {path.parent for path in final.values()}
+    if len(folders) != 1:
+        raise ValueError(f"staged outputs must share one folder, not {sorted(folders)}")
+    folder = folders.pop()
+    folder.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=folder))
+    try:
+        yield stage
+        staged = {kind: stage / path.name for kind, path in final.items()}
+        written = [kind for kind, path in staged.items() if path.is_file()]
+        if record is not None:
+            final[record].unlink(missing_ok=True)
+        for kind, path in final.items():
+            if kind not in written:
+                path.unlink(missing_ok=True)
+        for kind in written:
+            if kind != record:
+                os.replace(staged[kind], final[kind])
+        if record in written:
+            os.replace(staged[record], final[record])
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 _STATUS = "/proc/self/status"

@@ -1,17 +1,15 @@
 """The files of a tracking run, written so that nothing lands under a final name until the whole
 result is on disk: every file goes to a hidden folder inside the output folder first, then each is
-renamed into place."""
+renamed into place, the run record last (:func:`..core.staged_outputs`)."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..core import atomic_write_text
+from ..core import atomic_write_text, staged_outputs
 from ..errors import OutputExistsError
 from ..io import write_labels_tiff, write_table_csv
 
@@ -43,11 +41,9 @@ def write_track_outputs(
         taken = [str(p) for p in paths.values() if p.exists()]
         if taken:
             raise OutputExistsError(f"{taken[0]} exists (use --overwrite to replace it)")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".track-", dir=out))
-    try:
-        staged = {k: staging / p.name for k, p in paths.items()}
+    # track_outputs lists the run record last, so it is renamed into place last
+    with staged_outputs(paths, prefix=".track-") as stage:
+        staged = {k: stage / p.name for k, p in paths.items()}
         for k, (labels, s) in enumerate(zip(result.labels, result.sessions, strict=True)):
             meta = {"tracking": {"session": k + 1, "name": s.name, "day": s.day}}
             write_labels_tiff(staged[f"labels_{k + 1}"], labels, s.voxel_size_um, meta)
@@ -55,8 +51,4 @@ def write_track_outputs(
         write_table_csv(staged["turnover"], result.turnover)
         record = dict(record, notes=list(result.notes))
         atomic_write_text(staged["run"], json.dumps(record, indent=2, default=str))
-        for k, p in paths.items():
-            os.replace(staged[k], p)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return paths
