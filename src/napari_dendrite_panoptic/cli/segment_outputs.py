@@ -23,14 +23,18 @@ if TYPE_CHECKING:
 
 
 def output_paths(out: Path, stem: str, overlay: bool) -> dict[str, Path]:
-    """The outputs of ``stem`` in ``out`` by kind, in the order they are listed to the user."""
+    """The outputs of ``stem`` in ``out`` by kind, in the order they are listed to the user; the
+    analysis files are named by :func:`..analysis.analysis_paths`."""
+    from ..analysis import analysis_paths
+
+    analysis = analysis_paths(out, stem)
     paths = {
         "dendrite": out / f"{stem}_dendrite.tif",
         "spines": out / f"{stem}_spines.tif",
-        "csv": out / f"{stem}_spines.csv",
+        "csv": analysis["csv"],
         "run": out / f"{stem}_run.json",
-        "dendrites_csv": out / f"{stem}_dendrites.csv",
-        "roi": out / f"{stem}_spines_roi.zip",
+        "dendrites_csv": analysis["dendrites_csv"],
+        "roi": analysis["roi"],
     }
     if overlay:
         paths["overlay"] = out / f"{stem}_overlay.png"
