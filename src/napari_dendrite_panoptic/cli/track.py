@@ -69,16 +69,17 @@ def _from_segment_run(stem: Path):
 
     from ..io import read_tiff, stack_zyx
     from ..tracking import Session
+    from .segment_outputs import output_paths
 
-    spines_path = Path(f"{stem}_spines.tif")
-    dendrite_path = Path(f"{stem}_dendrite.tif")
+    files = output_paths(stem.parent, stem.name, overlay=False)
+    spines_path, dendrite_path = files["spines"], files["dendrite"]
     for p in (spines_path, dendrite_path):
         if not p.is_file():
             raise InputError(f"{p} is missing: track needs both label files of a segment run")
     spines = read_tiff(spines_path)
     dendrite = np.asarray(stack_zyx(read_tiff(dendrite_path)))
     image, source = None, None
-    run = Path(f"{stem}_run.json")
+    run = files["run"]
     if run.is_file():
         recorded = (json.loads(run.read_text()).get("input") or {}).get("path")
         if recorded and Path(recorded).is_file():
@@ -86,7 +87,7 @@ def _from_segment_run(stem: Path):
             image = np.asarray(stack_zyx(read_tiff(source)))
             if image.shape != dendrite.shape:
                 image = None
-    scores, types = _scores_and_types(Path(f"{stem}_spines.csv"))
+    scores, types = _scores_and_types(files["csv"])
     session = Session(
         dendrite=dendrite,
         spines=np.asarray(stack_zyx(spines)).astype(np.uint32),

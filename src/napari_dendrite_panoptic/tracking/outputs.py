@@ -41,8 +41,9 @@ def write_track_outputs(
         taken = [str(p) for p in paths.values() if p.exists()]
         if taken:
             raise OutputExistsError(f"{taken[0]} exists (use --overwrite to replace it)")
-    # track_outputs lists the run record last, so it is renamed into place last
-    with staged_outputs(paths, prefix=".track-") as stage:
+    # the old run record goes first and the new one (listed last) is renamed last: a run
+    # killed between the renames leaves no record, so its folder reads as incomplete
+    with staged_outputs(paths, prefix=".track-", record="run") as stage:
         staged = {k: stage / p.name for k, p in paths.items()}
         for k, (labels, s) in enumerate(zip(result.labels, result.sessions, strict=True)):
             meta = {"tracking": {"session": k + 1, "name": s.name, "day": s.day}}
