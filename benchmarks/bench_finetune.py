@@ -128,10 +128,10 @@ def real_items(name: str) -> list:
 
 
 def _config(args: argparse.Namespace, out: Path, volumes: list, base, **options):
-    """The dock's fine-tuning config for ``volumes`` from the bundled model, with the
-    benchmark's ``--minutes``, ``--threads`` and ``--seed``."""
+    """The dock's fine-tuning config for ``volumes`` from the base model (``--model``, else the
+    bundled one), with the benchmark's ``--minutes``, ``--threads`` and ``--seed``."""
     cfg = fine_tune_config(
-        str(bundled_model_dir()),
+        str(args.model or bundled_model_dir()),
         out,
         volumes,
         base.card.pixel_size_um,
@@ -149,7 +149,7 @@ def main_real(args: argparse.Namespace) -> None:
         iter_fine_tune,
     )
 
-    base = load_models(None, "cpu")
+    base = load_models(args.model, "cpu")
     items = real_items(args.real)
     rng = np.random.default_rng(args.seed)
     groups = sorted({i.group for i in items})
@@ -168,10 +168,11 @@ def main_real(args: argparse.Namespace) -> None:
             break
     chosen_groups = {i.group for i in corrected}
     others = [i for i in items if i.group not in chosen_groups]
-    rows = {"bundled": _point_f1(base, others, None)}
+    label = "bundled" if args.model is None else f"base {base.card.version}"
+    rows = {label: _point_f1(base, others, None)}
     alone, _ = choose_thresholds(base, volumes)
     rows[
-        f"bundled, threshold chosen on the {len(volumes)} corrected fields ({alone.threshold:.2f})"
+        f"{label}, threshold chosen on the {len(volumes)} corrected fields ({alone.threshold:.2f})"
     ] = _point_f1(base, others, alone.threshold)
     runs = {"all": (volumes, []), "held": (volumes[:-1], volumes[-1:])}
     steps, train_s = {}, {}
@@ -211,7 +212,7 @@ def main_real(args: argparse.Namespace) -> None:
         f"layers {cfg.layers}"
     )
     print("| model | spine F1 on the other fields | change |\n|---|---|---|")
-    first = rows["bundled"]
+    first = next(iter(rows.values()))
     for name, f1 in rows.items():
         print(f"| {name} | {f1:.3f} | {f1 - first:+.3f} |")
 
@@ -242,6 +243,9 @@ def main() -> None:
     )
     parser.add_argument("--fields", type=int, default=4, help="real fields corrected")
     parser.add_argument("--layers", default="all", choices=["all", "heads"], help="as the dock")
+    parser.add_argument(
+        "--model", type=Path, default=None, help="base model folder (default: the bundled pair)"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -249,7 +253,7 @@ def main() -> None:
         main_real(args)
         return
 
-    base = load_models(None, "cpu")
+    base = load_models(args.model, "cpu")
     train = [style_sample(100 + i) for i in range(args.train_images)]
     test = [style_sample(200 + i) for i in range(args.test_images)]
     before = score(base, test)
