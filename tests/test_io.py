@@ -345,6 +345,20 @@ def test_staged_outputs_that_fail_midway_leave_the_old_set(tmp_path):
     assert list((tmp_path / "fresh").iterdir()) == []
 
 
+def test_staged_outputs_without_their_run_record_move_nothing(tmp_path):
+    from napari_dendrite_panoptic.core import atomic_write_text, staged_outputs
+
+    out = tmp_path / "out"
+    final = {k: out / f"cell_{k}.txt" for k in ("labels", "run")}
+    for k, path in final.items():
+        atomic_write_text(path, f"old {k}")
+    before = _folder(out)
+    refused = pytest.raises(RuntimeError, match="run record 'cell_run.txt' was not written")
+    with refused, staged_outputs(final, prefix=".cell.", record="run") as stage:
+        atomic_write_text(stage / final["labels"].name, "new labels")  # no record written
+    assert _folder(out) == before  # the old set, old record included; no staging folder
+
+
 def test_physical_memory_comes_from_psutil(monkeypatch):
     import psutil
 

@@ -34,7 +34,6 @@ from .segment_outputs import (
     writable_out_folder,
     write_low_memory,
     write_outputs,
-    written_kinds,
 )
 
 if TYPE_CHECKING:
@@ -176,9 +175,9 @@ def segment_file(
                 write_outputs(
                     path, staged, result, volume, "Z" not in stack.axes, args.overlay, meta
                 )
-        written = written_kinds(staged, path.stem)  # moved into place as the block ends
+        written = [kind for kind, p in staged.items() if p.is_file()]  # moved as the block ends
     logger.info("%s: %d spines", path.name, len(result.table["id"]))
-    return {k: outputs.get(k, out / staged[k].name) for k in written}
+    return {kind: outputs[kind] for kind in written}
 
 
 def _open_input(

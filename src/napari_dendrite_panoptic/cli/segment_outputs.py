@@ -2,8 +2,8 @@
 (:func:`output_paths`), a lock on the stem (:func:`claim`), a hidden staging folder in ``--out``
 (:func:`staging`) where the labels, tables, ROI set, overlay and run record are written
 (:func:`write_outputs`, or :func:`write_low_memory` plane by plane) and from which they move into
-place together, the run record last, when the block ends (:func:`written_kinds` checks the record
-first); and the checks of ``--out`` before any work.
+place together, the run record last, when the block ends (a set without its run record is
+refused); and the checks of ``--out`` before any work.
 
 Heavy modules (numpy, the engine's writers) are imported inside the functions.
 """
@@ -95,7 +95,8 @@ def refuse_existing(out: Path, stem: str, overwrite: bool) -> None:
 def staging(out: Path, stem: str) -> contextlib.AbstractContextManager[Path]:
     """A hidden folder in ``out`` where one stem's new outputs are written under their final
     names. When the block ends without an error they replace the stem's outputs
-    (:func:`..core.staged_outputs`): the old run record goes first (a stem without one is
+    (:func:`..core.staged_outputs`; refused, nothing moved, without a run record): the old run
+    record goes first (a stem without one is
     incomplete), then every old output the new run does not write, then the new files, the run
     record last. The folder is removed afterwards, or on a failure (a killed run leaves it,
     hidden)."""
@@ -103,15 +104,6 @@ def staging(out: Path, stem: str) -> contextlib.AbstractContextManager[Path]:
 
     final = output_paths(out, stem, True)
     return staged_outputs(final, prefix=f".{stem[:100]}.", suffix=".new", record="run")
-
-
-def written_kinds(staged: dict[str, Path], stem: str) -> list[str]:
-    """The kinds of output written into the staging folder, in order; raises when the run
-    record is not among them (before anything is moved)."""
-    written = [kind for kind, path in staged.items() if path.is_file()]
-    if "run" not in written:
-        raise RuntimeError(f"the run record of '{stem}' was not written")
-    return written
 
 
 def write_low_memory(

@@ -50,8 +50,9 @@ def staged_outputs(
     When the block ends without an error the staged set replaces the old one: every final path
     with no staged file is removed, then each staged file is renamed to its final path in the
     order of ``final`` (same folder, so each rename is atomic). ``record`` names the key of the
-    run record: the old record is removed before anything else and the new one is moved last,
-    so a set caught half-moved has none. The staging folder (``prefix``, which starts with a
+    run record: a set staged without one is refused (RuntimeError, nothing moved); the old
+    record is removed before anything else and the new one is moved last, so a set caught
+    half-moved has none. The staging folder (``prefix``, which starts with a
     dot, a random part, ``suffix``) is then removed with whatever else it holds. On an error it is removed and the
     old outputs are left as they were; a killed process leaves it, hidden.
     """
@@ -67,6 +68,8 @@ def staged_outputs(
         staged = {kind: stage / path.name for kind, path in final.items()}
         written = [kind for kind, path in staged.items() if path.is_file()]
         if record is not None:
+            if record not in written:
+                raise RuntimeError(f"the run record '{final[record].name}' was not written")
             final[record].unlink(missing_ok=True)
         for kind, path in final.items():
             if kind not in written:
@@ -74,7 +77,7 @@ def staged_outputs(
         for kind in written:
             if kind != record:
                 os.replace(staged[kind], final[kind])
-        if record in written:
+        if record is not None:
             os.replace(staged[record], final[record])
     finally:
         shutil.rmtree(stage, ignore_errors=True)
