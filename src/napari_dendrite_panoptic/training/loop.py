@@ -98,14 +98,15 @@ class _Run:
         batches: Iterator,
         start: int,
         clock: _Clock,
+        ckpt_path: Path,
         validator: Callable[[Any], dict[str, float]] | None,
         validate_every: int,
         best: _Best,
     ) -> None:
         self.cfg, self.nets, self.batches, self.clock = cfg, nets, batches, clock
         self.step = self.saved_step = start
+        self.ckpt_path = ckpt_path
         self.validator, self.validate_every, self.best = validator, validate_every, best
-        self.ckpt_path = Path(cfg.work_dir) / CHECKPOINT_FILE
         self.last_validation: dict[str, float] = {}
         self.spent = 0.0
 
@@ -139,7 +140,7 @@ class _Run:
         batches = step_batches(source, cfg, start, card.input_planes)  # workers fork before CUDA
         nets = RunNetworks(cfg, card, spines, dendrites, device, state)
         best = _Best(keep_best if validator is not None else None)
-        return cls(cfg, nets, batches, start, clock, validator, validate_every, best)
+        return cls(cfg, nets, batches, start, clock, ckpt_path, validator, validate_every, best)
 
     def begin(self) -> Iterator[TrainEvent]:
         """The "start" event; with ``keep_best``, the starting weights' scores."""
