@@ -10,7 +10,12 @@ candidate changes one by one:
   2000 proposals kept before and after NMS), float32;
 - ``+ regions by spine count``: 4 regions per annotated spine (32-256) and 1000/500 proposals;
 - ``+ bfloat16``: autocast to bfloat16 (on CPUs with AVX512-BF16 or AMX);
-- ``+ channels-last``: the networks and batches in channels-last memory format.
+- ``+ channels-last``: the networks and batches in channels-last memory format;
+- ``+ RoIAlign as a gather``: the box and mask heads' RoIAlign computed as one weighted gather
+  per pyramid level while training on the CPU (``models/roi_align.py``) instead of
+  torchvision's kernel, whose backward pass is a single-threaded loop (on ``+ bfloat16``);
+- ``+ stem and first stage kept``: ``--layers upper``, no backward pass through each network's
+  stem and first ResNet stage (an option of ``train``, not its default).
 
 The mix is generator 0.35, YOLO11 0.2, FindSpines 0.25, Smirnov 0.2 (the generator alone when
 ``$DENDRITE_PANOPTIC_DATA`` lacks the real sets); ``--mix`` times another (the teaching check
@@ -39,21 +44,32 @@ import tempfile
 from pathlib import Path
 
 MIX = "generator:0.35,yolo11:0.2,findspines:0.25,smirnov:0.2"
+TV = {"roi_align": "torchvision"}
 ROWS = {
-    "v0.5 loop": {"regions": "torchvision", "precision": "float32", "channels_last": False},
-    "+ regions by spine count": {"regions": "spines", "precision": "float32"},
-    "+ bfloat16": {"regions": "spines", "precision": "bfloat16"},
-    "+ channels-last": {"regions": "spines", "precision": "bfloat16", "channels_last": True},
+    "v0.5 loop": {"regions": "torchvision", "precision": "float32", **TV},
+    "+ regions by spine count": {"regions": "spines", "precision": "float32", **TV},
+    "+ bfloat16": {"regions": "spines", "precision": "bfloat16", **TV},
+    "+ channels-last": {"regions": "spines", "precision": "bfloat16", "channels_last": True, **TV},
+    "+ RoIAlign as a gather": {"regions": "spines", "precision": "bfloat16"},
+    "+ stem and first stage kept": {
+        "regions": "spines",
+        "precision": "bfloat16",
+        "layers": "upper",
+    },
 }
-NOW = "+ bfloat16"
+NOW = "+ RoIAlign as a gather"
 """The row ``train`` runs today (the changes kept)."""
 
 
 def _configure(row: dict) -> None:
-    """Put the model builders back to torchvision's region sampling for a "before" row (the
-    builders read these module attributes when a spine network is built or trained)."""
+    """Put the model builders back to torchvision's region sampling or RoIAlign for a "before"
+    row (the builders read these module attributes when a spine network is built or trained)."""
+    from torchvision.ops import MultiScaleRoIAlign
+
     from napari_dendrite_panoptic.models import builders
 
+    if row.get("roi_align") == "torchvision":
+        builders.TrainingRoIAlign = MultiScaleRoIAlign
     if row.get("regions") == "torchvision":
         builders.RPN_TRAIN_TOP_N = (2000, 2000)
         builders.regions_for = lambda spines: builders.MAX_REGIONS
@@ -107,6 +123,7 @@ def _config(
         threads=plan[1],
         seed=5,
         precision=row["precision"],
+        layers=row.get("layers", "all"),
     )
 
 

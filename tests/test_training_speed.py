@@ -119,5 +119,39 @@ def test_heads_only_training_leaves_the_trunks_and_their_statistics_as_they_were
             if "backbone.body" not in k and "backbone.layer" not in k and "stem" not in k
         )
         assert heads_moved, f"the {name} heads did not train"
-    with pytest.raises(InputError, match="heads only needs a base model"):
+    with pytest.raises(InputError, match="layers only needs a base model"):
         TrainConfig(work_dir="w", output_model="m", layers="heads")
+
+
+def test_upper_layer_training_keeps_the_stem_and_first_stage_and_trains_the_rest(
+    tmp_path, tiny_model_dir
+):
+    from napari_dendrite_panoptic.data import TrainingSample, synthetic
+    from napari_dendrite_panoptic.models import trunk_modules
+
+    def source(rng):
+        s = synthetic.generate(int(rng.integers(100)), synthetic.SyntheticConfig(shape=(1, 64, 64)))
+        image = s.image[0].astype(np.float32) / max(float(s.image.max()), 1.0)
+        return TrainingSample(image, s.dendrite[0], s.spines[0])
+
+    cfg = TrainConfig(
+        work_dir=str(tmp_path / "work"),
+        output_model=str(tmp_path / "model"),
+        steps=3,
+        batch_size=2,
+        crop_size=64,
+        lr=1e-2,
+        base_model=str(tiny_model_dir),
+        layers="upper",
+    )
+    list(iter_fit(cfg, source=source))
+    base, tuned = load_models(tiny_model_dir, "cpu"), load_models(tmp_path / "model", "cpu")
+    for name in ("spines", "dendrites"):
+        old, new = getattr(base, name), getattr(tuned, name)
+        kept = [m.state_dict() for m in trunk_modules(old, lower=True)]
+        after = [m.state_dict() for m in trunk_modules(new, lower=True)]
+        for a, b in zip(kept, after, strict=True):
+            assert all(torch.equal(a[k], b[k]) for k in a), f"{name} stem or first stage changed"
+        a, b = old.state_dict(), new.state_dict()
+        moved = [k for k in a if "layer2" in k and not torch.equal(a[k], b[k])]
+        assert moved, f"the {name} trunk's second stage did not train"

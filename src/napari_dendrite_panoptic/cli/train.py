@@ -171,9 +171,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     tr.add_argument(
         "--layers",
         default="all",
-        choices=["all", "heads"],
-        help="all, or heads: keep each network's ResNet trunk as the base model has it and "
-        "train the rest (faster steps; needs --base-model)",
+        choices=["all", "upper", "heads"],
+        help="all; upper: keep each network's stem and first ResNet stage as the base model "
+        "has them and train the rest (faster steps); heads: keep the whole ResNet trunk "
+        "(fastest); upper and heads need --base-model",
     )
     tr.add_argument("--name", default="dendrite-panoptic", help="the new model's name")
     tr.add_argument("--model-version", default="0.1", help="the new model's version")

@@ -25,11 +25,12 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredic
 from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.models.segmentation.fcn import FCN, FCNHead
-from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
+from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from ..errors import ModelError
 from .card import input_planes
+from .roi_align import TrainingRoIAlign
 
 SPINE_DEFAULTS: dict[str, Any] = {
     "trunk": "resnet18",
@@ -142,8 +143,9 @@ def build_spine_model(config: dict[str, Any] | None = None) -> MaskRCNN:
     config's ``input_planes``.
 
     Classes: 0 background, 1 spine. Anchors are ``anchor_sizes`` px at the native pixel size.
-    Training samples :func:`regions_for` regions per crop and keeps :data:`RPN_TRAIN_TOP_N`
-    proposals; neither changes the weights' shapes or inference.
+    Training samples :func:`regions_for` regions per crop, keeps :data:`RPN_TRAIN_TOP_N`
+    proposals and pools regions with :class:`~.roi_align.TrainingRoIAlign` on the CPU; none of
+    these changes the weights' shapes or inference.
     """
     cfg = {**SPINE_DEFAULTS, **(config or {})}
     c = int(cfg["fpn_channels"])
@@ -166,8 +168,8 @@ def build_spine_model(config: dict[str, Any] | None = None) -> MaskRCNN:
         backbone,
         num_classes=None,
         rpn_anchor_generator=anchors,
-        box_roi_pool=MultiScaleRoIAlign(names, output_size=7, sampling_ratio=2),
-        mask_roi_pool=MultiScaleRoIAlign(names, output_size=14, sampling_ratio=2),
+        box_roi_pool=TrainingRoIAlign(names, output_size=7, sampling_ratio=2),
+        mask_roi_pool=TrainingRoIAlign(names, output_size=14, sampling_ratio=2),
         box_head=TwoMLPHead(c * 7 * 7, rep),
         box_predictor=FastRCNNPredictor(rep, 2),
         mask_head=MaskRCNNHeads(c, (mc, mc, mc, mc), 1),
@@ -221,12 +223,17 @@ def build_dendrite_model(config: dict[str, Any] | None = None) -> FCN:
     return FCN(backbone, FCNHead(c, 2), aux_classifier=None)
 
 
-def trunk_modules(model: nn.Module) -> list[nn.Module]:
+def trunk_modules(model: nn.Module, lower: bool = False) -> list[nn.Module]:
     """The ResNet trunk of a spine or dendrite network (everything before the FPN): what a
-    "heads only" fine-tune leaves as it is."""
+    "heads only" fine-tune leaves as it is. ``lower``: only its stem and first stage (the
+    stride-2 and stride-4 filters that see the planes), what torchvision's detection models keep
+    fixed by default and a "upper" run leaves as it is."""
     backbone = model.backbone
     if hasattr(backbone, "body"):  # Mask R-CNN: BackboneWithFPN
-        return [backbone.body]
+        body = backbone.body
+        return [body.conv1, body.bn1, body.layer1] if lower else [body]
+    if lower:
+        return [backbone.stem, backbone.layer1]
     return [backbone.stem, backbone.layer1, backbone.layer2, backbone.layer3]
 
 

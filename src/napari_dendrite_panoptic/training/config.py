@@ -11,7 +11,7 @@ from ..errors import DendritePanopticError, InputError
 
 CHECKPOINT_FILE = "checkpoint.pt"
 PRECISIONS = ("auto", "float32", "bfloat16")
-LAYER_CHOICES = ("all", "heads")
+LAYER_CHOICES = ("all", "upper", "heads")
 
 
 class NonFiniteLossError(DendritePanopticError):
@@ -38,9 +38,11 @@ class TrainConfig:
     whose own statistics are too noisy to normalise with. ``precision``: the networks' forward
     arithmetic while training: "bfloat16" (autocast; weights, optimiser and losses stay float32),
     "float32", or "auto": bfloat16 where the device computes it natively (CPUs with AVX512-BF16
-    or AMX, CUDA GPUs that support it), else float32. ``layers``: "all", or "heads" to leave
-    each network's ResNet trunk (weights and normalisation statistics) as the base model has it
-    and train the rest: faster steps, and fewer weights for a few corrected images to move.
+    or AMX, CUDA GPUs that support it), else float32. ``layers``: "all"; "upper" to leave
+    each network's stem and first ResNet stage (weights and normalisation statistics) as the base
+    model has them and train the rest (no backward pass through the two highest-resolution
+    stages: faster steps); or "heads" to leave the whole ResNet trunk: faster still, and fewer
+    weights for a few corrected images to move.
     """
 
     work_dir: str
@@ -87,9 +89,11 @@ class TrainConfig:
         if self.precision not in PRECISIONS:
             raise InputError(f"precision must be {', '.join(PRECISIONS)}, not {self.precision!r}")
         if self.layers not in LAYER_CHOICES:
-            raise InputError(f"layers must be all or heads, not {self.layers!r}")
-        if self.layers == "heads" and self.base_model is None:
-            raise InputError("training the heads only needs a base model to take the trunk from")
+            raise InputError(f"layers must be all, upper or heads, not {self.layers!r}")
+        if self.layers != "all" and self.base_model is None:
+            raise InputError(
+                f"training {self.layers!r} layers only needs a base model to take the rest from"
+            )
         if self.input_planes not in (None, 1, 3):
             raise InputError(f"input planes must be 1 or 3, not {self.input_planes!r}")
 

@@ -263,10 +263,11 @@ class RunNetworks:
 
 
 def _frozen_trunks(layers: str, *nets: torch.nn.Module) -> list[torch.nn.Module]:
-    """With ``layers`` "heads", the networks' trunks, their weights set not to learn."""
-    if layers != "heads":
+    """The trunk modules ``layers`` keeps ("heads": each network's trunk; "upper": its stem and
+    first stage; "all": none), their weights set not to learn."""
+    if layers == "all":
         return []
-    trunks = [m for net in nets for m in trunk_modules(net)]
+    trunks = [m for net in nets for m in trunk_modules(net, lower=layers == "upper")]
     for module in trunks:
         module.requires_grad_(False)
     return trunks
