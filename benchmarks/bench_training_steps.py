@@ -23,8 +23,9 @@ keeps this one).
 
 ``--teach N`` also checks that the faster loop teaches as much per crop: it fine-tunes the
 bundled model on the same N crops (same seed, same learning rate) with the v0.5 loop and with
-the loop ``train`` uses now, and scores both on held-out generated planes (seeds never trained
-on) and, when the data are there, on the FindSpines validation groups.
+the loop ``train`` uses now (or the ``--teach-rows`` given), and scores each on held-out
+generated planes (seeds never trained on) and, when the data are there, on the FindSpines
+validation groups.
 
     python benchmarks/bench_training_steps.py --which both --steps 40
     python benchmarks/bench_training_steps.py --which both --steps 40 \
@@ -208,6 +209,11 @@ def main() -> None:
     parser.add_argument("--which", default="both", choices=["dendrites", "spines", "both"])
     parser.add_argument("--rows", default=",".join(ROWS), help="rows to run, comma-separated")
     parser.add_argument("--teach", type=int, default=0, help="crops of the teaching check")
+    parser.add_argument(
+        "--teach-rows",
+        default=f"v0.5 loop,{NOW}",
+        help="rows of the teaching check, comma-separated",
+    )
     parser.add_argument("--workers", default="auto", help="batch workers (default: as train)")
     parser.add_argument("--threads", default="auto", help="torch threads (default: as train)")
     parser.add_argument("--mix", default=MIX, help="the data mix of the timed rows")
@@ -233,7 +239,7 @@ def main() -> None:
             r = _child(args, name, "time")
             print(f"| {name} | {r['crops_per_s']:.2f} | {r['data_wait']:.0%} |", flush=True)
     if args.teach:
-        rows = {name: _child(args, name, "teach") for name in ("v0.5 loop", NOW)}
+        rows = {name: _child(args, name, "teach") for name in args.teach_rows.split(",")}
         keys = list(next(iter(rows.values())))
         print(f"\nafter {args.teach} crops | " + " | ".join(keys))
         print("|---" * (len(keys) + 1) + "|")
