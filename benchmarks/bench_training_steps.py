@@ -2,7 +2,7 @@
 
 Each row trains the bundled model (``--which``: the spine network, the dendrite network or both)
 on batches of 4 crops of 256² for ``--steps`` steps in a fresh process, with the loader plan
-``train`` picks by itself (one batch worker on the CPU), and prints the crops per second after
+``train`` picks by itself (two batch workers on the CPU), and prints the crops per second after
 ``--skip`` warm-up steps and the share of the time spent waiting for batches. The rows add the
 candidate changes one by one:
 

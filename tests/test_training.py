@@ -119,18 +119,18 @@ def test_worker_processes_draw_the_same_batches_as_the_loop(tmp_path):
 @pytest.mark.parametrize(
     ("asked", "on_gpu", "cpus", "which", "plan"),
     [
-        # this machine, dendrites alone: one worker, torch on the other core
-        ((None, None), False, 2, "dendrites", (1, 1)),
-        ((None, None), False, 8, "dendrites", (1, 7)),
+        # this machine, dendrites alone: two workers, torch on one thread
+        ((None, None), False, 2, "dendrites", (2, 1)),
+        ((None, None), False, 8, "dendrites", (2, 6)),
         # with the spine network the networks set the pace: torch keeps all cores
-        ((None, None), False, 2, "both", (1, None)),
-        ((None, None), False, 8, "spines", (1, None)),
+        ((None, None), False, 2, "both", (2, None)),
+        ((None, None), False, 8, "spines", (2, None)),
         ((None, None), False, 1, "dendrites", (0, None)),  # one core: drawn in the loop
         ((None, None), True, 16, "dendrites", (14, None)),
         ((None, None), True, 64, "both", (training_batches.MAX_AUTO_WORKERS, None)),
         ((0, None), False, 2, "dendrites", (0, None)),  # what the user asks is kept
         ((3, 2), False, 8, "dendrites", (3, 2)),
-        ((None, 4), False, 8, "dendrites", (1, 4)),
+        ((None, 4), False, 8, "dendrites", (2, 4)),
     ],
 )
 def test_loader_plan_fills_in_only_what_is_not_asked(asked, on_gpu, cpus, which, plan):

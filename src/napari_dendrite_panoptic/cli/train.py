@@ -137,7 +137,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--workers",
         type=int,
         default=None,
-        help="processes drawing batches ahead (default: 1 on the CPU, all cores but two on a GPU)",
+        help="processes drawing batches ahead (default: 2 on the CPU, all cores but two on a GPU)",
     )
     tr.add_argument(
         "--max-minutes",

@@ -54,6 +54,8 @@ class _StepBatches(torch.utils.data.Dataset):
 
 MAX_AUTO_WORKERS = 16
 """The most data-loader workers :func:`loader_plan` chooses by itself."""
+CPU_WORKERS = 2
+"""Data-loader workers :func:`loader_plan` chooses for a run on the CPU."""
 
 
 def loader_plan(
@@ -61,20 +63,20 @@ def loader_plan(
 ) -> tuple[int, int | None]:
     """(data-loader workers, torch threads) for a run, choosing what is None.
 
-    On the CPU one worker draws batches ahead. When the dendrite network trains alone
+    On the CPU two workers draw batches ahead. When the dendrite network trains alone
     (``which`` "dendrites"), drawing the batches takes most of a step, so torch gets the cores
-    the worker leaves; with the spine network, the networks take most of it, so torch keeps
-    its default (all cores). On a GPU all cores but two draw batches (at most
+    the workers leave (at least one); with the spine network, the networks take most of it, so
+    torch keeps its default (all cores). On a GPU all cores but two draw batches (at most
     :data:`MAX_AUTO_WORKERS`); with one core, batches are drawn in the loop. Measured on a
-    2-core machine (``benchmarks/bench_training_steps.py``, batches of 4): a dendrite step
-    1.05 s with one worker and one thread, 1.36 s drawn in the loop on two threads, 1.47 s
-    with one worker and two threads; a step of both networks 3.37 s with one worker and two
-    threads, the same in the loop, 4.00 s with one worker and one thread.
+    2-core machine (``benchmarks/bench_training_steps.py``, batches of 4 of the mix with the
+    real sets, 2026-12-06): both networks 5.9 crops/s with two workers and two threads, 5.3 with
+    one worker, 5.7-5.9 drawn in the loop; the dendrite network alone 15.1 with two workers and
+    one thread, 13.4 with one worker and one thread, 11.2 with two workers and two threads.
     """
     if workers is None and cpus < 2:
         workers = 0
     elif workers is None:
-        workers = min(max(1, cpus - 2), MAX_AUTO_WORKERS) if on_gpu else 1
+        workers = min(max(1, cpus - 2), MAX_AUTO_WORKERS) if on_gpu else CPU_WORKERS
     if threads is None and not on_gpu and workers and which == "dendrites":
         threads = max(1, cpus - workers)
     return workers, threads
