@@ -211,6 +211,8 @@ def test_layers_choice_reaches_the_run(viewer_with_corrections, tiny_model_dir):
     _, widget = viewer_with_corrections(tiny_model_dir)
     assert widget._prepare()[0].layers == "all"
     widget.layers_combo.setCurrentIndex(1)
+    assert widget._prepare()[0].layers == "upper"
+    widget.layers_combo.setCurrentIndex(2)
     assert widget._prepare()[0].layers == "heads"
 
 

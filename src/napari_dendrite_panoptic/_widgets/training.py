@@ -54,7 +54,11 @@ logger = logging.getLogger(__name__)
 
 PLUGIN = "napari-dendrite-panoptic"
 WHICH = {"Both models": "both", "Spines only": "spines", "Dendrites only": "dendrites"}
-LAYERS = {"Whole networks": "all", "Heads only (trunks kept, faster)": "heads"}
+LAYERS = {
+    "Whole networks": "all",
+    "All but the stems (faster)": "upper",
+    "Heads only (trunks kept, fastest)": "heads",
+}
 
 
 def _train_job(
@@ -123,7 +127,8 @@ class TrainOnCorrectionsWidget(QWidget):
         self.layers_combo = QComboBox()
         self.layers_combo.addItems(list(LAYERS))
         self.layers_combo.setToolTip(
-            "Heads only keeps each network's ResNet trunk as the base model has it: about a "
+            "All but the stems keeps each network's stem and first ResNet stage as the base "
+            "model has them (a little faster); heads only keeps the whole ResNet trunk: about a "
             "third more steps per minute, and fewer weights for a few images to move"
         )
         self.model_combo = ModelPicker()
