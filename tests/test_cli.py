@@ -149,9 +149,9 @@ def test_train_fine_tunes_and_writes_a_model_folder_segment_accepts(tiny_model_d
     assert card.name == "mine" and card.provenance["steps"] == 2
     assert card.metrics == {}  # stopped by --until: no validation of a half-trained model
     assert card.provenance["base_model"] == str(tiny_model_dir)
-    # batches drawn by the planned workers on this CPU (one, or none on a 1-core machine)
+    # batches drawn by the planned workers on this CPU (two, or none on a 1-core machine)
     config = card.provenance["config"]
-    assert config["workers"] == (1 if (os.cpu_count() or 1) >= 2 else 0)
+    assert config["workers"] == (2 if (os.cpu_count() or 1) >= 2 else 0)
     img = tmp_path / "a.tif"
     tifffile.imwrite(img, np.zeros((64, 64), np.uint16))
     assert main(["segment", str(img), "--out", str(tmp_path / "o"), "--model", str(out)]) == 0
