@@ -81,11 +81,9 @@ def test_bfloat16_training_keeps_float32_weights_and_records_the_precision(
     assert {p.dtype for p in model.spines.parameters()} == {torch.float32}
 
 
-def test_heads_only_training_leaves_the_trunks_and_their_statistics_as_they_were(
-    tmp_path, tiny_model_dir
-):
+def _fine_tuned_with_layers(tmp_path, base_dir, layers: str):
+    """The base pair and the pair trained 3 steps from it with ``layers``, both loaded."""
     from napari_dendrite_panoptic.data import TrainingSample, synthetic
-    from napari_dendrite_panoptic.models import trunk_modules
 
     def source(rng):
         s = synthetic.generate(int(rng.integers(100)), synthetic.SyntheticConfig(shape=(1, 64, 64)))
@@ -99,11 +97,19 @@ def test_heads_only_training_leaves_the_trunks_and_their_statistics_as_they_were
         batch_size=2,
         crop_size=64,
         lr=1e-2,
-        base_model=str(tiny_model_dir),
-        layers="heads",
+        base_model=str(base_dir),
+        layers=layers,
     )
     list(iter_fit(cfg, source=source))
-    base, tuned = load_models(tiny_model_dir, "cpu"), load_models(tmp_path / "model", "cpu")
+    return load_models(base_dir, "cpu"), load_models(tmp_path / "model", "cpu")
+
+
+def test_heads_only_training_leaves_the_trunks_and_their_statistics_as_they_were(
+    tmp_path, tiny_model_dir
+):
+    from napari_dendrite_panoptic.models import trunk_modules
+
+    base, tuned = _fine_tuned_with_layers(tmp_path, tiny_model_dir, "heads")
     for name in ("spines", "dendrites"):
         old, new = getattr(base, name), getattr(tuned, name)
         for a, b in zip(trunk_modules(old), trunk_modules(new), strict=True):
@@ -126,26 +132,9 @@ def test_heads_only_training_leaves_the_trunks_and_their_statistics_as_they_were
 def test_upper_layer_training_keeps_the_stem_and_first_stage_and_trains_the_rest(
     tmp_path, tiny_model_dir
 ):
-    from napari_dendrite_panoptic.data import TrainingSample, synthetic
     from napari_dendrite_panoptic.models import trunk_modules
 
-    def source(rng):
-        s = synthetic.generate(int(rng.integers(100)), synthetic.SyntheticConfig(shape=(1, 64, 64)))
-        image = s.image[0].astype(np.float32) / max(float(s.image.max()), 1.0)
-        return TrainingSample(image, s.dendrite[0], s.spines[0])
-
-    cfg = TrainConfig(
-        work_dir=str(tmp_path / "work"),
-        output_model=str(tmp_path / "model"),
-        steps=3,
-        batch_size=2,
-        crop_size=64,
-        lr=1e-2,
-        base_model=str(tiny_model_dir),
-        layers="upper",
-    )
-    list(iter_fit(cfg, source=source))
-    base, tuned = load_models(tiny_model_dir, "cpu"), load_models(tmp_path / "model", "cpu")
+    base, tuned = _fine_tuned_with_layers(tmp_path, tiny_model_dir, "upper")
     for name in ("spines", "dendrites"):
         old, new = getattr(base, name), getattr(tuned, name)
         kept = [m.state_dict() for m in trunk_modules(old, lower=True)]
