@@ -227,7 +227,7 @@ def trunk_modules(model: nn.Module, lower: bool = False) -> list[nn.Module]:
     """The ResNet trunk of a spine or dendrite network (everything before the FPN): what a
     "heads only" fine-tune leaves as it is. ``lower``: only its stem and first stage (the
     stride-2 and stride-4 filters that see the planes), what torchvision's detection models keep
-    fixed by default and a "upper" run leaves as it is."""
+    fixed by default and an "upper" run leaves as it is."""
     backbone = model.backbone
     if hasattr(backbone, "body"):  # Mask R-CNN: BackboneWithFPN
         body = backbone.body
