@@ -26,6 +26,7 @@ from scipy import ndimage as ndi
 from ...core import SPINE_TYPES
 from .geometry import (
     SpineGeometry,
+    capsule_box,
     draw_capsules,
     length_inside,
     random_path,
@@ -192,6 +193,7 @@ def generate(seed: int, config: SyntheticConfig | None = None) -> SyntheticSampl
     next_id = 1
     free = dendrite == 0
     shaft_rim = ndi.binary_dilation(dendrite > 0)
+    trial = np.zeros(shape, dtype=bool)
     for path, radius in paths:
         seglen = np.linalg.norm(np.diff(path, axis=0), axis=1)
         arclen = np.concatenate([[0.0], np.cumsum(seglen)])
@@ -213,26 +215,28 @@ def generate(seed: int, config: SyntheticConfig | None = None) -> SyntheticSampl
             kind = str(rng.choice(SPINE_TYPES, p=weights))
             base = path[i] + direction * (radius[i] - 0.1)
             prims = spine_primitives(rng, kind, base, direction, cfg.spine_scale)
-            trial = np.zeros(shape, dtype=bool)
+            # the spine's voxels are worked on inside its box only (the rest of trial stays
+            # False): the same result as on the whole volume, without a pass over it per spine
+            box = capsule_box(prims, voxel, shape)
             n_set = draw_capsules(trial, True, prims, voxel, min_r, only_where=free)
-            overlap = trial & (spines > 0)
-            if n_set >= 3 and overlap.sum() <= 0.05 * n_set:
-                trial &= spines == 0
+            local = trial[box]
+            if n_set >= 3 and np.count_nonzero(local & (spines[box] > 0)) <= 0.05 * n_set:
+                local &= spines[box] == 0
                 # keep the piece attached to the shaft; a spine cut off from it is dropped
-                lab, _ = ndi.label(trial)
-                touching = np.unique(lab[shaft_rim & trial])
+                lab, _ = ndi.label(local)
+                touching = np.unique(lab[shaft_rim[box] & local])
                 touching = touching[touching > 0]
-                trial = lab == touching[0] if touching.size else np.zeros_like(trial)
-                if trial.sum() >= 3:
-                    spines[trial] = next_id
+                keep = lab == touching[0] if touching.size else np.zeros_like(local)
+                if np.count_nonzero(keep) >= 3:
+                    spines[box][keep] = next_id
                     spine_types[next_id] = kind
-                    spine_centres[next_id] = tuple(
-                        float(c) for c in (np.argwhere(trial).mean(0) * voxel)
-                    )
+                    where = np.argwhere(keep) + [s.start for s in box]
+                    spine_centres[next_id] = tuple(float(c) for c in where.mean(0) * voxel)
                     geometry[next_id] = spine_geometry(
                         kind, prims, path[i], tangent, direction, radius[i], min_r, extent, is3d
                     )
                     next_id += 1
+            local[:] = False
             pos += rng.exponential(1.0 / cfg.spine_density_per_um) + 0.25
 
     # --- fluorescence, distractors, optics, noise ------------------------------------------------

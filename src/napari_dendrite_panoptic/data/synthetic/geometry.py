@@ -197,16 +197,16 @@ def length_inside(path: np.ndarray, extent: np.ndarray) -> float:
     return float(seg[inside[1:] & inside[:-1]].sum())
 
 
-def _grid(shape: tuple[int, ...], voxel: np.ndarray, lo: np.ndarray, hi: np.ndarray):
-    """Voxel index box [lo, hi) clipped to ``shape`` and the µm coordinates of its voxels."""
-    lo = np.clip(lo, 0, shape)
-    hi = np.clip(hi, 0, shape)
-    if np.any(hi <= lo):
-        return None, None
-    zz, yy, xx = np.meshgrid(
-        *(np.arange(lo[i], hi[i]) * voxel[i] for i in range(3)), indexing="ij", sparse=False
-    )
-    return tuple(slice(int(lo[i]), int(hi[i])) for i in range(3)), np.stack([zz, yy, xx], -1)
+def capsule_box(
+    prims: list[tuple[np.ndarray, np.ndarray, float]], voxel: np.ndarray, shape: tuple[int, ...]
+) -> tuple[slice, ...]:
+    """The (z, y, x) index box, clipped to ``shape``, that :func:`draw_capsules` draws the
+    capsules ``prims`` (a, b (3,) µm, radius µm) in; empty when they miss the volume."""
+    pts = np.array([p for a, b, _ in prims for p in (a, b)])
+    pad = max(r for *_, r in prims) + float(voxel.max())
+    lo = np.clip(np.floor((pts.min(0) - pad) / voxel).astype(int), 0, shape)
+    hi = np.clip(np.ceil((pts.max(0) + pad) / voxel).astype(int) + 1, 0, shape)
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
 
 
 def draw_capsules(
@@ -222,15 +222,13 @@ def draw_capsules(
 
     ``voxel`` (3,) is the voxel size in µm (z, y, x); no capsule is drawn thinner than
     ``min_radius`` µm in y/x (nor, in a stack, than 0.55 voxels in z); ``only_where`` (bool,
-    shaped as ``out``) limits the voxels that may be set."""
-    pts = np.array([p for a, b, _ in prims for p in (a, b)])
-    rmax = max(r for *_, r in prims)
-    pad = rmax + float(voxel.max())
-    lo = np.floor((pts.min(0) - pad) / voxel).astype(int)
-    hi = np.ceil((pts.max(0) + pad) / voxel).astype(int) + 1
-    sl, coords = _grid(out.shape, voxel, lo, hi)
-    if sl is None:
+    shaped as ``out``) limits the voxels that may be set. Only voxels of
+    :func:`capsule_box` change."""
+    sl = capsule_box(prims, voxel, out.shape)
+    if any(s.stop <= s.start for s in sl):
         return 0
+    axes = (np.arange(s.start, s.stop) * voxel[i] for i, s in enumerate(sl))
+    coords = np.stack(np.meshgrid(*axes, indexing="ij"), -1)
     hit = np.zeros(coords.shape[:-1], dtype=bool)
     is3d = out.shape[0] > 1
     for a, b, r in prims:

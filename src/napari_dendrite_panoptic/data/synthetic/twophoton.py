@@ -35,6 +35,7 @@ from ...core import SPINE_TYPES
 from .generator import SyntheticSample, _smooth_field, camera
 from .geometry import (
     SpineGeometry,
+    capsule_box,
     draw_capsules,
     length_inside,
     random_path,
@@ -182,15 +183,6 @@ def _dendrite_path(
     return path
 
 
-def _box(prims, voxel: np.ndarray, shape: tuple[int, ...]) -> tuple[slice, ...]:
-    """The index box :func:`draw_capsules` draws ``prims`` in (clipped to ``shape``)."""
-    pts = np.array([p for a, b, _ in prims for p in (a, b)])
-    pad = max(r for *_, r in prims) + float(voxel.max())
-    lo = np.clip(np.floor((pts.min(0) - pad) / voxel).astype(int), 0, shape)
-    hi = np.clip(np.ceil((pts.max(0) + pad) / voxel).astype(int) + 1, 0, shape)
-    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
-
-
 def _code(brightness: float) -> int:
     """The ``_LEVELS`` code nearest ``brightness`` (at least 1: a drawn object is never dark)."""
     return int(np.clip(np.round(brightness / _LEVELS[-1] * 255), 1, 255))
@@ -283,7 +275,7 @@ def generate_twophoton(seed: int, config: TwoPhotonConfig | None = None) -> Synt
             base = path[i] + out * (radius[i] - 0.1)
             prims = spine_primitives(rng, kind, base, direction, cfg.spine_scale)
             gain = float(cfg.spine_brightness * rng.uniform(0.7, 1.3))
-            box = _box(prims, voxel, shape)
+            box = capsule_box(prims, voxel, shape)
             n_set = draw_capsules(trial, True, prims, voxel, min_r, only_where=free)
             local = trial[box]
             if n_set < 3 or np.count_nonzero(local & (spines[box] > 0)) > 0.05 * n_set:
