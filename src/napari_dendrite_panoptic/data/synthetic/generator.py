@@ -26,6 +26,7 @@ from scipy import ndimage as ndi
 from ...core import SPINE_TYPES
 from .geometry import (
     SpineGeometry,
+    attached_piece,
     capsule_box,
     draw_capsules,
     length_inside,
@@ -221,12 +222,8 @@ def generate(seed: int, config: SyntheticConfig | None = None) -> SyntheticSampl
             n_set = draw_capsules(trial, True, prims, voxel, min_r, only_where=free)
             local = trial[box]
             if n_set >= 3 and np.count_nonzero(local & (spines[box] > 0)) <= 0.05 * n_set:
-                local &= spines[box] == 0
                 # keep the piece attached to the shaft; a spine cut off from it is dropped
-                lab, _ = ndi.label(local)
-                touching = np.unique(lab[shaft_rim[box] & local])
-                touching = touching[touching > 0]
-                keep = lab == touching[0] if touching.size else np.zeros_like(local)
+                keep = attached_piece(local, spines[box] > 0, shaft_rim[box])
                 if np.count_nonzero(keep) >= 3:
                     spines[box][keep] = next_id
                     spine_types[next_id] = kind

@@ -209,6 +209,18 @@ def capsule_box(
     return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
 
 
+def attached_piece(drawn: np.ndarray, taken: np.ndarray, rim: np.ndarray) -> np.ndarray:
+    """Of a spine's ``drawn`` voxels (bool, within its :func:`capsule_box`), the connected piece
+    that touches the shaft's ``rim`` (bool) once the voxels ``taken`` by earlier spines are
+    removed (``drawn`` is changed in place); all False when no piece touches it. The three
+    arrays share one shape."""
+    drawn &= ~taken
+    lab, _ = ndi.label(drawn)
+    touching = np.unique(lab[rim & drawn])
+    touching = touching[touching > 0]
+    return lab == touching[0] if touching.size else np.zeros_like(drawn)
+
+
 def draw_capsules(
     out: np.ndarray,
     value: float | int,

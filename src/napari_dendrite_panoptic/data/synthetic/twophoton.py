@@ -35,6 +35,7 @@ from ...core import SPINE_TYPES
 from .generator import SyntheticSample, _smooth_field, camera
 from .geometry import (
     SpineGeometry,
+    attached_piece,
     capsule_box,
     draw_capsules,
     length_inside,
@@ -281,12 +282,8 @@ def generate_twophoton(seed: int, config: TwoPhotonConfig | None = None) -> Synt
             if n_set < 3 or np.count_nonzero(local & (spines[box] > 0)) > 0.05 * n_set:
                 local[:] = False
                 continue
-            local &= spines[box] == 0
-            lab, n = ndi.label(local)
-            rim = ndi.binary_dilation(dendrite[box] > 0) & local
-            touching = np.unique(lab[rim])
-            touching = touching[touching > 0]
-            keep = lab == touching[0] if touching.size else np.zeros_like(local)
+            rim = ndi.binary_dilation(dendrite[box] > 0)
+            keep = attached_piece(local, spines[box] > 0, rim)
             local[:] = False
             if np.count_nonzero(keep) < 3:
                 continue
