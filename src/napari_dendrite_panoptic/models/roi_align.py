@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 from torchvision.ops import MultiScaleRoIAlign
-from torchvision.ops.poolers import _setup_scales
+from torchvision.ops.poolers import _convert_to_roi_format, _setup_scales
 
 
 def _corners(coord: Tensor, size: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -82,9 +82,7 @@ class TrainingRoIAlign(MultiScaleRoIAlign):
             self.scales, self.map_levels = _setup_scales(
                 feats, image_shapes, self.canonical_scale, self.canonical_level
             )
-        rois = torch.cat(
-            [torch.cat([torch.full_like(b[:, :1], i), b], 1) for i, b in enumerate(boxes)]
-        )
+        rois = _convert_to_roi_format(boxes)
         levels = self.map_levels(boxes)
         out = feats[0].new_zeros((rois.shape[0], feats[0].shape[1], *self.output_size))
         for level, (feat, scale) in enumerate(zip(feats, self.scales, strict=True)):
