@@ -92,7 +92,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--data",
         default=DEFAULT_MIX,
         help="sources and their weights, comma-separated SOURCE:WEIGHT; sources: generator, "
-        "generator3d, yolo11, findspines, findspines-negatives (crops on bright blobs far from "
+        "generator3d, generator-slabs (projections of generated stacks' slabs), yolo11, findspines, findspines-negatives (crops on bright blobs far from "
         "every click), smirnov",
     )
     tr.add_argument(

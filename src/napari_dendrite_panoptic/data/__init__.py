@@ -18,6 +18,7 @@ from .samples import (
     augment,
     generator_sample,
     network_input,
+    slab_sample,
 )
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "prepare_volume",
     "resample_note",
     "save_corrections",
+    "slab_sample",
     "steps_per_epoch",
     "training_source",
 ]

@@ -1,7 +1,8 @@
 """The training data mix: ``name:weight,...`` → one sample source, its description, fingerprints.
 
 Sources: ``generator`` (generated planes and stacks, 25 % stacks), ``generator3d`` (generated
-stacks only), and the real sets in the data folder (:func:`.real.data_root`): ``yolo11``
+stacks only, one plane each), ``generator-slabs`` (projections of generated stacks' slabs, as the
+stack path sees a stack: :func:`.samples.slab_sample`), and the real sets in the data folder (:func:`.real.data_root`): ``yolo11``
 (train split), ``findspines`` (training groups; the held-out fifth is never drawn),
 ``findspines-negatives`` (the same fields, crops placed on hard negatives: bright blobs far
 from every click in fields clicked completely, :mod:`.real.hard_negatives`) and ``smirnov``
@@ -24,7 +25,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_MIX = "generator:0.4,yolo11:0.25,findspines:0.2,smirnov:0.15"
 """The mix the CLI trains on when ``--data`` is not given."""
 
-GENERATED = ("generator", "generator3d")
+GENERATED = ("generator", "generator3d", "generator-slabs")
 REAL_FOLDERS = {
     "yolo11": "spine-types-yolo11",
     "findspines": "findspines",
@@ -95,10 +96,14 @@ def training_source(
     neighbouring planes when ``planes`` > 1 (the real sets are 2D). The source is called as
     ``source(rng)`` and returns a :class:`.samples.TrainingSample`.
     """
-    from .samples import generator_sample
+    from .samples import generator_sample, slab_sample
 
     sources, described = [], []
     for name, weight in parse_mix(mix):
+        if name == "generator-slabs":
+            sources.append((partial(slab_sample, crop=crop, native_px_um=native_px_um), weight))
+            described.append(f"{name} {weight:g}")
+            continue
         if name in GENERATED:
             draw = partial(
                 generator_sample,

@@ -101,6 +101,86 @@ def generator_sample(
     return TrainingSample(image, sample.dendrite[z], sample.spines[z], 1.0, "generator", around)
 
 
+SLAB_UM = (2.0, 6.0)
+"""Range (µm) of the slab thicknesses :func:`slab_sample` projects: around the 3 µm slabs of
+the stack path and up to a thin stack projected whole."""
+
+WHOLE_STACK_SHARE = 0.3
+"""Share of :func:`slab_sample` crops that project the whole stack (the only view the stack
+path finds the dendrite on, and a thin stack's one view)."""
+
+SLAB_SPINE_SHARE = 1 / 3
+"""A spine is a spine of a slab's projection when at least this share of its voxels lies in
+the slab; the others are left to the slabs that hold them (their blur is background here)."""
+
+
+def slab_sample(rng: np.random.Generator, crop: int, native_px_um: float) -> TrainingSample:
+    """A crop of a generated stack's maximum-intensity projection over a slab of planes, as
+    the stack path segments a stack (slabs normalised together, each spine found in the slab
+    that holds it).
+
+    Half the stacks are two-photon-like (:func:`.synthetic.generate_twophoton`: axial blur
+    1.5-3 µm, spines pointing up or down, puncta, haze), half from :func:`.synthetic.generate`;
+    pixel size ``native_px_um`` × jitter (0.75-1.35); slabs 2-6 µm thick (:data:`SLAB_UM`).
+    :data:`WHOLE_STACK_SHARE` of the crops project the whole stack. Truth: a pixel is the spine
+    whose in-slab voxel is brightest in its column (spines with at least
+    :data:`SLAB_SPINE_SHARE` of their voxels in the slab); the dendrite where the slab holds
+    dendrite voxels on a whole-stack projection, not annotated (255) on a thinner slab.
+    """
+    stack = _generated_stack(rng, crop, native_px_um)
+    z_step = float(stack.voxel_size_um[0])
+    nz = stack.image.shape[0]
+    planes = int(np.clip(round(rng.uniform(*SLAB_UM) / z_step), 2, nz))
+    if rng.random() < WHOLE_STACK_SHARE:
+        planes = nz
+    starts = list(range(0, nz - planes + 1, max(1, planes // 2)))
+    light = stack.image.astype(np.float32)
+    # the slabs of a stack are normalised together, as the stack path does
+    reference = np.stack([light[s : s + planes].max(0) for s in starts])
+    per_slab = [stack.dendrite[s : s + planes].sum() for s in starts]
+    cut = [s for s, n in zip(starts, per_slab, strict=True) if n >= 0.3 * max(per_slab)]
+    z0 = int(rng.choice(cut)) if max(per_slab) > 0 else int(rng.choice(starts))
+    slab = slice(z0, z0 + planes)
+    image = percentile_normalise(light[slab].max(0), reference=reference)
+    spines = _projected_spines(light[slab], stack.spines, slab)
+    dendrite = (stack.dendrite[slab].any(0) & (spines == 0)).astype(np.uint8)
+    if planes < nz:  # the stack path finds the dendrite on the whole stack's projection only
+        dendrite[:] = 255
+    return TrainingSample(image, dendrite, spines, 1.0, "generator-slabs")
+
+
+def _generated_stack(
+    rng: np.random.Generator, crop: int, native_px_um: float
+) -> synthetic.SyntheticSample:
+    """A (Z, crop, crop) stack 4-12 µm deep from one of the two generators, at
+    ``native_px_um`` × jitter (0.75-1.35)."""
+    px = native_px_um * float(rng.uniform(0.75, 1.35))
+    seed = int(rng.integers(2**31))
+    if rng.random() < 0.5:
+        cfg = synthetic.random_twophoton_config(rng, (1, crop, crop))
+        nz = max(3, int(np.ceil(rng.uniform(4.0, 12.0) / cfg.z_step_um)))
+        return synthetic.generate_twophoton(
+            seed, replace(cfg, shape=(nz, crop, crop), pixel_size_um=px)
+        )
+    cfg = synthetic.random_config(rng, shape=(1, crop, crop))
+    nz = max(3, int(np.ceil(rng.uniform(4.0, 12.0) / cfg.z_step_um)))
+    return synthetic.generate(seed, replace(cfg, shape=(nz, crop, crop), pixel_size_um=px))
+
+
+def _projected_spines(light: np.ndarray, labels: np.ndarray, slab: slice) -> np.ndarray:
+    """(H, W) int32 spine ids of a slab's projection: in each column the spine whose voxel in
+    the slab is brightest in ``light`` ((planes, H, W), the slab's planes); spines with less
+    than :data:`SLAB_SPINE_SHARE` of their voxels (of the whole (Z, H, W) ``labels``) in the
+    slab are left out."""
+    inside = labels[slab]
+    ids, in_slab = np.unique(inside[inside > 0], return_counts=True)
+    total = ndi.sum_labels(np.ones_like(labels, dtype=np.int32), labels, ids)
+    kept = ids[in_slab >= SLAB_SPINE_SHARE * np.asarray(total)]
+    inside = np.where(np.isin(inside, kept), inside, 0)
+    brightest = np.where(inside > 0, light, -np.inf).argmax(0)
+    return np.take_along_axis(inside, brightest[None], 0)[0].astype(np.int32)
+
+
 def augment(sample: TrainingSample, rng: np.random.Generator) -> TrainingSample:
     """Flips, 90° rotations, gamma, contrast/offset, extra Gaussian noise and blur."""
     k = int(rng.integers(4))
