@@ -22,7 +22,7 @@ from napari_dendrite_panoptic.data import training_source
 from napari_dendrite_panoptic.data.mix import parse_mix
 from napari_dendrite_panoptic.errors import DendritePanopticError
 
-SOURCES = ("generator", "generator3d", "yolo11", "findspines", "smirnov")
+SOURCES = ("generator", "generator3d", "generator-slabs", "yolo11", "findspines", "smirnov")
 GPU_MIX = "generator:0.2,generator3d:0.3,yolo11:0.15,findspines:0.2,smirnov:0.15"
 
 
