@@ -13,7 +13,9 @@ and writes its card there with: ``version``; the bundled description extended by
 files win on a shared key) and ``measured_with``; and the ``base_model`` paths of the newest
 levels of the provenance chain (and their ``config``) replaced by the ``--base`` words, one per
 level, newest first (a card names no path outside its folder). The
-model folder is loaded first (its weights must match the SHA-256 in its card) and the bundled
+model training runs' own folders (``output_model``, ``work_dir``, and a ``base_model`` still given as
+a folder at an older level) are left out or named in words at every level. The model
+folder is loaded first (its weights must match the SHA-256 in its card) and the bundled
 folder once more with :func:`napari_dendrite_panoptic.models.load_models` before the script reports success.
 Each file is written atomically; weights first, the card last.
 """
@@ -31,6 +33,26 @@ from napari_dendrite_panoptic.models import load_models
 BUNDLED = (
     Path(__file__).resolve().parents[1] / "src/napari_dendrite_panoptic/models/weights/bundled"
 )
+
+
+LOCAL_FOLDERS = ("output_model", "work_dir")
+"""Training-config keys that name the machine's own folders: left out of a bundled card."""
+
+EARLIER_RUN = "the model folder this run started from (base_model_identity names its weights)"
+
+
+def forget_local_folders(level: dict) -> None:
+    """Down the provenance chain from ``level``: drop :data:`LOCAL_FOLDERS` from each config
+    and replace a ``base_model`` that is still a folder path (no spaces) by words."""
+    while level:
+        config = level.get("config", {})
+        for key in LOCAL_FOLDERS:
+            config.pop(key, None)
+        for where in (level, config):
+            base = where.get("base_model")
+            if isinstance(base, str) and base and " " not in base:
+                where["base_model"] = EARLIER_RUN
+        level = level.get("base_model_provenance", {})
 
 
 def main() -> None:
@@ -68,6 +90,7 @@ def main() -> None:
         if "base_model" in level.get("config", {}):
             level["config"]["base_model"] = words
         level = level.get("base_model_provenance", {})
+    forget_local_folders(card["provenance"])
     metrics: dict = {}
     for path in args.eval:
         metrics.update(json.loads(path.read_text()))

@@ -81,3 +81,20 @@ def test_weights_are_stored_in_half_precision(tiny_model_dir):
     floats = [v for v in state.values() if v.is_floating_point()]
     assert floats and all(v.dtype == torch.float16 for v in floats)
     assert np.isfinite(np.concatenate([v.float().numpy().ravel() for v in floats])).all()
+
+
+def test_the_bundled_card_names_no_training_folder_at_any_level():
+    """A card is data: its provenance says in words where each level started, never a folder
+    of the machine it was trained on."""
+    from napari_dendrite_panoptic.models import bundled_model_dir
+
+    level = json.loads((bundled_model_dir() / "card.json").read_text())["provenance"]
+    depth = 0
+    while level:
+        config = level.get("config", {})
+        assert not {"output_model", "work_dir"} & set(config), f"level {depth}"
+        for where in (level, config):
+            base = where.get("base_model", "")
+            assert not base or " " in base, f"level {depth}: base_model {base!r} is a folder"
+        level, depth = level.get("base_model_provenance", {}), depth + 1
+    assert depth >= 5
