@@ -14,22 +14,15 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 import tifffile
+from compare_deepd3 import CROP  # the one place the benchmarks name the crop
 
 from napari_dendrite_panoptic.analysis import analyse
 from napari_dendrite_panoptic.inference import InferenceConfig, predict
 from napari_dendrite_panoptic.models import load_models
 
-CROP = (
-    Path(__file__).resolve().parents[2]
-    / "shared"
-    / "data"
-    / "deepd3-benchmark-crop"
-    / "dendrite.tif"
-)
 VOXEL = (0.5, 0.094, 0.094)
 
 

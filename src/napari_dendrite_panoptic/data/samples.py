@@ -141,7 +141,7 @@ def slab_sample(rng: np.random.Generator, crop: int, native_px_um: float) -> Tra
     cut = [s for s, n in zip(starts, per_slab, strict=True) if n >= 0.3 * max(per_slab)]
     z0 = int(rng.choice(cut)) if max(per_slab) > 0 else int(rng.choice(starts))
     slab = slice(z0, z0 + planes)
-    image = percentile_normalise(light[slab].max(0), reference=reference)
+    image = percentile_normalise(reference[starts.index(z0)], reference=reference)
     spines = _projected_spines(light[slab], stack.spines, slab)
     dendrite = (stack.dendrite[slab].any(0) & (spines == 0)).astype(np.uint8)
     if planes < nz:  # the stack path finds the dendrite on the whole stack's projection only
@@ -157,14 +157,12 @@ def _generated_stack(
     px = native_px_um * float(rng.uniform(0.75, 1.35))
     seed = int(rng.integers(2**31))
     if rng.random() < 0.5:
-        cfg = synthetic.random_twophoton_config(rng, (1, crop, crop))
-        nz = max(3, int(np.ceil(rng.uniform(4.0, 12.0) / cfg.z_step_um)))
-        return synthetic.generate_twophoton(
-            seed, replace(cfg, shape=(nz, crop, crop), pixel_size_um=px)
-        )
-    cfg = synthetic.random_config(rng, shape=(1, crop, crop))
+        draw, make = synthetic.random_twophoton_config, synthetic.generate_twophoton
+    else:
+        draw, make = synthetic.random_config, synthetic.generate
+    cfg = draw(rng, (1, crop, crop))
     nz = max(3, int(np.ceil(rng.uniform(4.0, 12.0) / cfg.z_step_um)))
-    return synthetic.generate(seed, replace(cfg, shape=(nz, crop, crop), pixel_size_um=px))
+    return make(seed, replace(cfg, shape=(nz, crop, crop), pixel_size_um=px))
 
 
 def _projected_spines(light: np.ndarray, labels: np.ndarray, slab: slice) -> np.ndarray:
