@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core import STACK_MODES
+from ..core import SLAB_UM, STACK_MODES
 from ..errors import InputError
 
 
@@ -50,7 +50,7 @@ class InferenceConfig:
     dendrite_depth_tolerance: float | None = 0.5
     test_time_flips: bool = False
     stack_mode: str = "auto"
-    slab_um: float = 3.0
+    slab_um: float = SLAB_UM
     lift_fraction: float = 0.9
 
     def __post_init__(self) -> None:

@@ -7,7 +7,8 @@ see maximum-intensity projections instead, as a user looks at a stack:
 
 1. **Plan** (:func:`plan_stack`): the whole stack as one projection when it is thin (at most
    ``slab_um`` deep), else overlapping slabs ``slab_um`` thick, half a slab apart; one plane
-   goes the 2D way; an unknown z-step gets slabs of :data:`UNKNOWN_Z_SLAB_PLANES` planes.
+   goes the 2D way; an unknown z-step gets 4-plane slabs (the rule lives in ``core/slabs.py``,
+   shared with fine-tuning on corrected stacks).
 2. **Detect** on each slab's projection with both networks (:func:`.steps.segment_plane`).
 3. **Lift** each 2D spine to 3D (:func:`lift_spines`): its light profile along z inside its
    footprint (minus each plane's background) peaks in one plane in or near its slab; the spine
@@ -33,7 +34,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..core import STACK_MODES
+from ..core import STACK_MODES, slab_planes, slab_ranges
 from ..errors import Cancelled
 from ..models import LoadedModels
 from .config import InferenceConfig, PanopticResult, ProgressEvent
@@ -49,9 +50,6 @@ from .steps import (
     segment_plane,
     trim_in_depth,
 )
-
-UNKNOWN_Z_SLAB_PLANES = 4
-"""Slab thickness in planes when the stack does not store its z-step."""
 
 DENDRITE_LIFT_FRACTION = 0.7
 """A projected dendrite keeps, in each (y, x) column, the planes where the light reaches this
@@ -86,12 +84,12 @@ def plan_stack(mode: str, nz: int, z_step_um: float | None, slab_um: float) -> S
     if mode == "planes":
         return StackPlan("planes", tuple((z, z + 1) for z in range(nz)), "every plane on its own")
     if z_step_um is None:
-        planes = min(UNKNOWN_Z_SLAB_PLANES, nz)
+        planes = slab_planes(nz, None)
         if mode == "projection":
             return StackPlan("projection", ((0, nz),), "one projection of the whole stack")
         return StackPlan(
             "slabs",
-            _slabs(nz, planes),
+            slab_ranges(nz, planes),
             f"z-step unknown: projections of {planes}-plane slabs",
             f"The stack stores no z-step: it is segmented in slabs of {planes} planes. Give "
             "the voxel size (the layer's scale, or calibrate the file) to fit the slabs to it.",
@@ -102,22 +100,13 @@ def plan_stack(mode: str, nz: int, z_step_um: float | None, slab_um: float) -> S
             f", within one {slab_um:g} µm slab" if mode == "auto" else ""
         )
         return StackPlan("projection", ((0, nz),), f"one projection of the whole stack ({why})")
-    planes = max(2, min(nz, round(slab_um / z_step_um)))
+    planes = slab_planes(nz, z_step_um, slab_um)
     return StackPlan(
         "slabs",
-        _slabs(nz, planes),
+        slab_ranges(nz, planes),
         f"{depth:.3g} µm deep at {z_step_um:.3g} µm steps: projections of {planes}-plane slabs "
         f"({planes * z_step_um:.3g} µm), half a slab apart",
     )
-
-
-def _slabs(nz: int, planes: int) -> tuple[tuple[int, int], ...]:
-    """Overlapping [first, last) ranges of ``planes`` planes, half a slab apart, covering nz."""
-    stride = max(1, planes // 2)
-    starts = list(range(0, max(nz - planes, 0) + 1, stride))
-    if starts[-1] + planes < nz:
-        starts.append(nz - planes)
-    return tuple((s, min(s + planes, nz)) for s in starts)
 
 
 @dataclass
