@@ -158,9 +158,13 @@ def test_a_three_plane_model_fine_tunes_on_a_corrected_stack(tiny_model_dir, tmp
     volume, _ = prepare_volume(
         "stack", small_stack.image, small_stack.dendrite, small_stack.spines, 0.1
     )
+    # plane crops carry their neighbours; slab projections (half the crops) are 2D images
     source = correction_source([volume], 64, 0.1, neighbours=True)
-    sample = source(np.random.default_rng(0))
-    assert sample.neighbours is not None and sample.neighbours.shape == (2, 64, 64)
+    rng = np.random.default_rng(0)
+    plane = correction_source([volume], 64, 0.1, neighbours=True, slab_share=0.0)(rng)
+    assert plane.neighbours is not None and plane.neighbours.shape == (2, 64, 64)
+    projection = correction_source([volume], 64, 0.1, neighbours=True, slab_share=1.0)(rng)
+    assert projection.neighbours is None
     cfg = _tiny_run(tmp_path, base, "tuned", steps=2, pixel_size_um=0.1, checkpoint_every=2)
     fit(cfg, source=source)
     tuned = load_models(tmp_path / "tuned", "cpu")

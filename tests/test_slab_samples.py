@@ -3,7 +3,7 @@
 import numpy as np
 
 from napari_dendrite_panoptic.data import slab_sample, training_source
-from napari_dendrite_panoptic.data.samples import _projected_spines
+from napari_dendrite_panoptic.data.samples import projected_spines
 
 
 def test_slab_crops_are_projections_with_the_slabs_spines_and_the_dendrite_of_whole_stacks():
@@ -31,7 +31,7 @@ def test_a_spine_mostly_outside_the_slab_is_background_of_its_projection():
     labels[1, 2, 2] = 4
     light = np.ones((6, 4, 4), np.float32)
     light[1, 2, 2] = 5.0
-    projected = _projected_spines(light[0:3], labels, slice(0, 3))
+    projected = projected_spines(light[0:3], labels, slice(0, 3))
     assert projected[0, 0] == 1
     assert projected[1, 1] == 0 and projected[1, 2] == 0
     assert projected[2, 2] == 4

@@ -84,7 +84,14 @@ def collect_training_data(
                 notes.append(note)
         try:
             volume, more = prepare_volume(
-                image_name, image, dendrite, spines, voxel[1] if voxel else None, which, planes
+                image_name,
+                image,
+                dendrite,
+                spines,
+                voxel[1] if voxel else None,
+                which,
+                planes,
+                z_step_um=voxel[0] if voxel and np.ndim(image) == 3 else None,
             )
         except SemanticSpinesError:
             on_semantic(row)

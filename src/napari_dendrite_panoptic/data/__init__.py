@@ -1,6 +1,7 @@
 """Layer 2: training data: the synthetic generator, training samples and augmentation, the real annotated sets, the training mix, and user corrections."""
 
 from .corrections import (
+    STACK_SLAB_SHARE,
     CorrectedVolume,
     SemanticSpinesError,
     correction_source,
@@ -9,6 +10,7 @@ from .corrections import (
     prepare_volume,
     resample_note,
     save_corrections,
+    stack_projections,
     steps_per_epoch,
 )
 from .mix import DEFAULT_MIX, data_fingerprints, training_source
@@ -24,6 +26,7 @@ from .samples import (
 __all__ = [
     "CorrectedVolume",
     "DEFAULT_MIX",
+    "STACK_SLAB_SHARE",
     "SampleSource",
     "SemanticSpinesError",
     "TrainingSample",
@@ -38,6 +41,7 @@ __all__ = [
     "resample_note",
     "save_corrections",
     "slab_sample",
+    "stack_projections",
     "steps_per_epoch",
     "training_source",
 ]

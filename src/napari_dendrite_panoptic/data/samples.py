@@ -142,7 +142,7 @@ def slab_sample(rng: np.random.Generator, crop: int, native_px_um: float) -> Tra
     z0 = int(rng.choice(cut)) if max(per_slab) > 0 else int(rng.choice(starts))
     slab = slice(z0, z0 + planes)
     image = percentile_normalise(reference[starts.index(z0)], reference=reference)
-    spines = _projected_spines(light[slab], stack.spines, slab)
+    spines = projected_spines(light[slab], stack.spines, slab)
     dendrite = (stack.dendrite[slab].any(0) & (spines == 0)).astype(np.uint8)
     if planes < nz:  # the stack path finds the dendrite on the whole stack's projection only
         dendrite[:] = 255
@@ -165,8 +165,9 @@ def _generated_stack(
     return make(seed, replace(cfg, shape=(nz, crop, crop), pixel_size_um=px))
 
 
-def _projected_spines(light: np.ndarray, labels: np.ndarray, slab: slice) -> np.ndarray:
-    """(H, W) int32 spine ids of a slab's projection: in each column the spine whose voxel in
+def projected_spines(light: np.ndarray, labels: np.ndarray, slab: slice) -> np.ndarray:
+    """(H, W) int32 spine ids of a slab's maximum projection (also the truth of a corrected
+    stack's slab crops, :func:`.corrections.correction_source`): in each column the spine whose voxel in
     the slab is brightest in ``light`` ((planes, H, W), the slab's planes); spines with less
     than :data:`SLAB_SPINE_SHARE` of their voxels (of the whole (Z, H, W) ``labels``) in the
     slab are left out."""

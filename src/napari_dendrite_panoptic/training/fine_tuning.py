@@ -162,9 +162,11 @@ def volume_scorer(
     planes = list(volume.planes)
     image = volume.image[planes]
     px = volume.pixel_size_um
+    contiguous = planes == list(range(planes[0], planes[-1] + 1))
+    z_step = volume.z_step_um if contiguous else None  # gaps: the planes are farther apart
 
     def score(models: Any) -> dict[str, float]:
-        voxel = (1.0, px, px) if px else None
+        voxel = (z_step or 1.0, px, px) if px else None
         cfg = InferenceConfig(model=str(models.folder), device=str(models.device))
         result = predict(image, voxel, cfg, models=models)
         inst, _ = match_instances(result.spines, volume.spines[planes], iou_threshold)
