@@ -111,3 +111,24 @@ def test_a_card_with_a_dendrite_threshold_out_of_range_is_refused(tmp_path):
 
     with pytest.raises(ModelError, match="inference.dendrite_threshold must be a number"):
         load_models(_model_with(tmp_path, dendrite_threshold=1.5), "cpu")
+
+
+def test_a_corrected_stack_calibrates_the_spine_threshold_through_the_stack_path():
+    """A corrected stack's spines count once each (not once per plane they cross), matched
+    against what the stack path finds with the stack's z-step."""
+    sample = synthetic.twophoton_stack(5, (8, 160, 160))
+    z, px = sample.voxel_size_um[0], sample.voxel_size_um[1]
+    volume, _ = prepare_volume(
+        "stack", sample.image, sample.dendrite, sample.spines, px, z_step_um=z
+    )
+    models = load_models(None, "cpu")
+    spine, _ = choose_thresholds(models, [volume])
+    assert spine.amount == len(sample.spine_types) >= 10
+    assert spine.planes == 8
+    assert spine.score == max(spine.curve) >= spine.base_score > 0
+    # the base threshold's F1 is the stack path's: the same spines found by predict
+    cfg = InferenceConfig(spine_score_threshold=spine.base_threshold)
+    found = predict(volume.image, sample.voxel_size_um, cfg, models=models)
+    assert len(found.table["id"]) > 0
+    if spine.changed:
+        assert spine.threshold in THRESHOLD_SWEEP

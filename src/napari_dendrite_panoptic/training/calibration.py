@@ -7,7 +7,9 @@ them. The planes a user corrected say which scores are spines and which pixels a
 the sweep and keeping the dendrite probability, then
 
 - keeps the spines by score for each spine threshold of :data:`THRESHOLDS`, matches their
-  centroids to the corrected spines' and picks the threshold with the best pooled spine F1;
+  centroids to the corrected spines' and picks the threshold with the best pooled spine F1 (a
+  corrected stack, every plane of it, is segmented whole, by the stack path that will use the
+  threshold, and matched on 3D centroids: :data:`PLANE_UM` per plane of z distance);
 - cuts the dendrite probability at each dendrite threshold of :data:`DENDRITE_THRESHOLDS` and
   picks the threshold with the best pooled IoU with the corrected dendrite (on the pixels no
   spine, corrected or found, covers: the spine threshold does not move the shaft's outline).
@@ -36,6 +38,9 @@ DENDRITE_THRESHOLDS = tuple(round(float(t), 2) for t in np.arange(0.20, 0.801, 0
 """The sweep of dendrite probability thresholds."""
 MATCH_RADIUS_UM = 0.5
 """A kept spine matches a corrected spine when their centroids lie this close (µm)."""
+PLANE_UM = MATCH_RADIUS_UM / 2
+"""In a stack, a plane of z distance between two centroids counts as this many µm: the axial
+blur is several times the lateral one, so centroids two planes apart still match."""
 MIN_SPINES = 10
 """Fewer corrected spines than this say too little to move the spine threshold."""
 MIN_DENDRITE_UM2 = 10.0
@@ -138,6 +143,35 @@ def _segment(plane: np.ndarray, px: float, cfg: InferenceConfig, models: Any) ->
     return result, kept[0]
 
 
+def _stack_spine_counts(
+    volume: CorrectedVolume,
+    px: float,
+    cfg: InferenceConfig,
+    models: Any,
+    thresholds: Sequence[float],
+) -> np.ndarray:
+    """(len(thresholds), 3) tp, fp, fn of a corrected stack's spines as the stack path finds
+    them (its z-step, or 4-plane slabs when unknown), matched on centroids in µm with
+    :data:`PLANE_UM` per plane of z."""
+    voxel = (volume.z_step_um, px, px) if volume.z_step_um else None
+    if voxel is None:
+        cfg = replace(cfg, pixel_size_um=px)
+    table = predict(volume.image, voxel, cfg, models=models).table
+    scale = np.array([PLANE_UM, px, px])
+    pred = np.stack([table[f"centroid_{a}_px"] for a in "zyx"], axis=1) * scale
+    ids = np.unique(volume.spines[volume.spines > 0])
+    truth = np.zeros((0, 3))
+    if ids.size:
+        truth = np.asarray(ndi.center_of_mass(volume.spines > 0, volume.spines, ids), float)
+    truth = truth.reshape(-1, 3) * scale
+    scores = np.asarray(table["score"])
+    counts = np.zeros((len(thresholds), 3))
+    for k, threshold in enumerate(thresholds):
+        s, _ = match_points(pred[scores >= threshold], truth, MATCH_RADIUS_UM)
+        counts[k] = (s.tp, s.fp, s.fn)
+    return counts
+
+
 def _f1(counts: np.ndarray) -> np.ndarray:
     tp, fp, fn = counts.T
     return np.where(tp > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 0.0)
@@ -187,17 +221,24 @@ def choose_thresholds(
     dendrite_um2 = 0.0
     for volume in volumes:
         px = volume.pixel_size_um or models.card.pixel_size_um
+        whole_stack = volume.image.shape[0] > 1 and len(volume.planes) == volume.image.shape[0]
+        if whole_stack:  # the spines as the stack path finds them, once for the stack
+            counts = _stack_spine_counts(volume, px, cfg, models, (*THRESHOLDS, base_spine))
+            spine_counts, spine_base = spine_counts + counts[:-1], spine_base + counts[-1]
+            spines += len(np.unique(volume.spines[volume.spines > 0]))
         for z in volume.planes:
             result, prob = _segment(volume.image[z], px, cfg, models)
             truth = _centres(volume.spines[z])
-            radius = MATCH_RADIUS_UM / px
-            spine_counts += _spine_counts(result.table, truth, radius, THRESHOLDS)
-            spine_base += _spine_counts(result.table, truth, radius, (base_spine,))[0]
+            if not whole_stack:
+                radius = MATCH_RADIUS_UM / px
+                spine_counts += _spine_counts(result.table, truth, radius, THRESHOLDS)
+                spine_base += _spine_counts(result.table, truth, radius, (base_spine,))[0]
+                spines += len(truth)
             outside = (volume.spines[z] == 0) & (result.spines[0] == 0)
             shaft = volume.dendrite[z]
             shaft_counts += _dendrite_counts(prob, shaft, outside, DENDRITE_THRESHOLDS)
             shaft_base += _dendrite_counts(prob, shaft, outside, (base_dendrite,))[0]
-            spines, planes = spines + len(truth), planes + 1
+            planes += 1
             dendrite_um2 += float(np.count_nonzero(shaft & outside)) * px * px
     spine = _choose(
         "spine", THRESHOLDS, _f1(spine_counts), base_spine, float(_f1(spine_base[None])[0]),
