@@ -14,6 +14,20 @@ best on it is kept and the thresholds are chosen on it).
 
     python benchmarks/bench_finetune.py --real findspines --fields 4 --minutes 5
 
+``--stacks`` measures the loop on two-photon-like stacks of a style outside the generator's
+training ranges (:data:`UNSEEN_STACK_STYLE`: dim spines, a long axial blur, many puncta): the
+truth of ``--train-images`` stacks plays the user's corrections; fine-tuning runs ``--steps``
+(the same run however busy the machine is) once on plane crops only (as before v0.8) and once
+with the default share of slab-projection crops (``data.STACK_SLAB_SHARE``) and once on
+slab projections alone; rows also give the bundled model at the spine threshold chosen on the
+corrected stacks (no training) and the dock's run (the last corrected stack held out: the
+best-scoring step kept, thresholds chosen on it); each model
+segments ``--test-images`` other stacks of the style by the default stack path and is scored
+on spine centres (1 µm in (y, x), 2 planes in z, as ``bench_stacks.py``), spine F1 at 3D IoU
+0.5 and dendrite IoU.
+
+    python benchmarks/bench_finetune.py --stacks --steps 150 --train-images 3 --test-images 8
+
 The correct-and-retrain loop, measured as the training dock runs it: the bundled model segments
 generator images of an unseen style (much dimmer spines, thicker dendrites, a finer pixel size);
 the ground truth of ``--train-images`` of them plays the user's correction; fine-tuning runs for
@@ -37,7 +51,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_dendrite_panoptic.data import correction_source, prepare_volume, synthetic
+from napari_dendrite_panoptic.data import (
+    STACK_SLAB_SHARE,
+    correction_source,
+    prepare_volume,
+    synthetic,
+)
 from napari_dendrite_panoptic.evaluation import match_instances, pixel_scores
 from napari_dendrite_panoptic.evaluation.metrics import pool_instance_scores
 from napari_dendrite_panoptic.inference import InferenceConfig, predict
@@ -217,6 +236,131 @@ def main_real(args: argparse.Namespace) -> None:
         print(f"| {name} | {f1:.3f} | {f1 - first:+.3f} |")
 
 
+UNSEEN_STACK_STYLE = {
+    "spine_brightness": 0.45,  # training draws 0.8-1.5 of the shaft's brightness
+    "psf_fwhm_z_um": 3.6,  # training draws 1.5-3 µm
+    "puncta_per_100um2": 1.5,  # training draws 0.1-0.8
+    "shaft_puncta_per_um": 0.25,  # training draws 0-0.12
+}
+"""The stack style of ``--stacks``: each seed's two-photon configuration
+(:func:`~napari_dendrite_panoptic.data.synthetic.random_twophoton_config`) with these fields
+set outside the generator's training ranges."""
+
+STACK_SHAPE = (16, 256, 256)
+
+
+def style_stack(seed: int) -> synthetic.SyntheticSample:
+    """One (Z, Y, X) stack of :data:`UNSEEN_STACK_STYLE`."""
+    rng = np.random.default_rng((seed, 2))
+    cfg = replace(synthetic.random_twophoton_config(rng, STACK_SHAPE), **UNSEEN_STACK_STYLE)
+    return synthetic.generate_twophoton(seed, cfg)
+
+
+def score_stacks(models, stacks, threshold: float | None = None) -> dict[str, float]:
+    """Pooled spine centre P/R/F1, spine F1 at 3D IoU 0.5 and dendrite IoU of the default
+    stack path on ``stacks`` (at spine score ``threshold``, None: the model's)."""
+    from bench_stacks import match_centres, true_centres  # the benchmark's centre rule
+
+    from napari_dendrite_panoptic.evaluation.metrics import detection_scores
+
+    counts, parts, dend = np.zeros(3, int), [], np.zeros(3, int)
+    for s in stacks:
+        cfg = InferenceConfig(
+            model=str(models.folder), device="cpu", spine_score_threshold=threshold
+        )
+        result = predict(s.image, s.voxel_size_um, cfg, models=models)
+        table = result.table
+        pred = np.stack([np.asarray(table[f"centroid_{a}_px"], float) for a in "zyx"], axis=1)
+        counts += match_centres(pred.reshape(-1, 3), true_centres(s.spines), s.voxel_size_um[1])
+        parts.append(match_instances(result.spines, s.spines, 0.5)[0])
+        d = pixel_scores(result.dendrite > 0, s.dendrite > 0)
+        dend += (d.tp, d.fp, d.fn)
+    p, r, f = detection_scores(*counts)
+    tp, fp, fn = dend
+    return {
+        "centre_p": p,
+        "centre_r": r,
+        "centre_f1": f,
+        "f1_iou50": pool_instance_scores(parts).f1,
+        "dendrite_iou": tp / max(1, tp + fp + fn),
+    }
+
+
+def main_stacks(args: argparse.Namespace) -> None:
+    """Fine-tuning on corrected stacks, plane crops only against plane and slab crops (see the
+    module docstring)."""
+    from napari_dendrite_panoptic.training import choose_thresholds, iter_fine_tune
+
+    base = load_models(args.model, "cpu")
+    train = [style_stack(40_000 + i) for i in range(args.train_images)]
+    test = [style_stack(41_000 + i) for i in range(args.test_images)]
+    volumes = [
+        prepare_volume(
+            f"stack-{i}", s.image, s.dendrite, s.spines, s.voxel_size_um[1],
+            z_step_um=s.voxel_size_um[0],
+        )[0]
+        for i, s in enumerate(train)
+    ]  # fmt: skip
+    steps = args.steps or 150
+    label = "bundled" if args.model is None else f"base {base.card.version}"
+    rows = {label: score_stacks(base, test)}
+    alone, _ = choose_thresholds(base, volumes)
+    rows[f"{label}, spine threshold chosen on the {len(volumes)} corrected stacks "
+         f"({alone.base_threshold:.2f} -> {alone.threshold:.2f})"] = score_stacks(
+        base, test, alone.threshold
+    )  # fmt: skip
+    timing = {}
+    planes = base.card.input_planes
+    with tempfile.TemporaryDirectory() as tmp:
+        for share in args.shares:
+            out = Path(tmp) / f"share{share:g}"
+            cfg = _config(args, out, volumes, base, name="bench-finetune-stacks", lr=args.lr)
+            cfg = replace(cfg, steps=steps, max_seconds=None)
+            source = correction_source(
+                volumes, cfg.crop_size, base.card.pixel_size_um, planes > 1, slab_share=share
+            )
+            t0 = time.perf_counter()
+            list(iter_fit(cfg, source=source))
+            timing[share] = time.perf_counter() - t0
+            name = (
+                "fine-tuned on plane crops only (before v0.8)"
+                if share == 0
+                else f"fine-tuned, {share:.0%} of crops from slab projections"
+            )
+            rows[name] = score_stacks(load_models(out, "cpu"), test)
+        # the dock: the last stack held out (best step kept, thresholds chosen on it)
+        out = Path(tmp) / "dock"
+        train, held = volumes[:-1], volumes[-1:]
+        cfg = _config(args, out, train, base, name="bench-finetune-stacks", lr=args.lr)
+        cfg = replace(cfg, steps=steps, max_seconds=None)
+        events = list(iter_fine_tune(cfg, train, held, [], lambda: False))
+        choice = next(e[1] for e in events if isinstance(e, tuple) and e[0] == "calibrated")
+        best = [e for e in events if not isinstance(e, tuple)][-1]
+        rows[
+            f"as the dock: fine-tuned on {len(train)}, 1 held out (step {best.best_step} kept, "
+            f"spine threshold {choice[0].base_threshold:.2f} -> {choice[0].threshold:.2f})"
+        ] = score_stacks(load_models(out, "cpu"), test)
+    n_true = sum(len(s.spine_types) for s in test)
+    print(
+        f"# bench_finetune --stacks: {platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} torch threads, torch {torch.__version__}"
+    )
+    print(
+        f"# style {UNSEEN_STACK_STYLE}; stacks {STACK_SHAPE}; {len(volumes)} corrected, "
+        f"{len(test)} scored ({n_true} true spines); {steps} steps of "
+        f"{cfg.batch_size} x {cfg.crop_size}² each, lr {args.lr:g} ("
+        + ", ".join(f"{t:.0f} s" for t in timing.values())
+        + ")"
+    )
+    print("| model | centre P | centre R | centre F1 | F1 at 3D IoU 0.5 | dendrite IoU |")
+    print("|---|---|---|---|---|---|")
+    for name, m in rows.items():
+        print(
+            f"| {name} | {m['centre_p']:.3f} | {m['centre_r']:.3f} | {m['centre_f1']:.3f} | "
+            f"{m['f1_iou50']:.3f} | {m['dendrite_iou']:.3f} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=float, default=5.0, help="fine-tuning time budget")
@@ -242,6 +386,15 @@ def main() -> None:
         "--real", choices=["findspines", "smirnov"], help="measure on this real set's fields"
     )
     parser.add_argument("--fields", type=int, default=4, help="real fields corrected")
+    parser.add_argument(
+        "--stacks", action="store_true", help="measure on corrected two-photon-like stacks"
+    )
+    parser.add_argument(
+        "--shares",
+        type=lambda text: [float(v) for v in text.split(",")],
+        default=[0.0, STACK_SLAB_SHARE, 1.0],
+        help="with --stacks: shares of slab-projection crops to fine-tune with, comma-separated",
+    )
     parser.add_argument("--layers", default="all", choices=["all", "heads"], help="as the dock")
     parser.add_argument(
         "--model", type=Path, default=None, help="base model folder (default: the bundled pair)"
@@ -251,6 +404,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if args.real:
         main_real(args)
+        return
+    if args.stacks:
+        main_stacks(args)
         return
 
     base = load_models(args.model, "cpu")
