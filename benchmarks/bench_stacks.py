@@ -12,7 +12,7 @@ and prints, per stack and pooled over the stacks:
 
 - spine precision, recall and F1 of centres: a predicted spine's centroid matches a true
   spine's (the centroid of its voxels) within 1 µm in (y, x) and 2 planes in z (Hungarian
-  matching on the lateral distance);
+  matching on the lateral distance; ``evaluation.match_stack_centres``);
 - spine F1 at 3D mask IoU 0.5 (:func:`evaluation.match_instances`);
 - dendrite IoU (voxels);
 - seconds per plane of ``predict``.
@@ -40,7 +40,6 @@ from pathlib import Path
 
 import numpy as np
 from scipy import ndimage as ndi
-from scipy.optimize import linear_sum_assignment
 
 from napari_dendrite_panoptic.core import atomic_write_text
 from napari_dendrite_panoptic.data import synthetic
@@ -48,45 +47,15 @@ from napari_dendrite_panoptic.evaluation import (
     HELD_OUT_2P_SEED,
     HELD_OUT_2P_SHAPE,
     HELD_OUT_2P_STACKS,
+    instance_centres,
     match_instances,
+    match_stack_centres,
     pixel_scores,
 )
 from napari_dendrite_panoptic.evaluation.metrics import detection_scores, pool_instance_scores
 from napari_dendrite_panoptic.inference import InferenceConfig, predict
 from napari_dendrite_panoptic.io import write_labels_tiff, write_tiff_atomic
 from napari_dendrite_panoptic.models import load_models
-
-LATERAL_UM = 1.0
-"""Largest (y, x) distance in µm between a matched predicted and true spine centre."""
-PLANES = 2.0
-"""Largest z distance in planes between a matched predicted and true spine centre."""
-
-
-def match_centres(
-    pred_zyx: np.ndarray, true_zyx: np.ndarray, pixel_um: float
-) -> tuple[int, int, int]:
-    """(tp, fp, fn) of predicted against true centres, both (N, 3) float (z plane, y px, x px):
-    a pair may match when its (y, x) distance is at most ``LATERAL_UM`` µm and its z distance
-    at most ``PLANES`` planes; Hungarian matching on the lateral distance."""
-    pred_zyx = np.asarray(pred_zyx, float).reshape(-1, 3)
-    true_zyx = np.asarray(true_zyx, float).reshape(-1, 3)
-    tp = 0
-    if len(pred_zyx) and len(true_zyx):
-        diff = true_zyx[:, None, :] - pred_zyx[None, :, :]
-        lateral = np.hypot(diff[..., 1], diff[..., 2]) * pixel_um
-        ok = (lateral <= LATERAL_UM) & (np.abs(diff[..., 0]) <= PLANES)
-        cost = np.where(ok, lateral, 1e6)
-        rows, cols = linear_sum_assignment(cost)
-        tp = int(np.count_nonzero(ok[rows, cols]))
-    return tp, len(pred_zyx) - tp, len(true_zyx) - tp
-
-
-def true_centres(spines: np.ndarray) -> np.ndarray:
-    """(N, 3) float (z, y, x) voxel centroids of the ids 1..N of ``spines`` (Z, Y, X)."""
-    ids = np.unique(spines[spines > 0])
-    if not ids.size:
-        return np.zeros((0, 3))
-    return np.array(ndi.center_of_mass(spines > 0, spines, ids), dtype=float).reshape(-1, 3)
 
 
 def out_of_plane(sample: synthetic.SyntheticSample) -> tuple[float, float]:
@@ -167,7 +136,8 @@ def main() -> None:
         pred = np.stack(
             [np.asarray(table[f"centroid_{a}_px"], float) for a in "zyx"], axis=1
         ).reshape(-1, 3)
-        counts = match_centres(pred, true_centres(sample.spines), sample.voxel_size_um[1])
+        m = match_stack_centres(pred, instance_centres(sample.spines), sample.voxel_size_um[1])
+        counts = (m.tp, m.fp, m.fn)
         centre_counts += counts
         inst, _ = match_instances(result.spines, sample.spines, 0.5)
         parts.append(inst)

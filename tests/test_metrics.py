@@ -137,3 +137,20 @@ def test_a_mask_becomes_one_instance_per_connected_object_through_its_planes():
     labels = mask_to_instances(mask)
     assert labels.dtype == np.uint32 and labels.max() == 3
     assert len(np.unique(labels[:, 2, 2])) == 1
+
+
+def test_stack_centres_match_within_a_micron_and_two_planes_one_to_one():
+    from napari_dendrite_panoptic.evaluation import instance_centres, match_stack_centres
+
+    truth = np.array([[5.0, 10.0, 10.0], [5.0, 40.0, 40.0]])
+    # 0.1 µm pixels: 9 px = 0.9 µm and 2 planes away matches; 11 px or 3 planes does not
+    found = np.array([[7.0, 19.0, 10.0], [5.0, 40.0, 51.0], [8.0, 40.0, 40.0]])
+    scores = match_stack_centres(found, truth, 0.1)
+    assert (scores.tp, scores.fp, scores.fn) == (1, 2, 1)
+    # two detections of one spine: one matches, the other is a false spine
+    twice = match_stack_centres(np.array([[5.0, 10, 10], [6.0, 10, 11]]), truth[:1], 0.1)
+    assert (twice.tp, twice.fp, twice.fn) == (1, 1, 0)
+    labels = np.zeros((4, 8, 8), np.int32)
+    labels[1:3, 2:4, 2:4] = 7
+    assert np.allclose(instance_centres(labels), [[1.5, 2.5, 2.5]])
+    assert instance_centres(labels[0]).shape == (0, 2)

@@ -22,7 +22,13 @@ from .inputs import (
     read_points_csv,
 )
 from .maps import DENDRITE_DIFF_VALUES, STATUS_COLOURS, dendrite_diff_map, spine_status_map
-from .metrics import match_instances, match_points, pixel_scores
+from .metrics import (
+    instance_centres,
+    match_instances,
+    match_points,
+    match_stack_centres,
+    pixel_scores,
+)
 from .tables import Table, figures_table, write_csv
 
 __all__ = [
@@ -52,7 +58,9 @@ __all__ = [
     "input_warnings",
     "looks_semantic",
     "match_instances",
+    "instance_centres",
     "match_points",
+    "match_stack_centres",
     "pixel_scores",
     "read_points_csv",
     "spine_status_map",

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from scipy import ndimage as ndi
 from scipy.optimize import linear_sum_assignment
 
 from ..core import ratio
@@ -192,6 +193,48 @@ def match_points(
     fn = len(true_points) - tp
     precision, recall, f1 = detection_scores(tp, fp, fn)
     return PointScores(max_distance, tp, fp, fn, precision, recall, f1), pairs
+
+
+def instance_centres(labels: np.ndarray) -> np.ndarray:
+    """(N, D) float centroids in px ((y, x) of a plane, (z, y, x) of a stack) of the instances
+    of an integer label array, in increasing id order."""
+    labels = np.asarray(labels)
+    ids = np.unique(labels[labels > 0])
+    if not ids.size:
+        return np.zeros((0, labels.ndim))
+    centres = ndi.center_of_mass(labels > 0, labels, ids)
+    return np.asarray(centres, dtype=float).reshape(-1, labels.ndim)
+
+
+STACK_LATERAL_UM = 1.0
+"""Largest (y, x) distance in µm between matched spine centres in a stack."""
+STACK_PLANES = 2.0
+"""Largest z distance in planes between matched spine centres in a stack (the axial blur
+spreads a spine over several planes, so its centroid's plane is uncertain)."""
+
+
+def match_stack_centres(
+    pred_zyx: np.ndarray,
+    true_zyx: np.ndarray,
+    pixel_um: float,
+    lateral_um: float = STACK_LATERAL_UM,
+    planes: float = STACK_PLANES,
+) -> PointScores:
+    """Spine centres of a stack matched one to one: ``pred_zyx`` and ``true_zyx`` (N, 3)
+    float (z plane, y px, x px); a pair may match when its (y, x) distance is at most
+    ``lateral_um`` µm (``pixel_um`` per px) and its z distance at most ``planes`` planes;
+    Hungarian matching on the lateral distance."""
+    pred = np.asarray(pred_zyx, float).reshape(-1, 3)
+    true = np.asarray(true_zyx, float).reshape(-1, 3)
+    tp = 0
+    if len(pred) and len(true):
+        diff = true[:, None, :] - pred[None, :, :]
+        lateral = np.hypot(diff[..., 1], diff[..., 2]) * pixel_um
+        ok = (lateral <= lateral_um) & (np.abs(diff[..., 0]) <= planes)
+        rows, cols = linear_sum_assignment(np.where(ok, lateral, 1e6))
+        tp = int(np.count_nonzero(ok[rows, cols]))
+    fp, fn = len(pred) - tp, len(true) - tp
+    return PointScores(lateral_um, tp, fp, fn, *detection_scores(tp, fp, fn))
 
 
 def pool_instance_scores(parts: list[InstanceScores]) -> InstanceScores:

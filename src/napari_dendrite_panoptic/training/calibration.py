@@ -9,7 +9,8 @@ the sweep and keeping the dendrite probability, then
 - keeps the spines by score for each spine threshold of :data:`THRESHOLDS`, matches their
   centroids to the corrected spines' and picks the threshold with the best pooled spine F1 (a
   corrected stack, every plane of it, is segmented whole, by the stack path that will use the
-  threshold, and matched on 3D centroids: :data:`PLANE_UM` per plane of z distance);
+  threshold, its centroids matched by the stack rule of
+  :func:`~napari_dendrite_panoptic.evaluation.match_stack_centres`);
 - cuts the dendrite probability at each dendrite threshold of :data:`DENDRITE_THRESHOLDS` and
   picks the threshold with the best pooled IoU with the corrected dendrite (on the pixels no
   spine, corrected or found, covers: the spine threshold does not move the shaft's outline).
@@ -25,10 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import ndimage as ndi
 
 from ..data import CorrectedVolume
-from ..evaluation import match_points
+from ..evaluation import instance_centres, match_points, match_stack_centres
 from ..inference import InferenceConfig, predict
 from ..models import ModelCard
 
@@ -38,9 +38,6 @@ DENDRITE_THRESHOLDS = tuple(round(float(t), 2) for t in np.arange(0.20, 0.801, 0
 """The sweep of dendrite probability thresholds."""
 MATCH_RADIUS_UM = 0.5
 """A kept spine matches a corrected spine when their centroids lie this close (µm)."""
-PLANE_UM = MATCH_RADIUS_UM / 2
-"""In a stack, a plane of z distance between two centroids counts as this many µm: the axial
-blur is several times the lateral one, so centroids two planes apart still match."""
 MIN_SPINES = 10
 """Fewer corrected spines than this say too little to move the spine threshold."""
 MIN_DENDRITE_UM2 = 10.0
@@ -99,15 +96,6 @@ class ThresholdChoice:
         )
 
 
-def _centres(labels: np.ndarray) -> np.ndarray:
-    """(N, 2) float centroids (y, x) px of the instances of a (Y, X) label plane."""
-    ids = np.unique(labels)
-    ids = ids[ids > 0]
-    if not len(ids):
-        return np.zeros((0, 2))
-    return np.asarray(ndi.center_of_mass(labels > 0, labels, ids), dtype=float).reshape(-1, 2)
-
-
 def _spine_counts(
     table: dict[str, np.ndarray], truth: np.ndarray, radius_px: float, thresholds: Sequence[float]
 ) -> np.ndarray:
@@ -151,23 +139,18 @@ def _stack_spine_counts(
     thresholds: Sequence[float],
 ) -> np.ndarray:
     """(len(thresholds), 3) tp, fp, fn of a corrected stack's spines as the stack path finds
-    them (its z-step, or 4-plane slabs when unknown), matched on centroids in µm with
-    :data:`PLANE_UM` per plane of z."""
+    them (at its z-step, or in 4-plane slabs when unknown), centroids matched by the stack rule
+    (:func:`~napari_dendrite_panoptic.evaluation.match_stack_centres`)."""
     voxel = (volume.z_step_um, px, px) if volume.z_step_um else None
     if voxel is None:
         cfg = replace(cfg, pixel_size_um=px)
     table = predict(volume.image, voxel, cfg, models=models).table
-    scale = np.array([PLANE_UM, px, px])
-    pred = np.stack([table[f"centroid_{a}_px"] for a in "zyx"], axis=1) * scale
-    ids = np.unique(volume.spines[volume.spines > 0])
-    truth = np.zeros((0, 3))
-    if ids.size:
-        truth = np.asarray(ndi.center_of_mass(volume.spines > 0, volume.spines, ids), float)
-    truth = truth.reshape(-1, 3) * scale
+    pred = np.stack([np.asarray(table[f"centroid_{a}_px"], float) for a in "zyx"], axis=1)
+    truth = instance_centres(volume.spines)
     scores = np.asarray(table["score"])
     counts = np.zeros((len(thresholds), 3))
     for k, threshold in enumerate(thresholds):
-        s, _ = match_points(pred[scores >= threshold], truth, MATCH_RADIUS_UM)
+        s = match_stack_centres(pred[scores >= threshold], truth, px)
         counts[k] = (s.tp, s.fp, s.fn)
     return counts
 
@@ -228,7 +211,7 @@ def choose_thresholds(
             spines += len(np.unique(volume.spines[volume.spines > 0]))
         for z in volume.planes:
             result, prob = _segment(volume.image[z], px, cfg, models)
-            truth = _centres(volume.spines[z])
+            truth = instance_centres(volume.spines[z])
             if not whole_stack:
                 radius = MATCH_RADIUS_UM / px
                 spine_counts += _spine_counts(result.table, truth, radius, THRESHOLDS)
@@ -252,7 +235,8 @@ def choose_thresholds(
 
 
 _ON = {
-    "spine": "the corrected planes' spines (F1, centroids within 0.5 µm)",
+    "spine": "the corrected planes' spines (F1, centroids within 0.5 µm; in a whole corrected "
+    "stack 1 µm in (y, x) and 2 planes)",
     "dendrite": "the corrected planes' dendrite (IoU, outside spines)",
 }
 

@@ -155,8 +155,12 @@ def volume_scorer(
     volume: CorrectedVolume, iou_threshold: float = 0.5
 ) -> Callable[[Any], dict[str, float]]:
     """A function scoring a :class:`~napari_dendrite_panoptic.models.store.LoadedModels` on a
-    held-out corrected volume: spine F1/PQ at ``iou_threshold`` and dendrite IoU over its planes."""
-    from ..evaluation import match_instances, pixel_scores
+    held-out corrected volume: spine F1/PQ at ``iou_threshold`` and dendrite IoU over its planes.
+
+    A stack is segmented by the stack path at its z-step, and its spine F1 is of centres
+    (:func:`~napari_dendrite_panoptic.evaluation.match_stack_centres`: 1 µm in (y, x), 2
+    planes), which the stack path is judged by; PQ stays that of 3D masks."""
+    from ..evaluation import instance_centres, match_instances, match_stack_centres, pixel_scores
     from ..inference import InferenceConfig, predict
 
     planes = list(volume.planes)
@@ -164,18 +168,21 @@ def volume_scorer(
     px = volume.pixel_size_um
     contiguous = planes == list(range(planes[0], planes[-1] + 1))
     z_step = volume.z_step_um if contiguous else None  # gaps: the planes are farther apart
+    truth = volume.spines[planes]
+    centres = instance_centres(truth) if len(planes) > 1 else None
 
     def score(models: Any) -> dict[str, float]:
         voxel = (z_step or 1.0, px, px) if px else None
         cfg = InferenceConfig(model=str(models.folder), device=str(models.device))
         result = predict(image, voxel, cfg, models=models)
-        inst, _ = match_instances(result.spines, volume.spines[planes], iou_threshold)
+        inst, _ = match_instances(result.spines, truth, iou_threshold)
         pix = pixel_scores(result.dendrite > 0, volume.dendrite[planes] > 0)
-        return {
-            "spine_f1": float(inst.f1),
-            "spine_pq": float(inst.pq),
-            "dendrite_iou": float(pix.iou),
-        }
+        f1 = float(inst.f1)
+        if centres is not None:
+            table = result.table
+            found = np.stack([np.asarray(table[f"centroid_{a}_px"], float) for a in "zyx"], 1)
+            f1 = match_stack_centres(found, centres, px or models.card.pixel_size_um).f1
+        return {"spine_f1": float(f1), "spine_pq": float(inst.pq), "dendrite_iou": float(pix.iou)}
 
     return score
 
