@@ -139,12 +139,13 @@ def test_cli_trains_three_plane_networks_on_generated_stacks(tiny_model_dir, tmp
 
 
 def test_corrected_stacks_give_their_neighbouring_planes_to_fine_tuning(small_stack, small_plane):
+    # plane crops of a stack (slab_share 0; by default a stack trains on slab projections)
     from napari_dendrite_panoptic.data import correction_source, prepare_volume
 
     rng = np.random.default_rng(1)
     for truth, planes in ((small_stack, (2, 64, 64)), (small_plane, None)):
         volume, _ = prepare_volume("im", truth.image, truth.dendrite, truth.spines, 0.1)
-        sample = correction_source([volume], 64, 0.1, neighbours=True)(rng)
+        sample = correction_source([volume], 64, 0.1, neighbours=True, slab_share=0.0)(rng)
         assert (None if sample.neighbours is None else sample.neighbours.shape) == planes
         assert correction_source([volume], 64, 0.1)(rng).neighbours is None
 
@@ -158,7 +159,7 @@ def test_a_three_plane_model_fine_tunes_on_a_corrected_stack(tiny_model_dir, tmp
     volume, _ = prepare_volume(
         "stack", small_stack.image, small_stack.dendrite, small_stack.spines, 0.1
     )
-    # plane crops carry their neighbours; slab projections (half the crops) are 2D images
+    # plane crops carry their neighbours; slab projections (the default) are 2D images
     source = correction_source([volume], 64, 0.1, neighbours=True)
     rng = np.random.default_rng(0)
     plane = correction_source([volume], 64, 0.1, neighbours=True, slab_share=0.0)(rng)

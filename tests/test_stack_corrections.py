@@ -83,9 +83,15 @@ def test_plane_crops_alone_when_asked_and_for_planes():
     rng = np.random.default_rng(1)
     draw = correction_source([volume], 64, 0.1, slab_share=0.0)
     assert {draw(rng).source for _ in range(20)} == {"corrections"}
-    both = correction_source([volume], 64, 0.1)
-    sources = Counter(both(rng).source for _ in range(200))
+    half = correction_source([volume], 64, 0.1, slab_share=0.5)
+    sources = Counter(half(rng).source for _ in range(200))
     assert 60 < sources["corrections (slab projections)"] < 140  # about half
+    # by default a stack trains in the view the stack path segments, unless no slab qualifies
+    assert {correction_source([volume], 64, 0.1)(rng).source for _ in range(20)} == {
+        "corrections (slab projections)"
+    }
+    part, _ = prepare_volume("stack", image, dendrite, spines, 0.1, planes=[4], z_step_um=1.0)
+    assert {correction_source([part], 64, 0.1)(rng).source for _ in range(20)} == {"corrections"}
     plane, _ = prepare_volume("plane", image[1], dendrite[1], spines[1], 0.1)
     flat = correction_source([plane], 64, 0.1, slab_share=1.0)
     assert {flat(rng).source for _ in range(20)} == {"corrections"}
