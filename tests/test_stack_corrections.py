@@ -47,8 +47,9 @@ def test_a_stack_trains_on_its_slabs_and_whole_projection_only_where_corrected()
                              z_step_um=1.0)  # fmt: skip
     assert stack_projections(part) == ([(0, 3), (1, 4), (2, 5)], [])
     # unknown z-step: 4-plane slabs, as the stack path takes
-    unknown, _ = prepare_volume("stack", image, dendrite, spines, 0.1)
+    unknown, notes = prepare_volume("stack", image, dendrite, spines, 0.1)
     assert stack_projections(unknown)[0][0] == (0, 4)
+    assert any("no z-step" in n and "4-plane slabs" in n for n in notes)
     plane, _ = prepare_volume("plane", image[1], dendrite[1], spines[1], 0.1, z_step_um=1.0)
     assert plane.z_step_um is None and stack_projections(plane) == ([], [])
 

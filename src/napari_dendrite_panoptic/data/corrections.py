@@ -193,6 +193,11 @@ def prepare_volume(
         raise InputError(f"'{name}': no plane to train on")
     if chosen[0] < 0 or chosen[-1] >= img.shape[0]:
         raise InputError(f"'{name}': plane index out of range 0..{img.shape[0] - 1}")
+    if img.shape[0] > 1 and z_step_um is None:
+        notes.append(
+            f"'{name}': the stack has no z-step; it trains on projections of 4-plane slabs, "
+            "as the stack path segments such a stack. Set the layer's scale to fit the slabs."
+        )
     floats = img.astype(np.float32, copy=False)
     if not np.isfinite(floats).all():
         notes.append(f"'{name}': NaN or infinite pixels are read as 0.")
