@@ -316,3 +316,24 @@ def test_without_held_out_rows_the_thresholds_stay_and_the_dock_says_why(
     assert card.inference == ModelCard.load(tiny_model_dir).inference
     assert "spine_threshold_calibration" not in card.metrics
     assert NO_HELD_OUT_PLANES in widget.status_label.text()
+
+
+def test_a_stack_layer_trains_with_the_z_step_of_its_scale(make_napari_viewer, small_stack):
+    # the dock reads the z-step from the layer's scale: the corrected stack's slabs are then
+    # cut as the stack path cuts them (0.5 µm steps: 3 µm slabs hold all 4 planes)
+    from napari_dendrite_panoptic._widgets.training_inputs import collect_training_data
+    from napari_dendrite_panoptic.data import stack_projections
+
+    viewer = make_napari_viewer()
+    for name, scale in (("calibrated", (0.5, 0.1, 0.1)), ("bare", (1.0, 1.0, 1.0))):
+        viewer.add_image(small_stack.image, name=name, scale=scale)
+        viewer.add_labels(small_stack.dendrite, name=f"{name} dendrites", scale=scale)
+        viewer.add_labels(small_stack.spines, name=f"{name} spines", scale=scale)
+    rows = [(n, f"{n} dendrites", f"{n} spines", False) for n in ("calibrated", "bare")]
+    train, _, raw, notes = collect_training_data(viewer, rows, "both", False, lambda _: None)
+    calibrated, bare = train
+    assert calibrated.z_step_um == 0.5 and calibrated.pixel_size_um == 0.1
+    assert stack_projections(calibrated) == ([], [(0, 4)])
+    assert bare.z_step_um is None and stack_projections(bare)[1] == [(0, 4)]
+    assert any("'bare': the stack has no z-step" in n for n in notes)
+    assert raw[0]["voxel_size_um"] == (0.5, 0.1, 0.1)
