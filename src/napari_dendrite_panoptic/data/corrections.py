@@ -264,9 +264,10 @@ def _pad_to(a: np.ndarray, size: int, value: float) -> np.ndarray:
 STACK_SLAB_SHARE = 1.0
 """Share of a corrected stack's crops cut from projections of its slabs (the view the default
 stack path segments, ``inference/slabs.py``); the others are single planes (the ``planes``
-path's view). All of them: on two-photon-like stacks of an unseen style, fine-tuning on plane
-crops cost the stack path 0.13 spine F1, on half slab crops 0.02, on slab crops alone nothing
-(``benchmarks/bench_finetune.py --stacks``, docs/fine_tuning.md)."""
+path's view). All of them: on two-photon-like stacks of an unseen style, 150 steps on plane
+crops cost the stack path 0.13 spine F1, on half slab crops 0.02, on slab crops alone nothing;
+600 steps on slab crops gained 0.04 (``benchmarks/bench_finetune.py --stacks``,
+docs/fine_tuning.md)."""
 
 
 @dataclass(frozen=True)
