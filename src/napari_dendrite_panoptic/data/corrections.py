@@ -4,8 +4,9 @@ A :class:`CorrectedVolume` is one image with the user's dendrite mask and spine 
 (Z, Y, X) arrays (a 2D plane is Z = 1). :func:`prepare_volume` checks a triple and says exactly
 what is wrong with it; :func:`correction_source` turns volumes into the training engine's
 :data:`~napari_dendrite_panoptic.data.SampleSource` (random crops at the model's pixel
-size: of single planes and, for stacks, of the slab projections the stack path segments); :func:`edited_planes` finds the planes a user changed since the model wrote them, from
-the per-plane hashes the plugin stores with its result layers.
+size: of single planes and, for stacks, of the slab projections the stack path segments);
+:func:`edited_planes` finds the planes a user changed since the model wrote them, from the
+per-plane hashes the plugin stores with its result layers.
 
 No napari, no Qt: the training dock only translates layers into these calls.
 """
