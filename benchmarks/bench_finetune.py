@@ -259,7 +259,11 @@ def style_stack(seed: int) -> synthetic.SyntheticSample:
 def score_stacks(models, stacks, threshold: float | None = None) -> dict[str, float]:
     """Pooled spine centre P/R/F1, spine F1 at 3D IoU 0.5 and dendrite IoU of the default
     stack path on ``stacks`` (at spine score ``threshold``, None: the model's)."""
-    from napari_dendrite_panoptic.evaluation import instance_centres, match_stack_centres
+    from napari_dendrite_panoptic.evaluation import (
+        instance_centres,
+        match_stack_centres,
+        table_centres,
+    )
     from napari_dendrite_panoptic.evaluation.metrics import detection_scores
 
     counts, parts, dend = np.zeros(3, int), [], np.zeros(3, int)
@@ -268,8 +272,7 @@ def score_stacks(models, stacks, threshold: float | None = None) -> dict[str, fl
             model=str(models.folder), device="cpu", spine_score_threshold=threshold
         )
         result = predict(s.image, s.voxel_size_um, cfg, models=models)
-        table = result.table
-        pred = np.stack([np.asarray(table[f"centroid_{a}_px"], float) for a in "zyx"], axis=1)
+        pred = table_centres(result.table)
         m = match_stack_centres(pred, instance_centres(s.spines), s.voxel_size_um[1])
         counts += (m.tp, m.fp, m.fn)
         parts.append(match_instances(result.spines, s.spines, 0.5)[0])

@@ -51,6 +51,7 @@ from napari_dendrite_panoptic.evaluation import (
     match_instances,
     match_stack_centres,
     pixel_scores,
+    table_centres,
 )
 from napari_dendrite_panoptic.evaluation.metrics import detection_scores, pool_instance_scores
 from napari_dendrite_panoptic.inference import InferenceConfig, predict
@@ -133,9 +134,7 @@ def main() -> None:
         result = predict(sample.image, sample.voxel_size_um, cfg, models=models)
         took = time.perf_counter() - start
         table = result.table
-        pred = np.stack(
-            [np.asarray(table[f"centroid_{a}_px"], float) for a in "zyx"], axis=1
-        ).reshape(-1, 3)
+        pred = table_centres(table)
         m = match_stack_centres(pred, instance_centres(sample.spines), sample.voxel_size_um[1])
         counts = (m.tp, m.fp, m.fn)
         centre_counts += counts

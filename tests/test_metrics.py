@@ -140,7 +140,11 @@ def test_a_mask_becomes_one_instance_per_connected_object_through_its_planes():
 
 
 def test_stack_centres_match_within_a_micron_and_two_planes_one_to_one():
-    from napari_dendrite_panoptic.evaluation import instance_centres, match_stack_centres
+    from napari_dendrite_panoptic.evaluation import (
+        instance_centres,
+        match_stack_centres,
+        table_centres,
+    )
 
     truth = np.array([[5.0, 10.0, 10.0], [5.0, 40.0, 40.0]])
     # 0.1 µm pixels: 9 px = 0.9 µm and 2 planes away matches; 11 px or 3 planes does not
@@ -154,3 +158,7 @@ def test_stack_centres_match_within_a_micron_and_two_planes_one_to_one():
     labels[1:3, 2:4, 2:4] = 7
     assert np.allclose(instance_centres(labels), [[1.5, 2.5, 2.5]])
     assert instance_centres(labels[0]).shape == (0, 2)
+    table = {"centroid_z_px": [1.5], "centroid_y_px": [2.5], "centroid_x_px": [3.0]}
+    assert np.allclose(table_centres(table), [[1.5, 2.5, 3.0]])
+    empty = {f"centroid_{a}_px": np.zeros(0) for a in "zyx"}
+    assert table_centres(empty).shape == (0, 3)

@@ -2,7 +2,7 @@
 
 from .arrays import as_zyx, mask_to_instances
 from .atomic import atomic_path, atomic_write_text, staged_outputs
-from .normalise import finite_percentiles, percentile_normalise
+from .normalise import finite_percentiles, percentile_normalise, sampled_percentiles
 from .scores import ratio
 from .slabs import SLAB_UM, UNKNOWN_Z_SLAB_PLANES, slab_planes, slab_ranges
 from .vocabulary import IGNORE, SPINE_TYPES, STACK_MODES
@@ -23,4 +23,5 @@ __all__ = [
     "staged_outputs",
     "finite_percentiles",
     "percentile_normalise",
+    "sampled_percentiles",
 ]

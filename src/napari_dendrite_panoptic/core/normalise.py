@@ -15,6 +15,16 @@ def finite_percentiles(values: np.ndarray, low: float, high: float) -> tuple[flo
     return float(lo), float(hi)
 
 
+def sampled_percentiles(
+    values: np.ndarray, low: float, high: float, sample: int = 2_000_000
+) -> tuple[float, float] | None:
+    """:func:`finite_percentiles` of at most ``sample`` evenly strided values of ``values`` (any
+    shape), so that huge stacks stay cheap; None when none is finite."""
+    flat = np.asarray(values).reshape(-1)
+    step = max(1, flat.size // sample)
+    return finite_percentiles(flat[::step].astype(np.float32), low, high)
+
+
 def percentile_normalise(
     image: np.ndarray,
     low: float = 1.0,
@@ -30,9 +40,7 @@ def percentile_normalise(
     image maps to zeros.
     """
     arr = np.asarray(image)
-    flat = np.asarray(arr if reference is None else reference).reshape(-1)
-    step = max(1, flat.size // sample)
-    bounds = finite_percentiles(flat[::step].astype(np.float32), low, high)
+    bounds = sampled_percentiles(arr if reference is None else reference, low, high, sample)
     if bounds is None:
         return np.zeros(arr.shape, dtype=np.float32)
     lo, hi = bounds

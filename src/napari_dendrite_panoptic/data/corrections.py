@@ -27,8 +27,8 @@ from ..core import (
     IGNORE,  # dendrite target of padding outside the image
     SLAB_UM,
     as_zyx,
-    finite_percentiles,
     percentile_normalise,
+    sampled_percentiles,
     slab_planes,
     slab_ranges,
 )
@@ -310,8 +310,7 @@ def _projection_views(volume: CorrectedVolume, slab_um: float) -> tuple[list, li
         views = []
         if ranges:
             images = np.stack([volume.image[a:b].max(0) for a, b in ranges])
-            step = max(1, images.size // 2_000_000)
-            lo, hi = finite_percentiles(images.reshape(-1)[::step], 1.0, 99.8) or (0.0, 1.0)
+            lo, hi = sampled_percentiles(images, 1.0, 99.8) or (0.0, 1.0)
             for a, b in ranges:
                 marks = (volume.dendrite[a:b] > 0).any(0) | (volume.spines[a:b] > 0).any(0)
                 views.append(_Projection(a, b, lo, max(hi - lo, 1e-6), marks))
@@ -386,13 +385,13 @@ def _projection_crop(
     """A crop of one projection view of stack ``v`` with its spines and (for the whole stack)
     its dendrite."""
     y0, x0 = _crop_window(rng, view.annotated, size)
-    window = np.s_[:, y0 : y0 + size, x0 : x0 + size]
+    window = np.s_[y0 : y0 + size, x0 : x0 + size]
     slab = slice(view.first, view.last)
-    light = v.image[window][slab]
+    light = v.image[slab][(slice(None), *window)]  # only the slab's planes are read
     img = (light.max(0) - view.lo) / view.span
-    spi = projected_spines(light, v.spines[window], slab)
+    spi = projected_spines(light, v.spines[(slice(None), *window)], slab)
     if view.first == 0 and view.last == v.image.shape[0]:
-        den = (v.dendrite[window].any(0) & (spi == 0)).astype(np.uint8)
+        den = (v.dendrite[(slice(None), *window)].any(0) & (spi == 0)).astype(np.uint8)
     else:  # the stack path finds the dendrite on the whole stack's projection only
         den = np.full(spi.shape, IGNORE, np.uint8)
     return _finish(img, den, spi, [], scale, crop, "corrections (slab projections)")

@@ -28,6 +28,7 @@ from .metrics import (
     match_points,
     match_stack_centres,
     pixel_scores,
+    table_centres,
 )
 from .tables import Table, figures_table, write_csv
 
@@ -64,5 +65,6 @@ __all__ = [
     "pixel_scores",
     "read_points_csv",
     "spine_status_map",
+    "table_centres",
     "write_csv",
 ]

@@ -206,6 +206,13 @@ def instance_centres(labels: np.ndarray) -> np.ndarray:
     return np.asarray(centres, dtype=float).reshape(-1, labels.ndim)
 
 
+def table_centres(table: dict[str, np.ndarray]) -> np.ndarray:
+    """(N, 3) float (z, y, x) px centroids of the spines of a per-spine table (its
+    ``centroid_z_px``, ``centroid_y_px`` and ``centroid_x_px`` columns)."""
+    columns = [np.asarray(table[f"centroid_{a}_px"], dtype=float) for a in "zyx"]
+    return np.stack(columns, axis=1).reshape(-1, 3)
+
+
 STACK_LATERAL_UM = 1.0
 """Largest (y, x) distance in µm between matched spine centres in a stack."""
 STACK_PLANES = 2.0

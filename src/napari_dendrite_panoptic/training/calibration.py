@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..data import CorrectedVolume
-from ..evaluation import instance_centres, match_points, match_stack_centres
+from ..evaluation import instance_centres, match_points, match_stack_centres, table_centres
 from ..inference import InferenceConfig, predict
 from ..models import ModelCard
 
@@ -145,7 +145,7 @@ def _stack_spine_counts(
     if voxel is None:
         cfg = replace(cfg, pixel_size_um=px)
     table = predict(volume.image, voxel, cfg, models=models).table
-    pred = np.stack([np.asarray(table[f"centroid_{a}_px"], float) for a in "zyx"], axis=1)
+    pred = table_centres(table)
     truth = instance_centres(volume.spines)
     scores = np.asarray(table["score"])
     counts = np.zeros((len(thresholds), 3))

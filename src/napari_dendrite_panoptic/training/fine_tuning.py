@@ -160,7 +160,13 @@ def volume_scorer(
     A stack is segmented by the stack path at its z-step, and its spine F1 is of centres
     (:func:`~napari_dendrite_panoptic.evaluation.match_stack_centres`: 1 µm in (y, x), 2
     planes), which the stack path is judged by; PQ stays that of 3D masks."""
-    from ..evaluation import instance_centres, match_instances, match_stack_centres, pixel_scores
+    from ..evaluation import (
+        instance_centres,
+        match_instances,
+        match_stack_centres,
+        pixel_scores,
+        table_centres,
+    )
     from ..inference import InferenceConfig, predict
 
     planes = list(volume.planes)
@@ -179,8 +185,7 @@ def volume_scorer(
         pix = pixel_scores(result.dendrite > 0, volume.dendrite[planes] > 0)
         f1 = float(inst.f1)
         if centres is not None:
-            table = result.table
-            found = np.stack([np.asarray(table[f"centroid_{a}_px"], float) for a in "zyx"], 1)
+            found = table_centres(result.table)
             f1 = match_stack_centres(found, centres, px or models.card.pixel_size_um).f1
         return {"spine_f1": float(f1), "spine_pq": float(inst.pq), "dendrite_iou": float(pix.iou)}
 
