@@ -8,9 +8,10 @@ spine; the dendrite accepted as segmented); the dock's fine-tuning runs ``--minu
 the set's other held-out fields (none from the corrected fields' groups) are scored before and
 after (spine F1, centroids within the set's tolerance). Rows: the bundled model; the bundled
 model at the spine threshold chosen on the corrected fields (no training); the model
-fine-tuned on all of them (no held-out field, so the dock keeps the thresholds); the model
-fine-tuned on all but the last, that one marked "held out" as in the dock (the step that scores
-best on it is kept and the thresholds are chosen on it).
+fine-tuned on all of them at the base model's threshold and, as the dock does without a
+held-out field, at the thresholds the base model chooses on them; the model fine-tuned on all
+but the last, that one marked "held out" as in the dock (the step that scores best on it is
+kept and the thresholds are chosen on it).
 
     python benchmarks/bench_finetune.py --real findspines --fields 4 --minutes 5
 
@@ -19,8 +20,9 @@ training ranges (:data:`UNSEEN_STACK_STYLE`: dim spines, a long axial blur, many
 truth of ``--train-images`` stacks plays the user's corrections; fine-tuning runs ``--steps``
 (the same run however busy the machine is) once on plane crops only (as before v0.8) and once
 with the default share of slab-projection crops (``data.STACK_SLAB_SHARE``) and once on
-slab projections alone; rows also give the bundled model at the spine threshold chosen on the
-corrected stacks (no training) and the dock's run (the last corrected stack held out: the
+slab projections alone (that one also at the spine threshold the base model chooses on the
+corrected stacks, as the dock does without a held-out stack); rows also give the bundled model
+at the spine threshold chosen on the corrected stacks (no training) and the dock's run (the last corrected stack held out: the
 best-scoring step kept, thresholds chosen on it); each model
 segments ``--test-images`` other stacks of the style by the default stack path and is scored
 on spine centres (1 µm in (y, x), 2 planes in z, as ``bench_stacks.py``), spine F1 at 3D IoU
@@ -199,15 +201,24 @@ def main_real(args: argparse.Namespace) -> None:
         for key, (train, held) in runs.items():
             out = Path(tmp) / key
             cfg = _config(args, out, train, base, name="bench-finetune-real", layers=args.layers)
+            if args.steps:
+                cfg = replace(cfg, steps=args.steps, max_seconds=None)
             t0 = time.perf_counter()
             events = list(iter_fine_tune(cfg, train, held, [], lambda: False))
             train_s[key] = time.perf_counter() - t0
             steps[key] = max(e.step for e in events if not isinstance(e, tuple))
             tuned = load_models(out, "cpu")
+            choice = next(e[1] for e in events if isinstance(e, tuple) and e[0] == "calibrated")
             if key == "all":
-                name = f"fine-tuned on the {len(train)} (thresholds kept: no held-out field)"
+                rows[
+                    f"fine-tuned on the {len(train)}, the base model's threshold kept "
+                    f"({alone.base_threshold:.2f}; the dock before 2026-12-06)"
+                ] = _point_f1(tuned, others, alone.base_threshold)
+                name = (
+                    f"fine-tuned on the {len(train)}, no held-out field: threshold chosen on "
+                    f"them by the base model ({choice[0].threshold:.2f})"
+                )
             else:
-                choice = next(e[1] for e in events if isinstance(e, tuple) and e[0] == "calibrated")
                 name = (
                     f"fine-tuned on {len(train)}, 1 held out (best step kept, threshold chosen "
                     f"on the held-out field: {choice[0].threshold:.2f})"
@@ -226,7 +237,9 @@ def main_real(args: argparse.Namespace) -> None:
     )
     print(
         f"# fine-tuning: {steps['all']} and {steps['held']} steps in {train_s['all']:.0f} and "
-        f"{train_s['held']:.0f} s (budget {args.minutes:g} min each, incl. validation and "
+        f"{train_s['held']:.0f} s ("
+        + (f"asked {args.steps} steps" if args.steps else f"budget {args.minutes:g} min each")
+        + ", incl. validation and "
         f"choosing the thresholds), batch {cfg.batch_size} × {cfg.crop_size}², "
         f"layers {cfg.layers}"
     )
@@ -330,7 +343,13 @@ def main_stacks(args: argparse.Namespace) -> None:
                 if share == 0
                 else f"fine-tuned, {share:.0%} of crops from slab projections"
             )
-            rows[name] = score_stacks(load_models(out, "cpu"), test)
+            tuned = load_models(out, "cpu")
+            rows[name] = score_stacks(tuned, test)
+            if share == 1.0:
+                rows[
+                    f"fine-tuned, 100% slab projections, spine threshold chosen on the "
+                    f"{len(volumes)} by the base model before training ({alone.threshold:.2f})"
+                ] = score_stacks(tuned, test, alone.threshold)
         # the dock: the last stack held out (best step kept, thresholds chosen on it)
         out = Path(tmp) / "dock"
         train, held = volumes[:-1], volumes[-1:]

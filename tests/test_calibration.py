@@ -94,6 +94,26 @@ def test_recalibrating_a_model_folder_writes_its_card(tmp_path, corrected_plane)
     load_models(folder, "cpu")  # the weights' hashes still hold
 
 
+def test_a_base_model_chooses_the_thresholds_of_a_model_trained_on_the_planes(
+    tmp_path, corrected_plane
+):
+    """Without held-out planes the base model, which never saw the corrected planes, chooses
+    the spine threshold there and the fine-tuned model's card records it and who chose it."""
+    base = _model_with(tmp_path / "base", spine_score_threshold=0.95, dendrite_threshold=0.95)
+    tuned = _model_with(tmp_path / "tuned", spine_score_threshold=0.95, dendrite_threshold=0.95)
+    expected = choose_thresholds(load_models(base, "cpu"), [corrected_plane])
+    (spine,) = recalibrate_model(tuned, [corrected_plane], chooser=base)
+    assert spine.by_base and spine.threshold == expected[0].threshold
+    assert spine.changed and "of the base model" in spine.describe()
+    saved = ModelCard.load(tuned)
+    assert saved.inference["spine_score_threshold"] == spine.threshold
+    assert "by the base model" in saved.metrics["spine_threshold_calibration"]["on"]
+    # the dendrite threshold stays: the new dendrite network learned the corrected outline
+    assert expected[1].changed and saved.inference["dendrite_threshold"] == 0.95
+    assert "dendrite_threshold_calibration" not in saved.metrics
+    assert ModelCard.load(base).inference["spine_score_threshold"] == 0.95  # base untouched
+
+
 def test_inference_uses_the_cards_dendrite_threshold_unless_told(tmp_path, corrected_plane):
     folder = _model_with(tmp_path, dendrite_threshold=0.9)
     plane = corrected_plane.image[0]

@@ -301,21 +301,30 @@ def test_unticking_the_threshold_box_keeps_the_base_models_threshold(
     assert widget._calibration is None and "threshold " not in widget.status_label.text()
 
 
-def test_without_held_out_rows_the_thresholds_stay_and_the_dock_says_why(
+def test_without_held_out_rows_the_base_model_chooses_the_thresholds_and_the_dock_says_so(
     viewer_with_corrections, tiny_model_dir, qtbot, tmp_path
 ):
-    """The new model scores the planes it trained on too well to choose thresholds there."""
-    from napari_dendrite_panoptic.training import NO_HELD_OUT_PLANES
+    """The new model scores the planes it trained on too well to choose thresholds there; the
+    base model, which never saw them, chooses on them instead."""
+    from napari_dendrite_panoptic.training import CHOSEN_BY_BASE
 
     _, widget = viewer_with_corrections(tiny_model_dir)
     widget.name_edit.setText("no-held-out")
     assert widget.recalibrate.isChecked()
     widget.start_button.click()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
+    status = widget.status_label.text()
+    assert CHOSEN_BY_BASE in status
     card = ModelCard.load(tmp_path / "user-models" / "no-held-out")
-    assert card.inference == ModelCard.load(tiny_model_dir).inference
-    assert "spine_threshold_calibration" not in card.metrics
-    assert NO_HELD_OUT_PLANES in widget.status_label.text()
+    base = ModelCard.load(tiny_model_dir)
+    (spine,) = widget._calibration  # the spine threshold only: the dendrite one stays
+    assert spine.by_base and spine.kind == "spine"
+    assert card.inference.get("dendrite_threshold") == base.inference.get("dendrite_threshold")
+    chosen = card.inference["spine_score_threshold"]
+    assert chosen == (spine.threshold if spine.changed else base.inference["spine_score_threshold"])
+    if spine.changed:
+        record = card.metrics["spine_threshold_calibration"]
+        assert "by the base model" in record["on"] and "of the base model" in status
 
 
 def test_a_stack_layer_trains_with_the_z_step_of_its_scale(make_napari_viewer, small_stack):

@@ -25,15 +25,17 @@ def progress_text(event: Any) -> str:
 
 
 def calibration_text(calibration: Any) -> str:
-    """The thresholds chosen on the held-out corrections, one sentence each, or why they
-    were kept ("" when the box was unticked: ``calibration`` None)."""
+    """The thresholds chosen on the corrections, one sentence each (after why the base model
+    chose them, without held-out rows), or why they were kept ("" when the box was unticked:
+    ``calibration`` None)."""
     if calibration is None:
         return ""
-    if not calibration:
-        from ..training import NO_HELD_OUT_PLANES
+    from ..training import CHOSEN_BY_BASE, NO_HELD_OUT_PLANES
 
+    if not calibration:
         return f"{NO_HELD_OUT_PLANES}."
-    return " ".join(f"{c.describe()}." for c in calibration)
+    said = " ".join(f"{c.describe()}." for c in calibration)
+    return f"{CHOSEN_BY_BASE}. {said}" if any(c.by_base for c in calibration) else said
 
 
 def saved_text(outcome: Any) -> str:

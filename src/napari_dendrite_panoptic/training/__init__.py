@@ -7,6 +7,7 @@ from .calibration import ThresholdChoice, choose_thresholds, write_threshold
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from .config import NonFiniteLossError, TrainConfig
 from .fine_tuning import (
+    CHOSEN_BY_BASE,
     FINE_TUNE_FREEZE_NORM,
     NO_HELD_OUT_PLANES,
     drop_checkpoint,
@@ -23,6 +24,7 @@ __all__ = [
     "CheckpointError",
     "DENDRITE_THRESHOLD_SWEEP",
     "FINE_TUNE_FREEZE_NORM",
+    "CHOSEN_BY_BASE",
     "NO_HELD_OUT_PLANES",
     "NonFiniteLossError",
     "THRESHOLD_SWEEP",

@@ -59,7 +59,8 @@ class ThresholdChoice:
     little to choose); ``score`` and ``base_score``: the F1 or IoU at the chosen and at the
     model's threshold; ``amount``: corrected spines, or corrected dendrite in µm²;
     ``enough``: whether ``amount`` sufficed to choose; ``planes``: planes scored; ``sweep``: the
-    thresholds tried and ``curve`` the score at each."""
+    thresholds tried and ``curve`` the score at each; ``by_base``: chosen by the fine-tuned
+    model's base model (on planes it never trained on), not by the model itself."""
 
     kind: str
     threshold: float
@@ -71,6 +72,7 @@ class ThresholdChoice:
     planes: int
     sweep: tuple[float, ...]
     curve: tuple[float, ...]
+    by_base: bool = False
 
     @property
     def changed(self) -> bool:
@@ -89,8 +91,9 @@ class ThresholdChoice:
                 f"{what} threshold kept at {self.base_threshold:.2f}: the corrected planes hold "
                 f"{short} to choose one"
             )
+        whose = f"{measure} of the base model" if self.by_base else measure
         return (
-            f"{what} threshold {self.base_threshold:.2f} → {self.threshold:.2f} ({measure} on "
+            f"{what} threshold {self.base_threshold:.2f} → {self.threshold:.2f} ({whose} on "
             f"{self.planes} corrected plane(s), {amount}: {self.base_score:.3f} → "
             f"{self.score:.3f})"
         )
@@ -248,8 +251,11 @@ def write_threshold(folder: str | Path, choice: ThresholdChoice) -> ModelCard:
     ``dendrite_threshold_calibration``)."""
     card = ModelCard.load(Path(folder))
     metrics = dict(card.metrics)
+    on = _ON[choice.kind] + (
+        ", scored by the base model before fine-tuning" if choice.by_base else ""
+    )
     metrics[f"{choice.kind}_threshold_calibration"] = {
-        "on": _ON[choice.kind],
+        "on": on,
         "threshold": choice.threshold,
         "score": choice.score,
         "previous_threshold": choice.base_threshold,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Generator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,13 @@ NO_HELD_OUT_PLANES = (
     "Thresholds kept: no held-out row to choose them on (the new model scores the planes it "
     "trained on too well); mark a corrected image 'held out' to choose them"
 )
-"""Why a fine-tuning run without held-out volumes keeps its base model's thresholds."""
+"""Why a fine-tuning run without held-out volumes or a base model keeps its thresholds."""
+CHOSEN_BY_BASE = (
+    "No held-out row: the spine threshold was chosen by the base model on the training rows, "
+    "which it had never seen, and the dendrite threshold kept; mark a corrected image 'held "
+    "out' to choose both with the new model"
+)
+"""How a fine-tuning run without held-out volumes chooses its thresholds."""
 
 
 def iter_fine_tune(
@@ -58,16 +65,19 @@ def iter_fine_tune(
         Once the model folder is written, choose its spine score and dendrite thresholds on the
         held-out volumes' corrected planes
         (:func:`~napari_dendrite_panoptic.training.choose_thresholds`) and record them in its
-        card. Never on the planes it trained on: the new model scores those too well to say
-        which threshold suits the lab's other images (without held-out volumes the thresholds
-        stay the base model's, :data:`NO_HELD_OUT_PLANES`).
+        card. Never by the new model on the planes it trained on: it scores those too well to
+        say which threshold suits the lab's other images. Without held-out volumes the base
+        model, which never saw them, chooses the spine threshold on the training volumes
+        (:data:`CHOSEN_BY_BASE`); without a base model either, the thresholds stay
+        (:data:`NO_HELD_OUT_PLANES`).
 
     Yields
     ------
     ``("saved", [path, ...])`` once the corrections are written, then every
     :class:`~napari_dendrite_panoptic.training.TrainEvent` of :func:`iter_fit`, then (with
-    ``recalibrate``) ``("calibrated", (spine ThresholdChoice, dendrite ThresholdChoice))``, or
-    ``("calibrated", ())`` without held-out volumes. With held-out
+    ``recalibrate``) ``("calibrated", (spine ThresholdChoice, dendrite ThresholdChoice))``,
+    ``("calibrated", (spine ThresholdChoice,))`` without held-out volumes, or
+    ``("calibrated", ())`` without held-out volumes and base model. With held-out
     volumes the base model is scored first (a "validation" event at step 0) and the model folder
     keeps the weights of the step with the best :func:`held_out_score`; the last event names
     that step (``best_step``) and carries its scores and the base model's (``base_metrics``).
@@ -106,6 +116,9 @@ def iter_fine_tune(
     if recalibrate and last is not None and last.model_folder:
         if held_out:
             yield ("calibrated", recalibrate_model(last.model_folder, held_out))
+        elif config.base_model:
+            logger.info("%s", CHOSEN_BY_BASE)
+            yield ("calibrated", recalibrate_model(last.model_folder, volumes, config.base_model))
         else:
             logger.info("%s", NO_HELD_OUT_PLANES)
             yield ("calibrated", ())
@@ -113,15 +126,23 @@ def iter_fine_tune(
 
 
 def recalibrate_model(
-    folder: str | Path, volumes: Sequence[CorrectedVolume]
-) -> tuple[ThresholdChoice, ThresholdChoice]:
+    folder: str | Path, volumes: Sequence[CorrectedVolume], chooser: str | Path | None = None
+) -> tuple[ThresholdChoice, ...]:
     """Choose the spine score and dendrite thresholds of model folder ``folder`` on the
     corrected planes of ``volumes`` and write each into its card when it changes; returns
-    (spine, dendrite) choices."""
+    the (spine, dendrite) choices.
+
+    ``chooser``: another model folder that chooses the spine threshold alone, returned as
+    (spine,). A run without held-out volumes passes its base model: the new model has learned
+    ``volumes`` and scores them too well, the base model has never seen them. The dendrite
+    threshold then stays: the new dendrite network has learned the corrected shafts' outline
+    itself, and a cut chosen by the base model would move that outline a second time."""
     from ..models import load_models
 
-    models = load_models(folder, device="cpu")
-    choices = choose_thresholds(models, volumes)
+    models = load_models(chooser if chooser is not None else folder, device="cpu")
+    choices: tuple[ThresholdChoice, ...] = choose_thresholds(models, volumes)
+    if chooser is not None:
+        choices = (replace(choices[0], by_base=True),)
     for choice in choices:
         if choice.changed:
             write_threshold(folder, choice)
