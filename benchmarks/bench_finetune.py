@@ -221,7 +221,9 @@ def main_real(args: argparse.Namespace) -> None:
             else:
                 name = (
                     f"fine-tuned on {len(train)}, 1 held out (best step kept, threshold chosen "
-                    f"on the held-out field: {choice[0].threshold:.2f})"
+                    f"on the held-out field: {choice[0].threshold:.2f}"
+                    + (", by the base model on all" if choice[0].by_base else "")
+                    + ")"
                 )
             rows[name] = _point_f1(tuned, others, None)
     spines = sum(len(i.centres_px) for i in corrected)
@@ -358,9 +360,10 @@ def main_stacks(args: argparse.Namespace) -> None:
         events = list(iter_fine_tune(cfg, train, held, [], lambda: False))
         choice = next(e[1] for e in events if isinstance(e, tuple) and e[0] == "calibrated")
         best = [e for e in events if not isinstance(e, tuple)][-1]
+        by = f", by the base model on all {len(volumes)}" if choice[0].by_base else ""
         rows[
             f"as the dock: fine-tuned on {len(train)}, 1 held out (step {best.best_step} kept, "
-            f"spine threshold {choice[0].base_threshold:.2f} -> {choice[0].threshold:.2f})"
+            f"spine threshold {choice[0].base_threshold:.2f} -> {choice[0].threshold:.2f}{by})"
         ] = score_stacks(load_models(out, "cpu"), test)
     n_true = sum(len(s.spine_types) for s in test)
     print(
@@ -370,9 +373,8 @@ def main_stacks(args: argparse.Namespace) -> None:
     print(
         f"# style {UNSEEN_STACK_STYLE}; stacks {STACK_SHAPE}; {len(volumes)} corrected, "
         f"{len(test)} scored ({n_true} true spines); {steps} steps of "
-        f"{cfg.batch_size} x {cfg.crop_size}² each, lr {args.lr:g} ("
-        + ", ".join(f"{t:.0f} s" for t in timing.values())
-        + ")"
+        f"{cfg.batch_size} x {cfg.crop_size}² each, lr {args.lr:g}"
+        + (" (" + ", ".join(f"{t:.0f} s" for t in timing.values()) + ")" if timing else "")
     )
     print("| model | centre P | centre R | centre F1 | F1 at 3D IoU 0.5 | dendrite IoU |")
     print("|---|---|---|---|---|---|")
@@ -413,7 +415,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--shares",
-        type=lambda text: [float(v) for v in text.split(",")],
+        type=lambda text: [float(v) for v in text.split(",") if v],
         default=[0.0, STACK_SLAB_SHARE, 1.0],
         help="with --stacks: shares of slab-projection crops to fine-tune with, comma-separated",
     )

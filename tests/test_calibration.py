@@ -102,7 +102,7 @@ def test_a_base_model_chooses_the_thresholds_of_a_model_trained_on_the_planes(
     base = _model_with(tmp_path / "base", spine_score_threshold=0.95, dendrite_threshold=0.95)
     tuned = _model_with(tmp_path / "tuned", spine_score_threshold=0.95, dendrite_threshold=0.95)
     expected = choose_thresholds(load_models(base, "cpu"), [corrected_plane])
-    (spine,) = recalibrate_model(tuned, [corrected_plane], chooser=base)
+    (spine,) = recalibrate_model(tuned, [], [corrected_plane], base)
     assert spine.by_base and spine.threshold == expected[0].threshold
     assert spine.changed and "of the base model" in spine.describe()
     saved = ModelCard.load(tuned)
@@ -112,6 +112,31 @@ def test_a_base_model_chooses_the_thresholds_of_a_model_trained_on_the_planes(
     assert expected[1].changed and saved.inference["dendrite_threshold"] == 0.95
     assert "dendrite_threshold_calibration" not in saved.metrics
     assert ModelCard.load(base).inference["spine_score_threshold"] == 0.95  # base untouched
+
+
+def test_few_held_out_spines_leave_the_spine_threshold_to_the_base_model_on_every_row(
+    tmp_path, corrected_plane
+):
+    """A held-out row with a handful of spines says too little: the base model chooses the
+    spine threshold on all corrected rows; the new model still chooses the dendrite's on the
+    held-out row."""
+    from napari_dendrite_panoptic.training import HELD_OUT_MIN_SPINES
+
+    few = corrected_plane.spines.copy()
+    few[few > 12] = 0
+    held = _with(corrected_plane, spines=few)
+    base = _model_with(tmp_path / "base", spine_score_threshold=0.95, dendrite_threshold=0.95)
+    tuned = _model_with(tmp_path / "tuned", spine_score_threshold=0.95, dendrite_threshold=0.95)
+    by_base, _ = choose_thresholds(load_models(base, "cpu"), [corrected_plane, held])
+    _, by_new = choose_thresholds(load_models(tuned, "cpu"), [held])
+    spine, dendrite = recalibrate_model(tuned, [held], [corrected_plane], base)
+    assert spine.by_base and spine.threshold == by_base.threshold and spine.changed
+    assert f"fewer than the {HELD_OUT_MIN_SPINES}" in spine.note
+    assert spine.amount == by_base.amount > HELD_OUT_MIN_SPINES
+    assert not dendrite.by_base and dendrite.threshold == by_new.threshold
+    # enough held-out spines: the new model chooses both there
+    spine, _ = recalibrate_model(tuned, [corrected_plane], [held], base)
+    assert not spine.by_base and spine.amount >= HELD_OUT_MIN_SPINES
 
 
 def test_inference_uses_the_cards_dendrite_threshold_unless_told(tmp_path, corrected_plane):

@@ -158,8 +158,9 @@ class TrainOnCorrectionsWidget(QWidget):
         self.recalibrate.setToolTip(
             "After training, try spine score thresholds 0.30-0.95 and dendrite probability "
             "thresholds 0.20-0.80 on the held-out rows and keep those with the best spine F1 "
-            "and dendrite IoU there in the new model's card (without held-out rows: the base "
-            "model chooses on the training rows)"
+            "and dendrite IoU there in the new model's card (without held-out rows, or with "
+            "fewer than 30 held-out spines, the base model chooses the spine threshold on the "
+            "corrected rows)"
         )
         self.name_edit = QLineEdit(datetime.now().strftime("finetune-%Y%m%d-%H%M"))
         self.start_button = QPushButton("Start")

@@ -26,16 +26,15 @@ def progress_text(event: Any) -> str:
 
 def calibration_text(calibration: Any) -> str:
     """The thresholds chosen on the corrections, one sentence each (after why the base model
-    chose them, without held-out rows), or why they were kept ("" when the box was unticked:
+    chose one, where it did), or why they were kept ("" when the box was unticked:
     ``calibration`` None)."""
     if calibration is None:
         return ""
-    from ..training import CHOSEN_BY_BASE, NO_HELD_OUT_PLANES
+    from ..training import NO_HELD_OUT_PLANES
 
     if not calibration:
         return f"{NO_HELD_OUT_PLANES}."
-    said = " ".join(f"{c.describe()}." for c in calibration)
-    return f"{CHOSEN_BY_BASE}. {said}" if any(c.by_base for c in calibration) else said
+    return " ".join((f"{c.note}. " if c.note else "") + f"{c.describe()}." for c in calibration)
 
 
 def saved_text(outcome: Any) -> str:

@@ -9,6 +9,7 @@ from .config import NonFiniteLossError, TrainConfig
 from .fine_tuning import (
     CHOSEN_BY_BASE,
     FINE_TUNE_FREEZE_NORM,
+    HELD_OUT_MIN_SPINES,
     NO_HELD_OUT_PLANES,
     drop_checkpoint,
     fine_tune_config,
@@ -24,6 +25,7 @@ __all__ = [
     "CheckpointError",
     "DENDRITE_THRESHOLD_SWEEP",
     "FINE_TUNE_FREEZE_NORM",
+    "HELD_OUT_MIN_SPINES",
     "CHOSEN_BY_BASE",
     "NO_HELD_OUT_PLANES",
     "NonFiniteLossError",

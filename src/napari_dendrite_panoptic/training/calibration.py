@@ -60,7 +60,8 @@ class ThresholdChoice:
     model's threshold; ``amount``: corrected spines, or corrected dendrite in µm²;
     ``enough``: whether ``amount`` sufficed to choose; ``planes``: planes scored; ``sweep``: the
     thresholds tried and ``curve`` the score at each; ``by_base``: chosen by the fine-tuned
-    model's base model (on planes it never trained on), not by the model itself."""
+    model's base model (on planes it never trained on), not by the model itself, and ``note``
+    why (a sentence, or "")."""
 
     kind: str
     threshold: float
@@ -73,6 +74,7 @@ class ThresholdChoice:
     sweep: tuple[float, ...]
     curve: tuple[float, ...]
     by_base: bool = False
+    note: str = ""
 
     @property
     def changed(self) -> bool:

@@ -31,10 +31,21 @@ NO_HELD_OUT_PLANES = (
 """Why a fine-tuning run without held-out volumes or a base model keeps its thresholds."""
 CHOSEN_BY_BASE = (
     "No held-out row: the spine threshold was chosen by the base model on the training rows, "
-    "which it had never seen, and the dendrite threshold kept; mark a corrected image 'held "
-    "out' to choose both with the new model"
+    "which it had never seen, and the dendrite threshold kept"
 )
 """How a fine-tuning run without held-out volumes chooses its thresholds."""
+HELD_OUT_MIN_SPINES = 30
+"""Held-out rows with fewer corrected spines than this leave the spine threshold to the base
+model on every corrected row: at 30 spines one spine moves F1 by about 0.02, as much as the
+sweep's neighbouring thresholds differ, so fewer follow a handful of spines."""
+
+
+def _few_held_out(spines: float) -> str:
+    return (
+        f"The held-out rows hold {spines:.0f} corrected spines, fewer than the "
+        f"{HELD_OUT_MIN_SPINES} needed to choose the spine threshold with the new model: the "
+        f"base model chose it on every corrected row"
+    )
 
 
 def iter_fine_tune(
@@ -63,13 +74,12 @@ def iter_fine_tune(
         far is saved).
     recalibrate : bool
         Once the model folder is written, choose its spine score and dendrite thresholds on the
-        held-out volumes' corrected planes
-        (:func:`~napari_dendrite_panoptic.training.choose_thresholds`) and record them in its
-        card. Never by the new model on the planes it trained on: it scores those too well to
-        say which threshold suits the lab's other images. Without held-out volumes the base
-        model, which never saw them, chooses the spine threshold on the training volumes
-        (:data:`CHOSEN_BY_BASE`); without a base model either, the thresholds stay
-        (:data:`NO_HELD_OUT_PLANES`).
+        held-out volumes' corrected planes and record them in its card
+        (:func:`recalibrate_model`). Never by the new model on the planes it trained on: it
+        scores those too well to say which threshold suits the lab's other images. Without
+        held-out volumes, or with too few held-out spines, the base model, which never saw
+        them, chooses the spine threshold (:data:`CHOSEN_BY_BASE`); without a base model
+        either, the thresholds stay (:data:`NO_HELD_OUT_PLANES`).
 
     Yields
     ------
@@ -114,40 +124,46 @@ def iter_fine_tune(
         last = event
         yield event
     if recalibrate and last is not None and last.model_folder:
-        if held_out:
-            yield ("calibrated", recalibrate_model(last.model_folder, held_out))
-        elif config.base_model:
-            logger.info("%s", CHOSEN_BY_BASE)
-            yield ("calibrated", recalibrate_model(last.model_folder, volumes, config.base_model))
-        else:
+        choices = recalibrate_model(last.model_folder, held_out, volumes, config.base_model)
+        if not choices:
             logger.info("%s", NO_HELD_OUT_PLANES)
-            yield ("calibrated", ())
+        yield ("calibrated", choices)
     return last
 
 
 def recalibrate_model(
-    folder: str | Path, volumes: Sequence[CorrectedVolume], chooser: str | Path | None = None
+    folder: str | Path,
+    held_out: Sequence[CorrectedVolume],
+    trained: Sequence[CorrectedVolume] = (),
+    base_model: str | Path | None = None,
 ) -> tuple[ThresholdChoice, ...]:
-    """Choose the spine score and dendrite thresholds of model folder ``folder`` on the
-    corrected planes of ``volumes`` and write each into its card when it changes; returns
-    the (spine, dendrite) choices.
+    """Choose the thresholds of model folder ``folder`` on corrected planes, write each into
+    its card when it changes, and return the choices: (spine, dendrite), (spine,) or ().
 
-    ``chooser``: another model folder that chooses the spine threshold alone, returned as
-    (spine,). A run without held-out volumes passes its base model: the new model has learned
-    ``volumes`` and scores them too well, the base model has never seen them. The dendrite
-    threshold then stays: the new dendrite network has learned the corrected shafts' outline
-    itself, and a cut chosen by the base model would move that outline a second time."""
+    The new model chooses both on the ``held_out`` volumes (never on the ``trained`` ones: it
+    scores those too well). The base model (``base_model``, which never saw any of them)
+    chooses the spine threshold instead on every corrected volume when the held-out ones hold
+    fewer than :data:`HELD_OUT_MIN_SPINES` spines, and on the ``trained`` ones when there are
+    no held-out ones. The base model never chooses the dendrite threshold: the new dendrite
+    network has learned the corrected shafts' outline itself, and a cut chosen by the base
+    model would move that outline a second time (without held-out volumes it stays). Without
+    held-out volumes or base model, nothing is chosen."""
     from ..models import load_models
 
-    models = load_models(chooser if chooser is not None else folder, device="cpu")
-    choices: tuple[ThresholdChoice, ...] = choose_thresholds(models, volumes)
-    if chooser is not None:
-        choices = (replace(choices[0], by_base=True),)
+    choices: list[ThresholdChoice] = []
+    if held_out:
+        choices = list(choose_thresholds(load_models(folder, device="cpu"), held_out))
+    few = not held_out or choices[0].amount < HELD_OUT_MIN_SPINES
+    if few and base_model:
+        everything = [*trained, *held_out]
+        spine, _ = choose_thresholds(load_models(base_model, device="cpu"), everything)
+        why = _few_held_out(choices[0].amount) if held_out else CHOSEN_BY_BASE
+        choices[:1] = [replace(spine, by_base=True, note=why)]
     for choice in choices:
         if choice.changed:
             write_threshold(folder, choice)
         logger.info("%s", choice.describe())
-    return choices
+    return tuple(choices)
 
 
 def held_out_score(metrics: dict[str, float], which: str = "both") -> float:
