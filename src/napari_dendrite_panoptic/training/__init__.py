@@ -24,9 +24,9 @@ from .networks import run_input_planes, training_precision
 __all__ = [
     "CheckpointError",
     "DENDRITE_THRESHOLD_SWEEP",
+    "CHOSEN_BY_BASE",
     "FINE_TUNE_FREEZE_NORM",
     "HELD_OUT_MIN_SPINES",
-    "CHOSEN_BY_BASE",
     "NO_HELD_OUT_PLANES",
     "NonFiniteLossError",
     "THRESHOLD_SWEEP",

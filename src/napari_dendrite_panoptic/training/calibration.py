@@ -254,7 +254,7 @@ def write_threshold(folder: str | Path, choice: ThresholdChoice) -> ModelCard:
     card = ModelCard.load(Path(folder))
     metrics = dict(card.metrics)
     on = _ON[choice.kind] + (
-        ", scored by the base model before fine-tuning" if choice.by_base else ""
+        ", scored by the base model, which never trained on them" if choice.by_base else ""
     )
     metrics[f"{choice.kind}_threshold_calibration"] = {
         "on": on,
