@@ -417,7 +417,8 @@ def main() -> None:
         "--shares",
         type=lambda text: [float(v) for v in text.split(",") if v],
         default=[0.0, STACK_SLAB_SHARE, 1.0],
-        help="with --stacks: shares of slab-projection crops to fine-tune with, comma-separated",
+        help="with --stacks: shares of slab-projection crops to fine-tune with, comma-separated "
+        "('' for none: the dock's row only)",
     )
     parser.add_argument("--layers", default="all", choices=["all", "heads"], help="as the dock")
     parser.add_argument(
