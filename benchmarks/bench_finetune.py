@@ -22,10 +22,10 @@ truth of ``--train-images`` stacks plays the user's corrections; fine-tuning run
 with the default share of slab-projection crops (``data.STACK_SLAB_SHARE``) and once on
 slab projections alone (that one also at the spine threshold the base model chooses on the
 corrected stacks, as the dock does without a held-out stack); rows also give the bundled model
-at the spine threshold chosen on the corrected stacks (no training) and the dock's run (the last corrected stack held out: the
-best-scoring step kept, thresholds chosen on it); each model
-segments ``--test-images`` other stacks of the style by the default stack path and is scored
-on spine centres (1 µm in (y, x), 2 planes in z, as ``bench_stacks.py``), spine F1 at 3D IoU
+at the spine threshold chosen on the corrected stacks (no training) and the dock's run (the
+last corrected stack held out: the best-scoring step kept, the thresholds chosen as the dock
+chooses them); each model segments ``--test-images`` other stacks of the style by the default
+stack path and is scored on spine centres (1 µm in (y, x), 2 planes in z, as ``bench_stacks.py``), spine F1 at 3D IoU
 0.5 and dendrite IoU.
 
     python benchmarks/bench_finetune.py --stacks --steps 150 --train-images 3 --test-images 8

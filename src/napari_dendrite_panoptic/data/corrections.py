@@ -385,13 +385,13 @@ def _projection_crop(
     """A crop of one projection view of stack ``v`` with its spines and (for the whole stack)
     its dendrite."""
     y0, x0 = _crop_window(rng, view.annotated, size)
-    window = np.s_[y0 : y0 + size, x0 : x0 + size]
+    rows, cols = slice(y0, y0 + size), slice(x0, x0 + size)
     slab = slice(view.first, view.last)
-    light = v.image[slab][(slice(None), *window)]  # only the slab's planes are read
+    light = v.image[slab, rows, cols]  # only the slab's planes are read
     img = (light.max(0) - view.lo) / view.span
-    spi = projected_spines(light, v.spines[(slice(None), *window)], slab)
+    spi = projected_spines(light, v.spines[:, rows, cols], slab)
     if view.first == 0 and view.last == v.image.shape[0]:
-        den = (v.dendrite[(slice(None), *window)].any(0) & (spi == 0)).astype(np.uint8)
+        den = (v.dendrite[:, rows, cols].any(0) & (spi == 0)).astype(np.uint8)
     else:  # the stack path finds the dendrite on the whole stack's projection only
         den = np.full(spi.shape, IGNORE, np.uint8)
     return _finish(img, den, spi, [], scale, crop, "corrections (slab projections)")
