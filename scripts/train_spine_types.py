@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 import numpy as np
@@ -34,8 +35,9 @@ from napari_dendrite_panoptic.data import real as rd
 
 
 def dataset(split: str):
-    """Crops (N, 3, 48, 48), raw features (N, 9), labels (N,) of a YOLO11 split."""
-    crops, feats, labels = [], [], []
+    """Crops (N, 3, 48, 48), raw features (N, 9), labels (N,) and image names (N,) of a YOLO11
+    split."""
+    crops, feats, labels, names = [], [], [], []
     for item in rd.load_yolo11(split):
         px = item.pixel_size_um
         voxel = (1.0, px, px)
@@ -45,16 +47,17 @@ def dataset(split: str):
         crops.append(spine_crops(item.image, item.dendrite, item.spines, table, voxel))
         feats.append(measurement_features(table, px))
         labels += [SPINE_TYPES.index(item.spine_types[int(s)]) for s in table["id"]]
-    return np.concatenate(crops), np.concatenate(feats), np.asarray(labels)
+        names += [item.name] * len(table["id"])
+    return np.concatenate(crops), np.concatenate(feats), np.asarray(labels), np.asarray(names)
 
 
 def predicted_dataset(split: str, cache: str, iou: float = 0.25):
-    """Crops, raw features and labels of the cached predicted spines of a split that match a true
-    outline (IoU >= ``iou``), labelled with the matched outline's type."""
+    """Crops, raw features, labels and image names of the cached predicted spines of a split that
+    match a true outline (IoU >= ``iou``), labelled with the matched outline's type."""
     from napari_dendrite_panoptic.evaluation import match_instances
 
     z = np.load(cache)
-    crops, feats, labels = [], [], []
+    crops, feats, labels, names = [], [], [], []
     for item in rd.load_yolo11(split):
         dend = z[f"{item.name}.dendrite"].astype(np.uint8)
         spines = z[f"{item.name}.spines"].astype(np.int32)
@@ -71,7 +74,8 @@ def predicted_dataset(split: str, cache: str, iou: float = 0.25):
         crops.append(spine_crops(item.image, dend, spines, table, voxel))
         feats.append(measurement_features(table, px))
         labels += [SPINE_TYPES.index(truth[int(s)]) for s in table["id"]]
-    return np.concatenate(crops), np.concatenate(feats), np.asarray(labels)
+        names += [item.name] * len(table["id"])
+    return np.concatenate(crops), np.concatenate(feats), np.asarray(labels), np.asarray(names)
 
 
 def fit(xtr, ftr, ytr, epochs: int, seed: int):
@@ -107,6 +111,38 @@ def fit(xtr, ftr, ytr, epochs: int, seed: int):
     return net
 
 
+def probabilities(net, x: np.ndarray, f: np.ndarray, mirror: bool) -> np.ndarray:
+    """(N, 5) softmax of one network; with ``mirror`` averaged with the mirrored crops'."""
+    with torch.no_grad():
+        xt, ft = torch.from_numpy(x), torch.from_numpy(f.astype(np.float32))
+        p = torch.softmax(net(xt, ft), 1)
+        if mirror:
+            p = 0.5 * (p + torch.softmax(net(xt.flip(-1), ft), 1))
+    return p.numpy()
+
+
+def cross_validate(xtr, ftr, ytr, ntr, is_pred, folds: int, epochs: int, seed: int) -> None:
+    """Group k-fold over the train images (all samples of an image in one fold): one network per
+    fold; prints the accuracy on the held-out fold's predicted spines and outlines, with and
+    without the mirror view."""
+    images = np.unique(ntr)
+    rng = np.random.default_rng(seed)
+    fold_of = dict(zip(rng.permutation(images), np.arange(len(images)) % folds, strict=True))
+    fold = np.array([fold_of[n] for n in ntr])
+    hits = {(kind, m): [] for kind in ("predicted", "outlines") for m in (False, True)}
+    for k in range(folds):
+        tr, te = fold != k, fold == k
+        mean, std = ftr[tr].mean(0), ftr[tr].std(0) + 1e-6
+        net = fit(xtr[tr], (ftr[tr] - mean) / std, ytr[tr], epochs, seed)
+        for mirror in (False, True):
+            right = probabilities(net, xtr[te], (ftr[te] - mean) / std, mirror).argmax(1) == ytr[te]
+            hits[("predicted", mirror)] += list(right[is_pred[te]])
+            hits[("outlines", mirror)] += list(right[~is_pred[te]])
+    for (kind, mirror), h in hits.items():
+        view = "mirror view averaged" if mirror else "one view"
+        print(f"cv {folds} folds, {kind}, {view}: accuracy {np.mean(h):.3f} ({sum(h)}/{len(h)})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--epochs", type=int, default=30)
@@ -119,28 +155,43 @@ def main() -> None:
         help="npz of the bundled model's predictions on train (cache_predicted_spines.py): "
         "its matched spines are added to the training samples",
     )
+    ap.add_argument(
+        "--cv",
+        type=int,
+        default=0,
+        help="group k-fold over the train images with the first seed instead of training the "
+        "shipped weights (val is not read)",
+    )
     args = ap.parse_args()
     t0 = time.perf_counter()
-    if args.cache and __import__("os").path.exists(args.cache):
-        z = np.load(args.cache)
-        xtr, ftr, ytr, xva, fva, yva = (z[k] for k in ("xtr", "ftr", "ytr", "xva", "fva", "yva"))
+    keys = ("xtr", "ftr", "ytr", "ntr", "xva", "fva", "yva")
+    z = np.load(args.cache) if args.cache and os.path.exists(args.cache) else None
+    if z is not None and all(k in z for k in keys):
+        xtr, ftr, ytr, ntr, xva, fva, yva = (z[k] for k in keys)
     else:
-        xtr, ftr, ytr = dataset("train")
-        xva, fva, yva = dataset("val")
+        xtr, ftr, ytr, ntr = dataset("train")
+        xva, fva, yva, _ = dataset("val")
         if args.cache:
-            np.savez(args.cache, xtr=xtr, ftr=ftr, ytr=ytr, xva=xva, fva=fva, yva=yva)
+            np.savez(
+                args.cache, **dict(zip(keys, (xtr, ftr, ytr, ntr, xva, fva, yva), strict=True))
+            )
     n_outlines = len(ytr)
     if args.predicted_cache:
-        xp, fp, yp = predicted_dataset("train", args.predicted_cache)
-        xtr, ftr, ytr = (
+        xp, fp, yp, npred = predicted_dataset("train", args.predicted_cache)
+        xtr, ftr, ytr, ntr = (
             np.concatenate([xtr, xp]),
             np.concatenate([ftr, fp]),
             np.concatenate([ytr, yp]),
+            np.concatenate([ntr, npred]),
         )
     print(
         f"train {n_outlines} outlines + {len(ytr) - n_outlines} predicted spines, val {len(yva)};"
         f" measured in {time.perf_counter() - t0:.0f} s"
     )
+    if args.cv:
+        is_pred = np.arange(len(ytr)) >= n_outlines
+        cross_validate(xtr, ftr, ytr, ntr, is_pred, args.cv, args.epochs, args.seeds[0])
+        return
     mean, std = ftr.mean(0), ftr.std(0) + 1e-6
     state = {}
     val_probs = []
