@@ -1,4 +1,4 @@
-"""Run the bundled model on every image of a YOLO11 split and cache its dendrite and spines.
+"""Run the bundled model (or ``--model``) on every image of a YOLO11 split and cache its dendrite and spines.
 
 The learned spine-type classifier is trained partly on the model's own spines (what it sees at
 run time, ``scripts/train_spine_types.py --predicted-cache``). This caches, per image, the
@@ -24,8 +24,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--split", default="train")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--model", default=None, help="model folder (default: the bundled pair)")
     args = ap.parse_args()
-    models = load_models(None, "cpu")
+    models = load_models(args.model, "cpu")
     arrays = {}
     t0 = time.perf_counter()
     for k, item in enumerate(rd.load_yolo11(args.split)):
