@@ -104,7 +104,7 @@ def fit(xtr, ftr, ytr, epochs: int, seed: int):
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * len(b)
+            total += loss.item() * len(b)
         sched.step()
         print(f"seed {seed} epoch {epoch + 1}: loss {total / len(yt):.3f}", flush=True)
     net.eval()
@@ -197,10 +197,7 @@ def main() -> None:
     val_probs = []
     for member, seed in enumerate(args.seeds):
         net = fit(xtr, (ftr - mean) / std, ytr, args.epochs, seed)
-        with torch.no_grad():
-            p = torch.softmax(
-                net(torch.from_numpy(xva), torch.from_numpy((fva - mean) / std)), 1
-            ).numpy()
+        p = probabilities(net, xva, (fva - mean) / std, mirror=True)  # as at run time
         val_probs.append(p)
         print(f"seed {seed}: val accuracy {np.mean(p.argmax(1) == yva):.3f}")
         state.update({f"m{member}.{k}": v.contiguous() for k, v in net.state_dict().items()})

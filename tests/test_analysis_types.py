@@ -6,8 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_dendrite_panoptic.analysis import TypeRules, analyse, classify_rules
-from napari_dendrite_panoptic.analysis.spine_types import WEIGHTS, load_learned
+from napari_dendrite_panoptic.analysis import TypeRules, analyse, classify_rules, measure_spines
+from napari_dendrite_panoptic.analysis.spine_types import (
+    WEIGHTS,
+    load_learned,
+    measurement_features,
+    predict_learned_proba,
+    spine_crops,
+)
 from napari_dendrite_panoptic.data import real as rd
 
 
@@ -61,6 +67,18 @@ def test_learned_weights_ship_with_the_package_and_classify(small_plane):
     assert result.type_method == "learned"
     assert len(result.spines["type"]) == len(np.unique(s.spines)) - 1
     assert set(result.spines["type"]) <= {"mushroom", "stubby", "branched", "thin", "filopodium"}
+
+
+def test_a_mirrored_spine_gets_the_same_type_probabilities(small_plane):
+    s = small_plane
+    table = measure_spines(s.dendrite, s.spines, s.voxel_size_um, s.image)
+    crops = spine_crops(s.image, s.dendrite, s.spines, table, s.voxel_size_um)
+    features = measurement_features(table, s.voxel_size_um[-1])
+    model = load_learned()
+    plain = predict_learned_proba(model, crops, features)
+    mirrored = predict_learned_proba(model, crops[..., ::-1], features)
+    assert plain.shape == (len(table["id"]), 5)
+    np.testing.assert_allclose(plain, mirrored, atol=1e-5)
 
 
 @pytest.mark.shared_data
