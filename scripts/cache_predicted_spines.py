@@ -1,4 +1,5 @@
-"""Run the bundled model (or ``--model``) on every image of a YOLO11 split and cache its dendrite and spines.
+"""Run the bundled model (or ``--model``) on every image of a YOLO11 split; cache its dendrite
+and spines.
 
 The learned spine-type classifier is trained partly on the model's own spines (what it sees at
 run time, ``scripts/train_spine_types.py --predicted-cache``). This caches, per image, the

@@ -28,6 +28,7 @@ from napari_dendrite_panoptic.analysis.spine_types import (
     WEIGHTS,
     build_net,
     measurement_features,
+    predict_learned_proba,
     spine_crops,
 )
 from napari_dendrite_panoptic.core import SPINE_TYPES
@@ -111,16 +112,6 @@ def fit(xtr, ftr, ytr, epochs: int, seed: int):
     return net
 
 
-def probabilities(net, x: np.ndarray, f: np.ndarray, mirror: bool) -> np.ndarray:
-    """(N, 5) softmax of one network; with ``mirror`` averaged with the mirrored crops'."""
-    with torch.no_grad():
-        xt, ft = torch.from_numpy(x), torch.from_numpy(f.astype(np.float32))
-        p = torch.softmax(net(xt, ft), 1)
-        if mirror:
-            p = 0.5 * (p + torch.softmax(net(xt.flip(-1), ft), 1))
-    return p.numpy()
-
-
 def cross_validate(xtr, ftr, ytr, ntr, is_pred, folds: int, epochs: int, seed: int) -> None:
     """Group k-fold over the train images (all samples of an image in one fold): one network per
     fold; prints the accuracy on the held-out fold's predicted spines and outlines, with and
@@ -135,7 +126,8 @@ def cross_validate(xtr, ftr, ytr, ntr, is_pred, folds: int, epochs: int, seed: i
         mean, std = ftr[tr].mean(0), ftr[tr].std(0) + 1e-6
         net = fit(xtr[tr], (ftr[tr] - mean) / std, ytr[tr], epochs, seed)
         for mirror in (False, True):
-            right = probabilities(net, xtr[te], (ftr[te] - mean) / std, mirror).argmax(1) == ytr[te]
+            p = predict_learned_proba(([net], mean, std), xtr[te], ftr[te], mirror)
+            right = p.argmax(1) == ytr[te]
             hits[("predicted", mirror)] += list(right[is_pred[te]])
             hits[("outlines", mirror)] += list(right[~is_pred[te]])
     for (kind, mirror), h in hits.items():
@@ -197,7 +189,7 @@ def main() -> None:
     val_probs = []
     for member, seed in enumerate(args.seeds):
         net = fit(xtr, (ftr - mean) / std, ytr, args.epochs, seed)
-        p = probabilities(net, xva, (fva - mean) / std, mirror=True)  # as at run time
+        p = predict_learned_proba(([net], mean, std), xva, fva)  # as at run time
         val_probs.append(p)
         print(f"seed {seed}: val accuracy {np.mean(p.argmax(1) == yva):.3f}")
         state.update({f"m{member}.{k}": v.contiguous() for k, v in net.state_dict().items()})

@@ -249,12 +249,13 @@ def load_learned(path: str | Path | None = None) -> LearnedClassifier | None:
 
 
 def predict_learned_proba(
-    model: LearnedClassifier, crops: np.ndarray, features: np.ndarray
+    model: LearnedClassifier, crops: np.ndarray, features: np.ndarray, mirror: bool = True
 ) -> np.ndarray:
-    """(N, 5) class probabilities (order :data:`SPINE_TYPES`), averaged over the ensemble and
-    over each crop and its mirror image (a mirrored spine is the same type; the networks were
-    trained with mirrored crops, and averaging both views raised accuracy by 0.004-0.006 in a
-    5-fold cross-validation over the ``train`` images: ``scripts/train_spine_types.py --cv 5``)."""
+    """(N, 5) class probabilities (order :data:`SPINE_TYPES`) of crops (N, 3, 48, 48) and raw
+    features (N, 9), averaged over the ensemble and, with ``mirror``, over each crop and its
+    mirror image (a mirrored spine is the same type; the networks were trained with mirrored
+    crops, and averaging both views raised accuracy by 0.004-0.006 in a 5-fold cross-validation
+    over the ``train`` images: ``scripts/train_spine_types.py --cv 5``)."""
     import torch
 
     nets, mean, std = model
@@ -263,7 +264,8 @@ def predict_learned_proba(
     x = torch.from_numpy(np.ascontiguousarray(crops, dtype=np.float32))
     f = torch.from_numpy(((features - mean) / std).astype(np.float32))
     with torch.no_grad():
-        probs = [torch.softmax(net(view, f), 1) for net in nets for view in (x, x.flip(-1))]
+        views = (x, x.flip(-1)) if mirror else (x,)
+        probs = [torch.softmax(net(view, f), 1) for net in nets for view in views]
     return torch.stack(probs).mean(0).numpy()
 
 
