@@ -96,7 +96,8 @@ class TrainOnCorrectionsWidget(QWidget):
     """
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
-        from ..training import FINE_TUNE_FREEZE_NORM  # the engine's default, not with napari
+        # the engine's defaults, not with napari
+        from ..training import FINE_TUNE_FREEZE_NORM, HELD_OUT_MIN_SPINES
 
         super().__init__()
         self.viewer = napari_viewer
@@ -159,8 +160,8 @@ class TrainOnCorrectionsWidget(QWidget):
             "After training, try spine score thresholds 0.30-0.95 and dendrite probability "
             "thresholds 0.20-0.80 on the held-out rows and keep those with the best spine F1 "
             "and dendrite IoU there in the new model's card (without held-out rows, or with "
-            "fewer than 30 held-out spines, the base model chooses the spine threshold on the "
-            "corrected rows)"
+            f"fewer than {HELD_OUT_MIN_SPINES} held-out spines, the base model chooses the "
+            "spine threshold on the corrected rows)"
         )
         self.name_edit = QLineEdit(datetime.now().strftime("finetune-%Y%m%d-%H%M"))
         self.start_button = QPushButton("Start")
