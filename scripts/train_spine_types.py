@@ -79,8 +79,23 @@ def predicted_dataset(split: str, cache: str, iou: float = 0.25):
     return np.concatenate(crops), np.concatenate(feats), np.asarray(labels), np.asarray(names)
 
 
-def fit(xtr, ftr, ytr, epochs: int, seed: int):
-    """Train one network (AdamW, cosine schedule, mirror / brightness / shift augmentation)."""
+def jitter_masks(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Grow or shrink the spine mask (channel 1) and the dendrite mask (channel 2) of each crop
+    of (B, 3, 48, 48) by one crop pixel (0.1 µm), each with probability 1/3: a predicted
+    outline is seldom the annotator's."""
+    x = x.clone()
+    for c in (1, 2):
+        move = torch.from_numpy(rng.integers(-1, 2, size=len(x)))  # -1 shrink, 0 keep, 1 grow
+        grown = torch.nn.functional.max_pool2d(x[:, c : c + 1], 3, 1, 1)[:, 0]
+        shrunk = -torch.nn.functional.max_pool2d(-x[:, c : c + 1], 3, 1, 1)[:, 0]
+        x[move == 1, c] = grown[move == 1]
+        x[move == -1, c] = shrunk[move == -1]
+    return x
+
+
+def fit(xtr, ftr, ytr, epochs: int, seed: int, mask_jitter: bool = False):
+    """Train one network (AdamW, cosine schedule, mirror / brightness / shift augmentation, and
+    with ``mask_jitter`` masks grown or shrunk by a pixel)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     net = build_net(ftr.shape[1])
@@ -99,6 +114,8 @@ def fit(xtr, ftr, ytr, epochs: int, seed: int):
             flip = torch.rand(len(b)) < 0.5  # a mirrored spine is the same type
             x[flip] = x[flip].flip(-1)
             x[:, 0] *= torch.empty(len(b), 1, 1).uniform_(0.7, 1.3)
+            if mask_jitter:
+                x = jitter_masks(x, rng)
             shift = rng.integers(-3, 4, size=2)
             x = torch.roll(x, shifts=(int(shift[0]), int(shift[1])), dims=(2, 3))
             loss = torch.nn.functional.cross_entropy(net(x, ft[b]), yt[b], label_smoothing=0.05)
@@ -112,7 +129,9 @@ def fit(xtr, ftr, ytr, epochs: int, seed: int):
     return net
 
 
-def cross_validate(xtr, ftr, ytr, ntr, is_pred, folds: int, epochs: int, seed: int) -> None:
+def cross_validate(
+    xtr, ftr, ytr, ntr, is_pred, folds: int, epochs: int, seed: int, mask_jitter: bool = False
+) -> None:
     """Group k-fold over the train images (all samples of an image in one fold): one network per
     fold; prints the accuracy on the held-out fold's predicted spines and outlines, with and
     without the mirror view."""
@@ -124,7 +143,7 @@ def cross_validate(xtr, ftr, ytr, ntr, is_pred, folds: int, epochs: int, seed: i
     for k in range(folds):
         tr, te = fold != k, fold == k
         mean, std = ftr[tr].mean(0), ftr[tr].std(0) + 1e-6
-        net = fit(xtr[tr], (ftr[tr] - mean) / std, ytr[tr], epochs, seed)
+        net = fit(xtr[tr], (ftr[tr] - mean) / std, ytr[tr], epochs, seed, mask_jitter)
         for mirror in (False, True):
             p = predict_learned_proba(([net], mean, std), xtr[te], ftr[te], mirror)
             right = p.argmax(1) == ytr[te]
@@ -154,6 +173,11 @@ def main() -> None:
         help="group k-fold over the train images with the first seed instead of training the "
         "shipped weights (val is not read)",
     )
+    ap.add_argument(
+        "--mask-jitter",
+        action="store_true",
+        help="grow or shrink each crop's spine and dendrite masks by a pixel while training",
+    )
     args = ap.parse_args()
     t0 = time.perf_counter()
     keys = ("xtr", "ftr", "ytr", "ntr", "xva", "fva", "yva")
@@ -182,13 +206,15 @@ def main() -> None:
     )
     if args.cv:
         is_pred = np.arange(len(ytr)) >= n_outlines
-        cross_validate(xtr, ftr, ytr, ntr, is_pred, args.cv, args.epochs, args.seeds[0])
+        cross_validate(
+            xtr, ftr, ytr, ntr, is_pred, args.cv, args.epochs, args.seeds[0], args.mask_jitter
+        )
         return
     mean, std = ftr.mean(0), ftr.std(0) + 1e-6
     state = {}
     val_probs = []
     for member, seed in enumerate(args.seeds):
-        net = fit(xtr, (ftr - mean) / std, ytr, args.epochs, seed)
+        net = fit(xtr, (ftr - mean) / std, ytr, args.epochs, seed, args.mask_jitter)
         p = predict_learned_proba(([net], mean, std), xva, fva)  # as at run time
         val_probs.append(p)
         print(f"seed {seed}: val accuracy {np.mean(p.argmax(1) == yva):.3f}")
