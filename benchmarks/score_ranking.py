@@ -33,6 +33,7 @@ from scipy import ndimage as ndi
 
 from napari_dendrite_panoptic.core import atomic_path
 from napari_dendrite_panoptic.data import real as rd
+from napari_dendrite_panoptic.evaluation.heldout import point_counts
 from napari_dendrite_panoptic.evaluation.metrics import match_points
 from napari_dendrite_panoptic.inference import InferenceConfig, predict, tile_passes
 from napari_dendrite_panoptic.models import load_models
@@ -64,7 +65,7 @@ def mask_confidences() -> Iterator[dict[float, float]]:
 
 def spines_of(models, items) -> list[dict[str, Any]]:
     """Per image: each predicted spine's centroid (px), score, mask confidence and distance to
-    the predicted dendrite (µm), with the item's clicks and match radius (px)."""
+    the predicted dendrite (µm), with the item (its clicks and match radius)."""
     cfg = replace(InferenceConfig(spine_score_threshold=FLOOR), pixel_size_um=None)
     rows = []
     with mask_confidences() as seen:
@@ -86,8 +87,7 @@ def spines_of(models, items) -> list[dict[str, Any]]:
                     "dendrite_um": far[at[:, 0], at[:, 1]]
                     if far is not None
                     else np.full(len(yx), np.inf),
-                    "clicks": np.asarray(item.centres_px, dtype=float).reshape(-1, 2),
-                    "radius": float(item.match_radius_px),
+                    "item": item,
                 }
             )
     return rows
@@ -97,34 +97,33 @@ def matched(row: dict[str, Any], keep: np.ndarray) -> tuple[np.ndarray, np.ndarr
     """Of the kept spines of one image: which match a click (bool per kept spine), and each kept
     spine's distance to its nearest click in match radii."""
     yx = row["yx"][keep]
-    _, pairs = match_points(yx, row["clicks"], row["radius"])
+    clicks = np.asarray(row["item"].centres_px, dtype=float).reshape(-1, 2)
+    radius = float(row["item"].match_radius_px)
+    _, pairs = match_points(yx, clicks, radius)
     hit = np.zeros(len(yx), dtype=bool)
     hit[[p for _, p, _ in pairs]] = True
-    if len(row["clicks"]) and len(yx):
-        d = np.linalg.norm(yx[:, None] - row["clicks"][None], axis=-1).min(1) / row["radius"]
+    if len(clicks) and len(yx):
+        d = np.linalg.norm(yx[:, None] - clicks[None], axis=-1).min(1) / radius
     else:
         d = np.full(len(yx), np.inf)
     return hit, d
-
-
-def f1(rows, keep) -> float:
-    """Spine F1 pooled over images, keeping each image's spines where ``keep(row)`` is True."""
-    tp = fp = fn = 0
-    for row in rows:
-        hit, _ = matched(row, keep(row))
-        tp, fp, fn = tp + hit.sum(), fp + (~hit).sum(), fn + len(row["clicks"]) - hit.sum()
-    return float(2 * tp / max(2 * tp + fp + fn, 1))
-
-
-def f1_curve(rows, rank: str) -> list[float]:
-    """Spine F1 at each of :data:`THRESHOLDS`, spines kept by the ranking ``RANKS[rank]``."""
-    return [f1(rows, lambda row, t=t: RANKS[rank](row) >= t) for t in THRESHOLDS]
 
 
 RANKS = {
     "score": lambda row: row["score"],
     "score x sqrt(mask confidence)": lambda row: row["score"] * np.sqrt(np.nan_to_num(row["mask"])),
 }
+
+
+def f1_curve(rows, rank: str, thresholds) -> list[float]:
+    """Spine F1 pooled over images at each threshold, spines kept by the ranking
+    ``RANKS[rank]`` and matched as ``evaluate --real`` matches them (``point_counts``)."""
+    counts = np.zeros((len(thresholds), 3))
+    for row in rows:
+        yx = row["yx"]
+        table = {"centroid_y_px": yx[:, 0], "centroid_x_px": yx[:, 1], "score": RANKS[rank](row)}
+        counts += point_counts(table, row["item"], thresholds)
+    return [float(2 * tp / max(2 * tp + fp + fn, 1)) for tp, fp, fn in counts]
 
 
 def summary(rows, threshold: float) -> dict[str, Any]:
@@ -146,10 +145,10 @@ def summary(rows, threshold: float) -> dict[str, Any]:
         "false": false_bands.tolist(),
     }
     for rank in RANKS:
-        curve = f1_curve(rows, rank)
+        curve = f1_curve(rows, rank, THRESHOLDS)
         best = int(np.argmax(curve))
         out[rank] = {"curve": curve, "best_f1": curve[best], "best_threshold": THRESHOLDS[best]}
-    out["f1_at_card"] = f1(rows, lambda row: row["score"] >= threshold)
+    out["f1_at_card"] = f1_curve(rows, "score", [threshold])[0]
     cat = {k: np.concatenate(v) if v else np.zeros(0) for k, v in where.items()}
     out["false_click_radii_quartiles"] = np.percentile(cat["false_click"], [25, 50, 75]).tolist()
     for k in ("true", "false"):
