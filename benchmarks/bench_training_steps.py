@@ -15,7 +15,10 @@ candidate changes one by one:
   per pyramid level while training on the CPU (``models/roi_align.py``) instead of
   torchvision's kernel, whose backward pass is a single-threaded loop (on ``+ bfloat16``);
 - ``+ stem and first stage kept``: ``--layers upper``, no backward pass through each network's
-  stem and first ResNet stage (an option of ``train``, not its default).
+  stem and first ResNet stage (an option of ``train``, not its default);
+- ``float32: the loop of today``: the loop ``train`` runs on a CPU without native bfloat16
+  (most laptops, AVX2 only: regions by spine count, RoIAlign as a gather), and that loop with
+  ``--layers upper`` or in channels-last memory format.
 
 The mix is generator 0.35, YOLO11 0.2, FindSpines 0.25, Smirnov 0.2 (the generator alone when
 ``$DENDRITE_PANOPTIC_DATA`` lacks the real sets); ``--mix`` times another (the teaching check
@@ -56,6 +59,20 @@ ROWS = {
         "regions": "spines",
         "precision": "bfloat16",
         "layers": "upper",
+    },
+    "float32: the loop of today": {
+        "regions": "spines",
+        "precision": "float32",
+    },
+    "float32: + stem and first stage kept": {
+        "regions": "spines",
+        "precision": "float32",
+        "layers": "upper",
+    },
+    "float32: + channels-last": {
+        "regions": "spines",
+        "precision": "float32",
+        "channels_last": True,
     },
 }
 NOW = "+ RoIAlign as a gather"

@@ -63,7 +63,7 @@ def _free_memory(device: torch.device) -> None:
 
 def _cpu_models(models: LoadedModels) -> LoadedModels:
     """The same networks on the CPU (rebuilt from the card, weights copied, nothing reloaded)."""
-    from ..models import build_dendrite_model, build_spine_model
+    from ..models import build_dendrite_model, build_spine_model, for_inference
 
     cpu = torch.device("cpu")
     spines = build_spine_model(models.card.spines.config)
@@ -71,7 +71,7 @@ def _cpu_models(models: LoadedModels) -> LoadedModels:
     dendrites = build_dendrite_model(models.card.dendrites.config)
     dendrites.load_state_dict(models.dendrites.state_dict())
     return LoadedModels(
-        models.card, models.folder, spines.to(cpu).eval(), dendrites.to(cpu).eval(), cpu
+        models.card, models.folder, for_inference(spines, cpu), for_inference(dendrites, cpu), cpu
     )
 
 
