@@ -87,7 +87,7 @@ def _configure(row: dict) -> None:
     from napari_dendrite_panoptic.models import builders
 
     if row.get("roi_align") == "torchvision":
-        builders.TrainingRoIAlign = MultiScaleRoIAlign
+        builders.CpuRoIAlign = MultiScaleRoIAlign
     if row.get("regions") == "torchvision":
         builders.RPN_TRAIN_TOP_N = (2000, 2000)
         builders.regions_for = lambda spines: builders.MAX_REGIONS

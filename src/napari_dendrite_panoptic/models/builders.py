@@ -30,7 +30,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from ..errors import ModelError
 from .card import input_planes
-from .roi_align import TrainingRoIAlign
+from .roi_align import CpuRoIAlign
 
 SPINE_DEFAULTS: dict[str, Any] = {
     "trunk": "resnet18",
@@ -144,8 +144,8 @@ def build_spine_model(config: dict[str, Any] | None = None) -> MaskRCNN:
 
     Classes: 0 background, 1 spine. Anchors are ``anchor_sizes`` px at the native pixel size.
     Training samples :func:`regions_for` regions per crop, keeps :data:`RPN_TRAIN_TOP_N`
-    proposals and pools regions with :class:`~.roi_align.TrainingRoIAlign` on the CPU; none of
-    these changes the weights' shapes or inference.
+    proposals; on the CPU regions are pooled with :class:`~.roi_align.CpuRoIAlign` (in training
+    and at inference). None of these changes the weights' shapes.
     """
     cfg = {**SPINE_DEFAULTS, **(config or {})}
     c = int(cfg["fpn_channels"])
@@ -168,8 +168,8 @@ def build_spine_model(config: dict[str, Any] | None = None) -> MaskRCNN:
         backbone,
         num_classes=None,
         rpn_anchor_generator=anchors,
-        box_roi_pool=TrainingRoIAlign(names, output_size=7, sampling_ratio=2),
-        mask_roi_pool=TrainingRoIAlign(names, output_size=14, sampling_ratio=2),
+        box_roi_pool=CpuRoIAlign(names, output_size=7, sampling_ratio=2),
+        mask_roi_pool=CpuRoIAlign(names, output_size=14, sampling_ratio=2),
         box_head=TwoMLPHead(c * 7 * 7, rep),
         box_predictor=FastRCNNPredictor(rep, 2),
         mask_head=MaskRCNNHeads(c, (mc, mc, mc, mc), 1),

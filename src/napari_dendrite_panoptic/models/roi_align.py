@@ -1,12 +1,16 @@
-"""RoIAlign for training on the CPU as one weighted gather per pyramid level.
+"""RoIAlign on the CPU as one weighted gather per pyramid level.
 
 torchvision's CPU RoIAlign computes its backward pass in a single-threaded scalar loop; in a
 spine training step on a 2-core CPU it took about a third of the time (profiled with
-``torch.profiler``; ``benchmarks/bench_training_steps.py`` times the step). Each output bin is a
-fixed weighted sum of at most ``4 * sampling_ratio²`` feature pixels, so the same numbers come from
-:func:`torch.nn.functional.embedding_bag` with per-sample weights, whose forward and backward
-passes are vectorised and use every core. Written here because neither torchvision nor torch
-offers a faster RoIAlign backward on the CPU; evaluation and GPUs keep torchvision's kernel.
+``torch.profiler``; ``benchmarks/bench_training_steps.py`` times the step). Its forward pass is
+slow too: 0.35-0.4 s of a 1024² plane's 2.4 s at inference on a 2-core AVX2 CPU (profiled with
+cProfile; 1,600 proposals pooled 4-10 times faster by the gather, measured per call). Each
+output bin is a fixed weighted sum of at most ``4 * sampling_ratio²`` feature pixels, so the
+same numbers (to float rounding) come from :func:`torch.nn.functional.embedding_bag` with
+per-sample weights, whose forward and backward passes are vectorised and use every core; with
+channels-last feature maps (inference on the CPU, :func:`~.store.for_inference`) its table is
+the feature map itself, without a copy. Written here because neither torchvision nor torch
+offers a faster RoIAlign on the CPU; GPUs keep torchvision's kernel.
 """
 
 from __future__ import annotations
@@ -65,18 +69,16 @@ def roi_align_gather(
     return out.view(k, oh, ow, channels).permute(0, 3, 1, 2).contiguous()
 
 
-class TrainingRoIAlign(MultiScaleRoIAlign):
-    """torchvision's :class:`~torchvision.ops.MultiScaleRoIAlign` that, while training with
-    gradients on the CPU, pools with :func:`roi_align_gather` (the same numbers to float
-    rounding, a faster backward pass). Evaluation, ``torch.no_grad`` and GPUs use torchvision's
-    kernel, so inference is unchanged."""
+class CpuRoIAlign(MultiScaleRoIAlign):
+    """torchvision's :class:`~torchvision.ops.MultiScaleRoIAlign` that, on the CPU, pools with
+    :func:`roi_align_gather` (the same numbers to float rounding; faster forward and backward
+    passes), in training and at inference. GPUs use torchvision's kernel."""
 
     def forward(
         self, x: dict[str, Tensor], boxes: list[Tensor], image_shapes: list[tuple[int, int]]
     ) -> Tensor:
         feats = [v for k, v in x.items() if k in self.featmap_names]
-        gather = self.training and torch.is_grad_enabled() and self.sampling_ratio > 0
-        if not gather or feats[0].device.type != "cpu":
+        if self.sampling_ratio <= 0 or feats[0].device.type != "cpu":
             return super().forward(x, boxes, image_shapes)
         if self.scales is None or self.map_levels is None:
             self.scales, self.map_levels = _setup_scales(
