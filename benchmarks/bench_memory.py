@@ -1,6 +1,7 @@
 """Peak memory of `dendrite-panoptic segment` on a stack far larger than its planes.
 
     .venv/bin/python benchmarks/bench_memory.py [--planes 64] [--size 2048] [--pixel 0.04]
+        [--stack-mode planes]
 
 Writes a (planes, size, size) uint16 TIFF (64 × 2048 × 2048 = 512 MB by default; synthetic
 dendrites, a generated 8-plane 1024² stack tiled 2 × 2 and repeated along z) and segments it with
@@ -54,6 +55,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=2048)
     parser.add_argument("--pixel", type=float, default=0.04, help="pixel size in µm")
     parser.add_argument("--low-memory", action="store_true", help="force it for small stacks")
+    parser.add_argument(
+        "--stack-mode", default=None, help="segment's --stack-mode (default: segment's default)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         stack = Path(tmp) / "big.tif"
@@ -62,6 +66,7 @@ def main() -> None:
         cmd = [sys.executable, "-m", "napari_dendrite_panoptic.cli", "segment", str(stack)]
         cmd += ["--out", str(Path(tmp) / "out"), "--device", "cpu"]
         cmd += ["--low-memory"] if args.low_memory else []
+        cmd += ["--stack-mode", args.stack_mode] if args.stack_mode else []
         t0 = time.perf_counter()
         done = subprocess.run(cmd, capture_output=True, text=True)
         wall = time.perf_counter() - t0
