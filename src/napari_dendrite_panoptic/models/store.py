@@ -213,10 +213,10 @@ def for_inference(net: torch.nn.Module, device: torch.device) -> torch.nn.Module
     """``net`` on ``device`` in eval mode, laid out for fast inference there.
 
     On the CPU the weights go to channels-last memory format, so that oneDNN's convolutions
-    run without reordering every feature map: a 1024² plane of the bundled pair took 3.1 s
-    instead of 2.3-2.4 s on a 2-core AVX2 CPU (``benchmarks/bench_inference.py``,
-    docs/performance.md). Training keeps the default layout (channels-last made its backward
-    passes slower there), and GPUs keep it too (not measured).
+    run without reordering every feature map: a 1024² plane of the bundled pair took 2.3-2.6 s
+    instead of 2.9-3.5 s on a 2-core AVX2 CPU, with the same output
+    (``benchmarks/bench_inference.py``, docs/performance.md). Training keeps the default layout
+    (channels-last did not make its steps faster there), and GPUs keep it too (not measured).
     """
     net = net.to(device).eval()
     if device.type == "cpu":
