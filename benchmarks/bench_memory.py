@@ -1,7 +1,7 @@
 """Peak memory of `dendrite-panoptic segment` on a stack far larger than its planes.
 
     .venv/bin/python benchmarks/bench_memory.py [--planes 64] [--size 2048] [--pixel 0.04]
-        [--stack-mode planes]
+        [--stack-mode planes] [--segment-args '--spine-focus-fraction 0']
 
 Writes a (planes, size, size) uint16 TIFF (64 × 2048 × 2048 = 512 MB by default; synthetic
 dendrites, a generated 8-plane 1024² stack tiled 2 × 2 and repeated along z) and segments it with
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import resource
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -58,6 +59,11 @@ def main() -> None:
     parser.add_argument(
         "--stack-mode", default=None, help="segment's --stack-mode (default: segment's default)"
     )
+    parser.add_argument(
+        "--segment-args",
+        default="",
+        help="more options for segment, e.g. '--spine-focus-fraction 0'",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         stack = Path(tmp) / "big.tif"
@@ -67,6 +73,7 @@ def main() -> None:
         cmd += ["--out", str(Path(tmp) / "out"), "--device", "cpu"]
         cmd += ["--low-memory"] if args.low_memory else []
         cmd += ["--stack-mode", args.stack_mode] if args.stack_mode else []
+        cmd += shlex.split(args.segment_args)
         t0 = time.perf_counter()
         done = subprocess.run(cmd, capture_output=True, text=True)
         wall = time.perf_counter() - t0
