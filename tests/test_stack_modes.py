@@ -8,7 +8,12 @@ from scipy import ndimage as ndi
 
 from napari_dendrite_panoptic.errors import InputError
 from napari_dendrite_panoptic.inference import InferenceConfig, predict, tile_passes
-from napari_dendrite_panoptic.inference.slabs import lift_spines, merge_spines, plan_stack
+from napari_dendrite_panoptic.inference.slabs import (
+    lift_spines,
+    merge_spines,
+    plan_stack,
+    slab_detections,
+)
 
 
 def test_the_plan_follows_the_depth_and_the_z_step():
@@ -45,7 +50,8 @@ def _footprint(shape, y, x):
 def test_a_projected_spine_is_lifted_to_the_planes_around_its_peak():
     vol = _blob_stack([(6, 20, 20)])
     background = np.full(vol.shape[0], 10.0, np.float32)
-    (spine,) = lift_spines(vol, background, [(_footprint(vol.shape, 20, 20), [0.9], (0, 20))], 0.7)
+    found = slab_detections(_footprint(vol.shape, 20, 20), [0.9], (0, 20))
+    (spine,) = lift_spines(vol, background, found, 0.7)
     assert spine.peak == 6 and spine.z0 <= 6 < spine.z1
     assert spine.z0 >= 5 and spine.z1 <= 8  # not the blurred tails
     assert spine.score == 0.9
@@ -56,7 +62,8 @@ def test_spines_of_dendrites_crossing_at_different_depths_stay_apart():
     background = np.full(vol.shape[0], 10.0, np.float32)
     labels = _footprint(vol.shape, 20, 20)
     slabs = ((0, 6), (3, 9), (6, 12), (9, 15), (12, 18), (14, 20))
-    found = lift_spines(vol, background, [(labels, [0.8], slab) for slab in slabs], 0.7)
+    detections = [d for slab in slabs for d in slab_detections(labels, [0.8], slab)]
+    found = lift_spines(vol, background, detections, 0.7)
     kept = merge_spines(found, max_peak_distance=3)
     assert sorted(s.peak for s in kept) == [3, 15]
     assert all(s.z1 <= 6 or s.z0 >= 12 for s in kept)

@@ -86,6 +86,24 @@ def test_plane_streams_are_written_with_the_smallest_label_dtype(tmp_path):
     np.testing.assert_array_equal(np.asarray(back.data), labels)
 
 
+def test_planes_on_disk_are_read_and_written_back_one_at_a_time(tmp_path):
+    stack = np.arange(3 * 4 * 5, dtype=np.uint32).reshape(3, 4, 5)
+    with DiskPlaneSink(tmp_path, "x", stack.shape) as sink:
+        for z, plane in enumerate(stack):
+            sink(z, (plane % 2).astype(np.uint8), plane)
+        with sink.written("spines") as planes:
+            assert planes.shape == stack.shape and planes.dtype == np.uint32
+            np.testing.assert_array_equal(planes[1], stack[1])
+            changed = planes[2]
+            changed[0] = 0
+            planes[2] = changed
+            with pytest.raises(IndexError, match="plane 3 of a stack of 3"):
+                planes[3]
+        expected = stack.copy()
+        expected[2, 0] = 0
+        np.testing.assert_array_equal(np.stack(list(sink.stream("spines").planes())), expected)
+
+
 def test_sink_refuses_planes_out_of_order_and_cleans_up(tmp_path):
     with DiskPlaneSink(tmp_path, "x", (2, 4, 4)) as sink:
         sink(0, np.zeros((4, 4), np.uint8), np.zeros((4, 4), np.uint32))
@@ -96,10 +114,12 @@ def test_sink_refuses_planes_out_of_order_and_cleans_up(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_low_memory_segment_writes_the_same_labels(tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("mode", ["auto", "planes"])
+def test_low_memory_segment_writes_the_same_labels(tiny_model_dir, tmp_path, mode):
     stack = tmp_path / "in" / "stack.tif"
     assert main(["sample", str(stack)]) == 0
     common = ["--model", str(tiny_model_dir), "--device", "cpu", "--score-threshold", "0"]
+    common += ["--stack-mode", mode]  # planes: both depth trims run on the files on disk
     common += ["--dendrite-threshold", "0.4"]  # some dendrite from the random-weight model
     assert main(["segment", str(stack), "--out", str(tmp_path / "mem"), *common]) == 0
     low = tmp_path / "low"

@@ -60,8 +60,8 @@ def trim_dendrite_depth(
     Parameters
     ----------
     dendrite
-        (Z, Y, X) uint8 dendrite mask (0/1), writable (an array or a memory map); modified and
-        returned.
+        (Z, Y, X) uint8 dendrite mask (0/1): an array, or planes read as copies and written
+        back (``dendrite[z] = plane``, as :class:`.streaming.RawPlanes`); modified and returned.
     planes
         ``planes(z)`` → (Y, X) float intensities of plane ``z`` (background offset taken off).
     voxel_size_um
@@ -73,25 +73,64 @@ def trim_dendrite_depth(
     nz = dendrite.shape[0]
     if nz < 2:
         return dendrite
-    dz, dy, dx = (float(v) for v in voxel_size_um)
     peak, depth, inside = _column_peaks(dendrite, planes, smooth_px=1.0)
     if not inside.any():
         return dendrite
-    # µm to the shaft's edge, which lies half a pixel before the first pixel outside
-    edge = np.maximum(ndi.distance_transform_edt(inside, sampling=(dy, dx)) - min(dy, dx) / 2, 0)
-    reach = min(float(edge.max()), MAX_RADIUS_UM)
-    window = (2 * int(np.ceil(reach / dy)) + 1, 2 * int(np.ceil(reach / dx)) + 1)
-    radius = ndi.grey_dilation(edge, size=window)  # the local shaft radius
-    half_depth = np.sqrt(np.maximum(radius**2 - (radius - edge) ** 2, 0.0))
-    # a shaft climbing through z crosses more planes per column: divide by cos(climb angle)
-    weight = ndi.gaussian_filter(inside.astype(np.float64), 2.0) + 1e-6
-    smooth_depth = ndi.gaussian_filter(np.where(inside, depth, 0.0), 2.0) / weight
-    gy, gx = np.gradient(smooth_depth * dz, dy, dx)
-    half_depth *= np.sqrt(1.0 + np.minimum(gy**2 + gx**2, 9.0))
-    reach_planes = half_depth / dz + tolerance_planes
+    reach_planes = _reach_planes(depth, inside, voxel_size_um) + tolerance_planes
     for z in range(nz):
         plane = dendrite[z]
         drop = (plane > 0) & (np.abs(z - depth) > reach_planes) & (peak != z)
         if drop.any():
             plane[drop] = 0
+            dendrite[z] = plane  # written back where ``dendrite`` holds copies (planes on disk)
     return dendrite
+
+
+def _reach_planes(
+    depth: np.ndarray, inside: np.ndarray, voxel_size_um: tuple[float, float, float]
+) -> np.ndarray:
+    """(Y, X) float64: the tube's half depth in planes around each column's peak ``depth``,
+    for the projected mask ``inside``."""
+    dz, dy, dx = (float(v) for v in voxel_size_um)
+    half_depth = _tube_half_depth(inside, dy, dx)
+    # a shaft climbing through z crosses more planes per column: divide by cos(climb angle)
+    half_depth *= _climb_factor(depth, inside, dz, dy, dx)
+    half_depth /= dz
+    return half_depth
+
+
+def _tube_half_depth(inside: np.ndarray, dy: float, dx: float) -> np.ndarray:
+    """(Y, X) float64 µm: the half depth of a tube whose depth equals its width, at each
+    column's distance to the shaft's edge in the projected mask ``inside``."""
+    # µm to the shaft's edge, which lies half a pixel before the first pixel outside
+    edge = np.maximum(ndi.distance_transform_edt(inside, sampling=(dy, dx)) - min(dy, dx) / 2, 0)
+    reach = min(float(edge.max()), MAX_RADIUS_UM)
+    window = (2 * int(np.ceil(reach / dy)) + 1, 2 * int(np.ceil(reach / dx)) + 1)
+    radius = ndi.grey_dilation(edge, size=window)  # the local shaft radius
+    # sqrt(radius² - (radius - edge)²), in place: a few (Y, X) arrays of a large plane
+    edge -= radius
+    edge **= 2
+    radius **= 2
+    radius -= edge
+    del edge
+    np.maximum(radius, 0.0, out=radius)
+    return np.sqrt(radius, out=radius)
+
+
+def _climb_factor(
+    depth: np.ndarray, inside: np.ndarray, dz: float, dy: float, dx: float
+) -> np.ndarray:
+    """(Y, X) float64 ≥ 1: 1 / cos of the angle at which the shaft climbs through z, from the
+    smoothed peak ``depth`` (planes) inside the projected mask ``inside``."""
+    weight = ndi.gaussian_filter(inside.astype(np.float64), 2.0) + 1e-6
+    smooth_depth = ndi.gaussian_filter(np.where(inside, depth, 0.0), 2.0) / weight
+    del weight
+    gy, gx = np.gradient(smooth_depth * dz, dy, dx)
+    del smooth_depth
+    gy **= 2
+    gx **= 2
+    gy += gx
+    del gx
+    np.minimum(gy, 9.0, out=gy)
+    gy += 1.0
+    return np.sqrt(gy, out=gy)

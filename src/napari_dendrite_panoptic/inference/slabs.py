@@ -159,7 +159,7 @@ def iter_predict_slabs(
     ranges = [intensity_range(projections[:n], models.card.normalisation)] * n
     if len(views) > n:
         ranges.append(intensity_range(projections[n:], models.card.normalisation))
-    detections = []  # per slab: (Y, X) spine labels, their scores, the slab
+    detections: list[Detection] = []  # each slab's spines, as crops (not whole planes)
     for k, view in enumerate(views):
         lo, span = ranges[k]
         reach = models.card.input_planes // 2  # a projection repeats itself as its neighbours
@@ -171,7 +171,7 @@ def iter_predict_slabs(
             raise Cancelled("stopped by the user")
         dendrite, local, _ = back_to_input_grid(prob, labels, (ny, nx), cfg)
         if k < len(plan.slabs):
-            detections.append((local, scores, view))
+            detections += slab_detections(local, scores, view)
     # after the loop ``dendrite`` is the last view's: the whole stack's projection
     found = lift_spines(planes, plane_background, detections, cfg.lift_fraction)
     spines = merge_spines(found, max(1, (plan.slabs[0][1] - plan.slabs[0][0]) // 2))
@@ -194,12 +194,15 @@ def iter_predict_slabs(
 def _project(
     volume: Any, slabs: tuple[tuple[int, int], ...]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(n_slabs, Y, X) float32 maximum-intensity projections of the [first, last) plane ranges
+    """(n_slabs, Y, X) maximum-intensity projections (in the planes' ``exact_dtype``: uint16
+    for a 16-bit stack) of the [first, last) plane ranges
     ``slabs``; each plane's background (its 20th percentile over a subsample), (Z,); and the
     brightest light of each (y, x) column above its plane's background, (Y, X) float32 (lightly
     smoothed); reading every plane once."""
     nz, ny, nx = (int(s) for s in volume.shape)
-    projections = np.full((len(slabs), ny, nx), -np.inf, np.float32)
+    kept = volume.exact_dtype  # 2 bytes a pixel for a 16-bit stack, not 4: same values
+    lowest = np.iinfo(kept).min if kept.kind in "iu" else -np.inf
+    projections = np.full((len(slabs), ny, nx), lowest, kept)
     background = np.zeros(nz, np.float32)
     peak_light = np.full((ny, nx), -np.inf, np.float32)
     step = max(1, (ny * nx) // 250_000)
@@ -209,6 +212,7 @@ def _project(
         plane = np.where(finite, plane, 0.0) if not finite.all() else plane
         background[z] = np.percentile(plane.ravel()[::step], 20)
         np.maximum(peak_light, ndi.gaussian_filter(plane, 1.0) - background[z], out=peak_light)
+        plane = plane.astype(kept, copy=False)
         for k, (z0, z1) in enumerate(slabs):
             if z0 <= z < z1:
                 np.maximum(projections[k], plane, out=projections[k])
@@ -216,7 +220,8 @@ def _project(
 
 
 class _Planes:
-    """The planes of a (Z, Y, X) volume read as float32 (Y, X) arrays: ``planes[z]``. Wide
+    """The planes of a (Z, Y, X) volume read as float32 (Y, X) arrays: ``planes[z]``;
+    ``exact_dtype`` holds them without loss (the stack's own for 8- and 16-bit integers). Wide
     integers are read in float64 and the first plane's minimum is taken off every plane, so an
     int32 stack with a large offset keeps its grey levels; a plane that does not fit in memory
     is an :class:`OutOfMemory` with a clear reason."""
@@ -225,6 +230,9 @@ class _Planes:
         self.volume, self.shape = volume, tuple(int(s) for s in volume.shape)
         self.dtype = reading_dtype(getattr(volume, "dtype", np.float32))
         self.offset: float | None = None
+        # planes of 8- and 16-bit integers hold integers (no offset): kept exactly in that dtype
+        source = np.dtype(getattr(volume, "dtype", np.float32))
+        self.exact_dtype = source if source.kind in "iu" and source.itemsize <= 2 else self.dtype
 
     def __getitem__(self, z: int) -> np.ndarray:
         try:
@@ -278,42 +286,58 @@ def _light(volume: Any, z: int, plane_background: np.ndarray) -> np.ndarray:
     return ndi.gaussian_filter(np.nan_to_num(volume[z]), 1.0) - plane_background[z]
 
 
+@dataclass(frozen=True)
+class Detection:
+    """A spine found on a slab's projection: its (Y, X) ``footprint`` inside ``box`` (two
+    slices), its score, and the slab [first, last)."""
+
+    box: tuple[slice, slice]
+    footprint: np.ndarray
+    score: float
+    slab: tuple[int, int]
+
+
+def slab_detections(
+    labels: np.ndarray, scores: list[float], slab: tuple[int, int]
+) -> list[Detection]:
+    """The spines of a slab's (Y, X) ``labels`` (ids 1..n; ``scores[i - 1]`` id i's, 1.0 where
+    missing) as crops, in id order."""
+    return [
+        Detection(box, labels[box] == sid, scores[sid - 1] if sid - 1 < len(scores) else 1.0, slab)
+        for sid, box in enumerate(ndi.find_objects(labels), start=1)
+        if box is not None
+    ]
+
+
 def lift_spines(
     volume: Any,
     plane_background: np.ndarray,
-    detections: list[tuple[np.ndarray, list[float], tuple[int, int]]],
+    detections: list[Detection],
     fraction: float,
 ) -> list[LiftedSpine]:
-    """The spines of each slab's ``detections`` — (Y, X) labels (ids 1..n), their scores
-    (``scores[i - 1]`` id i's) and the slab [first, last) — lifted to 3D, reading every plane
-    of ``volume`` once for all of them. A spine's light profile along z inside its footprint,
+    """The slabs' ``detections`` (:func:`slab_detections`) lifted to 3D, reading every plane of
+    ``volume`` once for all of them. A spine's light profile along z inside its footprint,
     minus each plane's background (``plane_background``, (Z,) in image units), peaks in a
     plane of its slab widened by half the slab's thickness on each side (the projection holds
     its neighbours' blur); the spine keeps the contiguous planes around the peak at or above
     ``fraction`` of it. A spine whose light still rises past that range belongs to another slab
     and is dropped."""
-    spines = [
-        (sid, box, labels[box] == sid, scores, slab)
-        for labels, scores, slab in detections
-        for sid, box in enumerate(ndi.find_objects(labels), start=1)
-        if box is not None
-    ]
-    if not spines:
+    if not detections:
         return []
     nz = int(volume.shape[0])
-    profiles = np.zeros((len(spines), nz), np.float64)
+    profiles = np.zeros((len(detections), nz), np.float64)
     for z in range(nz):
         plane = np.asarray(volume[z], dtype=np.float32)
-        for j, (_, box, mask, _, _) in enumerate(spines):
-            profiles[j, z] = float(plane[box][mask].mean()) - plane_background[z]
+        for j, found in enumerate(detections):
+            profiles[j, z] = float(plane[found.box][found.footprint].mean()) - plane_background[z]
     lifted = []
-    for (sid, box, mask, scores, slab), profile in zip(spines, profiles, strict=True):
-        span = _planes_of(profile, slab, fraction)
+    for found, profile in zip(detections, profiles, strict=True):
+        span = _planes_of(profile, found.slab, fraction)
         if span is None:
             continue  # its light peaks beyond this slab: another slab's spine, blurred here
-        score = scores[sid - 1] if sid - 1 < len(scores) else 1.0
-        ys, xs = box
-        lifted.append(LiftedSpine((ys.start, ys.stop, xs.start, xs.stop), mask, *span, score))
+        ys, xs = found.box
+        box = (ys.start, ys.stop, xs.start, xs.stop)
+        lifted.append(LiftedSpine(box, found.footprint, *span, found.score))
     return lifted
 
 

@@ -67,7 +67,7 @@ def spine_table(
     NaN where unknown).
     """
     acc = SpineTableAccumulator()
-    for z, plane in enumerate(np.asarray(spines)):
-        acc.add(z, plane)
+    for z in range(spines.shape[0]):  # one plane at a time: ``spines`` may be planes on disk
+        acc.add(z, spines[z])
     acc.n_planes = spines.shape[0]
     return acc.table(scores, voxel_size_um)

@@ -6,6 +6,7 @@ to the input's grid, and record the run's parameters. :mod:`.pipeline` (plane by
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -235,35 +236,46 @@ def trim_in_depth(
     notices: list[str],
 ) -> dict[str, np.ndarray]:
     """In a stack, trim the dendrite to the planes a tube-shaped shaft fills and each spine to
-    its in-focus planes (in memory, or on the sink's disk copies); returns the spine table."""
+    its in-focus planes (in memory, or on the sink's files one plane at a time); returns the
+    spine table."""
     nz = int(volume.shape[0])
     trim_dendrite = nz > 1 and cfg.dendrite_depth_tolerance is not None
     trim_spines = nz > 1 and cfg.spine_focus_fraction > 0
-    kept_dendrite, kept_spines = out.dendrite, out.spines  # in memory, or kept on disk by the sink
-    if out.sink is not None and (trim_dendrite or trim_spines):
-        written = getattr(out.sink, "written", None)
-        if written is None:
-            notices.append("spines and dendrite were not trimmed to their in-focus planes")
-            trim_dendrite = trim_spines = False
-        else:
-            kept_dendrite = written("dendrite") if trim_dendrite else None
-            kept_spines = written("spines") if trim_spines else None
+    sink_keeps_planes = out.sink is None or getattr(out.sink, "written", None) is not None
+    if (trim_dendrite or trim_spines) and not sink_keeps_planes:
+        notices.append("spines and dendrite were not trimmed to their in-focus planes")
+        trim_dendrite = trim_spines = False
+    light = _background_free(volume, lo)
+    with contextlib.ExitStack() as files:
+        if trim_dendrite:
+            dendrite = _kept(out, "dendrite", files)
+            trim_dendrite_depth(dendrite, light, voxel, cfg.dendrite_depth_tolerance)
+        if trim_spines:
+            spines = _kept(out, "spines", files)
+            trim_out_of_focus(spines, light, cfg.spine_focus_fraction)
+            return spine_table(spines, out.scores, voxel)
+    return out.table_sums.table(out.scores, voxel)
 
-    def background_free(z: int) -> np.ndarray:
+
+def _background_free(volume: Any, lo: float) -> Callable[[int], np.ndarray]:
+    """``planes(z)`` → (Y, X) float32 plane ``z`` of ``volume`` minus ``lo``, NaN as 0."""
+
+    def planes(z: int) -> np.ndarray:
         plane = np.asarray(volume[z], dtype=reading_dtype(volume.dtype)) - lo
         return np.nan_to_num(plane).astype(np.float32, copy=False)
 
-    if trim_dendrite:
-        trim_dendrite_depth(kept_dendrite, background_free, voxel, cfg.dendrite_depth_tolerance)
-    if trim_spines:
-        trim_out_of_focus(kept_spines, background_free, cfg.spine_focus_fraction)
-        table = spine_table(kept_spines, out.scores, voxel)
-    else:
-        table = out.table_sums.table(out.scores, voxel)
-    for kept in (kept_dendrite, kept_spines):  # a sink's memory maps: on disk before it streams
-        if isinstance(kept, np.memmap):
-            kept.flush()
-    return table
+    return planes
+
+
+def _kept(out: PlaneAssembler, which: str, files: contextlib.ExitStack) -> Any:
+    """The assembled "dendrite" or "spines" (Z, Y, X): in memory, or the sink's planes on disk
+    (closed, with every change written, when ``files`` closes)."""
+    if out.sink is None:
+        return getattr(out, which)
+    planes = out.sink.written(which)
+    if hasattr(planes, "__exit__"):
+        files.enter_context(planes)
+    return planes
 
 
 def assembled_result(

@@ -74,12 +74,13 @@ class DiskPlaneSink:
         top = self.max_id if which == "spines" else 1
         return PlaneStream(self.shape, dtype, planes, top)
 
-    def written(self, which: str) -> np.ndarray:
-        """The "dendrite" or "spines" planes collected so far as a writable (Z, Y, X) memory map
-        (for changes after the last plane, e.g. :func:`zlink.trim_out_of_focus`)."""
+    def written(self, which: str) -> RawPlanes:
+        """The "dendrite" or "spines" planes collected so far, read and written back one plane
+        at a time (for changes after the last plane, e.g. :func:`zlink.trim_out_of_focus`);
+        close it (or use it as a context manager) when done."""
         self._files[which].flush()
         shape = (self._next_z, *self.shape[1:])
-        return np.memmap(self._paths[which], dtype=self._dtypes[which], mode="r+", shape=shape)
+        return RawPlanes(self._paths[which], self._dtypes[which], shape)
 
     def close(self) -> None:
         """Close and remove the raw files."""
@@ -90,6 +91,44 @@ class DiskPlaneSink:
                 path.unlink()
 
     def __enter__(self) -> DiskPlaneSink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class RawPlanes:
+    """A (Z, Y, X) array in a raw file, read and written one plane at a time: ``planes[z]`` is
+    a copy of plane z, ``planes[z] = plane`` writes it back. Nothing of the file stays in the
+    process's memory (a memory map would keep every page it touched resident, 20 MiB per
+    2048² plane of spines and dendrite). Close it, or use it as a context manager."""
+
+    def __init__(self, path: str | os.PathLike[str], dtype: np.dtype, shape: tuple[int, ...]):
+        self.shape = tuple(int(s) for s in shape)
+        self.dtype = np.dtype(dtype)
+        self.ndim = len(self.shape)
+        self._plane_items = int(np.prod(self.shape[1:]))
+        self._handle = open(path, "r+b")  # noqa: SIM115  (closed by close())
+
+    def _offset(self, z: int) -> int:
+        if not 0 <= z < self.shape[0]:
+            raise IndexError(f"plane {z} of a stack of {self.shape[0]}")
+        return z * self._plane_items * self.dtype.itemsize
+
+    def __getitem__(self, z: int) -> np.ndarray:
+        self._handle.seek(self._offset(z))
+        plane = np.fromfile(self._handle, dtype=self.dtype, count=self._plane_items)
+        return plane.reshape(self.shape[1:])
+
+    def __setitem__(self, z: int, plane: np.ndarray) -> None:
+        self._handle.seek(self._offset(z))
+        np.ascontiguousarray(plane, self.dtype).reshape(self.shape[1:]).tofile(self._handle)
+
+    def close(self) -> None:
+        """Write everything to the file and close it."""
+        self._handle.close()
+
+    def __enter__(self) -> RawPlanes:
         return self
 
     def __exit__(self, *exc: object) -> None:

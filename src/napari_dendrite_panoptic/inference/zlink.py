@@ -129,7 +129,9 @@ def trim_out_of_focus(
     Parameters
     ----------
     spines
-        (Z, Y, X) uint32 linked spine ids (0: none); modified and returned.
+        (Z, Y, X) uint32 linked spine ids (0: none): an array, or planes read as copies and
+        written back (``spines[z] = plane``, as :class:`.streaming.RawPlanes`); modified and
+        returned.
     planes
         ``planes(z)`` → (Y, X) float intensities of plane ``z`` with the background offset taken
         off (e.g. the image minus its 1st percentile).
@@ -137,24 +139,37 @@ def trim_out_of_focus(
         0-1; 0 keeps every plane.
     """
     nz = spines.shape[0]
-    n = int(spines.max(initial=0))
-    if nz < 2 or n == 0 or fraction <= 0:
+    if nz < 2 or fraction <= 0:
         return spines
-    sums = np.zeros((nz, n + 1))
-    counts = np.zeros((nz, n + 1))
-    for z in range(nz):
-        ids = spines[z].ravel()
-        if not ids.any():
-            continue
-        sums[z] = np.bincount(ids, weights=planes(z).ravel(), minlength=n + 1)
-        counts[z] = np.bincount(ids, minlength=n + 1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = np.where(counts > 0, sums / np.maximum(counts, 1), -np.inf)
+    means = _mean_light_per_plane(spines, planes)
+    if means.shape[1] < 2:  # no spine
+        return spines
     peak = means.max(axis=0)
     keep = means >= fraction * np.where(peak > 0, peak, 0.0)
     keep |= means == peak  # the brightest plane stays whatever the offset
     keep[:, 0] = True
     for z in range(nz):
         plane = spines[z]
-        plane[~keep[z][plane]] = 0
+        dropped = ~keep[z][plane]
+        if dropped.any():
+            plane[dropped] = 0
+            spines[z] = plane  # written back where ``spines`` holds copies (planes on disk)
     return spines
+
+
+def _mean_light_per_plane(spines: np.ndarray, planes: Callable[[int], np.ndarray]) -> np.ndarray:
+    """(Z, N + 1) mean light inside each spine id 0..N in each plane, -inf where the id is not
+    in the plane; ``spines`` read one plane at a time."""
+    sums: dict[int, np.ndarray] = {}
+    counts: dict[int, np.ndarray] = {}
+    for z in range(spines.shape[0]):
+        ids = np.asarray(spines[z]).ravel()
+        if ids.any():
+            sums[z] = np.bincount(ids, weights=planes(z).ravel())
+            counts[z] = np.bincount(ids)
+    n = max((len(c) for c in counts.values()), default=1)
+    means = np.full((spines.shape[0], n), -np.inf)
+    for z, c in counts.items():
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means[z, : len(c)] = np.where(c > 0, sums[z] / np.maximum(c, 1), -np.inf)
+    return means
