@@ -9,6 +9,10 @@ Python's out-of-memory errors; :func:`after_out_of_memory` picks what to retry a
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import sys
+
 import torch
 
 from ..errors import DendritePanopticError
@@ -28,6 +32,42 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and (
         "out of memory" in text or "can't allocate memory" in text
     )
+
+
+LARGE_BLOCK_BYTES = 16 * 2**20
+"""Blocks of at least this size (a 2048² float32 plane) come straight from the system and go
+back to it when freed (see :func:`keep_large_blocks_off_the_heap`)."""
+
+
+@functools.cache
+def _glibc() -> ctypes.CDLL | None:
+    """The GNU C library, or None (macOS, Windows, other C libraries)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+def keep_large_blocks_off_the_heap() -> None:
+    """Have glibc map blocks of :data:`LARGE_BLOCK_BYTES` and more from the system and unmap
+    them when freed (``mallopt(M_MMAP_THRESHOLD)``); nothing elsewhere. By default glibc raises
+    that threshold to 32 MiB after the first large block is freed, so a plane's arrays and
+    tensors then live in its heap, where later planes fragment them and the process keeps
+    growing. For the whole process: blocks that large are rare outside images."""
+    libc = _glibc()
+    if libc is not None:
+        libc.mallopt(-3, LARGE_BLOCK_BYTES)  # -3: M_MMAP_THRESHOLD
+
+
+def give_back_free_memory() -> None:
+    """Return the free pages of the C heap to the system (glibc's ``malloc_trim``; nothing
+    elsewhere): the working set of the tile just segmented, before the next tile."""
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 def memory_needed(nz: int, ny: int, nx: int, nh: int, nw: int) -> int:

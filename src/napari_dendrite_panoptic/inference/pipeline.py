@@ -30,7 +30,7 @@ import numpy as np
 from ..errors import InputError
 from ..models import LoadedModels, load_models
 from .config import InferenceConfig, PanopticResult, ProgressEvent
-from .memory import check_memory
+from .memory import check_memory, keep_large_blocks_off_the_heap
 from .pixel_size import PixelSizeEstimate, estimate_notice, estimate_pixel_size, plausible
 from .planes import PlaneReader
 from .slabs import iter_predict_slabs, plan_stack
@@ -92,6 +92,7 @@ def iter_predict(
     """
     asked = config or InferenceConfig()
     volume = checked_volume(image)
+    keep_large_blocks_off_the_heap()  # planes' arrays go back to the system when freed
     models = models or load_models(asked.model, asked.device)
     dendrite = asked.dendrite_threshold
     if dendrite is None:
