@@ -46,7 +46,7 @@ def _glibc() -> ctypes.CDLL | None:
         return None
     try:
         libc = ctypes.CDLL("libc.so.6")
-        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+        return libc if hasattr(libc, "mallopt") else None
     except OSError:
         return None
 
@@ -56,18 +56,11 @@ def keep_large_blocks_off_the_heap() -> None:
     them when freed (``mallopt(M_MMAP_THRESHOLD)``); nothing elsewhere. By default glibc raises
     that threshold to 32 MiB after the first large block is freed, so a plane's arrays and
     tensors then live in its heap, where later planes fragment them and the process keeps
-    growing. For the whole process: blocks that large are rare outside images."""
+    growing. For the whole process, and only where memory is short (runs whose planes go to a
+    ``plane_sink``): mapping each large block afresh costs time."""
     libc = _glibc()
     if libc is not None:
         libc.mallopt(-3, LARGE_BLOCK_BYTES)  # -3: M_MMAP_THRESHOLD
-
-
-def give_back_free_memory() -> None:
-    """Return the free pages of the C heap to the system (glibc's ``malloc_trim``; nothing
-    elsewhere): the working set of the tile just segmented, before the next tile."""
-    libc = _glibc()
-    if libc is not None:
-        libc.malloc_trim(0)
 
 
 def memory_needed(nz: int, ny: int, nx: int, nh: int, nw: int) -> int:

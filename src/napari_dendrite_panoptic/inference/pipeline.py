@@ -92,7 +92,8 @@ def iter_predict(
     """
     asked = config or InferenceConfig()
     volume = checked_volume(image)
-    keep_large_blocks_off_the_heap()  # planes' arrays go back to the system when freed
+    if plane_sink is not None:  # memory is short: planes' arrays go back to the system
+        keep_large_blocks_off_the_heap()
     models = models or load_models(asked.model, asked.device)
     dendrite = asked.dendrite_threshold
     if dendrite is None:

@@ -21,7 +21,7 @@ from ..models import LoadedModels
 from .config import InferenceConfig, PanopticResult, ProgressEvent
 from .dendrite_depth import trim_dendrite_depth
 from .flips import FLIP_VIEWS
-from .memory import OutOfMemory, after_out_of_memory, give_back_free_memory, is_out_of_memory
+from .memory import OutOfMemory, after_out_of_memory, is_out_of_memory
 from .pixel_size import ESTIMATED, PixelSizeEstimate
 from .planes import reading_dtype, resize, stack_percentiles
 from .spine_table import SpineTableAccumulator, spine_table
@@ -159,9 +159,7 @@ def segment_plane(
                 try:
                     run.done += next(passes)
                 except StopIteration as finished:
-                    give_back_free_memory()  # the plane's working set, before the next plane
                     return (*finished.value, models)
-                give_back_free_memory()  # a tile's working set, before the next tile
                 yield run.event(message)
         except Exception as exc:
             if not is_out_of_memory(exc):
