@@ -200,3 +200,22 @@ def test_planes_of_large_arrays_do_not_leave_the_process_growing():
         [sys.executable, "-c", _PLANES_OF_WORK], capture_output=True, text=True, check=True
     )
     assert int(done.stdout.strip()) <= 64 + 16  # what was kept, and little more
+
+
+def test_only_runs_whose_planes_go_to_disk_change_the_heap(tiny_model_dir, monkeypatch):
+    # mapping each large block afresh costs time: in-memory runs keep glibc's default
+    from napari_dendrite_panoptic.inference import pipeline
+
+    calls: list[int] = []
+    monkeypatch.setattr(pipeline, "keep_large_blocks_off_the_heap", lambda: calls.append(1))
+    monkeypatch.setattr(tile_passes, "run_networks", _stand_in)
+    cfg = InferenceConfig(model=str(tiny_model_dir), device="cpu")
+    _run(_image(), cfg)
+    assert calls == []
+    sink_planes: list[int] = []
+    list(
+        iter_predict(
+            _image(), (0.5, 0.1, 0.1), cfg, plane_sink=lambda z, d, s: sink_planes.append(z)
+        )
+    )
+    assert calls == [1] and sink_planes == [0, 1]

@@ -3,7 +3,9 @@
 :func:`check_memory` refuses up front a job whose results and working set exceed this
 machine's RAM (:func:`memory_needed`); :func:`is_out_of_memory` recognises PyTorch's and
 Python's out-of-memory errors; :func:`after_out_of_memory` picks what to retry a plane with
-(smaller tiles, then the CPU) or raises :class:`OutOfMemory`. The inference loop itself is in
+(smaller tiles, then the CPU) or raises :class:`OutOfMemory`;
+:func:`keep_large_blocks_off_the_heap` keeps a deep stack's planes from fragmenting glibc's heap
+in runs short of memory. The inference loop itself is in
 :mod:`napari_dendrite_panoptic.inference`.
 """
 
