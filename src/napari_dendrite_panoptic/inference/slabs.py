@@ -194,11 +194,11 @@ def iter_predict_slabs(
 def _project(
     volume: Any, slabs: tuple[tuple[int, int], ...]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(n_slabs, Y, X) maximum-intensity projections (in the planes' ``exact_dtype``: uint16
-    for a 16-bit stack) of the [first, last) plane ranges
-    ``slabs``; each plane's background (its 20th percentile over a subsample), (Z,); and the
-    brightest light of each (y, x) column above its plane's background, (Y, X) float32 (lightly
-    smoothed); reading every plane once."""
+    """(n_slabs, Y, X) maximum-intensity projections of the [first, last) plane ranges
+    ``slabs``, in the planes' ``exact_dtype`` (uint16 for a 16-bit stack); each plane's
+    background (its 20th percentile over a subsample), (Z,); and the brightest light of each
+    (y, x) column above its plane's background, (Y, X) float32 (lightly smoothed); reading
+    every plane once."""
     nz, ny, nx = (int(s) for s in volume.shape)
     kept = volume.exact_dtype  # 2 bytes a pixel for a 16-bit stack, not 4: same values
     lowest = np.iinfo(kept).min if kept.kind in "iu" else -np.inf
