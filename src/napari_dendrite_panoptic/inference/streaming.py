@@ -64,12 +64,11 @@ class DiskPlaneSink:
         if self._next_z != self.shape[0]:
             raise ValueError(f"{self._next_z} of {self.shape[0]} planes were collected")
         dtype, path = self._dtypes[which], self._paths[which]
-        _, ny, nx = self.shape
 
         def planes() -> Iterator[np.ndarray]:
-            with open(path, "rb") as handle:
-                for _ in range(self.shape[0]):
-                    yield np.fromfile(handle, dtype=dtype, count=ny * nx).reshape(ny, nx)
+            with RawPlanes(path, dtype, self.shape) as raw:
+                for z in range(self.shape[0]):
+                    yield raw[z]
 
         top = self.max_id if which == "spines" else 1
         return PlaneStream(self.shape, dtype, planes, top)

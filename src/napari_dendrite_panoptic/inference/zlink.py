@@ -169,7 +169,7 @@ def _mean_light_per_plane(spines: np.ndarray, planes: Callable[[int], np.ndarray
             counts[z] = np.bincount(ids)
     n = max((len(c) for c in counts.values()), default=1)
     means = np.full((spines.shape[0], n), -np.inf)
-    for z, c in counts.items():
-        with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for z, c in counts.items():
             means[z, : len(c)] = np.where(c > 0, sums[z] / np.maximum(c, 1), -np.inf)
     return means
