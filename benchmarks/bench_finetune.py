@@ -11,7 +11,10 @@ model at the spine threshold chosen on the corrected fields (no training); the m
 fine-tuned on all of them at the base model's threshold and, as the dock does without a
 held-out field, at the thresholds the base model chooses on them; the model fine-tuned on all
 but the last, that one marked "held out" as in the dock (the step that scores best on it is
-kept and the thresholds are chosen on it).
+kept and the thresholds are chosen on it). ``--curves`` adds, for the base model and the model
+fine-tuned on all fields, spine F1 on the other fields at every threshold 0.30-0.95 (each field
+segmented once, spines kept by score, as ``score_ranking.py`` does): the best there is chosen
+by looking at the answers, the most any threshold rule could give each model.
 
     python benchmarks/bench_finetune.py --real findspines --fields 4 --minutes 5
 
@@ -136,6 +139,28 @@ def _point_f1(models, items, threshold: float | None) -> float:
     return evaluate_points(models, items, cfg)["f1"]
 
 
+def _threshold_curve(models, items) -> list[float]:
+    """Spine F1 on ``items`` at each of ``score_ranking.THRESHOLDS``, each item segmented once."""
+    from score_ranking import THRESHOLDS, f1_curve, spines_of
+
+    return f1_curve(spines_of(models, items), "score", THRESHOLDS)
+
+
+def _print_curves(curves: dict[str, list[float]]) -> None:
+    """The ``--curves`` table: one column per model, its best threshold in bold."""
+    from score_ranking import THRESHOLDS
+
+    print("\n| spine threshold | " + " | ".join(curves) + " |")
+    print("|---" * (len(curves) + 1) + "|")
+    best = {name: int(np.argmax(curve)) for name, curve in curves.items()}
+    for i, threshold in enumerate(THRESHOLDS):
+        cells = [
+            f"**{curve[i]:.3f}**" if best[name] == i else f"{curve[i]:.3f}"
+            for name, curve in curves.items()
+        ]
+        print(f"| {threshold:.3f} | " + " | ".join(cells) + " |")
+
+
 def real_items(name: str) -> list:
     """The held-out part of real set ``name``, groups filled in."""
     from napari_dendrite_panoptic.data import real
@@ -191,6 +216,7 @@ def main_real(args: argparse.Namespace) -> None:
     others = [i for i in items if i.group not in chosen_groups]
     label = "bundled" if args.model is None else f"base {base.card.version}"
     rows = {label: _point_f1(base, others, None)}
+    curves = {label: _threshold_curve(base, others)} if args.curves else {}
     alone, _ = choose_thresholds(base, volumes)
     rows[
         f"{label}, threshold chosen on the {len(volumes)} corrected fields ({alone.threshold:.2f})"
@@ -209,6 +235,8 @@ def main_real(args: argparse.Namespace) -> None:
             steps[key] = max(e.step for e in events if not isinstance(e, tuple))
             tuned = load_models(out, "cpu")
             choice = next(e[1] for e in events if isinstance(e, tuple) and e[0] == "calibrated")
+            if key == "all" and args.curves:
+                curves[f"fine-tuned on the {len(train)}"] = _threshold_curve(tuned, others)
             if key == "all":
                 rows[
                     f"fine-tuned on the {len(train)}, the base model's threshold kept "
@@ -249,6 +277,8 @@ def main_real(args: argparse.Namespace) -> None:
     first = next(iter(rows.values()))
     for name, f1 in rows.items():
         print(f"| {name} | {f1:.3f} | {f1 - first:+.3f} |")
+    if curves:
+        _print_curves(curves)
 
 
 UNSEEN_STACK_STYLE = {
@@ -421,6 +451,11 @@ def main() -> None:
         "('' for none: the dock's row only)",
     )
     parser.add_argument("--layers", default="all", choices=["all", "heads"], help="as the dock")
+    parser.add_argument(
+        "--curves",
+        action="store_true",
+        help="with --real: F1 at every threshold for the base and the fine-tuned model",
+    )
     parser.add_argument(
         "--model", type=Path, default=None, help="base model folder (default: the bundled pair)"
     )
