@@ -8,8 +8,9 @@ spine; the dendrite accepted as segmented); the dock's fine-tuning runs ``--minu
 the set's other held-out fields (none from the corrected fields' groups) are scored before and
 after (spine F1, centroids within the set's tolerance). Rows: the bundled model; the bundled
 model at the spine threshold chosen on the corrected fields (no training); the model
-fine-tuned on all of them at the base model's threshold and, as the dock does without a
-held-out field, at the thresholds the base model chooses on them; the model fine-tuned on all
+fine-tuned on all of them at the base model's threshold, at the threshold the base model
+chooses on them, and, as the dock does without a held-out field, at the threshold at which it
+keeps as many spines on them as the base model at that choice; the model fine-tuned on all
 but the last, that one marked "held out" as in the dock (the step that scores best on it is
 kept and the thresholds are chosen on it). ``--curves`` adds, for the base model and the model
 fine-tuned on all fields, spine F1 on the other fields at every threshold 0.30-0.95 (each field
@@ -24,7 +25,8 @@ truth of ``--train-images`` stacks plays the user's corrections; fine-tuning run
 (the same run however busy the machine is) once on plane crops only (as before v0.8) and once
 with the default share of slab-projection crops (``data.STACK_SLAB_SHARE``) and once on
 slab projections alone (that one also at the spine threshold the base model chooses on the
-corrected stacks, as the dock does without a held-out stack); rows also give the bundled model
+corrected stacks, and at the one at which it keeps as many spines on them as the base model
+there, as the dock does without a held-out stack); rows also give the bundled model
 at the spine threshold chosen on the corrected stacks (no training) and the dock's run (the
 last corrected stack held out: the best-scoring step kept, the thresholds chosen as the dock
 chooses them); each model segments ``--test-images`` other stacks of the style by the default
@@ -47,7 +49,9 @@ IoU 0.5, spine PQ and dendrite IoU are measured on ``--test-images`` other image
 from __future__ import annotations
 
 import argparse
+import json
 import platform
+import shutil
 import tempfile
 import time
 from dataclasses import replace
@@ -226,7 +230,9 @@ def main_real(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for key, (train, held) in runs.items():
             out = Path(tmp) / key
-            cfg = _config(args, out, train, base, name="bench-finetune-real", layers=args.layers)
+            cfg = _config(
+                args, out, train, base, name="bench-finetune-real", layers=args.layers, lr=args.lr
+            )
             if args.steps:
                 cfg = replace(cfg, steps=args.steps, max_seconds=None)
             t0 = time.perf_counter()
@@ -234,6 +240,8 @@ def main_real(args: argparse.Namespace) -> None:
             train_s[key] = time.perf_counter() - t0
             steps[key] = max(e.step for e in events if not isinstance(e, tuple))
             tuned = load_models(out, "cpu")
+            if args.keep:
+                shutil.copytree(out, args.keep / key, dirs_exist_ok=False)
             choice = next(e[1] for e in events if isinstance(e, tuple) and e[0] == "calibrated")
             if key == "all" and args.curves:
                 curves[f"fine-tuned on the {len(train)}"] = _threshold_curve(tuned, others)
@@ -242,9 +250,14 @@ def main_real(args: argparse.Namespace) -> None:
                     f"fine-tuned on the {len(train)}, the base model's threshold kept "
                     f"({alone.base_threshold:.2f}; the dock before 2026-12-06)"
                 ] = _point_f1(tuned, others, alone.base_threshold)
+                rows[
+                    f"fine-tuned on the {len(train)}, the base model's choice on them "
+                    f"({alone.threshold:.2f}; the dock without a held-out field, 2026-12-06)"
+                ] = _point_f1(tuned, others, alone.threshold)
                 name = (
-                    f"fine-tuned on the {len(train)}, no held-out field: threshold chosen on "
-                    f"them by the base model ({choice[0].threshold:.2f})"
+                    f"fine-tuned on the {len(train)}, no held-out field: the threshold at which "
+                    f"it keeps as many spines on them as the base model at its choice "
+                    f"({choice[0].threshold:.2f}; the dock since 2026-12-07)"
                 )
             else:
                 name = (
@@ -255,6 +268,9 @@ def main_real(args: argparse.Namespace) -> None:
                 )
             rows[name] = _point_f1(tuned, others, None)
     spines = sum(len(i.centres_px) for i in corrected)
+    if args.keep:
+        names = {"corrected": [i.name for i in corrected], "others": [i.name for i in others]}
+        (args.keep / "fields.json").write_text(json.dumps(names, indent=1))
     print(
         f"# bench_finetune --real {args.real}: {platform.processor() or platform.machine()}, "
         f"{torch.get_num_threads()} torch threads, torch {torch.__version__}"
@@ -271,7 +287,7 @@ def main_real(args: argparse.Namespace) -> None:
         + (f"asked {args.steps} steps" if args.steps else f"budget {args.minutes:g} min each")
         + ", incl. validation and "
         f"choosing the thresholds), batch {cfg.batch_size} × {cfg.crop_size}², "
-        f"layers {cfg.layers}"
+        f"layers {cfg.layers}, lr {cfg.lr:g}"
     )
     print("| model | spine F1 on the other fields | change |\n|---|---|---|")
     first = next(iter(rows.values()))
@@ -337,7 +353,11 @@ def score_stacks(models, stacks, threshold: float | None = None) -> dict[str, fl
 def main_stacks(args: argparse.Namespace) -> None:
     """Fine-tuning on corrected stacks, plane crops only against plane and slab crops (see the
     module docstring)."""
-    from napari_dendrite_panoptic.training import choose_thresholds, iter_fine_tune
+    from napari_dendrite_panoptic.training import (
+        choose_thresholds,
+        follow_spine_count,
+        iter_fine_tune,
+    )
 
     base = load_models(args.model, "cpu")
     train = [style_stack(40_000 + i) for i in range(args.train_images)]
@@ -382,6 +402,13 @@ def main_stacks(args: argparse.Namespace) -> None:
                     f"fine-tuned, 100% slab projections, spine threshold chosen on the "
                     f"{len(volumes)} by the base model before training ({alone.threshold:.2f})"
                 ] = score_stacks(tuned, test, alone.threshold)
+                own, _ = choose_thresholds(tuned, volumes)
+                follow = follow_spine_count(alone, own)
+                rows[
+                    f"fine-tuned, 100% slab projections, the spine threshold at which it keeps "
+                    f"as many spines on the {len(volumes)} as the base model at its choice "
+                    f"({follow.threshold:.2f}; the dock without a held-out stack since 2026-12-07)"
+                ] = score_stacks(tuned, test, follow.threshold)
         # the dock: the last stack held out (best step kept, thresholds chosen on it)
         out = Path(tmp) / "dock"
         train, held = volumes[:-1], volumes[-1:]
@@ -433,7 +460,9 @@ def main() -> None:
     )
     parser.add_argument("--train-images", type=int, default=2, help="corrected images")
     parser.add_argument("--test-images", type=int, default=6, help="other images scored")
-    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument(
+        "--lr", type=float, default=3e-4, help="fine-tuning learning rate (the dock's: 3e-4)"
+    )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0, help="seed of the fine-tuning batches")
     parser.add_argument(
@@ -457,12 +486,21 @@ def main() -> None:
         help="with --real: F1 at every threshold for the base and the fine-tuned model",
     )
     parser.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        help="with --real: keep the fine-tuned models in this new folder ('all', 'held') with "
+        "the names of the corrected and the scored fields (fields.json)",
+    )
+    parser.add_argument(
         "--model", type=Path, default=None, help="base model folder (default: the bundled pair)"
     )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.real:
+        if args.keep:
+            args.keep.mkdir(parents=True, exist_ok=False)
         main_real(args)
         return
     if args.stacks:

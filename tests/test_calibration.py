@@ -98,16 +98,19 @@ def test_a_base_model_chooses_the_thresholds_of_a_model_trained_on_the_planes(
     tmp_path, corrected_plane
 ):
     """Without held-out planes the base model, which never saw the corrected planes, chooses
-    the spine threshold there and the fine-tuned model's card records it and who chose it."""
+    its best spine threshold there; a fine-tuned model that scores them as the base model does
+    keeps that threshold, and its card records it and who chose it."""
     base = _model_with(tmp_path / "base", spine_score_threshold=0.95, dendrite_threshold=0.95)
     tuned = _model_with(tmp_path / "tuned", spine_score_threshold=0.95, dendrite_threshold=0.95)
     expected = choose_thresholds(load_models(base, "cpu"), [corrected_plane])
     (spine,) = recalibrate_model(tuned, [], [corrected_plane], base)
-    assert spine.by_base and spine.threshold == expected[0].threshold
-    assert spine.changed and "of the base model" in spine.describe()
+    assert spine.by_base and spine.threshold == spine.follows == expected[0].threshold
+    assert spine.changed and "as many as the base model at" in spine.describe()
     saved = ModelCard.load(tuned)
     assert saved.inference["spine_score_threshold"] == spine.threshold
-    assert "by the base model" in saved.metrics["spine_threshold_calibration"]["on"]
+    record = saved.metrics["spine_threshold_calibration"]
+    assert "by the base model" in record["on"]
+    assert record["follows_base_threshold"] == expected[0].threshold
     # the dendrite threshold stays: the new dendrite network learned the corrected outline
     assert expected[1].changed and saved.inference["dendrite_threshold"] == 0.95
     assert "dendrite_threshold_calibration" not in saved.metrics
@@ -130,7 +133,7 @@ def test_few_held_out_spines_leave_the_spine_threshold_to_the_base_model_on_ever
     by_base, _ = choose_thresholds(load_models(base, "cpu"), [corrected_plane, held])
     _, by_new = choose_thresholds(load_models(tuned, "cpu"), [held])
     spine, dendrite = recalibrate_model(tuned, [held], [corrected_plane], base)
-    assert spine.by_base and spine.threshold == by_base.threshold and spine.changed
+    assert spine.by_base and spine.threshold == by_base.threshold and spine.changed  # same model
     assert f"fewer than the {HELD_OUT_MIN_SPINES}" in spine.note
     assert spine.amount == by_base.amount > HELD_OUT_MIN_SPINES
     assert not dendrite.by_base and dendrite.threshold == by_new.threshold
@@ -141,7 +144,7 @@ def test_few_held_out_spines_leave_the_spine_threshold_to_the_base_model_on_ever
 
 def test_inference_uses_the_cards_dendrite_threshold_unless_told(tmp_path, corrected_plane):
     folder = _model_with(tmp_path, dendrite_threshold=0.9)
-    plane = corrected_plane.image[0]
+    plane, px = corrected_plane.image[0], corrected_plane.pixel_size_um
     card_run = predict(plane, (1.0, 0.1, 0.1), InferenceConfig(model=str(folder), device="cpu"))
     told = InferenceConfig(model=str(folder), device="cpu", dendrite_threshold=0.3)
     told_run = predict(plane, (1.0, 0.1, 0.1), told)
@@ -177,3 +180,60 @@ def test_a_corrected_stack_calibrates_the_spine_threshold_through_the_stack_path
     assert len(found.table["id"]) > 0
     if spine.changed:
         assert spine.threshold in THRESHOLD_SWEEP
+
+
+def _scoring_higher(tmp_path, logit: float, **inference):
+    """A copy of the bundled model whose spine scores are all raised (``logit`` added to the
+    spine class's score), as a model fine-tuned on a lab's dim spines scores them higher."""
+    import torch
+
+    base = load_models(None, "cpu")
+    with torch.no_grad():
+        base.spines.roi_heads.box_predictor.cls_score.bias[1] += logit
+    folder = tmp_path / "higher"
+    card = type(base.card)(**{**base.card.__dict__, "inference": inference})
+    save_models(folder, card, base.spines, base.dendrites)
+    return folder
+
+
+def test_a_fine_tuned_model_that_scores_spines_higher_gets_a_higher_spine_threshold(
+    tmp_path, corrected_plane
+):
+    """Without held-out planes the new model keeps as many spines on the corrected planes as
+    the base model at its best threshold there: a model that scores every spine higher gets
+    a higher threshold than the base model's choice, and finds about as many spines."""
+    base = _model_with(tmp_path / "base", spine_score_threshold=0.95, dendrite_threshold=0.5)
+    tuned = _scoring_higher(tmp_path, 1.5, spine_score_threshold=0.95, dendrite_threshold=0.5)
+    by_base, _ = choose_thresholds(load_models(base, "cpu"), [corrected_plane])
+    assert by_base.threshold < 0.8  # room above it
+    (spine,) = recalibrate_model(tuned, [], [corrected_plane], base)
+    assert spine.follows == by_base.threshold < spine.threshold
+    target = by_base.kept[by_base.sweep.index(by_base.threshold)]
+    kept = spine.kept[spine.sweep.index(spine.threshold)]
+    assert abs(kept - target) == min(abs(k - target) for k in spine.kept)
+    assert abs(kept - target) <= 0.1 * target
+    assert ModelCard.load(tuned).inference["spine_score_threshold"] == spine.threshold
+    # the base model at its choice and the new model at its own find nearly the same spines
+    plane, px = corrected_plane.image[0], corrected_plane.pixel_size_um
+    found = [
+        predict(
+            plane,
+            (1.0, px, px),
+            InferenceConfig(model=str(m), device="cpu", spine_score_threshold=t),
+            models=load_models(m, "cpu"),
+        ).table
+        for m, t in ((base, by_base.threshold), (tuned, spine.threshold))
+    ]
+    assert abs(len(found[0]["id"]) - len(found[1]["id"])) <= 0.1 * len(found[0]["id"])
+
+
+def test_too_few_corrected_spines_leave_the_followed_threshold_unchosen(corrected_plane):
+    from napari_dendrite_panoptic.training import follow_spine_count
+
+    models = load_models(None, "cpu")
+    few = corrected_plane.spines.copy()
+    few[few > 3] = 0
+    volume = _with(corrected_plane, spines=few)
+    by_base, _ = choose_thresholds(models, [volume])
+    assert not by_base.enough
+    assert follow_spine_count(by_base, by_base) is by_base and by_base.follows is None

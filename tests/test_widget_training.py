@@ -324,7 +324,7 @@ def test_without_held_out_rows_the_base_model_chooses_the_thresholds_and_the_doc
     assert chosen == (spine.threshold if spine.changed else base.inference["spine_score_threshold"])
     if spine.changed:
         record = card.metrics["spine_threshold_calibration"]
-        assert "by the base model" in record["on"] and "of the base model" in status
+        assert "by the base model" in record["on"] and "as many as the base model" in status
 
 
 def test_a_stack_layer_trains_with_the_z_step_of_its_scale(make_napari_viewer, small_stack):

@@ -3,7 +3,7 @@
 from .batches import loader_plan
 from .calibration import DENDRITE_THRESHOLDS as DENDRITE_THRESHOLD_SWEEP
 from .calibration import THRESHOLDS as THRESHOLD_SWEEP
-from .calibration import ThresholdChoice, choose_thresholds, write_threshold
+from .calibration import ThresholdChoice, choose_thresholds, follow_spine_count, write_threshold
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from .config import NonFiniteLossError, TrainConfig
 from .fine_tuning import (
@@ -35,6 +35,7 @@ __all__ = [
     "choose_thresholds",
     "drop_checkpoint",
     "fine_tune_config",
+    "follow_spine_count",
     "held_out_score",
     "iter_fine_tune",
     "iter_fit",

@@ -59,9 +59,13 @@ class ThresholdChoice:
     little to choose); ``score`` and ``base_score``: the F1 or IoU at the chosen and at the
     model's threshold; ``amount``: corrected spines, or corrected dendrite in µm²;
     ``enough``: whether ``amount`` sufficed to choose; ``planes``: planes scored; ``sweep``: the
-    thresholds tried and ``curve`` the score at each; ``by_base``: chosen by the fine-tuned
-    model's base model (on planes it never trained on), not by the model itself, and ``note``
-    why (a sentence, or "")."""
+    thresholds tried and ``curve`` the score at each; ``kept``: for spines, how many the
+    model keeps on the planes at each threshold of the sweep (the fine-tuned model's, with
+    ``follows``); ``by_base``: chosen by the fine-tuned model's base model (on planes it never
+    trained on), not by the model itself, and ``note`` why (a sentence, or ""); ``follows``:
+    set by :func:`follow_spine_count`, the base model's chosen threshold whose number of
+    spines the fine-tuned model keeps at ``threshold`` (``score`` and ``curve`` stay the base
+    model's)."""
 
     kind: str
     threshold: float
@@ -73,8 +77,10 @@ class ThresholdChoice:
     planes: int
     sweep: tuple[float, ...]
     curve: tuple[float, ...]
+    kept: tuple[int, ...] = ()
     by_base: bool = False
     note: str = ""
+    follows: float | None = None
 
     @property
     def changed(self) -> bool:
@@ -92,6 +98,15 @@ class ThresholdChoice:
             return (
                 f"{what} threshold kept at {self.base_threshold:.2f}: the corrected planes hold "
                 f"{short} to choose one"
+            )
+        if self.follows is not None:
+            return (
+                f"{what} threshold {self.base_threshold:.2f} → {self.threshold:.2f}: there the "
+                f"new model keeps {self.kept[self.sweep.index(self.threshold)]} spines on the "
+                f"{self.planes} corrected plane(s), about as many as the base model at "
+                f"{self.follows:.2f}, its best threshold there ({amount}; the base model's "
+                f"spine F1 {self.base_score:.3f} at {self.base_threshold:.2f}, "
+                f"{self.score:.3f} at {self.follows:.2f})"
             )
         whose = f"{measure} of the base model" if self.by_base else measure
         return (
@@ -179,6 +194,7 @@ def _choose(
     amount: float,
     enough: bool,
     planes: int,
+    kept: tuple[int, ...] = (),
 ) -> ThresholdChoice:
     """The best threshold of the sweep (ties: the one nearest ``base``), or ``base``."""
     pick, score = base, base_score
@@ -188,7 +204,7 @@ def _choose(
         pick, score = sweep[k], float(curve[k])
     values = tuple(float(f) for f in curve)
     return ThresholdChoice(
-        kind, pick, score, base, base_score, amount, enough, planes, tuple(sweep), values
+        kind, pick, score, base, base_score, amount, enough, planes, tuple(sweep), values, kept
     )
 
 
@@ -228,15 +244,38 @@ def choose_thresholds(
             shaft_base += _dendrite_counts(prob, shaft, outside, (base_dendrite,))[0]
             planes += 1
             dendrite_um2 += float(np.count_nonzero(shaft & outside)) * px * px
+    kept = tuple(int(tp + fp) for tp, fp, _ in spine_counts)
     spine = _choose(
         "spine", THRESHOLDS, _f1(spine_counts), base_spine, float(_f1(spine_base[None])[0]),
-        spines, spines >= MIN_SPINES, planes,
+        spines, spines >= MIN_SPINES, planes, kept,
     )  # fmt: skip
     dendrite = _choose(
         "dendrite", DENDRITE_THRESHOLDS, _iou(shaft_counts), base_dendrite,
         float(_iou(shaft_base[None])[0]), dendrite_um2, dendrite_um2 >= MIN_DENDRITE_UM2, planes,
     )  # fmt: skip
     return spine, dendrite
+
+
+def follow_spine_count(by_base: ThresholdChoice, own: ThresholdChoice) -> ThresholdChoice:
+    """The spine threshold at which a fine-tuned model keeps as many spines on corrected
+    planes it trained on as its base model keeps there at the threshold the base model chose
+    (``by_base``, :func:`choose_thresholds` of the base model; ``own``, of the fine-tuned
+    model on the same planes). Ties: the threshold nearest the base model's choice.
+
+    The fine-tuned model scores its training planes too well for their F1 to choose its
+    threshold, and it scores a lab's spines higher than the base model did, so the base
+    model's threshold is too low for it. The number of spines the base model keeps at its best
+    threshold carries over: it is how many a model should find on those planes.
+    ``docs/fine_tuning.md`` has the measurements. Without enough corrected spines,
+    ``by_base`` (which then keeps the threshold) is returned unchanged."""
+    if not by_base.enough or not own.kept:
+        return by_base
+    target = by_base.kept[by_base.sweep.index(by_base.threshold)]
+    k = min(
+        range(len(own.sweep)),
+        key=lambda k: (abs(own.kept[k] - target), abs(own.sweep[k] - by_base.threshold)),
+    )
+    return replace(by_base, threshold=own.sweep[k], follows=by_base.threshold, kept=own.kept)
 
 
 _ON = {
@@ -265,6 +304,14 @@ def write_threshold(folder: str | Path, choice: ThresholdChoice) -> ModelCard:
         "amount": choice.amount,
         "planes": choice.planes,
     }
+    if choice.follows is not None:
+        chosen = metrics[f"{choice.kind}_threshold_calibration"]
+        chosen["on"] += (
+            f"; this model keeps {choice.kept[choice.sweep.index(choice.threshold)]} spines "
+            f"there at its threshold, about as many as the base model at its best, "
+            f"{choice.follows:.2f} (score: the base model's F1 there)"
+        )
+        chosen["follows_base_threshold"] = choice.follows
     inference = {**card.inference, _CARD_KEYS[choice.kind]: choice.threshold}
     new = replace(card, inference=inference, metrics=metrics)
     new.save(Path(folder))

@@ -17,7 +17,12 @@ import numpy as np
 
 from ..data import CorrectedVolume, correction_source, save_corrections, steps_per_epoch
 from ..errors import InputError
-from .calibration import ThresholdChoice, choose_thresholds, write_threshold
+from .calibration import (
+    ThresholdChoice,
+    choose_thresholds,
+    follow_spine_count,
+    write_threshold,
+)
 from .config import CHECKPOINT_FILE, TrainConfig, TrainEvent
 from .loop import iter_fit
 from .networks import run_input_planes
@@ -30,8 +35,9 @@ NO_HELD_OUT_PLANES = (
 )
 """Why a fine-tuning run without held-out volumes or a base model keeps its thresholds."""
 CHOSEN_BY_BASE = (
-    "No held-out row: the spine threshold was chosen by the base model on the training rows, "
-    "which it had never seen, and the dendrite threshold kept"
+    "No held-out row: the base model chose its best spine threshold on the training rows, "
+    "which it had never seen, and the new model keeps as many spines there; the dendrite "
+    "threshold kept"
 )
 """How a fine-tuning run without held-out volumes chooses its thresholds."""
 HELD_OUT_MIN_SPINES = 30
@@ -44,7 +50,8 @@ def _few_held_out(spines: float) -> str:
     return (
         f"The held-out rows hold {spines:.0f} corrected spines, fewer than the "
         f"{HELD_OUT_MIN_SPINES} needed to choose the spine threshold with the new model: the "
-        f"base model chose it on every corrected row"
+        f"base model chose its best on every corrected row, and the new model keeps as many "
+        f"spines there"
     )
 
 
@@ -78,8 +85,9 @@ def iter_fine_tune(
         (:func:`recalibrate_model`). Never by the new model on the planes it trained on: it
         scores those too well to say which threshold suits the lab's other images. Without
         held-out volumes, or with too few held-out spines, the base model, which never saw
-        them, chooses the spine threshold (:data:`CHOSEN_BY_BASE`); without a base model
-        either, the thresholds stay (:data:`NO_HELD_OUT_PLANES`).
+        them, chooses its best spine threshold and the new model takes the threshold at which
+        it keeps as many spines (:data:`CHOSEN_BY_BASE`); without a base model either, the
+        thresholds stay (:data:`NO_HELD_OUT_PLANES`).
 
     Yields
     ------
@@ -141,10 +149,14 @@ def recalibrate_model(
     its card when it changes, and return the choices: (spine, dendrite), (spine,) or ().
 
     The new model chooses both on the ``held_out`` volumes (never on the ``trained`` ones: it
-    scores those too well). The base model (``base_model``, which never saw any of them)
-    chooses the spine threshold instead on every corrected volume when the held-out ones hold
-    fewer than :data:`HELD_OUT_MIN_SPINES` spines, and on the ``trained`` ones when there are
-    no held-out ones. The base model never chooses the dendrite threshold: the new dendrite
+    scores those too well). When the held-out ones hold fewer than
+    :data:`HELD_OUT_MIN_SPINES` spines, or there are none, the base model (``base_model``,
+    which never saw any of them) chooses its best spine threshold on every corrected volume,
+    and the new model's is the one at which it keeps as many spines there
+    (:func:`~napari_dendrite_panoptic.training.calibration.follow_spine_count`): it scores a
+    lab's spines higher than the base model did once it has trained on them, so the base
+    model's threshold would be too low for it. The base model never chooses the dendrite
+    threshold: the new dendrite
     network has learned the corrected shafts' outline itself, and a cut chosen by the base
     model would move that outline a second time (without held-out volumes it stays). Without
     held-out volumes or base model, nothing is chosen."""
@@ -156,7 +168,9 @@ def recalibrate_model(
     few = not held_out or choices[0].amount < HELD_OUT_MIN_SPINES
     if few and base_model:
         everything = [*trained, *held_out]
-        spine, _ = choose_thresholds(load_models(base_model, device="cpu"), everything)
+        by_base, _ = choose_thresholds(load_models(base_model, device="cpu"), everything)
+        own, _ = choose_thresholds(load_models(folder, device="cpu"), everything)
+        spine = follow_spine_count(by_base, own)
         why = _few_held_out(choices[0].amount) if held_out else CHOSEN_BY_BASE
         choices[:1] = [replace(spine, by_base=True, note=why)]
     for choice in choices:
