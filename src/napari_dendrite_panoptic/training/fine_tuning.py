@@ -43,10 +43,10 @@ CHOSEN_BY_BASE = (
 HELD_OUT_MIN_SPINES = 100
 """Held-out rows with fewer corrected spines than this leave the spine threshold to the base
 model on every corrected row (:func:`recalibrate_model`): below about 100 spines one spine
-moves F1 by more than the sweep's neighbouring thresholds differ. On a lab's real fields the new model's choice on one held-out field of about 40
-spines moved F1 on the other fields by −0.001 to +0.051 over eight runs (mean +0.022), the
-count rule of a model fine-tuned on all four corrected fields by +0.042 to +0.048 over three
-(``docs/fine_tuning.md``)."""
+moves F1 by more than the sweep's neighbouring thresholds differ. On a lab's real fields the
+new model's choice on one held-out field of about 40 spines moved F1 on the other fields by
+−0.001 to +0.051 over eight runs (mean +0.022), the count rule of a model fine-tuned on all
+four corrected fields by +0.042 to +0.048 over three (``docs/fine_tuning.md``)."""
 
 
 def _few_held_out(spines: float) -> str:
@@ -159,10 +159,9 @@ def recalibrate_model(
     (:func:`~napari_dendrite_panoptic.training.calibration.follow_spine_count`): it scores a
     lab's spines higher than the base model did once it has trained on them, so the base
     model's threshold would be too low for it. The base model never chooses the dendrite
-    threshold: the new dendrite
-    network has learned the corrected shafts' outline itself, and a cut chosen by the base
-    model would move that outline a second time (without held-out volumes it stays). Without
-    held-out volumes or base model, nothing is chosen."""
+    threshold: the new dendrite network has learned the corrected shafts' outline itself, and
+    a cut chosen by the base model would move that outline a second time (without held-out
+    volumes it stays). Without held-out volumes or base model, nothing is chosen."""
     from ..models import load_models
 
     choices: list[ThresholdChoice] = []
