@@ -210,8 +210,7 @@ def test_a_fine_tuned_model_that_scores_spines_higher_gets_a_higher_spine_thresh
     assert by_base.threshold < 0.8  # room above it
     (spine,) = recalibrate_model(tuned, [], [corrected_plane], base)
     assert spine.follows == by_base.threshold < spine.threshold
-    target = by_base.kept[by_base.sweep.index(by_base.threshold)]
-    kept = spine.kept[spine.sweep.index(spine.threshold)]
+    target, kept = by_base.kept_at_threshold, spine.kept_at_threshold
     assert abs(kept - target) == min(abs(k - target) for k in spine.kept)
     assert abs(kept - target) <= 0.1 * target
     assert ModelCard.load(tuned).inference["spine_score_threshold"] == spine.threshold

@@ -86,6 +86,12 @@ class ThresholdChoice:
     def changed(self) -> bool:
         return self.threshold != self.base_threshold
 
+    @property
+    def kept_at_threshold(self) -> int:
+        """Spines the model keeps on the planes at ``threshold`` (a spine choice of the
+        sweep)."""
+        return self.kept[self.sweep.index(self.threshold)]
+
     def describe(self) -> str:
         """One line for the dock and the log."""
         if self.kind == "spine":
@@ -102,7 +108,7 @@ class ThresholdChoice:
         if self.follows is not None:
             return (
                 f"{what} threshold {self.base_threshold:.2f} → {self.threshold:.2f}: there the "
-                f"new model keeps {self.kept[self.sweep.index(self.threshold)]} spines on the "
+                f"new model keeps {self.kept_at_threshold} spines on the "
                 f"{self.planes} corrected plane(s), about as many as the base model at "
                 f"{self.follows:.2f}, its best threshold there ({amount}; the base model's "
                 f"spine F1 {self.base_score:.3f} at {self.base_threshold:.2f}, "
@@ -270,7 +276,7 @@ def follow_spine_count(by_base: ThresholdChoice, own: ThresholdChoice) -> Thresh
     ``by_base`` (which then keeps the threshold) is returned unchanged."""
     if not by_base.enough or not own.kept:
         return by_base
-    target = by_base.kept[by_base.sweep.index(by_base.threshold)]
+    target = by_base.kept_at_threshold
     k = min(
         range(len(own.sweep)),
         key=lambda k: (abs(own.kept[k] - target), abs(own.sweep[k] - by_base.threshold)),
@@ -307,7 +313,7 @@ def write_threshold(folder: str | Path, choice: ThresholdChoice) -> ModelCard:
     if choice.follows is not None:
         chosen = metrics[f"{choice.kind}_threshold_calibration"]
         chosen["on"] += (
-            f"; this model keeps {choice.kept[choice.sweep.index(choice.threshold)]} spines "
+            f"; this model keeps {choice.kept_at_threshold} spines "
             f"there at its threshold, about as many as the base model at its best, "
             f"{choice.follows:.2f} (score: the base model's F1 there)"
         )

@@ -164,14 +164,17 @@ def recalibrate_model(
     volumes it stays). Without held-out volumes or base model, nothing is chosen."""
     from ..models import load_models
 
+    if not held_out and not base_model:
+        return ()
+    new = load_models(folder, device="cpu")
     choices: list[ThresholdChoice] = []
     if held_out:
-        choices = list(choose_thresholds(load_models(folder, device="cpu"), held_out))
+        choices = list(choose_thresholds(new, held_out))
     few = not held_out or choices[0].amount < HELD_OUT_MIN_SPINES
     if few and base_model:
         everything = [*trained, *held_out]
         by_base, _ = choose_thresholds(load_models(base_model, device="cpu"), everything)
-        own, _ = choose_thresholds(load_models(folder, device="cpu"), everything)
+        own, _ = choose_thresholds(new, everything)
         spine = follow_spine_count(by_base, own)
         why = _few_held_out(choices[0].amount) if held_out else CHOSEN_BY_BASE
         choices[:1] = [replace(spine, by_base=True, note=why)]
