@@ -15,7 +15,10 @@ but the last, that one marked "held out" as in the dock (the step that scores be
 kept and the thresholds are chosen on it). ``--curves`` adds, for the base model and the model
 fine-tuned on all fields, spine F1 on the other fields at every threshold 0.30-0.95 (each field
 segmented once, spines kept by score, as ``score_ranking.py`` does): the best there is chosen
-by looking at the answers, the most any threshold rule could give each model.
+by looking at the answers, the most any threshold rule could give each model. ``--runs all``
+runs only the first fine-tuning (every corrected field trained on), ``--runs held`` only the
+second; ``--which`` and ``--layers`` set the dock's "Train" and "Layers", ``--lr`` its
+learning rate, ``--keep`` keeps the fine-tuned models.
 
     python benchmarks/bench_finetune.py --real findspines --fields 4 --minutes 5
 
@@ -226,12 +229,20 @@ def main_real(args: argparse.Namespace) -> None:
         f"{label}, threshold chosen on the {len(volumes)} corrected fields ({alone.threshold:.2f})"
     ] = _point_f1(base, others, alone.threshold)
     runs = {"all": (volumes, []), "held": (volumes[:-1], volumes[-1:])}
+    runs = {key: runs[key] for key in args.runs}
     steps, train_s = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for key, (train, held) in runs.items():
             out = Path(tmp) / key
             cfg = _config(
-                args, out, train, base, name="bench-finetune-real", layers=args.layers, lr=args.lr
+                args,
+                out,
+                train,
+                base,
+                name="bench-finetune-real",
+                layers=args.layers,
+                lr=args.lr,
+                which=args.which,
             )
             if args.steps:
                 cfg = replace(cfg, steps=args.steps, max_seconds=None)
@@ -282,12 +293,15 @@ def main_real(args: argparse.Namespace) -> None:
         + (f"; skipped (no dendrite found): {', '.join(skipped)}" if skipped else "")
     )
     print(
-        f"# fine-tuning: {steps['all']} and {steps['held']} steps in {train_s['all']:.0f} and "
-        f"{train_s['held']:.0f} s ("
+        "# fine-tuning: "
+        + " and ".join(str(n) for n in steps.values())
+        + " steps in "
+        + " and ".join(f"{t:.0f}" for t in train_s.values())
+        + " s ("
         + (f"asked {args.steps} steps" if args.steps else f"budget {args.minutes:g} min each")
         + ", incl. validation and "
         f"choosing the thresholds), batch {cfg.batch_size} × {cfg.crop_size}², "
-        f"layers {cfg.layers}, lr {cfg.lr:g}"
+        f"layers {cfg.layers}, lr {cfg.lr:g}, training {cfg.which}"
     )
     print("| model | spine F1 on the other fields | change |\n|---|---|---|")
     first = next(iter(rows.values()))
@@ -479,7 +493,22 @@ def main() -> None:
         help="with --stacks: shares of slab-projection crops to fine-tune with, comma-separated "
         "('' for none: the dock's row only)",
     )
-    parser.add_argument("--layers", default="all", choices=["all", "heads"], help="as the dock")
+    parser.add_argument(
+        "--layers", default="all", choices=["all", "upper", "heads"], help="as the dock"
+    )
+    parser.add_argument(
+        "--which",
+        default="both",
+        choices=["both", "spines", "dendrites"],
+        help="with --real: the networks that train, as the dock's 'Train'",
+    )
+    parser.add_argument(
+        "--runs",
+        default="all,held",
+        type=lambda text: [v for v in text.split(",") if v],
+        help="with --real: the fine-tuning runs, comma-separated: 'all' (every corrected field "
+        "trained on) and 'held' (the last one held out); default both",
+    )
     parser.add_argument(
         "--curves",
         action="store_true",
@@ -496,6 +525,8 @@ def main() -> None:
         "--model", type=Path, default=None, help="base model folder (default: the bundled pair)"
     )
     args = parser.parse_args()
+    if not args.runs or set(args.runs) - {"all", "held"}:
+        parser.error(f"--runs takes 'all', 'held' or both, not {','.join(args.runs)!r}")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.real:
