@@ -11,7 +11,7 @@ from napari_dendrite_panoptic._widgets import _common
 from napari_dendrite_panoptic._widgets import training as widget_module
 from napari_dendrite_panoptic.models import ModelCard, load_models
 from napari_dendrite_panoptic.models.store import MODELS_DIR_ENV
-from napari_dendrite_panoptic.training import load_checkpoint
+from napari_dendrite_panoptic.training import ENOUGH_PASSES, load_checkpoint
 from napari_dendrite_panoptic.training.config import CHECKPOINT_FILE
 
 PLUGIN = "napari-dendrite-panoptic"
@@ -82,11 +82,24 @@ def test_training_through_the_dock_saves_corrections_and_lists_the_new_model(
     assert widget.rerun_button.isEnabled()
     assert [layer.name for layer in viewer.layers] == layers_before
     assert widget.plot.steps == [1]
+    # one epoch of one step: the dock says so and advises a longer run
+    status = widget.status_label.text()
+    assert "about 1 pass over the corrected planes" in status
+    assert f"about {ENOUGH_PASSES} did better" in status and "more minutes" in status
     # the thresholds were chosen on the held-out row's corrected planes and the dock says so
     spine, dendrite = widget._calibration
     assert spine.describe() in widget.status_label.text()
     assert dendrite.describe() in widget.status_label.text()
     assert card.inference == ModelCard.load(folder).inference
+
+
+def test_passes_text_advises_a_longer_run_only_below_enough_passes():
+    from napari_dendrite_panoptic._widgets.training_report import passes_text
+
+    short = passes_text(steps=180, steps_per_epoch=8)  # eight 512² fields in 5 minutes
+    assert short.startswith("That is about 22 passes") and "more minutes" in short
+    enough = passes_text(steps=377, steps_per_epoch=8)  # four fields in 5 minutes
+    assert enough == "That is about 47 passes over the corrected planes."
 
 
 def test_rerun_segments_into_new_layers_and_keeps_the_corrections(

@@ -44,7 +44,13 @@ from ._common import (
 )
 from .loss_plot import LossPlot
 from .training_inputs import collect_training_data
-from .training_report import calibration_text, held_out_verdict, progress_text, saved_text
+from .training_report import (
+    calibration_text,
+    held_out_verdict,
+    passes_text,
+    progress_text,
+    saved_text,
+)
 from .training_rows import CorrectionRows
 
 if TYPE_CHECKING:
@@ -274,6 +280,7 @@ class TrainOnCorrectionsWidget(QWidget):
         """Validate the inputs and start fine-tuning in a worker thread."""
         if self.worker is not None:
             return
+        from ..data import steps_per_epoch
         from ..errors import InputError
 
         try:
@@ -284,7 +291,14 @@ class TrainOnCorrectionsWidget(QWidget):
             return
         for note in notes:
             show_info(note)
-        self._job = {"config": config, "images": [r["name"] for r in raw]}
+        per_epoch = steps_per_epoch(
+            train, config.crop_size, config.pixel_size_um, config.batch_size
+        )
+        self._job = {
+            "config": config,
+            "images": [r["name"] for r in raw],
+            "steps_per_epoch": per_epoch,
+        }
         self._stop = threading.Event()
         self.plot.clear()
         self.rerun_button.setEnabled(False)
@@ -411,7 +425,8 @@ class TrainOnCorrectionsWidget(QWidget):
         kept, worse = held_out_verdict(outcome, self._job["config"].which)
         if kept:
             self.last_kept_step = outcome.best_step
-        parts = (saved_text(outcome), calibration_text(self._calibration), kept, worse)
+        passes = passes_text(outcome.step, self._job["steps_per_epoch"])
+        parts = (saved_text(outcome), passes, calibration_text(self._calibration), kept, worse)
         message = " ".join(m for m in parts if m)
         if worse:
             show_warning(f"{worse} {kept}")

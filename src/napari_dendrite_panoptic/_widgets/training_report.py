@@ -46,6 +46,22 @@ def saved_text(outcome: Any) -> str:
     )
 
 
+def passes_text(steps: int, steps_per_epoch: int) -> str:
+    """How many passes over the corrected planes ``steps`` steps made (``steps_per_epoch``
+    steps each), and, below :data:`~napari_dendrite_panoptic.training.ENOUGH_PASSES`, the
+    advice to train longer."""
+    from ..training import ENOUGH_PASSES
+
+    passes = round(steps / max(1, steps_per_epoch))
+    text = f"That is about {passes} pass{'' if passes == 1 else 'es'} over the corrected planes."
+    if passes < ENOUGH_PASSES:
+        text += (
+            f" On a lab's real fields about {ENOUGH_PASSES} did better than fewer: with this "
+            f"many corrected images, give the next run more minutes or epochs."
+        )
+    return text
+
+
 def held_out_verdict(outcome: Any, which: str) -> tuple[str, str]:
     """(which step's weights the model folder holds, a warning when that model still scores
     below its base on the held-out rows); "" for each that does not apply. ``which``: the

@@ -8,6 +8,7 @@ from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from .config import NonFiniteLossError, TrainConfig
 from .fine_tuning import (
     CHOSEN_BY_BASE,
+    ENOUGH_PASSES,
     FINE_TUNE_FREEZE_NORM,
     HELD_OUT_MIN_SPINES,
     NO_HELD_OUT_PLANES,
@@ -25,6 +26,7 @@ __all__ = [
     "CheckpointError",
     "DENDRITE_THRESHOLD_SWEEP",
     "CHOSEN_BY_BASE",
+    "ENOUGH_PASSES",
     "FINE_TUNE_FREEZE_NORM",
     "HELD_OUT_MIN_SPINES",
     "NO_HELD_OUT_PLANES",
