@@ -96,7 +96,8 @@ def test_training_through_the_dock_saves_corrections_and_lists_the_new_model(
 def test_passes_text_advises_a_longer_run_only_below_enough_passes():
     from napari_dendrite_panoptic._widgets.training_report import passes_text
 
-    short = passes_text(steps=180, steps_per_epoch=8)  # eight 512² fields in 5 minutes
+    # 256² crops in batches of 2: a 512² field is 2 steps an epoch
+    short = passes_text(steps=357, steps_per_epoch=16)  # eight fields in 5 minutes
     assert short.startswith("That is about 22 passes") and "more minutes" in short
     enough = passes_text(steps=377, steps_per_epoch=8)  # four fields in 5 minutes
     assert enough == "That is about 47 passes over the corrected planes."

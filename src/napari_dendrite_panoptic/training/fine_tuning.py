@@ -49,10 +49,11 @@ new model's choice on one held-out field of about 40 spines moved F1 on the othe
 four corrected fields by +0.042 to +0.048 over three (``docs/fine_tuning.md``)."""
 
 ENOUGH_PASSES = 45
-"""Passes over the corrected planes (epochs, :func:`~napari_dendrite_panoptic.data.steps_per_epoch`)
-that a fine-tuning run on a lab's real fields needed: on a lab the model never saw, 22-24 passes
-over eight corrected fields gained 0.011-0.019 spine F1 less on the lab's other fields than
-45-46, and 91 passes over four gained no more than 47 (``docs/fine_tuning.md``)."""
+"""Passes over the corrected planes (epochs, see
+:func:`~napari_dendrite_panoptic.data.steps_per_epoch`) that a fine-tuning run on a lab's real
+fields needed: on a lab the model never saw, 22-24 passes over eight corrected fields gained
+0.011-0.019 spine F1 less on the lab's other fields than 45-46, and 91 passes over four gained
+no more than 47 (``docs/fine_tuning.md``)."""
 
 
 def _few_held_out(spines: float) -> str:
