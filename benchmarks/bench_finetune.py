@@ -73,7 +73,12 @@ from napari_dendrite_panoptic.evaluation import match_instances, pixel_scores
 from napari_dendrite_panoptic.evaluation.metrics import pool_instance_scores
 from napari_dendrite_panoptic.inference import InferenceConfig, predict
 from napari_dendrite_panoptic.models import bundled_model_dir, load_models
-from napari_dendrite_panoptic.training import fine_tune_config, iter_fit
+from napari_dendrite_panoptic.training import (
+    LAYER_CHOICES,
+    WHICH_CHOICES,
+    fine_tune_config,
+    iter_fit,
+)
 
 UNSEEN_STYLE = synthetic.SyntheticConfig(
     shape=(1, 320, 320),
@@ -493,13 +498,11 @@ def main() -> None:
         help="with --stacks: shares of slab-projection crops to fine-tune with, comma-separated "
         "('' for none: the dock's row only)",
     )
-    parser.add_argument(
-        "--layers", default="all", choices=["all", "upper", "heads"], help="as the dock"
-    )
+    parser.add_argument("--layers", default="all", choices=LAYER_CHOICES, help="as the dock")
     parser.add_argument(
         "--which",
         default="both",
-        choices=["both", "spines", "dendrites"],
+        choices=WHICH_CHOICES,
         help="with --real: the networks that train, as the dock's 'Train'",
     )
     parser.add_argument(

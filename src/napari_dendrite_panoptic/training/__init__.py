@@ -5,7 +5,7 @@ from .calibration import DENDRITE_THRESHOLDS as DENDRITE_THRESHOLD_SWEEP
 from .calibration import THRESHOLDS as THRESHOLD_SWEEP
 from .calibration import ThresholdChoice, choose_thresholds, follow_spine_count, write_threshold
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
-from .config import NonFiniteLossError, TrainConfig
+from .config import LAYER_CHOICES, WHICH_CHOICES, NonFiniteLossError, TrainConfig
 from .fine_tuning import (
     CHOSEN_BY_BASE,
     ENOUGH_PASSES,
@@ -29,9 +29,11 @@ __all__ = [
     "ENOUGH_PASSES",
     "FINE_TUNE_FREEZE_NORM",
     "HELD_OUT_MIN_SPINES",
+    "LAYER_CHOICES",
     "NO_HELD_OUT_PLANES",
     "NonFiniteLossError",
     "THRESHOLD_SWEEP",
+    "WHICH_CHOICES",
     "ThresholdChoice",
     "TrainConfig",
     "choose_thresholds",

@@ -12,6 +12,7 @@ from ..errors import DendritePanopticError, InputError
 CHECKPOINT_FILE = "checkpoint.pt"
 PRECISIONS = ("auto", "float32", "bfloat16")
 LAYER_CHOICES = ("all", "upper", "heads")
+WHICH_CHOICES = ("both", "spines", "dendrites")
 
 
 class NonFiniteLossError(DendritePanopticError):
@@ -72,7 +73,7 @@ class TrainConfig:
     layers: str = "all"
 
     def __post_init__(self) -> None:
-        if self.which not in ("both", "spines", "dendrites"):
+        if self.which not in WHICH_CHOICES:
             raise InputError(f"which must be both, spines or dendrites, not {self.which!r}")
         if self.steps < 1 or self.batch_size < 1 or self.crop_size < 64:
             raise InputError("steps and batch_size must be >= 1 and crop_size >= 64")
