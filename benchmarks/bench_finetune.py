@@ -12,7 +12,8 @@ fine-tuned on all of them at the base model's threshold, at the threshold the ba
 chooses on them, and, as the dock does without a held-out field, at the threshold at which it
 keeps as many spines on them as the base model at that choice; the model fine-tuned on all
 but the last, that one marked "held out" as in the dock (the step that scores best on it is
-kept and the thresholds are chosen on it). ``--curves`` adds, for the base model and the model
+kept, judged by spine F1 at each model's best threshold there, since its dendrite is the base
+model's own, and the thresholds are chosen as the dock chooses them). ``--curves`` adds, for the base model and the model
 fine-tuned on all fields, spine F1 on the other fields at every threshold 0.30-0.95 (each field
 segmented once, spines kept by score, as ``score_ranking.py`` does): the best there is chosen
 by looking at the answers, the most any threshold rule could give each model. ``--runs all``
@@ -204,6 +205,7 @@ def main_real(args: argparse.Namespace) -> None:
     from napari_dendrite_panoptic.errors import InputError
     from napari_dendrite_panoptic.training import (
         choose_thresholds,
+        held_out_score,
         iter_fine_tune,
     )
 
@@ -220,6 +222,7 @@ def main_real(args: argparse.Namespace) -> None:
         except InputError:
             skipped.append(item.name)
             continue
+        volume = replace(volume, unedited=("dendrites",))  # the base model's, as the dock knows
         corrected.append(item)
         volumes.append(volume)
         if len(volumes) == args.fields:
@@ -276,9 +279,14 @@ def main_real(args: argparse.Namespace) -> None:
                     f"({choice[0].threshold:.2f}; the dock since 2026-12-07)"
                 )
             else:
+                done = [e for e in events if not isinstance(e, tuple)][-1]
+                verdict = held_out_score(done.metrics) >= held_out_score(done.base_metrics)
                 name = (
-                    f"fine-tuned on {len(train)}, 1 held out (best step kept, threshold chosen "
-                    f"on the held-out field: {choice[0].threshold:.2f}"
+                    f"fine-tuned on {len(train)}, 1 held out (step {done.best_step} of "
+                    f"{steps[key]} kept, the best on it; "
+                    + ("above" if verdict else "below")
+                    + f" the base model there; threshold chosen on the held-out field: "
+                    f"{choice[0].threshold:.2f}"
                     + (", by the base model on all" if choice[0].by_base else "")
                     + ")"
                 )

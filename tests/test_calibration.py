@@ -228,6 +228,33 @@ def test_a_fine_tuned_model_that_scores_spines_higher_gets_a_higher_spine_thresh
     assert abs(len(found[0]["id"]) - len(found[1]["id"])) <= 0.1 * len(found[0]["id"])
 
 
+def test_held_out_scores_compare_a_model_that_scores_spines_higher_at_its_best_threshold(
+    tmp_path, corrected_plane
+):
+    """A model fine-tuned on a lab scores its spines higher than the base model: at the base
+    model's threshold it keeps too many, yet it tells spines from the rest as well. The held-out
+    score the dock keeps steps by and compares with the base model is spine F1 at each model's
+    best threshold, and a layer left as the base model drew it is not scored."""
+    from dataclasses import replace
+
+    from napari_dendrite_panoptic.training import held_out_score
+    from napari_dendrite_panoptic.training.fine_tuning import volume_scorer
+
+    base = _model_with(tmp_path / "base", spine_score_threshold=0.5, dendrite_threshold=0.5)
+    tuned = _scoring_higher(tmp_path, 3.0, spine_score_threshold=0.5, dendrite_threshold=0.5)
+    score = volume_scorer(replace(corrected_plane, unedited=("dendrites",)))
+    by_base, by_tuned = score(load_models(base, "cpu")), score(load_models(tuned, "cpu"))
+    assert "dendrite_iou" not in by_base and "dendrite_iou" not in by_tuned
+    assert by_tuned["spine_f1"] < by_base["spine_f1"] - 0.1  # too many spines at 0.5
+    assert by_tuned["spine_f1_best"] == pytest.approx(by_base["spine_f1_best"], abs=0.05)
+    assert held_out_score(by_tuned) == by_tuned["spine_f1_best"]
+    assert held_out_score({"spine_f1": 0.2, "spine_f1_best": 0.8, "dendrite_iou": 0.6}) == (
+        pytest.approx(0.7)
+    )
+    assert held_out_score({"spine_f1": 0.4, "dendrite_iou": 0.6}, "spines") == 0.4
+    assert np.isnan(held_out_score({"spine_f1_best": 0.8}, "dendrites"))
+
+
 def test_too_few_corrected_spines_leave_the_followed_threshold_unchosen(corrected_plane):
     from napari_dendrite_panoptic.training import follow_spine_count
 

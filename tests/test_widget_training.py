@@ -207,6 +207,34 @@ def test_only_edited_planes_needs_an_edit(
     assert int(viewer.layers["fresh spines"].data[6, 6]) == 77
 
 
+def test_a_held_out_row_is_judged_only_on_the_labels_the_user_corrected(
+    viewer_with_corrections, tiny_model_dir, monkeypatch, small_plane
+):
+    """Held-out labels left as the model drew them are the base model's own answer, which it
+    matches perfectly: a held-out row with none corrected is refused, and one whose spines
+    alone were corrected judges the spine network only."""
+    viewer, widget = viewer_with_corrections(tiny_model_dir)
+    errors = _record(monkeypatch, "show_error")
+    for role, data in (("dendrites", small_plane.dendrite[0]), ("spines", small_plane.spines[0])):
+        _common.add_or_update_labels(
+            viewer,
+            f"model {role}",
+            data.copy(),
+            scale=(0.1, 0.1),
+            translate=(0, 0),
+            metadata={"role": role},
+        )
+    widget.set_row(widget.add_row(), "other", "model dendrites", "model spines", True)
+    monkeypatch.setattr(widget_module, "_train_job", None)
+    widget.start()
+    assert "'other' is held out, but its spine labels and dendrite labels are as" in errors[-1]
+    spines = viewer.layers["model spines"].data
+    spines[5:9, 5:9] = spines.max() + 1  # the user paints a spine
+    train, held, _, notes = widget._collect()
+    assert [v.unedited for v in train] == [()] and held[0].unedited == ("dendrites",)
+    assert "'other': its dendrite labels are as the model drew them" in " ".join(notes)
+
+
 @pytest.mark.parametrize("keep", [True, False])
 def test_keep_normalisation_box_sets_the_runs_freeze_norm(
     viewer_with_corrections, tiny_model_dir, keep

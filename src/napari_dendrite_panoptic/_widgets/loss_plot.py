@@ -7,6 +7,13 @@ import time
 
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
+_NAMES = {
+    "spine_f1_best": "spine F1 (best threshold)",
+    "spine_f1": "spine F1",
+    "dendrite_iou": "dendrite IoU",
+}
+"""How the held-out curves are named in the legend."""
+
 
 class LossPlot(QWidget):
     """A small matplotlib plot of the training losses (and validation scores) per step."""
@@ -43,8 +50,10 @@ class LossPlot(QWidget):
             self.redraw()
 
     def add_validation(self, step: int, metrics: dict[str, float]) -> None:
-        """Append the held-out spine F1 and/or dendrite IoU at a step, and redraw."""
-        for key in ("spine_f1", "dendrite_iou"):
+        """Append the held-out spine F1 (at the model's best threshold there, the run's
+        measure, where given) and/or dendrite IoU at a step, and redraw."""
+        spine = "spine_f1_best" if "spine_f1_best" in metrics else "spine_f1"
+        for key in (spine, "dendrite_iou"):
             if key in metrics:
                 self.validation.setdefault(key, []).append((step, metrics[key]))
         self.redraw()
@@ -59,7 +68,7 @@ class LossPlot(QWidget):
             ax.plot(self.steps[-len(values) :], values, lw=1, label=f"{key} loss")
         for key, points in self.validation.items():
             xs, ys = zip(*points, strict=True)
-            vax.plot(xs, ys, "o--", ms=3, label=f"held-out {key}")
+            vax.plot(xs, ys, "o--", ms=3, label=f"held-out {_NAMES.get(key, key)}")
         ax.set_xlabel("step", fontsize=7)
         ax.set_ylabel("loss", fontsize=7)
         vax.set_ylim(0, 1)

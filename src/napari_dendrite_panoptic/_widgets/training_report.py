@@ -74,7 +74,7 @@ def held_out_verdict(outcome: Any, which: str) -> tuple[str, str]:
     base = held_out_score(outcome.base_metrics, which)
     kept = (
         f"It holds the weights of step {outcome.best_step}, the best on the held-out rows "
-        f"(score {new:.3f}; base model {base:.3f})."
+        f"({_score_name(outcome.metrics, which)} {new:.3f}; base model {base:.3f})."
     )
     if new < base:
         return kept, (
@@ -82,3 +82,17 @@ def held_out_verdict(outcome: Any, which: str) -> tuple[str, str]:
             "the base model, or correct more images and train again."
         )
     return kept, ""
+
+
+def _score_name(metrics: dict[str, float], which: str) -> str:
+    """What :func:`~napari_dendrite_panoptic.training.held_out_score` measured, in words."""
+    found = []
+    if which in ("spines", "both") and "spine_f1_best" in metrics:
+        found.append("spine F1 at each model's best threshold")
+    elif which in ("spines", "both") and "spine_f1" in metrics:
+        found.append("spine F1")
+    if which in ("dendrites", "both") and "dendrite_iou" in metrics:
+        found.append("dendrite IoU")
+    if len(found) == 2:
+        return f"mean of {found[0]} and {found[1]}"
+    return found[0] if found else "score"

@@ -63,7 +63,9 @@ class CorrectedVolume:
     ``dendrite`` (Z, Y, X) uint8 0/1; ``spines`` (Z, Y, X) int32 instance ids (0 = none);
     ``pixel_size_um`` the in-plane pixel size (None: unknown, taken as the model's);
     ``planes`` the z indices to train on; ``z_step_um`` the distance between planes of a stack
-    (None: unknown; the stack path then takes 4-plane slabs).
+    (None: unknown; the stack path then takes 4-plane slabs); ``unedited`` the layers
+    (``"spines"``, ``"dendrites"``) left as the model drew them: a held-out volume is not
+    scored on those, since the base model would only be scored on its own answer there.
     """
 
     name: str
@@ -73,6 +75,7 @@ class CorrectedVolume:
     pixel_size_um: float | None
     planes: tuple[int, ...]
     z_step_um: float | None = None
+    unedited: tuple[str, ...] = ()
 
 
 def plane_hashes(labels: Any) -> list[str]:

@@ -262,6 +262,28 @@ def choose_thresholds(
     return spine, dendrite
 
 
+def best_spine_f1(models: Any, volume: CorrectedVolume) -> float:
+    """Spine F1 of ``models`` on the corrected planes of ``volume`` at whichever threshold of
+    :data:`THRESHOLDS` suits it best there, the spines matched as :func:`choose_thresholds`
+    matches them (centroids within :data:`MATCH_RADIUS_UM`; a whole corrected stack by the
+    stack path and the stack rule). It says how well a model tells a lab's spines from the rest
+    whatever its threshold, so a fine-tuned model, which scores the lab's spines higher than
+    its base model, is compared with it fairly."""
+    cfg = InferenceConfig(
+        model=str(models.folder), device=str(models.device), spine_score_threshold=THRESHOLDS[0]
+    )
+    px = volume.pixel_size_um or models.card.pixel_size_um
+    if volume.image.shape[0] > 1 and len(volume.planes) == volume.image.shape[0]:
+        counts = _stack_spine_counts(volume, px, cfg, models, THRESHOLDS)
+    else:
+        counts = np.zeros((len(THRESHOLDS), 3))
+        for z in volume.planes:
+            table = predict(volume.image[z], (1.0, px, px), cfg, models=models).table
+            truth = instance_centres(volume.spines[z])
+            counts += _spine_counts(table, truth, MATCH_RADIUS_UM / px, THRESHOLDS)
+    return float(_f1(counts).max())
+
+
 def follow_spine_count(by_base: ThresholdChoice, own: ThresholdChoice) -> ThresholdChoice:
     """The spine threshold at which a fine-tuned model keeps as many spines on corrected
     planes it trained on as its base model keeps there at the threshold the base model chose

@@ -19,6 +19,7 @@ from ..data import CorrectedVolume, correction_source, save_corrections, steps_p
 from ..errors import InputError
 from .calibration import (
     ThresholdChoice,
+    best_spine_f1,
     choose_thresholds,
     follow_spine_count,
     write_threshold,
@@ -126,7 +127,8 @@ def iter_fine_tune(
 
     def validator(models: Any) -> dict[str, float]:
         scores = [s(models) for s in scorers]
-        return {k: float(np.mean([s[k] for s in scores])) for k in scores[0]}
+        keys = dict.fromkeys(k for s in scores for k in s)  # a volume may lack some
+        return {k: float(np.mean([s[k] for s in scores if k in s])) for k in keys}
 
     last = None
     every = max(10, config.steps // 5) if config.max_seconds is None else 25
@@ -194,12 +196,15 @@ def recalibrate_model(
 
 def held_out_score(metrics: dict[str, float], which: str = "both") -> float:
     """The one number a fine-tuning run is judged by on its held-out volumes (higher is
-    better): spine F1 when only the spine model trains, dendrite IoU when only the dendrite
-    model does, their mean for both. NaN when a score it needs is undefined."""
-    keys = {"spines": ("spine_f1",), "dendrites": ("dendrite_iou",)}.get(
-        which, ("spine_f1", "dendrite_iou")
-    )
-    return float(np.mean([metrics.get(k, np.nan) for k in keys]))
+    better): the spine F1 at the model's best threshold there (``spine_f1_best``; ``spine_f1``
+    in records without it) when only the spine model trains, dendrite IoU when only the
+    dendrite model does, the mean of those present for both (a held-out layer left as the
+    model drew it is not scored: :func:`volume_scorer`). NaN when none is there or a score
+    it needs is undefined."""
+    spine = "spine_f1_best" if "spine_f1_best" in metrics else "spine_f1"
+    keys = {"spines": (spine,), "dendrites": ("dendrite_iou",)}.get(which, (spine, "dendrite_iou"))
+    found = [metrics[k] for k in keys if k in metrics]
+    return float(np.mean(found)) if found else float("nan")
 
 
 def drop_checkpoint(work: str | Path) -> None:
@@ -218,9 +223,15 @@ def volume_scorer(
     volume: CorrectedVolume, iou_threshold: float = 0.5
 ) -> Callable[[Any], dict[str, float]]:
     """A function scoring a :class:`~napari_dendrite_panoptic.models.store.LoadedModels` on a
-    held-out corrected volume: spine F1/PQ at ``iou_threshold`` and dendrite IoU over its planes.
+    held-out corrected volume: spine F1/PQ at ``iou_threshold`` and dendrite IoU over its
+    planes, at the model's thresholds, and the spine F1 at the model's best threshold there
+    (``spine_f1_best``, :func:`~napari_dendrite_panoptic.training.calibration.best_spine_f1`),
+    which :func:`held_out_score` compares models by: a fine-tuned model scores the lab's
+    spines higher than its base model did, so at the base model's threshold it keeps too many.
 
-    A stack is segmented by the stack path at its z-step, and its spine F1 is of centres
+    The layers of ``volume.unedited`` are left out (the spine keys, or ``dendrite_iou``): they
+    hold the base model's own answer, which it would match perfectly. A stack is segmented by
+    the stack path at its z-step, and its spine F1 is of centres
     (:func:`~napari_dendrite_panoptic.evaluation.match_stack_centres`: 1 µm in (y, x), 2
     planes), which the stack path is judged by; PQ stays that of 3D masks."""
     from ..evaluation import (
@@ -250,7 +261,13 @@ def volume_scorer(
         if centres is not None:
             found = table_centres(result.table)
             f1 = match_stack_centres(found, centres, px or models.card.pixel_size_um).f1
-        return {"spine_f1": float(f1), "spine_pq": float(inst.pq), "dendrite_iou": float(pix.iou)}
+        scores = {}
+        if "spines" not in volume.unedited:
+            best = best_spine_f1(models, volume)
+            scores = {"spine_f1": float(f1), "spine_pq": float(inst.pq), "spine_f1_best": best}
+        if "dendrites" not in volume.unedited:
+            scores["dendrite_iou"] = float(pix.iou)
+        return scores
 
     return score
 
