@@ -11,9 +11,10 @@ model at the spine threshold chosen on the corrected fields (no training); the m
 fine-tuned on all of them at the base model's threshold, at the threshold the base model
 chooses on them, and, as the dock does without a held-out field, at the threshold at which it
 keeps as many spines on them as the base model at that choice; the model fine-tuned on all
-but the last, that one marked "held out" as in the dock (the step that scores best on it is
-kept, judged by spine F1 at each model's best threshold there, since its dendrite is the base
-model's own, and the thresholds are chosen as the dock chooses them). ``--curves`` adds, for the base model and the model
+but the last, that one marked "held out" as in the dock (the last step kept, as the dock
+keeps it below ``training.HELD_OUT_MIN_SPINES`` held-out spines, or else the step that scores
+best on it by spine F1 at each model's best threshold there, since its dendrite is the base
+model's own; the thresholds chosen as the dock chooses them). ``--curves`` adds, for the base model and the model
 fine-tuned on all fields, spine F1 on the other fields at every threshold 0.30-0.95 (each field
 segmented once, spines kept by score, as ``score_ranking.py`` does): the best there is chosen
 by looking at the answers, the most any threshold rule could give each model. ``--runs all``
@@ -281,9 +282,13 @@ def main_real(args: argparse.Namespace) -> None:
             else:
                 done = [e for e in events if not isinstance(e, tuple)][-1]
                 verdict = held_out_score(done.metrics) >= held_out_score(done.base_metrics)
+                kept = (
+                    "the last step kept: too few held-out spines to choose one"
+                    if done.kept_last
+                    else f"step {done.best_step} of {steps[key]} kept, the best on it"
+                )
                 name = (
-                    f"fine-tuned on {len(train)}, 1 held out (step {done.best_step} of "
-                    f"{steps[key]} kept, the best on it; "
+                    f"fine-tuned on {len(train)}, 1 held out ({kept}; "
                     + ("above" if verdict else "below")
                     + f" the base model there; threshold chosen on the held-out field: "
                     f"{choice[0].threshold:.2f}"

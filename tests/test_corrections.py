@@ -146,11 +146,13 @@ def test_time_budget_ends_the_run_and_held_out_scores_reach_the_card(
     assert card.provenance["base_model"] == str(tiny_model_dir)
 
 
+@pytest.mark.parametrize("keep_last", [False, True])
 def test_keep_best_scores_the_base_first_and_saves_the_best_steps_weights(
-    small_plane, tiny_model_dir, tmp_path
+    small_plane, tiny_model_dir, tmp_path, keep_last
 ):
     """Scores that fall step by step: the base is scored at step 0, the model folder holds the
-    weights of step 1 (the best after the start), and the card names that step."""
+    weights of step 1 (the best after the start), and the card names that step; with
+    ``keep_last`` (too little held-out data to choose a step) the last step's."""
     import torch
 
     from napari_dendrite_panoptic.models import ModelCard, load_models
@@ -182,18 +184,21 @@ def test_keep_best_scores_the_base_first_and_saves_the_best_steps_weights(
             validator=validator,
             validate_every=1,
             keep_best=lambda m: m["spine_f1"],
+            keep_last=keep_last,
         )
     )
     validations = [e.step for e in events if e.kind == "validation"]
     assert validations == [0, 1, 2, 3]
     last = events[-1]
-    assert last.kind == "done" and last.step == 3 and last.best_step == 1
+    kept = 3 if keep_last else 1
+    assert last.kind == "done" and last.step == 3 and last.best_step == kept
+    assert last.kept_last == keep_last
     assert last.base_metrics["spine_f1"] == pytest.approx(0.9)
-    assert last.metrics["spine_f1"] == pytest.approx(0.8)
+    assert last.metrics["spine_f1"] == pytest.approx(1.0 - 0.1 * (kept + 1))
     card = ModelCard.load(tmp_path / "model")
-    assert card.metrics["validation"]["step"] == 1
+    assert card.metrics["validation"]["step"] == kept
     assert card.metrics["validation_base"]["spine_f1"] == pytest.approx(0.9)
     saved = load_models(tmp_path / "model", "cpu").dendrites.state_dict()
     name = next(k for k, v in seen[1].items() if v.is_floating_point() and v.numel() > 100)
     assert not torch.allclose(seen[1][name], seen[3][name], atol=1e-3)  # training moved them
-    torch.testing.assert_close(saved[name].float(), seen[1][name].float(), atol=2e-3, rtol=2e-3)
+    torch.testing.assert_close(saved[name].float(), seen[kept][name].float(), atol=2e-3, rtol=2e-3)

@@ -275,6 +275,7 @@ def test_held_out_rows_score_the_base_and_a_worse_model_is_said_plainly(
         return score
 
     monkeypatch.setattr(fine_tuning, "volume_scorer", falling_scorer)
+    monkeypatch.setattr(fine_tuning, "HELD_OUT_MIN_SPINES", 5)  # the row's 11 choose a step
     viewer, widget = viewer_with_corrections(tiny_model_dir)
     row = widget.add_row("other")
     widget.table.cellWidget(row, 3).setChecked(True)
@@ -300,7 +301,7 @@ def test_held_out_rows_score_the_base_and_a_worse_model_is_said_plainly(
     assert card.metrics["validation_base"]["spine_f1"] == pytest.approx(0.9)
 
 
-def test_a_better_model_names_the_kept_step_without_a_warning(
+def test_a_better_model_with_few_held_out_spines_keeps_the_last_step_without_a_warning(
     viewer_with_corrections, tiny_model_dir, qtbot, monkeypatch
 ):
     from napari_dendrite_panoptic.training import fine_tuning
@@ -325,7 +326,9 @@ def test_a_better_model_names_the_kept_step_without_a_warning(
     status = widget.status_label.text()
     assert warnings == []
     assert "below" not in status
-    assert f"weights of step {widget.last_kept_step}" in status and "base model 0.300" in status
+    # 11 held-out spines are too few to choose a step: the last weights are kept
+    assert f"It holds the last weights (step {widget.last_kept_step})" in status
+    assert "too few to choose a step" in status and "base model 0.300" in status
 
 
 def test_unticking_the_threshold_box_keeps_the_base_models_threshold(

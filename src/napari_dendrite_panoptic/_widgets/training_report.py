@@ -72,10 +72,19 @@ def held_out_verdict(outcome: Any, which: str) -> tuple[str, str]:
         return "", ""
     new = held_out_score(outcome.metrics, which)
     base = held_out_score(outcome.base_metrics, which)
+    scores = f"{_score_name(outcome.metrics, which)} {new:.3f}; base model {base:.3f}"
     kept = (
         f"It holds the weights of step {outcome.best_step}, the best on the held-out rows "
-        f"({_score_name(outcome.metrics, which)} {new:.3f}; base model {base:.3f})."
+        f"({scores})."
     )
+    if outcome.kept_last:
+        from ..training import HELD_OUT_MIN_SPINES
+
+        kept = (
+            f"It holds the last weights (step {outcome.best_step}): the held-out rows hold "
+            f"fewer than {HELD_OUT_MIN_SPINES} corrected spines, too few to choose a step "
+            f"({scores})."
+        )
     if new < base:
         return kept, (
             "The new model scores below its base model on the held-out rows: keep using "

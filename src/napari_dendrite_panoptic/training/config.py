@@ -106,7 +106,9 @@ class TrainEvent:
     of this run's wall time so far spent waiting for batches rather than training on them; near
     1, the data sources (``--workers``) and not the device set the pace. On the last event of a run
     that kept its best weights: ``best_step`` (the step whose weights the model folder holds),
-    ``metrics`` (that step's held-out scores) and ``base_metrics`` (the starting model's)."""
+    ``metrics`` (that step's held-out scores) and ``base_metrics`` (the starting model's);
+    ``kept_last``: the held-out data said too little to choose a step, so ``best_step`` is the
+    last one."""
 
     kind: str
     step: int
@@ -119,3 +121,4 @@ class TrainEvent:
     data_wait_fraction: float = 0.0
     best_step: int | None = None
     base_metrics: dict[str, float] = field(default_factory=dict)
+    kept_last: bool = False

@@ -43,11 +43,14 @@ CHOSEN_BY_BASE = (
 """How a fine-tuning run without held-out volumes chooses its thresholds."""
 HELD_OUT_MIN_SPINES = 100
 """Held-out rows with fewer corrected spines than this leave the spine threshold to the base
-model on every corrected row (:func:`recalibrate_model`): below about 100 spines one spine
-moves F1 by more than the sweep's neighbouring thresholds differ. On a lab's real fields the
-new model's choice on one held-out field of about 40 spines moved F1 on the other fields by
-−0.001 to +0.051 over eight runs (mean +0.022), the count rule of a model fine-tuned on all
-four corrected fields by +0.042 to +0.048 over three (``docs/fine_tuning.md``)."""
+model on every corrected row (:func:`recalibrate_model`) and keep the run's last weights
+instead of its best-scored step: below about 100 spines one spine moves F1 by more than the
+sweep's neighbouring thresholds, or two steps of a run, differ. On a lab's real fields the
+new model's threshold choice on one held-out field of about 40 spines moved F1 on the other
+fields by −0.001 to +0.051 over eight runs (mean +0.022), the count rule of a model
+fine-tuned on all four corrected fields by +0.042 to +0.048 over three; with that field held
+out, the best-scored step gained +0.021 to +0.047 over six runs, the last step of three of
+them +0.042 to +0.052 (``docs/fine_tuning.md``)."""
 
 ENOUGH_PASSES = 45
 """Passes over the corrected planes (epochs, see
@@ -108,8 +111,10 @@ def iter_fine_tune(
     ``("calibrated", (spine ThresholdChoice,))`` without held-out volumes, or
     ``("calibrated", ())`` without held-out volumes and base model. With held-out
     volumes the base model is scored first (a "validation" event at step 0) and the model folder
-    keeps the weights of the step with the best :func:`held_out_score`; the last event names
-    that step (``best_step``) and carries its scores and the base model's (``base_metrics``).
+    keeps the weights of the step with the best :func:`held_out_score` (the last weights when
+    the scored held-out spines are fewer than :data:`HELD_OUT_MIN_SPINES`: ``kept_last``); the
+    last event names that step (``best_step``) and carries its scores and the base model's
+    (``base_metrics``).
 
     Returns
     -------
@@ -132,6 +137,9 @@ def iter_fine_tune(
 
     last = None
     every = max(10, config.steps // 5) if config.max_seconds is None else 25
+    judged = [v for v in held_out if "spines" not in v.unedited]
+    few = config.which != "dendrites" and bool(judged)
+    few = few and _held_out_spines(judged) < HELD_OUT_MIN_SPINES
     for event in iter_fit(
         config,
         source=source,
@@ -140,6 +148,7 @@ def iter_fine_tune(
         validator=validator if scorers else None,
         validate_every=every,
         keep_best=(lambda m: held_out_score(m, config.which)) if scorers else None,
+        keep_last=few,
     ):
         last = event
         yield event
@@ -192,6 +201,18 @@ def recalibrate_model(
             write_threshold(folder, choice)
         logger.info("%s", choice.describe())
     return tuple(choices)
+
+
+def _held_out_spines(volumes: Sequence[CorrectedVolume]) -> int:
+    """Corrected spines of ``volumes`` as a held-out score counts them: a whole stack's once
+    each, a plane's in each chosen plane."""
+    count = 0
+    for v in volumes:
+        if v.image.shape[0] > 1 and len(v.planes) == v.image.shape[0]:
+            count += len(np.unique(v.spines[v.spines > 0]))
+        else:
+            count += sum(len(np.unique(v.spines[z][v.spines[z] > 0])) for z in v.planes)
+    return count
 
 
 def held_out_score(metrics: dict[str, float], which: str = "both") -> float:

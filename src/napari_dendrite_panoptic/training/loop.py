@@ -47,6 +47,7 @@ def iter_fit(
     validator: Callable[[Any], dict[str, float]] | None = None,
     validate_every: int = 0,
     keep_best: Callable[[dict[str, float]], float] | None = None,
+    keep_last: bool = False,
 ) -> Iterator[TrainEvent]:
     """Train (or fine-tune) and yield progress events; the last event carries the model folder.
 
@@ -73,8 +74,12 @@ def iter_fit(
         the final weights are always scored (also when stopped), and the model folder gets the
         weights of the best-scored step after the start; the last event's ``best_step`` names
         that step, its ``metrics`` are that step's scores and ``base_metrics`` the start's.
+    keep_last
+        With ``keep_best``: score the start and every validation step as above, but keep the
+        last weights (the held-out data say too little to choose a step); the last event's
+        ``best_step`` is then the last step and ``kept_last`` is set.
     """
-    run = _Run.open(cfg, source, resume, validator, validate_every, keep_best)
+    run = _Run.open(cfg, source, resume, validator, validate_every, keep_best, keep_last)
     yield from run.begin()
     stopped = False
     while run.step < cfg.steps:
@@ -119,6 +124,7 @@ class _Run:
         validator: Callable[[Any], dict[str, float]] | None,
         validate_every: int,
         keep_best: Callable[[dict[str, float]], float] | None,
+        keep_last: bool = False,
     ) -> _Run:
         """Build the networks (from the checkpoint when resuming) and start the batches."""
         if cfg.threads:
@@ -139,7 +145,7 @@ class _Run:
         source = source or _generator_source(cfg, card)
         batches = step_batches(source, cfg, start, card.input_planes)  # workers fork before CUDA
         nets = RunNetworks(cfg, card, spines, dendrites, device, state)
-        best = _Best(keep_best if validator is not None else None)
+        best = _Best(keep_best if validator is not None else None, keep_last)
         return cls(cfg, nets, batches, start, clock, ckpt_path, validator, validate_every, best)
 
     def begin(self) -> Iterator[TrainEvent]:
@@ -193,6 +199,7 @@ class _Run:
             metrics=dict(metrics),
             best_step=kept if best.active else None,
             base_metrics=dict(best.base),
+            kept_last=best.active and best.keep_last,
         )
 
     def _checkpoint(self) -> None:
@@ -211,10 +218,13 @@ class _Run:
 
 
 class _Best:
-    """The best-scored weights of a run after its start (CPU copies), by ``score``."""
+    """The best-scored weights of a run after its start (CPU copies), by ``score``; with
+    ``keep_last``, only the start's scores (the last weights are kept)."""
 
-    def __init__(self, score: Callable[[dict[str, float]], float] | None) -> None:
-        self.score, self.active = score, score is not None
+    def __init__(
+        self, score: Callable[[dict[str, float]], float] | None, keep_last: bool = False
+    ) -> None:
+        self.score, self.active, self.keep_last = score, score is not None, keep_last
         self.base: dict[str, float] = {}
         self.step: int | None = None
         self.value = -np.inf
@@ -222,7 +232,7 @@ class _Best:
         self.state: dict[str, Any] | None = None
 
     def offer(self, step: int, metrics: dict[str, float], nets: RunNetworks) -> None:
-        if not self.active or step == self.step:
+        if not self.active or self.keep_last or step == self.step:
             return
         value = float(self.score(metrics))
         value = -np.inf if np.isnan(value) else value  # an undefined score never beats a number
@@ -237,7 +247,7 @@ class _Best:
         self, nets: RunNetworks, step: int, metrics: dict[str, float]
     ) -> tuple[int, dict[str, float]]:
         """Load the best weights when they are not the last; (the kept step, its scores)."""
-        if not self.active or self.step is None:
+        if not self.active or self.keep_last or self.step is None:
             return step, metrics
         if self.step != step and self.state is not None:
             nets.spines.load_state_dict(self.state["spines"])
