@@ -49,8 +49,8 @@ sweep's neighbouring thresholds, or two steps of a run, differ. On a lab's real 
 new model's threshold choice on one held-out field of about 40 spines moved F1 on the other
 fields by −0.001 to +0.051 over eight runs (mean +0.022), the count rule of a model
 fine-tuned on all four corrected fields by +0.042 to +0.048 over three; with that field held
-out, the best-scored step gained +0.021 to +0.047 over six runs, the last step of three of
-them +0.042 to +0.052 (``docs/fine_tuning.md``)."""
+out, the best-scored step gained +0.021 to +0.047 over six runs (mean +0.037), the last step
++0.034 to +0.052 over six (mean +0.044; ``docs/fine_tuning.md``)."""
 
 ENOUGH_PASSES = 45
 """Passes over the corrected planes (epochs, see
