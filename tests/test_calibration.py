@@ -142,6 +142,11 @@ def test_few_held_out_spines_leave_the_spine_threshold_to_the_base_model_on_ever
     enough = [corrected_plane] * (HELD_OUT_MIN_SPINES // per_plane + 1)
     spine, _ = recalibrate_model(tuned, enough, [held], base)
     assert not spine.by_base and spine.amount >= HELD_OUT_MIN_SPINES
+    # a held-out dendrite left as the model drew it chooses nothing: its threshold stays
+    fresh = _model_with(tmp_path / "fresh", spine_score_threshold=0.95, dendrite_threshold=0.95)
+    (spine,) = recalibrate_model(fresh, [_with(held, unedited=("dendrites",))], [held], base)
+    assert spine.by_base and "held-out dendrites are as the model drew them" in spine.note
+    assert ModelCard.load(fresh).inference["dendrite_threshold"] == 0.95
 
 
 def test_inference_uses_the_cards_dendrite_threshold_unless_told(tmp_path, corrected_plane):

@@ -41,6 +41,9 @@ CHOSEN_BY_BASE = (
     "threshold kept"
 )
 """How a fine-tuning run without held-out volumes chooses its thresholds."""
+SHAFTS_AS_DRAWN = "the dendrite threshold kept: the held-out dendrites are as the model drew them"
+"""Why a fine-tuning run whose held-out dendrites nobody corrected keeps its dendrite
+threshold."""
 HELD_OUT_MIN_SPINES = 100
 """Held-out rows with fewer corrected spines than this leave the spine threshold to the base
 model on every corrected row (:func:`recalibrate_model`) and keep the run's last weights
@@ -167,7 +170,8 @@ def recalibrate_model(
     base_model: str | Path | None = None,
 ) -> tuple[ThresholdChoice, ...]:
     """Choose the thresholds of model folder ``folder`` on corrected planes, write each into
-    its card when it changes, and return the choices: (spine, dendrite), (spine,) or ().
+    its card when it changes, and return the choices: (spine, dendrite), (spine,),
+    (dendrite,) or ().
 
     The new model chooses both on the ``held_out`` volumes (never on the ``trained`` ones: it
     scores those too well). When the held-out ones hold fewer than
@@ -179,28 +183,46 @@ def recalibrate_model(
     model's threshold would be too low for it. The base model never chooses the dendrite
     threshold: the new dendrite network has learned the corrected shafts' outline itself, and
     a cut chosen by the base model would move that outline a second time (without held-out
-    volumes it stays). Without held-out volumes or base model, nothing is chosen."""
+    volumes it stays). A held-out layer left as the model drew it (``unedited``) chooses
+    nothing: the new model would only learn to copy its base model there (without a corrected
+    held-out dendrite the dendrite threshold stays, :data:`SHAFTS_AS_DRAWN`; without a
+    corrected held-out spine layer the base model chooses as above). Without held-out volumes
+    or base model, nothing is chosen."""
     from ..models import load_models
 
     if not held_out and not base_model:
         return ()
     new = load_models(folder, device="cpu")
-    choices: list[ThresholdChoice] = []
-    if held_out:
-        choices = list(choose_thresholds(new, held_out))
-    few = not held_out or choices[0].amount < HELD_OUT_MIN_SPINES
-    if few and base_model:
+    spine, dendrite = _held_out_choices(new, held_out)
+    if (spine is None or spine.amount < HELD_OUT_MIN_SPINES) and base_model:
         everything = [*trained, *held_out]
         by_base, _ = choose_thresholds(load_models(base_model, device="cpu"), everything)
         own, _ = choose_thresholds(new, everything)
-        spine = follow_spine_count(by_base, own)
-        why = _few_held_out(choices[0].amount) if held_out else CHOSEN_BY_BASE
-        choices[:1] = [replace(spine, by_base=True, note=why)]
+        why = _few_held_out(spine.amount if spine else 0) if held_out else CHOSEN_BY_BASE
+        spine = replace(follow_spine_count(by_base, own), by_base=True, note=why)
+    if held_out and dendrite is None and spine is not None:
+        spine = replace(spine, note="; ".join(filter(None, (spine.note, SHAFTS_AS_DRAWN))))
+    choices = [c for c in (spine, dendrite) if c is not None]
     for choice in choices:
         if choice.changed:
             write_threshold(folder, choice)
         logger.info("%s", choice.describe())
     return tuple(choices)
+
+
+def _held_out_choices(
+    new: Any, held_out: Sequence[CorrectedVolume]
+) -> tuple[ThresholdChoice | None, ThresholdChoice | None]:
+    """The new model's (spine, dendrite) threshold choices on the held-out volumes whose
+    spines, and whose dendrite, the user corrected (None where there are none: a layer left
+    as the model drew it would have the new model copy its base model)."""
+    spine_rows = [v for v in held_out if "spines" not in v.unedited]
+    shaft_rows = [v for v in held_out if "dendrites" not in v.unedited]
+    if spine_rows and shaft_rows == spine_rows:
+        return choose_thresholds(new, spine_rows)
+    spine = choose_thresholds(new, spine_rows)[0] if spine_rows else None
+    dendrite = choose_thresholds(new, shaft_rows)[1] if shaft_rows else None
+    return spine, dendrite
 
 
 def _held_out_spines(volumes: Sequence[CorrectedVolume]) -> int:
