@@ -235,6 +235,29 @@ def test_a_held_out_row_is_judged_only_on_the_labels_the_user_corrected(
     assert "'other': its dendrite labels are as the model drew them" in " ".join(notes)
 
 
+def test_a_last_step_kept_for_few_held_out_spines_is_not_called_worse():
+    """Below HELD_OUT_MIN_SPINES held-out spines a lower score than the base model's is no
+    evidence: no warning, only the advice to compare on another image."""
+    from types import SimpleNamespace
+
+    from napari_dendrite_panoptic._widgets.training_report import held_out_verdict
+
+    def outcome(kept_last):
+        return SimpleNamespace(
+            best_step=300,
+            kept_last=kept_last,
+            metrics={"spine_f1": 0.5, "spine_f1_best": 0.62},
+            base_metrics={"spine_f1": 0.7, "spine_f1_best": 0.66},
+        )
+
+    kept, worse = held_out_verdict(outcome(True), "both")
+    assert worse == "" and "It holds the last weights (step 300)" in kept
+    assert "spine F1 at each model's best threshold 0.620; base model 0.660" in kept
+    assert "cannot tell the two models apart" in kept
+    kept, worse = held_out_verdict(outcome(False), "both")
+    assert "scores below its base model" in worse and "step 300, the best" in kept
+
+
 @pytest.mark.parametrize("keep", [True, False])
 def test_keep_normalisation_box_sets_the_runs_freeze_norm(
     viewer_with_corrections, tiny_model_dir, keep
