@@ -7,12 +7,7 @@ import time
 
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
-_NAMES = {
-    "spine_f1_best": "spine F1 (best threshold)",
-    "spine_f1": "spine F1",
-    "dendrite_iou": "dendrite IoU",
-}
-"""How the held-out curves are named in the legend."""
+from .training_report import SCORE_NAMES
 
 
 class LossPlot(QWidget):
@@ -68,7 +63,7 @@ class LossPlot(QWidget):
             ax.plot(self.steps[-len(values) :], values, lw=1, label=f"{key} loss")
         for key, points in self.validation.items():
             xs, ys = zip(*points, strict=True)
-            vax.plot(xs, ys, "o--", ms=3, label=f"held-out {_NAMES.get(key, key)}")
+            vax.plot(xs, ys, "o--", ms=3, label=f"held-out {SCORE_NAMES.get(key, key)}")
         ax.set_xlabel("step", fontsize=7)
         ax.set_ylabel("loss", fontsize=7)
         vax.set_ylim(0, 1)

@@ -7,6 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+SCORE_NAMES = {
+    "spine_f1_best": "spine F1 at its best threshold",
+    "spine_f1": "spine F1",
+    "spine_pq": "spine PQ",
+    "dendrite_iou": "dendrite IoU",
+}
+"""How the held-out scores are named in the status line and the live plot."""
+
 
 def progress_text(event: Any) -> str:
     """The status line of a training event: a step's losses, or the held-out scores ("" for
@@ -17,7 +25,7 @@ def progress_text(event: Any) -> str:
         )
         return f"Step {event.step}: loss {loss}"
     if event.kind == "validation":
-        scores = ", ".join(f"{k} {v:.3f}" for k, v in event.metrics.items())
+        scores = ", ".join(f"{SCORE_NAMES.get(k, k)} {v:.3f}" for k, v in event.metrics.items())
         if event.step == 0:
             return f"Base model on the held-out rows: {scores}; training…"
         return f"Held-out scores at step {event.step}: {scores}"
