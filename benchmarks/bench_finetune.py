@@ -281,7 +281,8 @@ def main_real(args: argparse.Namespace) -> None:
                 )
             else:
                 done = [e for e in events if not isinstance(e, tuple)][-1]
-                verdict = held_out_score(done.metrics) >= held_out_score(done.base_metrics)
+                new, old = (held_out_score(m, cfg.which) for m in (done.metrics, done.base_metrics))
+                verdict = new >= old
                 kept = (
                     "the last step kept: too few held-out spines to choose one"
                     if done.kept_last

@@ -45,12 +45,12 @@ class LossPlot(QWidget):
             self.redraw()
 
     def add_validation(self, step: int, metrics: dict[str, float]) -> None:
-        """Append the held-out spine F1 (at the model's best threshold there, the run's
-        measure, where given) and/or dendrite IoU at a step, and redraw."""
-        spine = "spine_f1_best" if "spine_f1_best" in metrics else "spine_f1"
-        for key in (spine, "dendrite_iou"):
-            if key in metrics:
-                self.validation.setdefault(key, []).append((step, metrics[key]))
+        """Append the held-out scores the run is judged by (spine F1 at the model's best
+        threshold there, where given, and/or dendrite IoU) at a step, and redraw."""
+        from ..training import held_out_keys
+
+        for key in held_out_keys(metrics):
+            self.validation.setdefault(key, []).append((step, metrics[key]))
         self.redraw()
 
     def redraw(self) -> None:

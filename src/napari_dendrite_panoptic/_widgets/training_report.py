@@ -110,15 +110,19 @@ def held_out_verdict(outcome: Any, which: str) -> tuple[str, str]:
     return kept, ""
 
 
+_VERDICT_NAMES = {
+    "spine_f1_best": "spine F1 at each model's best threshold",
+    "spine_f1": "spine F1",
+    "dendrite_iou": "dendrite IoU",
+}
+"""How the verdict names the scores it compares the two models by."""
+
+
 def _score_name(metrics: dict[str, float], which: str) -> str:
     """What :func:`~napari_dendrite_panoptic.training.held_out_score` measured, in words."""
-    found = []
-    if which in ("spines", "both") and "spine_f1_best" in metrics:
-        found.append("spine F1 at each model's best threshold")
-    elif which in ("spines", "both") and "spine_f1" in metrics:
-        found.append("spine F1")
-    if which in ("dendrites", "both") and "dendrite_iou" in metrics:
-        found.append("dendrite IoU")
+    from ..training import held_out_keys
+
+    found = [_VERDICT_NAMES[k] for k in held_out_keys(metrics, which)]
     if len(found) == 2:
         return f"mean of {found[0]} and {found[1]}"
     return found[0] if found else "score"

@@ -214,6 +214,22 @@ def _choose(
     )
 
 
+def _whole_stack(volume: CorrectedVolume) -> bool:
+    """Whether every plane of a stack is corrected: its spines are then scored as the stack
+    path finds them, once each, not once per plane they cross."""
+    return volume.image.shape[0] > 1 and len(volume.planes) == volume.image.shape[0]
+
+
+def corrected_spines(volumes: Sequence[CorrectedVolume]) -> int:
+    """The corrected spines of ``volumes`` as the sweeps and held-out scores count them: a
+    whole corrected stack's once each, a plane's in each chosen plane."""
+    count = 0
+    for v in volumes:
+        chosen = [v.spines] if _whole_stack(v) else [v.spines[z] for z in v.planes]
+        count += sum(len(np.unique(labels[labels > 0])) for labels in chosen)
+    return count
+
+
 def choose_thresholds(
     models: Any, volumes: Sequence[CorrectedVolume], device: str = "cpu"
 ) -> tuple[ThresholdChoice, ThresholdChoice]:
@@ -227,15 +243,15 @@ def choose_thresholds(
     )
     spine_counts, spine_base = np.zeros((len(THRESHOLDS), 3)), np.zeros(3)
     shaft_counts, shaft_base = np.zeros((len(DENDRITE_THRESHOLDS), 2)), np.zeros(2)
-    spines = planes = 0
+    planes = 0
+    spines = corrected_spines(volumes)
     dendrite_um2 = 0.0
     for volume in volumes:
         px = volume.pixel_size_um or models.card.pixel_size_um
-        whole_stack = volume.image.shape[0] > 1 and len(volume.planes) == volume.image.shape[0]
+        whole_stack = _whole_stack(volume)
         if whole_stack:  # the spines as the stack path finds them, once for the stack
             counts = _stack_spine_counts(volume, px, cfg, models, (*THRESHOLDS, base_spine))
             spine_counts, spine_base = spine_counts + counts[:-1], spine_base + counts[-1]
-            spines += len(np.unique(volume.spines[volume.spines > 0]))
         for z in volume.planes:
             result, prob = _segment(volume.image[z], px, cfg, models)
             truth = instance_centres(volume.spines[z])
@@ -243,7 +259,6 @@ def choose_thresholds(
                 radius = MATCH_RADIUS_UM / px
                 spine_counts += _spine_counts(result.table, truth, radius, THRESHOLDS)
                 spine_base += _spine_counts(result.table, truth, radius, (base_spine,))[0]
-                spines += len(truth)
             outside = (volume.spines[z] == 0) & (result.spines[0] == 0)
             shaft = volume.dendrite[z]
             shaft_counts += _dendrite_counts(prob, shaft, outside, DENDRITE_THRESHOLDS)
@@ -273,7 +288,7 @@ def best_spine_f1(models: Any, volume: CorrectedVolume) -> float:
         model=str(models.folder), device=str(models.device), spine_score_threshold=THRESHOLDS[0]
     )
     px = volume.pixel_size_um or models.card.pixel_size_um
-    if volume.image.shape[0] > 1 and len(volume.planes) == volume.image.shape[0]:
+    if _whole_stack(volume):
         counts = _stack_spine_counts(volume, px, cfg, models, THRESHOLDS)
     else:
         counts = np.zeros((len(THRESHOLDS), 3))

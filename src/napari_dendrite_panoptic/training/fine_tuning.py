@@ -21,6 +21,7 @@ from .calibration import (
     ThresholdChoice,
     best_spine_f1,
     choose_thresholds,
+    corrected_spines,
     follow_spine_count,
     write_threshold,
 )
@@ -142,7 +143,7 @@ def iter_fine_tune(
     every = max(10, config.steps // 5) if config.max_seconds is None else 25
     judged = [v for v in held_out if "spines" not in v.unedited]
     few = config.which != "dendrites" and bool(judged)
-    few = few and _held_out_spines(judged) < HELD_OUT_MIN_SPINES
+    few = few and corrected_spines(judged) < HELD_OUT_MIN_SPINES
     for event in iter_fit(
         config,
         source=source,
@@ -225,16 +226,14 @@ def _held_out_choices(
     return spine, dendrite
 
 
-def _held_out_spines(volumes: Sequence[CorrectedVolume]) -> int:
-    """Corrected spines of ``volumes`` as a held-out score counts them: a whole stack's once
-    each, a plane's in each chosen plane."""
-    count = 0
-    for v in volumes:
-        if v.image.shape[0] > 1 and len(v.planes) == v.image.shape[0]:
-            count += len(np.unique(v.spines[v.spines > 0]))
-        else:
-            count += sum(len(np.unique(v.spines[z][v.spines[z] > 0])) for z in v.planes)
-    return count
+def held_out_keys(metrics: dict[str, float], which: str = "both") -> tuple[str, ...]:
+    """The scores of ``metrics`` that :func:`held_out_score` averages for networks ``which``:
+    ``spine_f1_best`` (``spine_f1`` in records without it) and ``dendrite_iou``, those present."""
+    spine = "spine_f1_best" if "spine_f1_best" in metrics else "spine_f1"
+    wanted = {"spines": (spine,), "dendrites": ("dendrite_iou",)}.get(
+        which, (spine, "dendrite_iou")
+    )
+    return tuple(k for k in wanted if k in metrics)
 
 
 def held_out_score(metrics: dict[str, float], which: str = "both") -> float:
@@ -244,9 +243,7 @@ def held_out_score(metrics: dict[str, float], which: str = "both") -> float:
     dendrite model does, the mean of those present for both (a held-out layer left as the
     model drew it is not scored: :func:`volume_scorer`). NaN when none is there or a score
     it needs is undefined."""
-    spine = "spine_f1_best" if "spine_f1_best" in metrics else "spine_f1"
-    keys = {"spines": (spine,), "dendrites": ("dendrite_iou",)}.get(which, (spine, "dendrite_iou"))
-    found = [metrics[k] for k in keys if k in metrics]
+    found = [metrics[k] for k in held_out_keys(metrics, which)]
     return float(np.mean(found)) if found else float("nan")
 
 
