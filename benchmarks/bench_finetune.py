@@ -2,7 +2,8 @@
 
 ``--real findspines`` (or ``smirnov``) measures the loop on real fields instead: the bundled
 model segments ``--fields`` fields of the set's held-out part (FindSpines validation groups,
-Smirnov test crops), one per twin group; each is corrected as a user would from its clicks
+Smirnov test crops), one per twin group (Smirnov's crops are frames of about 38 fields, grouped
+by thumbnail likeness: ``split_overlap.field_groups``); each is corrected as a user would from its clicks
 (spines without a click erased, a disc of 0.4 µm radius painted at every click without a
 spine; the dendrite accepted as segmented); the dock's fine-tuning runs ``--minutes`` on them;
 the set's other held-out fields (none from the corrected fields' groups) are scored before and
@@ -176,15 +177,17 @@ def _print_curves(curves: dict[str, list[float]]) -> None:
 
 
 def real_items(name: str) -> list:
-    """The held-out part of real set ``name``, groups filled in."""
+    """The held-out part of real set ``name``, groups filled in (Smirnov's crops by field:
+    ``split_overlap.field_groups``)."""
     from napari_dendrite_panoptic.data import real
 
     if name == "findspines":
         return real.findspines_split(real.load_findspines())[1]
-    items = real.load_smirnov("test")
-    for item in items:  # each crop its own group unless the set says otherwise
-        item.group = item.group or item.name
-    return items
+    from split_overlap import field_groups
+
+    items = real.load_smirnov("test")  # frames of about 38 fields: group them by field, so
+    fields = field_groups([i.image for i in items])  # no scored crop repeats a corrected one
+    return [replace(i, group=f"smirnov-field-{f}") for i, f in zip(items, fields, strict=True)]
 
 
 def _config(args: argparse.Namespace, out: Path, volumes: list, base, **options):
