@@ -10,8 +10,9 @@ the set's other held-out fields (none from the corrected fields' groups) are sco
 after (spine F1, centroids within the set's tolerance). Rows: the bundled model; the bundled
 model at the spine threshold chosen on the corrected fields (no training); the model
 fine-tuned on all of them at the base model's threshold, at the threshold the base model
-chooses on them, and, as the dock does without a held-out field, at the threshold at which it
-keeps as many spines on them as the base model at that choice; the model fine-tuned on all
+chooses on them, at the threshold at which it keeps as many spines on them as the base model
+at that choice, and, as the dock does without a held-out field, at the threshold at which it
+keeps as many spines on them as they hold corrected; the model fine-tuned on all
 but the last, that one marked "held out" as in the dock (the last step kept, as the dock
 keeps it below ``training.HELD_OUT_MIN_SPINES`` held-out spines, or else the step that scores
 best on it by spine F1 at each model's best threshold there, since its dendrite is the base
@@ -204,6 +205,21 @@ def _config(args: argparse.Namespace, out: Path, volumes: list, base, **options)
     return replace(cfg, threads=args.threads, seed=args.seed)
 
 
+def _as_many_as_base(own, by_base) -> float:
+    """The threshold of ``own``'s sweep (the fine-tuned model's) at which it keeps as many
+    spines on the corrected fields as the base model keeps there at its best threshold
+    (``by_base``; ties: the nearest to that one): the dock's rule without a held-out row on
+    2026-12-07 before the count of corrected spines replaced it."""
+    k = min(
+        range(len(own.sweep)),
+        key=lambda k: (
+            abs(own.kept[k] - by_base.kept_at_threshold),
+            abs(own.sweep[k] - by_base.threshold),
+        ),
+    )
+    return own.sweep[k]
+
+
 def main_real(args: argparse.Namespace) -> None:
     """The correct-and-retrain loop on real fields (see the module docstring)."""
     from napari_dendrite_panoptic.errors import InputError
@@ -242,7 +258,7 @@ def main_real(args: argparse.Namespace) -> None:
     ] = _point_f1(base, others, alone.threshold)
     runs = {"all": (volumes, []), "held": (volumes[:-1], volumes[-1:])}
     runs = {key: runs[key] for key in args.runs}
-    steps, train_s = {}, {}
+    steps, train_s, counts = {}, {}, ""
     with tempfile.TemporaryDirectory() as tmp:
         for key, (train, held) in runs.items():
             out = Path(tmp) / key
@@ -277,10 +293,25 @@ def main_real(args: argparse.Namespace) -> None:
                     f"fine-tuned on the {len(train)}, the base model's choice on them "
                     f"({alone.threshold:.2f}; the dock without a held-out field, 2026-12-06)"
                 ] = _point_f1(tuned, others, alone.threshold)
-                name = (
+                as_base = _as_many_as_base(choice[0], alone)
+                rows[
                     f"fine-tuned on the {len(train)}, no held-out field: the threshold at which "
                     f"it keeps as many spines on them as the base model at its choice "
-                    f"({choice[0].threshold:.2f}; the dock since 2026-12-07)"
+                    f"({as_base:.2f}; the dock earlier on 2026-12-07)"
+                ] = _point_f1(tuned, others, as_base)
+                counts = (
+                    f"# spines on the {len(train)} corrected fields: {choice[0].amount:.0f} "
+                    f"corrected; the base model keeps {alone.kept_at_threshold} at its choice "
+                    f"{alone.threshold:.2f}; the fine-tuned model keeps "
+                    + ", ".join(
+                        f"{k} at {t:.2f}"
+                        for t, k in zip(choice[0].sweep, choice[0].kept, strict=True)
+                    )
+                )
+                name = (
+                    f"fine-tuned on the {len(train)}, no held-out field: the threshold at which "
+                    f"it keeps as many spines on them as they hold corrected "
+                    f"({choice[0].threshold:.2f}; the dock now)"
                 )
             else:
                 done = [e for e in events if not isinstance(e, tuple)][-1]
@@ -296,7 +327,7 @@ def main_real(args: argparse.Namespace) -> None:
                     + ("above" if verdict else "below")
                     + f" the base model there; threshold chosen on the held-out field: "
                     f"{choice[0].threshold:.2f}"
-                    + (", by the base model on all" if choice[0].by_base else "")
+                    + (", by count on all" if choice[0].counted else "")
                     + ")"
                 )
             rows[name] = _point_f1(tuned, others, None)
@@ -325,6 +356,8 @@ def main_real(args: argparse.Namespace) -> None:
         f"choosing the thresholds), batch {cfg.batch_size} × {cfg.crop_size}², "
         f"layers {cfg.layers}, lr {cfg.lr:g}, training {cfg.which}"
     )
+    if counts:
+        print(counts)
     print("| model | spine F1 on the other fields | change |\n|---|---|---|")
     first = next(iter(rows.values()))
     for name, f1 in rows.items():
@@ -391,8 +424,8 @@ def main_stacks(args: argparse.Namespace) -> None:
     module docstring)."""
     from napari_dendrite_panoptic.training import (
         choose_thresholds,
-        follow_spine_count,
         iter_fine_tune,
+        match_corrected_count,
     )
 
     base = load_models(args.model, "cpu")
@@ -439,12 +472,18 @@ def main_stacks(args: argparse.Namespace) -> None:
                     f"{len(volumes)} by the base model before training ({alone.threshold:.2f})"
                 ] = score_stacks(tuned, test, alone.threshold)
                 own, _ = choose_thresholds(tuned, volumes)
-                follow = follow_spine_count(alone, own)
+                as_base = _as_many_as_base(own, alone)
                 rows[
                     f"fine-tuned, 100% slab projections, the spine threshold at which it keeps "
                     f"as many spines on the {len(volumes)} as the base model at its choice "
-                    f"({follow.threshold:.2f}; the dock without a held-out stack since 2026-12-07)"
-                ] = score_stacks(tuned, test, follow.threshold)
+                    f"({as_base:.2f}; the dock without a held-out stack earlier on 2026-12-07)"
+                ] = score_stacks(tuned, test, as_base)
+                counted = match_corrected_count(own)
+                rows[
+                    f"fine-tuned, 100% slab projections, the spine threshold at which it keeps "
+                    f"as many spines on the {len(volumes)} as they hold corrected "
+                    f"({counted.threshold:.2f}; the dock without a held-out stack now)"
+                ] = score_stacks(tuned, test, counted.threshold)
         # the dock: the last stack held out (best step kept, thresholds chosen on it)
         out = Path(tmp) / "dock"
         train, held = volumes[:-1], volumes[-1:]
@@ -453,7 +492,7 @@ def main_stacks(args: argparse.Namespace) -> None:
         events = list(iter_fine_tune(cfg, train, held, [], lambda: False))
         choice = next(e[1] for e in events if isinstance(e, tuple) and e[0] == "calibrated")
         best = [e for e in events if not isinstance(e, tuple)][-1]
-        by = f", by the base model on all {len(volumes)}" if choice[0].by_base else ""
+        by = f", by count on all {len(volumes)}" if choice[0].counted else ""
         rows[
             f"as the dock: fine-tuned on {len(train)}, 1 held out (step {best.best_step} kept, "
             f"spine threshold {choice[0].base_threshold:.2f} -> {choice[0].threshold:.2f}{by})"

@@ -369,12 +369,13 @@ def test_unticking_the_threshold_box_keeps_the_base_models_threshold(
     assert widget._calibration is None and "threshold " not in widget.status_label.text()
 
 
-def test_without_held_out_rows_the_base_model_chooses_the_thresholds_and_the_dock_says_so(
+def test_without_held_out_rows_the_spine_threshold_is_chosen_by_count_and_the_dock_says_so(
     viewer_with_corrections, tiny_model_dir, qtbot, tmp_path
 ):
-    """The new model scores the planes it trained on too well to choose thresholds there; the
-    base model, which never saw them, chooses on them instead."""
-    from napari_dendrite_panoptic.training import CHOSEN_BY_BASE
+    """The new model scores the planes it trained on too well to choose thresholds there by
+    F1; it takes the spine threshold at which it keeps about as many spines there as were
+    corrected."""
+    from napari_dendrite_panoptic.training import CHOSEN_BY_COUNT
 
     _, widget = viewer_with_corrections(tiny_model_dir)
     widget.name_edit.setText("no-held-out")
@@ -382,17 +383,18 @@ def test_without_held_out_rows_the_base_model_chooses_the_thresholds_and_the_doc
     widget.start_button.click()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
     status = widget.status_label.text()
-    assert CHOSEN_BY_BASE in status
+    assert CHOSEN_BY_COUNT in status
     card = ModelCard.load(tmp_path / "user-models" / "no-held-out")
     base = ModelCard.load(tiny_model_dir)
     (spine,) = widget._calibration  # the spine threshold only: the dendrite one stays
-    assert spine.by_base and spine.kind == "spine"
+    assert spine.kind == "spine" and (spine.counted or not spine.enough)
     assert card.inference.get("dendrite_threshold") == base.inference.get("dendrite_threshold")
-    chosen = card.inference["spine_score_threshold"]
-    assert chosen == (spine.threshold if spine.changed else base.inference["spine_score_threshold"])
+    chosen = card.threshold("spine_score_threshold")
+    assert chosen == spine.threshold  # written where it changed, else the base model's
+    assert spine.changed or chosen == base.threshold("spine_score_threshold")
     if spine.changed:
         record = card.metrics["spine_threshold_calibration"]
-        assert "by the base model" in record["on"] and "as many as the base model" in status
+        assert "chosen by count" in record["on"] and "as many as they hold corrected" in status
 
 
 def test_a_stack_layer_trains_with_the_z_step_of_its_scale(make_napari_viewer, small_stack):

@@ -166,9 +166,9 @@ class TrainOnCorrectionsWidget(QWidget):
             "After training, try spine score thresholds 0.30-0.95 and dendrite probability "
             "thresholds 0.20-0.80 on the held-out rows and keep those with the best spine F1 "
             "and dendrite IoU there in the new model's card (without held-out rows, or with "
-            f"fewer than {HELD_OUT_MIN_SPINES} held-out spines, the base model chooses its "
-            "best spine threshold on the corrected rows and the new model takes the one at "
-            "which it keeps as many spines there)"
+            f"fewer than {HELD_OUT_MIN_SPINES} held-out spines, the spine threshold is the one "
+            "at which the new model keeps about as many spines on the corrected rows as you "
+            "corrected there)"
         )
         self.name_edit = QLineEdit(datetime.now().strftime("finetune-%Y%m%d-%H%M"))
         self.start_button = QPushButton("Start")

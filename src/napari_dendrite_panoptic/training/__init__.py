@@ -3,11 +3,11 @@
 from .batches import loader_plan
 from .calibration import DENDRITE_THRESHOLDS as DENDRITE_THRESHOLD_SWEEP
 from .calibration import THRESHOLDS as THRESHOLD_SWEEP
-from .calibration import ThresholdChoice, choose_thresholds, follow_spine_count, write_threshold
+from .calibration import ThresholdChoice, choose_thresholds, match_corrected_count, write_threshold
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from .config import LAYER_CHOICES, WHICH_CHOICES, NonFiniteLossError, TrainConfig
 from .fine_tuning import (
-    CHOSEN_BY_BASE,
+    CHOSEN_BY_COUNT,
     ENOUGH_PASSES,
     FINE_TUNE_FREEZE_NORM,
     HELD_OUT_MIN_SPINES,
@@ -26,7 +26,7 @@ from .networks import run_input_planes, training_precision
 __all__ = [
     "CheckpointError",
     "DENDRITE_THRESHOLD_SWEEP",
-    "CHOSEN_BY_BASE",
+    "CHOSEN_BY_COUNT",
     "ENOUGH_PASSES",
     "FINE_TUNE_FREEZE_NORM",
     "HELD_OUT_MIN_SPINES",
@@ -40,7 +40,7 @@ __all__ = [
     "choose_thresholds",
     "drop_checkpoint",
     "fine_tune_config",
-    "follow_spine_count",
+    "match_corrected_count",
     "held_out_keys",
     "held_out_score",
     "iter_fine_tune",

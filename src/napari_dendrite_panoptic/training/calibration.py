@@ -61,11 +61,10 @@ class ThresholdChoice:
     ``enough``: whether ``amount`` sufficed to choose; ``planes``: planes scored; ``sweep``: the
     thresholds tried and ``curve`` the score at each; ``kept``: for spines, how many the
     model keeps on the planes at each threshold of the sweep (the fine-tuned model's, with
-    ``follows``); ``by_base``: chosen by the fine-tuned model's base model (on planes it never
-    trained on), not by the model itself, and ``note`` why (a sentence, or ""); ``follows``:
-    set by :func:`follow_spine_count`, the base model's chosen threshold whose number of
-    spines the fine-tuned model keeps at ``threshold`` (``score`` and ``curve`` stay the base
-    model's)."""
+    ``counted``); ``note``: why it was chosen so (a sentence, or ""); ``counted``: set by
+    :func:`match_corrected_count`, the threshold was chosen by how many spines the model keeps
+    on planes it trained on, not by its F1 there (``score`` and ``curve`` are that F1, which
+    such planes inflate)."""
 
     kind: str
     threshold: float
@@ -78,9 +77,8 @@ class ThresholdChoice:
     sweep: tuple[float, ...]
     curve: tuple[float, ...]
     kept: tuple[int, ...] = ()
-    by_base: bool = False
     note: str = ""
-    follows: float | None = None
+    counted: bool = False
 
     @property
     def changed(self) -> bool:
@@ -105,18 +103,14 @@ class ThresholdChoice:
                 f"{what} threshold kept at {self.base_threshold:.2f}: the corrected planes hold "
                 f"{short} to choose one"
             )
-        if self.follows is not None:
+        if self.counted:
             return (
                 f"{what} threshold {self.base_threshold:.2f} → {self.threshold:.2f}: there the "
-                f"new model keeps {self.kept_at_threshold} spines on the "
-                f"{self.planes} corrected plane(s), about as many as the base model at "
-                f"{self.follows:.2f}, its best threshold there ({amount}; the base model's "
-                f"spine F1 {self.base_score:.3f} at {self.base_threshold:.2f}, "
-                f"{self.score:.3f} at {self.follows:.2f})"
+                f"new model keeps {self.kept_at_threshold} spines on the {self.planes} "
+                f"corrected plane(s), about as many as they hold corrected ({amount})"
             )
-        whose = f"{measure} of the base model" if self.by_base else measure
         return (
-            f"{what} threshold {self.base_threshold:.2f} → {self.threshold:.2f} ({whose} on "
+            f"{what} threshold {self.base_threshold:.2f} → {self.threshold:.2f} ({measure} on "
             f"{self.planes} corrected plane(s), {amount}: {self.base_score:.3f} → "
             f"{self.score:.3f})"
         )
@@ -299,26 +293,25 @@ def best_spine_f1(models: Any, volume: CorrectedVolume) -> float:
     return float(_f1(counts).max())
 
 
-def follow_spine_count(by_base: ThresholdChoice, own: ThresholdChoice) -> ThresholdChoice:
+def match_corrected_count(own: ThresholdChoice) -> ThresholdChoice:
     """The spine threshold at which a fine-tuned model keeps as many spines on corrected
-    planes it trained on as its base model keeps there at the threshold the base model chose
-    (``by_base``, :func:`choose_thresholds` of the base model; ``own``, of the fine-tuned
-    model on the same planes). Ties: the threshold nearest the base model's choice.
+    planes it trained on as those planes hold corrected (``own``: :func:`choose_thresholds` of
+    the fine-tuned model on them). Ties: the threshold nearest the model's.
 
-    The fine-tuned model scores its training planes too well for their F1 to choose its
-    threshold, and it scores a lab's spines higher than the base model did, so the base
-    model's threshold is too low for it. The number of spines the base model keeps at its best
-    threshold carries over: it is how many a model should find on those planes.
-    ``docs/fine_tuning.md`` has the measurements. Without enough corrected spines,
-    ``by_base`` (which then keeps the threshold) is returned unchanged."""
-    if not by_base.enough or not own.kept:
-        return by_base
-    target = by_base.kept_at_threshold
+    The model scores its training planes too well for their F1 to choose its threshold, but
+    how many spines it keeps there needs no F1: a threshold that keeps about as many as the
+    user corrected balances missed and false spines, where F1 is best. The rule before it
+    (as many as the base model keeps at its own best threshold there) chose the same on one
+    lab the model never saw and far too low a threshold on another, whose spines the
+    fine-tuned model ranks much better than its base did (``docs/fine_tuning.md``, "As many
+    spines as you corrected"). With too few corrected spines the model's threshold stays."""
+    if not own.enough or not own.kept:
+        return own  # too few corrected spines: :func:`choose_thresholds` kept the threshold
     k = min(
         range(len(own.sweep)),
-        key=lambda k: (abs(own.kept[k] - target), abs(own.sweep[k] - by_base.threshold)),
+        key=lambda k: (abs(own.kept[k] - own.amount), abs(own.sweep[k] - own.base_threshold)),
     )
-    return replace(by_base, threshold=own.sweep[k], follows=by_base.threshold, kept=own.kept)
+    return replace(own, threshold=own.sweep[k], score=own.curve[k], counted=True)
 
 
 _ON = {
@@ -335,9 +328,7 @@ def write_threshold(folder: str | Path, choice: ThresholdChoice) -> ModelCard:
     ``dendrite_threshold_calibration``)."""
     card = ModelCard.load(Path(folder))
     metrics = dict(card.metrics)
-    on = _ON[choice.kind] + (
-        ", scored by the base model, which never trained on them" if choice.by_base else ""
-    )
+    on = _ON[choice.kind]
     metrics[f"{choice.kind}_threshold_calibration"] = {
         "on": on,
         "threshold": choice.threshold,
@@ -347,14 +338,14 @@ def write_threshold(folder: str | Path, choice: ThresholdChoice) -> ModelCard:
         "amount": choice.amount,
         "planes": choice.planes,
     }
-    if choice.follows is not None:
+    if choice.counted:
         chosen = metrics[f"{choice.kind}_threshold_calibration"]
         chosen["on"] += (
-            f"; this model keeps {choice.kept_at_threshold} spines "
-            f"there at its threshold, about as many as the base model at its best, "
-            f"{choice.follows:.2f} (score: the base model's F1 there)"
+            f"; chosen by count, on planes this model trained on: it keeps "
+            f"{choice.kept_at_threshold} spines there at its threshold, about as many as they "
+            f"hold corrected (score: its F1 there, which training on them inflates)"
         )
-        chosen["follows_base_threshold"] = choice.follows
+        chosen["kept"] = choice.kept_at_threshold
     inference = {**card.inference, _CARD_KEYS[choice.kind]: choice.threshold}
     new = replace(card, inference=inference, metrics=metrics)
     new.save(Path(folder))

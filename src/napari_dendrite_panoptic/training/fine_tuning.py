@@ -22,7 +22,7 @@ from .calibration import (
     best_spine_f1,
     choose_thresholds,
     corrected_spines,
-    follow_spine_count,
+    match_corrected_count,
     write_threshold,
 )
 from .config import CHECKPOINT_FILE, TrainConfig, TrainEvent
@@ -36,23 +36,22 @@ NO_HELD_OUT_PLANES = (
     "trained on too well); mark a corrected image 'held out' to choose them"
 )
 """Why a fine-tuning run without held-out volumes or a base model keeps its thresholds."""
-CHOSEN_BY_BASE = (
-    "No held-out row: the base model chose its best spine threshold on the training rows, "
-    "which it had never seen, and the new model keeps as many spines there; the dendrite "
-    "threshold kept"
+CHOSEN_BY_COUNT = (
+    "No held-out row: the spine threshold is the one at which the new model keeps about as "
+    "many spines on the training rows as you corrected there; the dendrite threshold kept"
 )
 """How a fine-tuning run without held-out volumes chooses its thresholds."""
 SHAFTS_AS_DRAWN = "the dendrite threshold kept: the held-out dendrites are as the model drew them"
 """Why a fine-tuning run whose held-out dendrites nobody corrected keeps its dendrite
 threshold."""
 HELD_OUT_MIN_SPINES = 100
-"""Held-out rows with fewer corrected spines than this leave the spine threshold to the base
-model on every corrected row (:func:`recalibrate_model`) and keep the run's last weights
+"""Held-out rows with fewer corrected spines than this choose the spine threshold by count on
+every corrected row (:func:`recalibrate_model`) and keep the run's last weights
 instead of its best-scored step: below about 100 spines one spine moves F1 by more than the
 sweep's neighbouring thresholds, or two steps of a run, differ. On a lab's real fields the
 new model's threshold choice on one held-out field of about 40 spines moved F1 on the other
-fields by −0.001 to +0.051 over eight runs (mean +0.022), the count rule of a model
-fine-tuned on all four corrected fields by +0.042 to +0.048 over three; with that field held
+fields by −0.001 to +0.051 over eight runs (mean +0.022), a count rule on all four corrected
+fields by +0.042 to +0.048 over three; with that field held
 out, the best-scored step gained +0.021 to +0.047 over six runs (mean +0.037), the last step
 +0.034 to +0.052 over six (mean +0.044; ``docs/fine_tuning.md``)."""
 
@@ -67,9 +66,9 @@ no more than 47 (``docs/fine_tuning.md``)."""
 def _few_held_out(spines: float) -> str:
     return (
         f"The held-out rows hold {spines:.0f} corrected spines, fewer than the "
-        f"{HELD_OUT_MIN_SPINES} needed to choose the spine threshold with the new model: the "
-        f"base model chose its best on every corrected row, and the new model keeps as many "
-        f"spines there"
+        f"{HELD_OUT_MIN_SPINES} needed to choose the spine threshold by spine F1: it is the one "
+        f"at which the new model keeps about as many spines on every corrected row as you "
+        f"corrected there"
     )
 
 
@@ -102,10 +101,9 @@ def iter_fine_tune(
         held-out volumes' corrected planes and record them in its card
         (:func:`recalibrate_model`). Never by the new model on the planes it trained on: it
         scores those too well to say which threshold suits the lab's other images. Without
-        held-out volumes, or with too few held-out spines, the base model, which never saw
-        them, chooses its best spine threshold and the new model takes the threshold at which
-        it keeps as many spines (:data:`CHOSEN_BY_BASE`); without a base model either, the
-        thresholds stay (:data:`NO_HELD_OUT_PLANES`).
+        held-out volumes, or with too few held-out spines, the spine threshold is the one at
+        which the new model keeps about as many spines on the corrected planes as they hold
+        corrected (:data:`CHOSEN_BY_COUNT`).
 
     Yields
     ------
@@ -113,7 +111,7 @@ def iter_fine_tune(
     :class:`~napari_dendrite_panoptic.training.TrainEvent` of :func:`iter_fit`, then (with
     ``recalibrate``) ``("calibrated", (spine ThresholdChoice, dendrite ThresholdChoice))``,
     ``("calibrated", (spine ThresholdChoice,))`` without held-out volumes, or
-    ``("calibrated", ())`` without held-out volumes and base model. With held-out
+    ``("calibrated", ())`` without any volume. With held-out
     volumes the base model is scored first (a "validation" event at step 0) and the model folder
     keeps the weights of the step with the best :func:`held_out_score` (the last weights when
     the scored held-out spines are fewer than :data:`HELD_OUT_MIN_SPINES`: ``kept_last``); the
@@ -157,7 +155,7 @@ def iter_fine_tune(
         last = event
         yield event
     if recalibrate and last is not None and last.model_folder:
-        choices = recalibrate_model(last.model_folder, held_out, volumes, config.base_model)
+        choices = recalibrate_model(last.model_folder, held_out, volumes)
         if not choices:
             logger.info("%s", NO_HELD_OUT_PLANES)
         yield ("calibrated", choices)
@@ -168,39 +166,32 @@ def recalibrate_model(
     folder: str | Path,
     held_out: Sequence[CorrectedVolume],
     trained: Sequence[CorrectedVolume] = (),
-    base_model: str | Path | None = None,
 ) -> tuple[ThresholdChoice, ...]:
     """Choose the thresholds of model folder ``folder`` on corrected planes, write each into
     its card when it changes, and return the choices: (spine, dendrite), (spine,),
     (dendrite,) or ().
 
-    The new model chooses both on the ``held_out`` volumes (never on the ``trained`` ones: it
-    scores those too well). When the held-out ones hold fewer than
-    :data:`HELD_OUT_MIN_SPINES` spines, or there are none, the base model (``base_model``,
-    which never saw any of them) chooses its best spine threshold on every corrected volume,
-    and the new model's is the one at which it keeps as many spines there
-    (:func:`~napari_dendrite_panoptic.training.calibration.follow_spine_count`): it scores a
-    lab's spines higher than the base model did once it has trained on them, so the base
-    model's threshold would be too low for it. The base model never chooses the dendrite
-    threshold: the new dendrite network has learned the corrected shafts' outline itself, and
-    a cut chosen by the base model would move that outline a second time (without held-out
-    volumes it stays). A held-out layer left as the model drew it (``unedited``) chooses
+    The new model chooses both by score on the ``held_out`` volumes (never on the ``trained``
+    ones: it scores those too well). When the held-out ones hold fewer than
+    :data:`HELD_OUT_MIN_SPINES` spines, or there are none, the spine threshold is the one at
+    which the new model keeps about as many spines on every corrected volume as they hold
+    corrected (:func:`~napari_dendrite_panoptic.training.calibration.match_corrected_count`):
+    counting needs no F1, which training on the planes inflates. The dendrite threshold is
+    chosen on held-out volumes only (without them it stays). A held-out layer left as the model drew it (``unedited``) chooses
     nothing: the new model would only learn to copy its base model there (without a corrected
     held-out dendrite the dendrite threshold stays, :data:`SHAFTS_AS_DRAWN`; without a
-    corrected held-out spine layer the base model chooses as above). Without held-out volumes
-    or base model, nothing is chosen."""
+    corrected held-out spine layer the spine threshold is chosen by count as above). Without
+    any volume, nothing is chosen."""
     from ..models import load_models
 
-    if not held_out and not base_model:
+    if not held_out and not trained:
         return ()
     new = load_models(folder, device="cpu")
     spine, dendrite = _held_out_choices(new, held_out)
-    if (spine is None or spine.amount < HELD_OUT_MIN_SPINES) and base_model:
-        everything = [*trained, *held_out]
-        by_base, _ = choose_thresholds(load_models(base_model, device="cpu"), everything)
-        own, _ = choose_thresholds(new, everything)
-        why = _few_held_out(spine.amount if spine else 0) if held_out else CHOSEN_BY_BASE
-        spine = replace(follow_spine_count(by_base, own), by_base=True, note=why)
+    if spine is None or spine.amount < HELD_OUT_MIN_SPINES:
+        own, _ = choose_thresholds(new, [*trained, *held_out])
+        why = _few_held_out(spine.amount if spine else 0) if held_out else CHOSEN_BY_COUNT
+        spine = replace(match_corrected_count(own), note=why)
     if held_out and dendrite is None and spine is not None:
         spine = replace(spine, note="; ".join(filter(None, (spine.note, SHAFTS_AS_DRAWN))))
     choices = [c for c in (spine, dendrite) if c is not None]
