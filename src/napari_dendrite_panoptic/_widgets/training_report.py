@@ -33,8 +33,8 @@ def progress_text(event: Any) -> str:
 
 
 def calibration_text(calibration: Any) -> str:
-    """The thresholds chosen on the corrections, one sentence each (after why the base model
-    chose one, where it did), or why they were kept ("" when the box was unticked:
+    """The thresholds chosen on the corrections, one sentence each (after how it was chosen,
+    where it was by count), or why they were kept ("" when the box was unticked:
     ``calibration`` None)."""
     if calibration is None:
         return ""

@@ -35,7 +35,8 @@ NO_HELD_OUT_PLANES = (
     "Thresholds kept: no held-out row to choose them on (the new model scores the planes it "
     "trained on too well); mark a corrected image 'held out' to choose them"
 )
-"""Why a fine-tuning run without held-out volumes or a base model keeps its thresholds."""
+"""Why thresholds stay when :func:`recalibrate_model` had no corrected volume at all (a run
+always has training volumes, so it chooses the spine threshold by count at least)."""
 CHOSEN_BY_COUNT = (
     "No held-out row: the spine threshold is the one at which the new model keeps about as "
     "many spines on the training rows as you corrected there; the dendrite threshold kept"
