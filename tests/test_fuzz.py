@@ -111,6 +111,7 @@ def test_engine_with_any_voxel_size(config, voxel, pixel):
 @FAST
 @pytest.mark.filterwarnings("ignore:.*writing zero-size array:UserWarning")  # fuzzed on purpose
 @given(array=hnp.arrays(hnp.scalar_dtypes(), SHAPES, elements=None), imagej=st.booleans())
+@hypothesis.example(array=np.zeros((3, 1, 1), np.int8), imagej=False)  # written as grey RGB
 def test_reader_returns_a_stack_or_its_own_error(array, imagej):
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "any.tif"
@@ -125,7 +126,14 @@ def test_reader_returns_a_stack_or_its_own_error(array, imagej):
             _readable(exc)
             return
         assert stack.axes.endswith("YX") and len(zyx.shape) == 3
-        assert int(np.prod(stack.shape)) == array.size
+        with tifffile.TiffFile(path) as tif:  # tifffile writes a (3|4, Y, X) array as RGB(A)
+            samples = tif.series[0].shape[tif.series[0].axes.index("S")] if _colour(tif) else 1
+        # every voxel is there, but a colour image whose samples are equal is read as grey
+        assert int(np.prod(stack.shape)) * samples == array.size
+
+
+def _colour(tif: tifffile.TiffFile) -> bool:
+    return int(tif.pages.first.photometric) in (2, 5, 6) and "S" in tif.series[0].axes
 
 
 @FAST
