@@ -3,8 +3,8 @@
 ``--real findspines`` (or ``smirnov``) measures the loop on real fields instead: the bundled
 model segments ``--fields`` fields of the set's held-out part (FindSpines validation groups,
 Smirnov test crops), one per twin group (Smirnov's crops are frames of about 38 fields, grouped
-by thumbnail likeness: ``split_overlap.field_groups``); each is corrected as a user would from its clicks
-(spines without a click erased, a disc of 0.4 µm radius painted at every click without a
+by thumbnail likeness: ``split_overlap.field_groups``); each is corrected as a user would from
+its clicks (spines without a click erased, a disc of 0.4 µm radius painted at every click without a
 spine; the dendrite accepted as segmented); the dock's fine-tuning runs ``--minutes`` on them;
 the set's other held-out fields (none from the corrected fields' groups) are scored before and
 after (spine F1, centroids within the set's tolerance). Rows: the bundled model; the bundled

@@ -178,11 +178,11 @@ def recalibrate_model(
     which the new model keeps about as many spines on every corrected volume as they hold
     corrected (:func:`~napari_dendrite_panoptic.training.calibration.match_corrected_count`):
     counting needs no F1, which training on the planes inflates. The dendrite threshold is
-    chosen on held-out volumes only (without them it stays). A held-out layer left as the model drew it (``unedited``) chooses
-    nothing: the new model would only learn to copy its base model there (without a corrected
-    held-out dendrite the dendrite threshold stays, :data:`SHAFTS_AS_DRAWN`; without a
-    corrected held-out spine layer the spine threshold is chosen by count as above). Without
-    any volume, nothing is chosen."""
+    chosen on held-out volumes only (without them it stays). A held-out layer left as the
+    model drew it (``unedited``) chooses nothing: the new model would only learn to copy its
+    base model there (without a corrected held-out dendrite the dendrite threshold stays,
+    :data:`SHAFTS_AS_DRAWN`; without a corrected held-out spine layer the spine threshold is
+    chosen by count as above). Without any volume, nothing is chosen."""
     from ..models import load_models
 
     if not held_out and not trained:
