@@ -165,6 +165,30 @@ def test_grey_rgb_is_one_channel_and_colour_rgb_is_refused(tmp_path: Path) -> No
     assert str(colour) in str(info.value)
 
 
+@pytest.mark.parametrize("lazy", [False, True])
+@pytest.mark.parametrize(("planes", "dtype"), [(3, np.uint16), (4, np.float32)])
+def test_deep_planes_saved_without_axes_are_z_planes_not_colour(
+    tmp_path: Path, lazy: bool, planes: int, dtype: type
+) -> None:
+    # tifffile marks a (3|4, Y, X) array saved without axes metadata as planar RGB(A)
+    stack_zyx = (RNG.random((planes, 12, 10)) * 4000).astype(dtype)
+    path = tmp_path / "numpy_stack.tif"
+    tifffile.imwrite(path, stack_zyx)
+    with tifffile.TiffFile(path) as tif:
+        assert tif.series[0].axes == "SYX" and int(tif.pages.first.photometric) == 2
+    stack = io.read_tiff(path, lazy=lazy)
+    assert (stack.axes, stack.lazy) == ("ZYX", lazy)
+    np.testing.assert_array_equal(np.asarray(stack.data), stack_zyx)
+
+
+def test_8bit_planes_marked_colour_are_refused_with_what_to_do(tmp_path: Path) -> None:
+    path = tmp_path / "planes8.tif"
+    tifffile.imwrite(path, RNG.integers(0, 255, (3, 12, 10)).astype(np.uint8))
+    with pytest.raises(TiffReadError, match="colour RGB") as info:
+        io.read_tiff(path)
+    assert "If its 3 planes are Z planes or channels, save it with axes metadata" in str(info.value)
+
+
 def _make_bad_file(tmp_path: Path, kind: str) -> Path:
     path = tmp_path / f"{kind}.tif"
     if kind == "empty":

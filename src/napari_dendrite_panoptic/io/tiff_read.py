@@ -134,13 +134,15 @@ def read_tiff(path: str | os.PathLike[str], lazy: bool | None = None) -> ImageSt
     ImageStack
         `data` in canonical axis order (subset of "TCZYX"), same dtype as the file;
         `voxel_size_um` is (z, y, x) in µm. Unknown leading axes (tifffile's Q, I, ...) become
-        Z, then T, then C. A greyscale image stored as RGB(A) is read as one channel.
+        Z, then T, then C. A greyscale image stored as RGB(A) is read as one channel; colour
+        samples of more than 8 bits stored as separate planes (how tifffile saves a
+        (3|4, Y, X) array without axes metadata) are read as Z planes.
 
     Raises
     ------
     TiffReadError
-        When the file is missing, empty, not a TIFF, truncated or damaged, or holds colour RGB
-        data; the message names the file and the problem in plain words.
+        When the file is missing, empty, not a TIFF, truncated or damaged, or holds 8-bit
+        colour RGB data; the message names the file and the problem in plain words.
     """
     path = Path(path)
     _check_file(path)
@@ -377,20 +379,20 @@ def _read_open_file(
         lazy = series.nbytes > physical_memory() // 4
     if lazy:
         source: Any = lazy_source(tif, series)
-        if rgb_axis is not None:
-            first_plane = series.keyframe.asarray()
-            rgb_plane_axis = series.keyframe.axes.index("S")
-            _require_grey(first_plane, rgb_plane_axis, path, sampled=True)
-            fixed[rgb_axis] = 0
-        data: Any = LazyArray(source, axis_map, fixed, keepalive=tif)
     else:
         source = series.asarray()
         if damage:
             _check_damage(path, damage, tif)
-        if rgb_axis is not None:
-            _require_grey(source, rgb_axis, path, sampled=False)
-            fixed[rgb_axis] = 0
-        data = np.ascontiguousarray(_apply_plan(source, axis_map, fixed))
+    if rgb_axis is not None:
+        plan = (out_axes, axis_map, fixed)
+        out_axes, axis_map, fixed = _plan_samples(
+            series, None if lazy else source, rgb_axis, plan, path
+        )
+    data: Any = (
+        LazyArray(source, axis_map, fixed, keepalive=tif)
+        if lazy
+        else np.ascontiguousarray(_apply_plan(source, axis_map, fixed))
+    )
     voxel, source_name = read_voxel_size(tif, "Z" in out_axes, path)
     n_channels = data.shape[out_axes.index("C")] if "C" in out_axes else 0
     return ImageStack(
@@ -451,15 +453,59 @@ def _apply_plan(source: np.ndarray, axis_map: tuple[int, ...], fixed: dict[int, 
     return source[key].transpose([remaining.index(a) for a in axis_map])
 
 
-def _require_grey(data: np.ndarray, axis: int, path: Path, sampled: bool) -> None:
-    """Raise unless the R, G and B samples along `axis` are equal (a grey image stored as RGB)."""
+def _equal_samples(data: np.ndarray, axis: int) -> bool:
+    """True when the R, G and B samples along `axis` are equal (a grey image stored as RGB)."""
     red = np.take(data, 0, axis=axis)
-    if all(np.array_equal(red, np.take(data, c, axis=axis)) for c in (1, 2)):
-        if sampled:
-            logger.info("'%s': RGB file is grey in its first plane; reading one channel.", path)
-        return
-    raise TiffReadError(
+    return all(np.array_equal(red, np.take(data, c, axis=axis)) for c in (1, 2))
+
+
+def _plan_samples(
+    series: Any,
+    pixels: np.ndarray | None,
+    rgb_axis: int,
+    plan: tuple[str, tuple[int, ...], dict[int, int]],
+    path: Path,
+) -> tuple[str, tuple[int, ...], dict[int, int]]:
+    """Re-plan (`plan`: `_plan_axes`'s first three) a series marked RGB(A), samples on `rgb_axis`.
+
+    Equal samples are one grey channel (`pixels`, the series' pixels, or None to look at the
+    first plane only). Unequal samples of more than 8 bits stored as separate planes (axis S
+    before Y) are read as Z planes: tifffile marks a (3|4, Y, X) array saved without axes
+    metadata that way, and the same array of 5 planes is read as Z; a colour photograph is
+    8-bit and almost always interleaved. Any other colour image is refused.
+    """
+    axes, shape = series.axes, tuple(series.shape)
+    if pixels is None:
+        pixels, sample_axis = series.keyframe.asarray(), series.keyframe.axes.index("S")
+    else:
+        sample_axis = rgb_axis
+    if _equal_samples(pixels, sample_axis):
+        logger.info("'%s': RGB file is grey; reading one channel.", path)
+        out_axes, axis_map, fixed = plan
+        return out_axes, axis_map, {**fixed, rgb_axis: 0}
+    planar = axes.index("S") < axes.index("Y")
+    if not planar or series.dtype.itemsize == 1:
+        raise _colour_error(path, shape[rgb_axis], planar)
+    logger.warning(
+        "'%s' is marked RGB, but its %d %s samples are stored as separate planes, as tifffile "
+        "writes a (%d, Y, X) array saved without axes; reading them as Z planes",
+        path, shape[rgb_axis], series.dtype, shape[rgb_axis],
+    )  # fmt: skip
+    planes = axes[:rgb_axis] + "Q" + axes[rgb_axis + 1 :]
+    return _plan_axes(planes, shape, 1, path)[:3]
+
+
+def _colour_error(path: Path, samples: int, planar: bool) -> TiffReadError:
+    """The refusal of a colour RGB(A) image, with what to do for planes marked as colour."""
+    hint = (
+        f" If its {samples} planes are Z planes or channels, save it with axes metadata "
+        "(tifffile: metadata={'axes': 'ZYX'}; Fiji: Image > Properties)."
+        if planar
+        else ""
+    )
+    return TiffReadError(
         f"Cannot read '{path}': it is a colour RGB image, which is not supported yet. Convert it "
         "to greyscale or split its channels into a multichannel TIFF (e.g. in Fiji: "
         "Image > Color > Split Channels, then Image > Color > Merge Channels as a composite)."
+        + hint
     )
