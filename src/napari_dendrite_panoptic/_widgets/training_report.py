@@ -110,19 +110,13 @@ def held_out_verdict(outcome: Any, which: str) -> tuple[str, str]:
     return kept, ""
 
 
-_VERDICT_NAMES = {
-    "spine_f1_best": "spine F1 at each model's best threshold",
-    "spine_f1": "spine F1",
-    "dendrite_iou": "dendrite IoU",
-}
-"""How the verdict names the scores it compares the two models by."""
-
-
 def _score_name(metrics: dict[str, float], which: str) -> str:
     """What :func:`~napari_dendrite_panoptic.training.held_out_score` measured, in words."""
     from ..training import held_out_keys
 
-    found = [_VERDICT_NAMES[k] for k in held_out_keys(metrics, which)]
+    # the verdict compares two models, each at its own best threshold
+    keys = held_out_keys(metrics, which)
+    found = [SCORE_NAMES[k].replace(" its ", " each model's ") for k in keys]
     if len(found) == 2:
         return f"mean of {found[0]} and {found[1]}"
     return found[0] if found else "score"
