@@ -224,51 +224,93 @@ def corrected_spines(volumes: Sequence[CorrectedVolume]) -> int:
     return count
 
 
+@dataclass(frozen=True)
+class SweepCounts:
+    """What the threshold sweeps count on corrected volumes; counts of several volumes add up.
+
+    ``spines``: (len(:data:`THRESHOLDS`) + 1, 3) tp, fp, fn of the kept spines at each
+    threshold, the last row at the model's own; ``shaft``: (len(:data:`DENDRITE_THRESHOLDS`)
+    + 1, 2) intersection and union px with the corrected dendrite, the same way; ``planes``:
+    corrected planes; ``corrected``: corrected spines; ``dendrite_um2``: corrected dendrite
+    outside spines (µm²)."""
+
+    spines: np.ndarray
+    shaft: np.ndarray
+    planes: int = 0
+    corrected: int = 0
+    dendrite_um2: float = 0.0
+
+    @classmethod
+    def zero(cls) -> SweepCounts:
+        """Nothing counted yet."""
+        rows_spines, rows_shaft = len(THRESHOLDS) + 1, len(DENDRITE_THRESHOLDS) + 1
+        return cls(np.zeros((rows_spines, 3)), np.zeros((rows_shaft, 2)))
+
+    def __add__(self, other: SweepCounts) -> SweepCounts:
+        return SweepCounts(
+            self.spines + other.spines, self.shaft + other.shaft, self.planes + other.planes,
+            self.corrected + other.corrected, self.dendrite_um2 + other.dendrite_um2,
+        )  # fmt: skip
+
+
+def sweep_counts(models: Any, volume: CorrectedVolume, device: str = "cpu") -> SweepCounts:
+    """Segment the corrected planes of ``volume`` once with ``models`` (a
+    :class:`~napari_dendrite_panoptic.models.LoadedModels`), each as a 2D image at its
+    volume's pixel size (a whole corrected stack's spines by the stack path), and count what
+    every threshold of the sweeps keeps there."""
+    spine_sweep = (*THRESHOLDS, models.card.threshold(_CARD_KEYS["spine"]))
+    shaft_sweep = (*DENDRITE_THRESHOLDS, models.card.threshold(_CARD_KEYS["dendrite"]))
+    cfg = InferenceConfig(
+        model=str(models.folder), device=device, spine_score_threshold=THRESHOLDS[0]
+    )
+    px = volume.pixel_size_um or models.card.pixel_size_um
+    whole_stack = _whole_stack(volume)
+    counts = replace(SweepCounts.zero(), corrected=corrected_spines([volume]))
+    if whole_stack:  # the spines as the stack path finds them, once for the stack
+        counts = replace(counts, spines=_stack_spine_counts(volume, px, cfg, models, spine_sweep))
+    for z in volume.planes:
+        result, prob = _segment(volume.image[z], px, cfg, models)
+        outside = (volume.spines[z] == 0) & (result.spines[0] == 0)
+        shaft = volume.dendrite[z]
+        spines = counts.spines
+        if not whole_stack:
+            truth = instance_centres(volume.spines[z])
+            spines = spines + _spine_counts(result.table, truth, MATCH_RADIUS_UM / px, spine_sweep)
+        counts = SweepCounts(
+            spines, counts.shaft + _dendrite_counts(prob, shaft, outside, shaft_sweep),
+            counts.planes + 1, counts.corrected,
+            counts.dendrite_um2 + float(np.count_nonzero(shaft & outside)) * px * px,
+        )  # fmt: skip
+    return counts
+
+
+def choose_from_counts(
+    card: ModelCard, counts: Sequence[SweepCounts]
+) -> tuple[ThresholdChoice, ThresholdChoice]:
+    """The (spine, dendrite) thresholds best on the pooled ``counts`` of a model whose card
+    is ``card`` (:func:`sweep_counts` of each corrected volume)."""
+    total = sum(counts, SweepCounts.zero())
+    spines, planes = total.corrected, total.planes
+    kept = tuple(int(tp + fp) for tp, fp, _ in total.spines[:-1])
+    spine_f1, shaft_iou = _f1(total.spines), _iou(total.shaft)
+    spine = _choose(
+        "spine", THRESHOLDS, spine_f1[:-1], card.threshold(_CARD_KEYS["spine"]),
+        float(spine_f1[-1]), spines, spines >= MIN_SPINES, planes, kept,
+    )  # fmt: skip
+    dendrite = _choose(
+        "dendrite", DENDRITE_THRESHOLDS, shaft_iou[:-1], card.threshold(_CARD_KEYS["dendrite"]),
+        float(shaft_iou[-1]), total.dendrite_um2, total.dendrite_um2 >= MIN_DENDRITE_UM2, planes,
+    )  # fmt: skip
+    return spine, dendrite
+
+
 def choose_thresholds(
     models: Any, volumes: Sequence[CorrectedVolume], device: str = "cpu"
 ) -> tuple[ThresholdChoice, ThresholdChoice]:
     """The spine score and dendrite thresholds best on the corrected planes of ``volumes``,
     with ``models`` (a :class:`~napari_dendrite_panoptic.models.LoadedModels`); each plane is
     segmented once, as a 2D image at its volume's pixel size. Returns (spine, dendrite)."""
-    base_spine = models.card.threshold(_CARD_KEYS["spine"])
-    base_dendrite = models.card.threshold(_CARD_KEYS["dendrite"])
-    cfg = InferenceConfig(
-        model=str(models.folder), device=device, spine_score_threshold=THRESHOLDS[0]
-    )
-    spine_counts, spine_base = np.zeros((len(THRESHOLDS), 3)), np.zeros(3)
-    shaft_counts, shaft_base = np.zeros((len(DENDRITE_THRESHOLDS), 2)), np.zeros(2)
-    planes = 0
-    spines = corrected_spines(volumes)
-    dendrite_um2 = 0.0
-    for volume in volumes:
-        px = volume.pixel_size_um or models.card.pixel_size_um
-        whole_stack = _whole_stack(volume)
-        if whole_stack:  # the spines as the stack path finds them, once for the stack
-            counts = _stack_spine_counts(volume, px, cfg, models, (*THRESHOLDS, base_spine))
-            spine_counts, spine_base = spine_counts + counts[:-1], spine_base + counts[-1]
-        for z in volume.planes:
-            result, prob = _segment(volume.image[z], px, cfg, models)
-            truth = instance_centres(volume.spines[z])
-            if not whole_stack:
-                radius = MATCH_RADIUS_UM / px
-                spine_counts += _spine_counts(result.table, truth, radius, THRESHOLDS)
-                spine_base += _spine_counts(result.table, truth, radius, (base_spine,))[0]
-            outside = (volume.spines[z] == 0) & (result.spines[0] == 0)
-            shaft = volume.dendrite[z]
-            shaft_counts += _dendrite_counts(prob, shaft, outside, DENDRITE_THRESHOLDS)
-            shaft_base += _dendrite_counts(prob, shaft, outside, (base_dendrite,))[0]
-            planes += 1
-            dendrite_um2 += float(np.count_nonzero(shaft & outside)) * px * px
-    kept = tuple(int(tp + fp) for tp, fp, _ in spine_counts)
-    spine = _choose(
-        "spine", THRESHOLDS, _f1(spine_counts), base_spine, float(_f1(spine_base[None])[0]),
-        spines, spines >= MIN_SPINES, planes, kept,
-    )  # fmt: skip
-    dendrite = _choose(
-        "dendrite", DENDRITE_THRESHOLDS, _iou(shaft_counts), base_dendrite,
-        float(_iou(shaft_base[None])[0]), dendrite_um2, dendrite_um2 >= MIN_DENDRITE_UM2, planes,
-    )  # fmt: skip
-    return spine, dendrite
+    return choose_from_counts(models.card, [sweep_counts(models, v, device) for v in volumes])
 
 
 def best_spine_f1(models: Any, volume: CorrectedVolume) -> float:

@@ -18,11 +18,13 @@ import numpy as np
 from ..data import CorrectedVolume, correction_source, save_corrections, steps_per_epoch
 from ..errors import InputError
 from .calibration import (
+    SweepCounts,
     ThresholdChoice,
     best_spine_f1,
-    choose_thresholds,
+    choose_from_counts,
     corrected_spines,
     match_corrected_count,
+    sweep_counts,
     write_threshold,
 )
 from .config import CHECKPOINT_FILE, TrainConfig, TrainEvent
@@ -188,9 +190,17 @@ def recalibrate_model(
     if not held_out and not trained:
         return ()
     new = load_models(folder, device="cpu")
-    spine, dendrite = _held_out_choices(new, held_out)
+    counted: dict[int, SweepCounts] = {}  # id(volume) → its counts: each volume segmented once
+
+    def choose(volumes: Sequence[CorrectedVolume]) -> tuple[ThresholdChoice, ThresholdChoice]:
+        for v in volumes:
+            if id(v) not in counted:
+                counted[id(v)] = sweep_counts(new, v)
+        return choose_from_counts(new.card, [counted[id(v)] for v in volumes])
+
+    spine, dendrite = _held_out_choices(choose, held_out)
     if spine is None or spine.amount < HELD_OUT_MIN_SPINES:
-        own, _ = choose_thresholds(new, [*trained, *held_out])
+        own, _ = choose([*trained, *held_out])
         why = _few_held_out(spine.amount if spine else 0) if held_out else CHOSEN_BY_COUNT
         spine = replace(match_corrected_count(own), note=why)
     if held_out and dendrite is None and spine is not None:
@@ -204,17 +214,17 @@ def recalibrate_model(
 
 
 def _held_out_choices(
-    new: Any, held_out: Sequence[CorrectedVolume]
+    choose: Callable[[Sequence[CorrectedVolume]], tuple[ThresholdChoice, ThresholdChoice]],
+    held_out: Sequence[CorrectedVolume],
 ) -> tuple[ThresholdChoice | None, ThresholdChoice | None]:
-    """The new model's (spine, dendrite) threshold choices on the held-out volumes whose
-    spines, and whose dendrite, the user corrected (None where there are none: a layer left
-    as the model drew it would have the new model copy its base model)."""
+    """The new model's (spine, dendrite) threshold choices (``choose``: its
+    :func:`choose_thresholds` on some volumes) on the held-out volumes whose spines, and whose
+    dendrite, the user corrected (None where there are none: a layer left as the model drew
+    it would have the new model copy its base model)."""
     spine_rows = [v for v in held_out if "spines" not in v.unedited]
     shaft_rows = [v for v in held_out if "dendrites" not in v.unedited]
-    if spine_rows and shaft_rows == spine_rows:
-        return choose_thresholds(new, spine_rows)
-    spine = choose_thresholds(new, spine_rows)[0] if spine_rows else None
-    dendrite = choose_thresholds(new, shaft_rows)[1] if shaft_rows else None
+    spine = choose(spine_rows)[0] if spine_rows else None
+    dendrite = choose(shaft_rows)[1] if shaft_rows else None
     return spine, dendrite
 
 
