@@ -10,9 +10,9 @@ the set's other held-out fields (none from the corrected fields' groups) are sco
 after (spine F1, centroids within the set's tolerance). Rows: the bundled model; the bundled
 model at the spine threshold chosen on the corrected fields (no training); the model
 fine-tuned on all of them at the base model's threshold, at the threshold the base model
-chooses on them, at the threshold at which it keeps as many spines on them as the base model
-at that choice, and, as the dock does without a held-out field, at the threshold at which it
-keeps as many spines on them as they hold corrected; the model fine-tuned on all
+chooses on them, and, as the dock does without a held-out field, at the threshold at which it
+keeps as many spines on them as they hold corrected (the rule before 2026-12-07, as many as
+the base model keeps at its choice, is in the result files of that day); the model fine-tuned on all
 but the last, that one marked "held out" as in the dock (the last step kept, as the dock
 keeps it below ``training.HELD_OUT_MIN_SPINES`` held-out spines, or else the step that scores
 best on it by spine F1 at each model's best threshold there, since its dendrite is the base
@@ -32,8 +32,8 @@ truth of ``--train-images`` stacks plays the user's corrections; fine-tuning run
 (the same run however busy the machine is) once on plane crops only (as before v0.8) and once
 with the default share of slab-projection crops (``data.STACK_SLAB_SHARE``) and once on
 slab projections alone (that one also at the spine threshold the base model chooses on the
-corrected stacks, and at the one at which it keeps as many spines on them as the base model
-there, as the dock does without a held-out stack); rows also give the bundled model
+corrected stacks, and at the one at which it keeps as many spines on them as they hold
+corrected, as the dock does without a held-out stack); rows also give the bundled model
 at the spine threshold chosen on the corrected stacks (no training) and the dock's run (the
 last corrected stack held out: the best-scoring step kept, the thresholds chosen as the dock
 chooses them); each model segments ``--test-images`` other stacks of the style by the default
@@ -205,21 +205,6 @@ def _config(args: argparse.Namespace, out: Path, volumes: list, base, **options)
     return replace(cfg, threads=args.threads, seed=args.seed)
 
 
-def _as_many_as_base(own, by_base) -> float:
-    """The threshold of ``own``'s sweep (the fine-tuned model's) at which it keeps as many
-    spines on the corrected fields as the base model keeps there at its best threshold
-    (``by_base``; ties: the nearest to that one): the dock's rule without a held-out row on
-    2026-12-07 before the count of corrected spines replaced it."""
-    k = min(
-        range(len(own.sweep)),
-        key=lambda k: (
-            abs(own.kept[k] - by_base.kept_at_threshold),
-            abs(own.sweep[k] - by_base.threshold),
-        ),
-    )
-    return own.sweep[k]
-
-
 def main_real(args: argparse.Namespace) -> None:
     """The correct-and-retrain loop on real fields (see the module docstring)."""
     from napari_dendrite_panoptic.errors import InputError
@@ -293,12 +278,6 @@ def main_real(args: argparse.Namespace) -> None:
                     f"fine-tuned on the {len(train)}, the base model's choice on them "
                     f"({alone.threshold:.2f}; the dock without a held-out field, 2026-12-06)"
                 ] = _point_f1(tuned, others, alone.threshold)
-                as_base = _as_many_as_base(choice[0], alone)
-                rows[
-                    f"fine-tuned on the {len(train)}, no held-out field: the threshold at which "
-                    f"it keeps as many spines on them as the base model at its choice "
-                    f"({as_base:.2f}; the dock earlier on 2026-12-07)"
-                ] = _point_f1(tuned, others, as_base)
                 counts = (
                     f"# spines on the {len(train)} corrected fields: {choice[0].amount:.0f} "
                     f"corrected; the base model keeps {alone.kept_at_threshold} at its choice "
@@ -472,12 +451,6 @@ def main_stacks(args: argparse.Namespace) -> None:
                     f"{len(volumes)} by the base model before training ({alone.threshold:.2f})"
                 ] = score_stacks(tuned, test, alone.threshold)
                 own, _ = choose_thresholds(tuned, volumes)
-                as_base = _as_many_as_base(own, alone)
-                rows[
-                    f"fine-tuned, 100% slab projections, the spine threshold at which it keeps "
-                    f"as many spines on the {len(volumes)} as the base model at its choice "
-                    f"({as_base:.2f}; the dock without a held-out stack earlier on 2026-12-07)"
-                ] = score_stacks(tuned, test, as_base)
                 counted = match_corrected_count(own)
                 rows[
                     f"fine-tuned, 100% slab projections, the spine threshold at which it keeps "
