@@ -83,6 +83,26 @@ def test_missing_voxel_size_gives_scale_one_and_a_warning(
     assert "No voxel size was stored in 'bare.tif'" in shown[0]
 
 
+def test_what_the_reader_chose_is_shown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shown: list[str] = []
+    monkeypatch.setattr(_reader, "_show_warning", shown.append)
+    planes = tmp_path / "planes.tif"  # tifffile marks a (3, Y, X) uint16 array planar RGB
+    tifffile.imwrite(planes, np.arange(3 * 8 * 9, dtype=np.uint16).reshape(3, 8, 9))
+    [(data, kwargs, _)] = _reader.read_tiff_layers(str(planes))
+    assert data.shape == (3, 8, 9) and len(kwargs["scale"]) == 3
+    assert "'planes.tif' is marked RGB, but its 3 uint16 samples" in shown[0]
+    assert "reading them as Z planes" in shown[0]
+    series = tmp_path / "series.tif"
+    with tifffile.TiffWriter(series) as tif:
+        tif.write(np.zeros((8, 9), np.uint16), photometric="minisblack")
+        tif.write(np.ones((4, 16, 18), np.uint16), photometric="minisblack")
+    shown.clear()
+    [(data, _, _)] = _reader.read_tiff_layers(str(series))
+    assert data.shape == (8, 9)
+    assert "'series.tif' holds 2 image series; reading the first" in shown[0]
+    assert "series 2 is larger" in shown[0]
+
+
 def test_reader_error_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "broken.tif"
     path.write_bytes(b"not a tiff at all")

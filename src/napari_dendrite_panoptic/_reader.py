@@ -73,6 +73,8 @@ def read_tiff_layers(path: PathOrPaths) -> list[LayerData]:
 
 def _layers_of(stack: io.ImageStack) -> list[LayerData]:
     """Split a stack into one image layer per channel, with scale and metadata."""
+    for note in stack.notes:  # what the reader chose: which series, planes marked as colour
+        _show_warning(note)
     if stack.voxel_size_source == "none":
         _show_warning(
             f"No voxel size was stored in '{stack.path.name}': using a scale of 1 pixel. "

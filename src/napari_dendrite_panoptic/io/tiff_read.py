@@ -81,6 +81,9 @@ class ImageStack:
         JSON-compatible record stored with the file: the JSON object in the ImageJ ``Info``
         property or under ``"metadata"`` in a tifffile JSON description (this is what
         :func:`write_tiff_atomic` writes); otherwise the simple ImageJ or description entries.
+    notes : tuple of str
+        What the reader chose that the user should know, one sentence each (which of several
+        image series it read; planes marked as colour that it read as Z).
     """
 
     data: Any
@@ -91,6 +94,7 @@ class ImageStack:
     path: Path = field(default_factory=Path)
     lazy: bool = False
     metadata: dict[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_axes(self.axes)
@@ -358,20 +362,7 @@ def _read_open_file(
         raise TiffReadError(f"Cannot read '{path}': the file holds no image.")
     series = tif.series[0]
     _check_damage(path, damage, tif)
-    larger = [i for i, other in enumerate(tif.series) if other.size > series.size]
-    if larger:
-        other = tif.series[larger[0]]
-        logger.warning(
-            "'%s' holds %d image series; reading the first (%s, shape %s), though series %d is "
-            "larger (%s, shape %s): if that is the image, save it as its own file (e.g. in Fiji)",
-            path,
-            len(tif.series),
-            series.axes,
-            tuple(series.shape),
-            larger[0] + 1,
-            other.axes,
-            tuple(other.shape),
-        )
+    notes = [note for note in (_larger_series_note(tif, path),) if note]
     src_axes, src_shape = series.axes, tuple(series.shape)
     photometric = int(series.keyframe.photometric)
     out_axes, axis_map, fixed, rgb_axis = _plan_axes(src_axes, src_shape, photometric, path)
@@ -385,9 +376,9 @@ def _read_open_file(
             _check_damage(path, damage, tif)
     if rgb_axis is not None:
         plan = (out_axes, axis_map, fixed)
-        out_axes, axis_map, fixed = _plan_samples(
-            series, None if lazy else source, rgb_axis, plan, path
-        )
+        pixels = None if lazy else source
+        out_axes, axis_map, fixed, note = _plan_samples(series, pixels, rgb_axis, plan, path)
+        notes += [note] if note else []
     data: Any = (
         LazyArray(source, axis_map, fixed, keepalive=tif)
         if lazy
@@ -404,6 +395,7 @@ def _read_open_file(
         path=path,
         lazy=bool(lazy),
         metadata=read_stored_metadata(tif),
+        notes=tuple(notes),
     )
 
 
@@ -465,8 +457,9 @@ def _plan_samples(
     rgb_axis: int,
     plan: tuple[str, tuple[int, ...], dict[int, int]],
     path: Path,
-) -> tuple[str, tuple[int, ...], dict[int, int]]:
-    """Re-plan (`plan`: `_plan_axes`'s first three) a series marked RGB(A), samples on `rgb_axis`.
+) -> tuple[str, tuple[int, ...], dict[int, int], str]:
+    """Re-plan (`plan`: `_plan_axes`'s first three) a series marked RGB(A), samples on `rgb_axis`;
+    the fourth item is a note for the user ("" when there is nothing to say).
 
     Equal samples are one grey channel (`pixels`, the series' pixels, or None to look at the
     first plane only). Unequal samples of more than 8 bits stored as separate planes (axis S
@@ -482,17 +475,34 @@ def _plan_samples(
     if _equal_samples(pixels, sample_axis):
         logger.info("'%s': RGB file is grey; reading one channel.", path)
         out_axes, axis_map, fixed = plan
-        return out_axes, axis_map, {**fixed, rgb_axis: 0}
+        return out_axes, axis_map, {**fixed, rgb_axis: 0}, ""
     planar = axes.index("S") < axes.index("Y")
     if not planar or series.dtype.itemsize == 1:
         raise _colour_error(path, shape[rgb_axis], planar)
-    logger.warning(
-        "'%s' is marked RGB, but its %d %s samples are stored as separate planes, as tifffile "
-        "writes a (%d, Y, X) array saved without axes; reading them as Z planes",
-        path, shape[rgb_axis], series.dtype, shape[rgb_axis],
-    )  # fmt: skip
+    note = (
+        f"'{path.name}' is marked RGB, but its {shape[rgb_axis]} {series.dtype} samples are "
+        f"stored as separate planes, as tifffile writes a ({shape[rgb_axis]}, Y, X) array "
+        "saved without axes: reading them as Z planes."
+    )
+    logger.warning("%s", note)
     planes = axes[:rgb_axis] + "Q" + axes[rgb_axis + 1 :]
-    return _plan_axes(planes, shape, 1, path)[:3]
+    return (*_plan_axes(planes, shape, 1, path)[:3], note)
+
+
+def _larger_series_note(tif: tifffile.TiffFile, path: Path) -> str:
+    """A note when a series after the first, which the reader reads, is larger ("" if none)."""
+    series = tif.series[0]
+    larger = [i for i, other in enumerate(tif.series) if other.size > series.size]
+    if not larger:
+        return ""
+    other = tif.series[larger[0]]
+    note = (
+        f"'{path.name}' holds {len(tif.series)} image series; reading the first ({series.axes}, "
+        f"shape {tuple(series.shape)}), though series {larger[0] + 1} is larger ({other.axes}, "
+        f"shape {tuple(other.shape)}): if that is the image, save it as its own file (e.g. in Fiji)."
+    )
+    logger.warning("%s", note)
+    return note
 
 
 def _colour_error(path: Path, samples: int, planar: bool) -> TiffReadError:
