@@ -26,6 +26,14 @@ learning rate, ``--keep`` keeps the fine-tuned models.
 
     python benchmarks/bench_finetune.py --real findspines --fields 4 --minutes 5
 
+``--real yolo11`` measures the loop on the lab that outlines its spines: ``--fields`` images of
+its ``train`` split are corrected exactly (each spine's outline, the rest of the neuron as the
+dendrite; both layers count as edited), the dock fine-tunes on them, and the base and the new
+model are scored on its ``val`` split as ``dendrite-panoptic evaluate --real`` scores it (spine
+F1 at mask IoU 0.25 and 0.5, PQ, neuron foreground IoU), at the thresholds each run chose.
+
+    python benchmarks/bench_finetune.py --real yolo11 --fields 6 --minutes 5 --model FOLDER
+
 ``--stacks`` measures the loop on two-photon-like stacks of a style outside the generator's
 training ranges (:data:`UNSEEN_STACK_STYLE`: dim spines, a long axial blur, many puncta): the
 truth of ``--train-images`` stacks plays the user's corrections; fine-tuning runs ``--steps``
@@ -398,6 +406,92 @@ def score_stacks(models, stacks, threshold: float | None = None) -> dict[str, fl
     }
 
 
+def _mask_scores(models, items, spine: float | None = None, dendrite: float | None = None):
+    """``evaluate_masks`` of ``models`` on ``items`` at these thresholds (None: the card's)."""
+    from napari_dendrite_panoptic.evaluation import evaluate_masks
+
+    cfg = InferenceConfig(
+        model=str(models.folder), device="cpu", spine_score_threshold=spine,
+        dendrite_threshold=dendrite,
+    )  # fmt: skip
+    return evaluate_masks(models, items, cfg)
+
+
+def main_outlines(args: argparse.Namespace) -> None:
+    """The correct-and-retrain loop on the outlined lab (YOLO11): ``--fields`` images of its
+    ``train`` split corrected exactly (each spine's outline, the neuron around them as the
+    dendrite), fine-tuned as the dock does, scored on its ``val`` split (15 images)."""
+    from napari_dendrite_panoptic.data import real
+    from napari_dendrite_panoptic.training import choose_thresholds, iter_fine_tune
+
+    base = load_models(args.model, "cpu")
+    pool = real.load_yolo11("train")
+    rng = np.random.default_rng(args.seed)
+    corrected = [pool[i] for i in rng.permutation(len(pool))[: args.fields]]
+    volumes = [
+        prepare_volume(i.name, i.image, i.dendrite, i.spines, i.pixel_size_um)[0] for i in corrected
+    ]
+    test = real.load_yolo11("val")
+    label = "bundled" if args.model is None else f"base {base.card.version}"
+    rows = {label: _mask_scores(base, test)}
+    spine, dendrite = choose_thresholds(base, volumes)
+    rows[
+        f"{label}, thresholds chosen on the {len(volumes)} corrected images (spine "
+        f"{spine.threshold:.2f}, dendrite {dendrite.threshold:.2f})"
+    ] = _mask_scores(base, test, spine.threshold, dendrite.threshold)
+    runs = {"all": (volumes, []), "held": (volumes[:-1], volumes[-1:])}
+    steps = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for key in args.runs:
+            train, held = runs[key]
+            out = Path(tmp) / key
+            cfg = _config(
+                args, out, train, base, name="bench-finetune-outlines", layers=args.layers,
+                lr=args.lr, which=args.which,
+            )  # fmt: skip
+            if args.steps:
+                cfg = replace(cfg, steps=args.steps, max_seconds=None)
+            events = list(iter_fine_tune(cfg, train, held, [], lambda: False))
+            steps[key] = max(e.step for e in events if not isinstance(e, tuple))
+            tuned = load_models(out, "cpu")
+            choice = next(e[1] for e in events if isinstance(e, tuple) and e[0] == "calibrated")
+            chosen = ", ".join(
+                f"{c.kind} {c.base_threshold:.2f} -> {c.threshold:.2f}" for c in choice
+            )
+            if key == "all":
+                rows[
+                    f"fine-tuned on the {len(train)}, the base model's thresholds kept "
+                    f"(spine {spine.base_threshold:.2f}, dendrite {dendrite.base_threshold:.2f})"
+                ] = _mask_scores(tuned, test, spine.base_threshold, dendrite.base_threshold)
+                name = f"fine-tuned on the {len(train)}, as the dock chooses ({chosen})"
+            else:
+                name = f"fine-tuned on {len(train)}, 1 held out, as the dock chooses ({chosen})"
+            rows[name] = _mask_scores(tuned, test)
+    n_spines = sum(len(np.unique(i.spines[i.spines > 0])) for i in corrected)
+    print(
+        f"# bench_finetune --real yolo11: {platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} torch threads, torch {torch.__version__}"
+    )
+    print(
+        f"# corrected {len(corrected)} train image(s) ({n_spines} outlined spines): "
+        + ", ".join(i.name for i in corrected)
+        + f"; scored on the {len(test)} val images"
+    )
+    print(
+        f"# fine-tuning: {' and '.join(str(n) for n in steps.values())} steps "
+        + (f"(asked {args.steps})" if args.steps else f"(budget {args.minutes:g} min each)")
+        + f", batch {cfg.batch_size} × {cfg.crop_size}², layers {args.layers}, lr {args.lr:g}, "
+        f"training {args.which}"
+    )
+    print("| model | spine F1 at IoU 0.25 | spine F1 at IoU 0.5 | PQ | foreground IoU |")
+    print("|---|---|---|---|---|")
+    for name, m in rows.items():
+        print(
+            f"| {name} | {m['spine_f1_iou25']:.3f} | {m['spine_f1_iou50']:.3f} | "
+            f"{m['spine_pq_iou50']:.3f} | {m['foreground_iou']:.3f} |"
+        )
+
+
 def main_stacks(args: argparse.Namespace) -> None:
     """Fine-tuning on corrected stacks, plane crops only against plane and slab crops (see the
     module docstring)."""
@@ -514,7 +608,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0, help="seed of the fine-tuning batches")
     parser.add_argument(
-        "--real", choices=["findspines", "smirnov"], help="measure on this real set's fields"
+        "--real",
+        choices=["findspines", "smirnov", "yolo11"],
+        help="measure on this real set's fields (yolo11: its train images corrected, val scored)",
     )
     parser.add_argument("--fields", type=int, default=4, help="real fields corrected")
     parser.add_argument(
@@ -561,6 +657,11 @@ def main() -> None:
         parser.error(f"--runs takes 'all', 'held' or both, not {','.join(args.runs)!r}")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.real == "yolo11":
+        if args.keep or args.curves:
+            parser.error("--keep and --curves work with --real findspines or smirnov only")
+        main_outlines(args)
+        return
     if args.real:
         if args.keep:
             args.keep.mkdir(parents=True, exist_ok=False)
