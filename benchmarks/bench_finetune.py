@@ -213,13 +213,23 @@ def _config(args: argparse.Namespace, out: Path, volumes: list, base, **options)
     return replace(cfg, threads=args.threads, seed=args.seed)
 
 
+def _fine_tune_as_dock(cfg, train: list, held: list) -> tuple:
+    """Run the dock's fine-tuning (``iter_fine_tune``, never stopped) and return its last
+    training event and its threshold choices (the ``"calibrated"`` event's)."""
+    from napari_dendrite_panoptic.training import iter_fine_tune
+
+    events = list(iter_fine_tune(cfg, train, held, [], lambda: False))
+    done = [e for e in events if not isinstance(e, tuple)][-1]
+    choice = next(e[1] for e in events if isinstance(e, tuple) and e[0] == "calibrated")
+    return done, choice
+
+
 def main_real(args: argparse.Namespace) -> None:
     """The correct-and-retrain loop on real fields (see the module docstring)."""
     from napari_dendrite_panoptic.errors import InputError
     from napari_dendrite_panoptic.training import (
         choose_thresholds,
         held_out_score,
-        iter_fine_tune,
     )
 
     base = load_models(args.model, "cpu")
@@ -268,13 +278,12 @@ def main_real(args: argparse.Namespace) -> None:
             if args.steps:
                 cfg = replace(cfg, steps=args.steps, max_seconds=None)
             t0 = time.perf_counter()
-            events = list(iter_fine_tune(cfg, train, held, [], lambda: False))
+            done, choice = _fine_tune_as_dock(cfg, train, held)
             train_s[key] = time.perf_counter() - t0
-            steps[key] = max(e.step for e in events if not isinstance(e, tuple))
+            steps[key] = done.step
             tuned = load_models(out, "cpu")
             if args.keep:
                 shutil.copytree(out, args.keep / key, dirs_exist_ok=False)
-            choice = next(e[1] for e in events if isinstance(e, tuple) and e[0] == "calibrated")
             if key == "all" and args.curves:
                 curves[f"fine-tuned on the {len(train)}"] = _threshold_curve(tuned, others)
             if key == "all":
@@ -301,7 +310,6 @@ def main_real(args: argparse.Namespace) -> None:
                     f"({choice[0].threshold:.2f}; the dock now)"
                 )
             else:
-                done = [e for e in events if not isinstance(e, tuple)][-1]
                 new, old = (held_out_score(m, cfg.which) for m in (done.metrics, done.base_metrics))
                 verdict = new >= old
                 kept = (
@@ -422,7 +430,7 @@ def main_outlines(args: argparse.Namespace) -> None:
     ``train`` split corrected exactly (each spine's outline, the neuron around them as the
     dendrite), fine-tuned as the dock does, scored on its ``val`` split (15 images)."""
     from napari_dendrite_panoptic.data import real
-    from napari_dendrite_panoptic.training import choose_thresholds, iter_fine_tune
+    from napari_dendrite_panoptic.training import choose_thresholds
 
     base = load_models(args.model, "cpu")
     pool = real.load_yolo11("train")
@@ -451,10 +459,9 @@ def main_outlines(args: argparse.Namespace) -> None:
             )  # fmt: skip
             if args.steps:
                 cfg = replace(cfg, steps=args.steps, max_seconds=None)
-            events = list(iter_fine_tune(cfg, train, held, [], lambda: False))
-            steps[key] = max(e.step for e in events if not isinstance(e, tuple))
+            done, choice = _fine_tune_as_dock(cfg, train, held)
+            steps[key] = done.step
             tuned = load_models(out, "cpu")
-            choice = next(e[1] for e in events if isinstance(e, tuple) and e[0] == "calibrated")
             chosen = ", ".join(
                 f"{c.kind} {c.base_threshold:.2f} -> {c.threshold:.2f}" for c in choice
             )
@@ -497,7 +504,6 @@ def main_stacks(args: argparse.Namespace) -> None:
     module docstring)."""
     from napari_dendrite_panoptic.training import (
         choose_thresholds,
-        iter_fine_tune,
         match_corrected_count,
     )
 
@@ -556,9 +562,7 @@ def main_stacks(args: argparse.Namespace) -> None:
         train, held = volumes[:-1], volumes[-1:]
         cfg = _config(args, out, train, base, name="bench-finetune-stacks", lr=args.lr)
         cfg = replace(cfg, steps=steps, max_seconds=None)
-        events = list(iter_fine_tune(cfg, train, held, [], lambda: False))
-        choice = next(e[1] for e in events if isinstance(e, tuple) and e[0] == "calibrated")
-        best = [e for e in events if not isinstance(e, tuple)][-1]
+        best, choice = _fine_tune_as_dock(cfg, train, held)
         by = f", by count on all {len(volumes)}" if choice[0].counted else ""
         rows[
             f"as the dock: fine-tuned on {len(train)}, 1 held out (step {best.best_step} kept, "
