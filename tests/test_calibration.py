@@ -178,6 +178,10 @@ def test_a_corrected_stack_calibrates_the_spine_threshold_through_the_stack_path
     assert spine.amount == len(sample.spine_types) >= 10
     assert spine.planes == 8
     assert spine.score == max(spine.curve) >= spine.base_score > 0
+    # the held-out score of a fine-tuning run is that sweep's best, counted the same way
+    from napari_dendrite_panoptic.training.calibration import best_spine_f1
+
+    assert best_spine_f1(models, volume) == pytest.approx(spine.score)
     # the base threshold's F1 is the stack path's: the same spines found by predict
     cfg = InferenceConfig(spine_score_threshold=spine.base_threshold)
     found = predict(volume.image, sample.voxel_size_um, cfg, models=models)

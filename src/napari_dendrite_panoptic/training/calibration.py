@@ -253,13 +253,15 @@ class SweepCounts:
         )  # fmt: skip
 
 
-def sweep_counts(models: Any, volume: CorrectedVolume, device: str = "cpu") -> SweepCounts:
+def sweep_counts(
+    models: Any, volume: CorrectedVolume, device: str = "cpu", dendrite: bool = True
+) -> SweepCounts:
     """Segment the corrected planes of ``volume`` once with ``models`` (a
     :class:`~napari_dendrite_panoptic.models.LoadedModels`), each as a 2D image at its
     volume's pixel size (a whole corrected stack's spines by the stack path), and count what
-    every threshold of the sweeps keeps there."""
-    spine_sweep = (*THRESHOLDS, models.card.threshold(_CARD_KEYS["spine"]))
-    shaft_sweep = (*DENDRITE_THRESHOLDS, models.card.threshold(_CARD_KEYS["dendrite"]))
+    every threshold of the sweeps keeps there. ``dendrite`` False counts the spines only (the
+    shaft rows stay zero; a whole stack's planes are then not segmented one by one)."""
+    sweeps = _sweeps(models.card)
     cfg = InferenceConfig(
         model=str(models.folder), device=device, spine_score_threshold=THRESHOLDS[0]
     )
@@ -267,20 +269,49 @@ def sweep_counts(models: Any, volume: CorrectedVolume, device: str = "cpu") -> S
     whole_stack = _whole_stack(volume)
     counts = replace(SweepCounts.zero(), corrected=corrected_spines([volume]))
     if whole_stack:  # the spines as the stack path finds them, once for the stack
-        counts = replace(counts, spines=_stack_spine_counts(volume, px, cfg, models, spine_sweep))
+        counts = replace(counts, spines=_stack_spine_counts(volume, px, cfg, models, sweeps[0]))
+        if not dendrite:
+            return replace(counts, planes=len(volume.planes))
     for z in volume.planes:
+        plane = (volume, z, px)
+        counts = counts + _plane_counts(plane, cfg, models, sweeps, not whole_stack, dendrite)
+    return counts
+
+
+def _sweeps(card: ModelCard) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The spine and dendrite thresholds a sweep counts at: the sweep's, then the card's."""
+    return (
+        (*THRESHOLDS, card.threshold(_CARD_KEYS["spine"])),
+        (*DENDRITE_THRESHOLDS, card.threshold(_CARD_KEYS["dendrite"])),
+    )
+
+
+def _plane_counts(
+    plane: tuple[CorrectedVolume, int, float],
+    cfg: InferenceConfig,
+    models: Any,
+    sweeps: tuple[tuple[float, ...], tuple[float, ...]],
+    spines: bool,
+    dendrite: bool,
+) -> SweepCounts:
+    """What the ``sweeps`` count on one plane (``plane``: the volume, the plane's index and its
+    pixel size in µm): its spines with ``spines``, its dendrite with ``dendrite``."""
+    volume, z, px = plane
+    counts = replace(SweepCounts.zero(), planes=1)
+    if dendrite:
         result, prob = _segment(volume.image[z], px, cfg, models)
+    else:
+        result = predict(volume.image[z], (1.0, px, px), cfg, models=models)
+    if spines:
+        truth = instance_centres(volume.spines[z])
+        found = _spine_counts(result.table, truth, MATCH_RADIUS_UM / px, sweeps[0])
+        counts = replace(counts, spines=found)
+    if dendrite:
         outside = (volume.spines[z] == 0) & (result.spines[0] == 0)
         shaft = volume.dendrite[z]
-        spines = counts.spines
-        if not whole_stack:
-            truth = instance_centres(volume.spines[z])
-            spines = spines + _spine_counts(result.table, truth, MATCH_RADIUS_UM / px, spine_sweep)
-        counts = SweepCounts(
-            spines, counts.shaft + _dendrite_counts(prob, shaft, outside, shaft_sweep),
-            counts.planes + 1, counts.corrected,
-            counts.dendrite_um2 + float(np.count_nonzero(shaft & outside)) * px * px,
-        )  # fmt: skip
+        area = float(np.count_nonzero(shaft & outside)) * px * px
+        found = _dendrite_counts(prob, shaft, outside, sweeps[1])
+        counts = replace(counts, shaft=found, dendrite_um2=area)
     return counts
 
 
@@ -320,19 +351,8 @@ def best_spine_f1(models: Any, volume: CorrectedVolume) -> float:
     stack path and the stack rule). It says how well a model tells a lab's spines from the rest
     whatever its threshold, so a fine-tuned model, which scores the lab's spines higher than
     its base model, is compared with it fairly."""
-    cfg = InferenceConfig(
-        model=str(models.folder), device=str(models.device), spine_score_threshold=THRESHOLDS[0]
-    )
-    px = volume.pixel_size_um or models.card.pixel_size_um
-    if _whole_stack(volume):
-        counts = _stack_spine_counts(volume, px, cfg, models, THRESHOLDS)
-    else:
-        counts = np.zeros((len(THRESHOLDS), 3))
-        for z in volume.planes:
-            table = predict(volume.image[z], (1.0, px, px), cfg, models=models).table
-            truth = instance_centres(volume.spines[z])
-            counts += _spine_counts(table, truth, MATCH_RADIUS_UM / px, THRESHOLDS)
-    return float(_f1(counts).max())
+    counts = sweep_counts(models, volume, str(models.device), dendrite=False)
+    return float(_f1(counts.spines[:-1]).max())
 
 
 def match_corrected_count(own: ThresholdChoice) -> ThresholdChoice:
