@@ -76,7 +76,7 @@ def held_out_verdict(outcome: Any, which: str) -> tuple[str, str]:
     models trained ("both", "spines", "dendrites"). A run that kept its last weights because
     the held-out rows hold too few spines gets no warning, only the advice to compare: on one
     held-out field of about 40 spines, a model that gained +0.041 spine F1 on the lab's 45
-    other fields scored below its base model (``docs/fine_tuning.md``)."""
+    other fields scored below its base model (``docs/fine_tuning_measurements.md``)."""
     from ..training import held_out_score
 
     if outcome.best_step is None or not outcome.base_metrics:

@@ -271,7 +271,7 @@ stack path segments, ``inference/slabs.py``); the others are single planes (the 
 path's view). All of them: on two-photon-like stacks of an unseen style, 150 steps on plane
 crops cost the stack path 0.13 spine F1, on half slab crops 0.02, on slab crops alone nothing;
 600 steps on slab crops gained 0.04 (``benchmarks/bench_finetune.py --stacks``,
-docs/fine_tuning.md)."""
+docs/fine_tuning_measurements.md)."""
 
 
 @dataclass(frozen=True)
@@ -462,4 +462,4 @@ def _safe_stem(name: str, used: set[str]) -> str:
     return candidate
 
 
-"""Whether fine-tuning keeps the base model's BatchNorm statistics (docs/fine_tuning.md)."""
+"""Whether fine-tuning keeps the base model's BatchNorm statistics (docs/fine_tuning_measurements.md)."""

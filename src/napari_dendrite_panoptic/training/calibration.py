@@ -365,7 +365,7 @@ def match_corrected_count(own: ThresholdChoice) -> ThresholdChoice:
     user corrected balances missed and false spines, where F1 is best. The rule before it
     (as many as the base model keeps at its own best threshold there) chose the same on one
     lab the model never saw and far too low a threshold on another, whose spines the
-    fine-tuned model ranks much better than its base did (``docs/fine_tuning.md``, "As many
+    fine-tuned model ranks much better than its base did (``docs/fine_tuning_measurements.md``, "As many
     spines as you corrected"). With too few corrected spines the model's threshold stays."""
     if not own.enough or not own.kept:
         return own  # too few corrected spines: :func:`choose_thresholds` kept the threshold

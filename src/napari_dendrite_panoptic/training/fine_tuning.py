@@ -56,14 +56,14 @@ new model's threshold choice on one held-out field of about 40 spines moved F1 o
 fields by −0.001 to +0.051 over eight runs (mean +0.022), a count rule on all four corrected
 fields by +0.042 to +0.048 over three; with that field held
 out, the best-scored step gained +0.021 to +0.047 over six runs (mean +0.037), the last step
-+0.034 to +0.052 over six (mean +0.044; ``docs/fine_tuning.md``)."""
++0.034 to +0.052 over six (mean +0.044; ``docs/fine_tuning_measurements.md``)."""
 
 ENOUGH_PASSES = 45
 """Passes over the corrected planes (epochs, see
 :func:`~napari_dendrite_panoptic.data.steps_per_epoch`) that a fine-tuning run on a lab's real
 fields needed: on a lab the model never saw, 22-24 passes over eight corrected fields gained
 0.011-0.019 spine F1 less on the lab's other fields than 45-46, and 91 passes over four gained
-no more than 47 (``docs/fine_tuning.md``)."""
+no more than 47 (``docs/fine_tuning_measurements.md``)."""
 
 
 def _few_held_out(spines: float) -> str:
