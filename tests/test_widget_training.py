@@ -94,7 +94,7 @@ def test_training_through_the_dock_saves_corrections_and_lists_the_new_model(
 
 
 def test_passes_text_advises_a_longer_run_only_below_enough_passes():
-    from napari_dendrite_panoptic._widgets.training_report import passes_text
+    from napari_dendrite_panoptic.training import passes_text
 
     # 256² crops in batches of 2: a 512² field is 2 steps an epoch
     short = passes_text(steps=357, steps_per_epoch=16)  # eight fields in 5 minutes
@@ -240,7 +240,7 @@ def test_a_last_step_kept_for_few_held_out_spines_is_not_called_worse():
     evidence: no warning, only the advice to compare on another image."""
     from types import SimpleNamespace
 
-    from napari_dendrite_panoptic._widgets.training_report import held_out_verdict
+    from napari_dendrite_panoptic.training import held_out_verdict
 
     def outcome(kept_last):
         return SimpleNamespace(

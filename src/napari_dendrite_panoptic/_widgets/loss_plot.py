@@ -7,8 +7,6 @@ import time
 
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
-from .training_report import SCORE_NAMES
-
 
 class LossPlot(QWidget):
     """A small matplotlib plot of the training losses (and validation scores) per step."""
@@ -55,6 +53,8 @@ class LossPlot(QWidget):
 
     def redraw(self) -> None:
         """Draw the curves now (losses on the left axis, held-out scores in [0, 1] on the right)."""
+        from ..training import SCORE_NAMES
+
         self._drawn_at = time.monotonic()
         ax, vax = self.axes, self.val_axes
         ax.clear()

@@ -6,7 +6,7 @@ optionally one or more held out for validation (turned into training data by
 data, :func:`napari_dendrite_panoptic.training.iter_fine_tune` for the run) works in a napari
 worker thread: it first saves the corrections as TIFFs into the new model folder, then trains;
 every step drives the progress bar, the loss curve (:mod:`.loss_plot`) and the status line
-(:mod:`.training_report`). Stop ends after the current batch, keeps the last checkpoint and saves
+(:mod:`napari_dendrite_panoptic.training.report`). Stop ends after the current batch, keeps the last checkpoint and saves
 the weights reached so far as a model folder.
 """
 
@@ -44,13 +44,6 @@ from ._common import (
 )
 from .loss_plot import LossPlot
 from .training_inputs import collect_training_data
-from .training_report import (
-    calibration_text,
-    held_out_verdict,
-    passes_text,
-    progress_text,
-    saved_text,
-)
 from .training_rows import CorrectionRows
 
 if TYPE_CHECKING:
@@ -383,6 +376,8 @@ class TrainOnCorrectionsWidget(QWidget):
             self._napari_progress.update(value - self._napari_progress.n)
 
     def _on_event(self, event: Any) -> None:
+        from ..training import calibration_text, progress_text
+
         config = self._job["config"]
         if isinstance(event, tuple) and event[0] == "saved":
             folder = Path(config.output_model) / "corrections"
@@ -405,6 +400,8 @@ class TrainOnCorrectionsWidget(QWidget):
             self.status_label.setText(progress_text(event))
 
     def _on_returned(self, outcome: Any) -> None:
+        from ..training import calibration_text, held_out_verdict, passes_text, saved_text
+
         if isinstance(outcome, Exception):
             show_error(
                 f"Training failed: {outcome}"

@@ -22,6 +22,14 @@ from .fine_tuning import (
 from .loop import iter_fit
 from .losses import lr_factor
 from .networks import run_input_planes, training_precision
+from .report import (
+    SCORE_NAMES,
+    calibration_text,
+    held_out_verdict,
+    passes_text,
+    progress_text,
+    saved_text,
+)
 
 __all__ = [
     "CheckpointError",
@@ -33,23 +41,29 @@ __all__ = [
     "LAYER_CHOICES",
     "NO_HELD_OUT_PLANES",
     "NonFiniteLossError",
+    "SCORE_NAMES",
     "THRESHOLD_SWEEP",
     "WHICH_CHOICES",
     "ThresholdChoice",
     "TrainConfig",
+    "calibration_text",
     "choose_thresholds",
     "drop_checkpoint",
     "fine_tune_config",
     "held_out_keys",
     "held_out_score",
+    "held_out_verdict",
     "iter_fine_tune",
     "iter_fit",
     "load_checkpoint",
     "loader_plan",
     "lr_factor",
     "match_corrected_count",
+    "passes_text",
+    "progress_text",
     "recalibrate_model",
     "run_input_planes",
+    "saved_text",
     "save_checkpoint",
     "training_precision",
     "write_threshold",

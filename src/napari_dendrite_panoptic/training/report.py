@@ -1,11 +1,20 @@
-"""What the "Train on corrections" dock says about a run, as text: the step and held-out lines
-while it trains, the thresholds chosen on the corrections, and the verdict on the model saved
-(no Qt, no napari)."""
+"""What a fine-tuning run on corrections says about itself, as text: the step and held-out
+lines while it trains, the thresholds chosen on the corrections, and the verdict on the model
+saved. The "Train on corrections" dock shows these lines and ``dendrite-panoptic fine-tune``
+prints them."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+from .fine_tuning import (
+    ENOUGH_PASSES,
+    HELD_OUT_MIN_SPINES,
+    NO_HELD_OUT_PLANES,
+    held_out_keys,
+    held_out_score,
+)
 
 SCORE_NAMES = {
     "spine_f1_best": "spine F1 at its best threshold",
@@ -38,8 +47,6 @@ def calibration_text(calibration: Any) -> str:
     ``calibration`` None)."""
     if calibration is None:
         return ""
-    from ..training import NO_HELD_OUT_PLANES
-
     if not calibration:
         return f"{NO_HELD_OUT_PLANES}."
     return " ".join((f"{c.note}. " if c.note else "") + f"{c.describe()}." for c in calibration)
@@ -58,8 +65,6 @@ def passes_text(steps: int, steps_per_epoch: int) -> str:
     """How many passes over the corrected planes ``steps`` steps made (``steps_per_epoch``
     steps each), and, below :data:`~napari_dendrite_panoptic.training.ENOUGH_PASSES`, the
     advice to train longer."""
-    from ..training import ENOUGH_PASSES
-
     passes = round(steps / max(1, steps_per_epoch))
     text = f"That is about {passes} pass{'' if passes == 1 else 'es'} over the corrected planes."
     if passes < ENOUGH_PASSES:
@@ -77,8 +82,6 @@ def held_out_verdict(outcome: Any, which: str) -> tuple[str, str]:
     the held-out rows hold too few spines gets no warning, only the advice to compare: on one
     held-out field of about 40 spines, a model that gained +0.041 spine F1 on the lab's 45
     other fields scored below its base model (``docs/fine_tuning_measurements.md``)."""
-    from ..training import held_out_score
-
     if outcome.best_step is None or not outcome.base_metrics:
         return "", ""
     new = held_out_score(outcome.metrics, which)
@@ -89,8 +92,6 @@ def held_out_verdict(outcome: Any, which: str) -> tuple[str, str]:
         f"({scores})."
     )
     if outcome.kept_last:
-        from ..training import HELD_OUT_MIN_SPINES
-
         kept = (
             f"It holds the last weights (step {outcome.best_step}): the held-out rows hold "
             f"fewer than {HELD_OUT_MIN_SPINES} corrected spines, too few to choose a step "
@@ -112,8 +113,6 @@ def held_out_verdict(outcome: Any, which: str) -> tuple[str, str]:
 
 def _score_name(metrics: dict[str, float], which: str) -> str:
     """What :func:`~napari_dendrite_panoptic.training.held_out_score` measured, in words."""
-    from ..training import held_out_keys
-
     # the verdict compares two models, each at its own best threshold
     keys = held_out_keys(metrics, which)
     found = [SCORE_NAMES[k].replace(" its ", " each model's ") for k in keys]
