@@ -55,6 +55,12 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         atomic_write_text(_hashes_path(path), json.dumps({"sha256": hashes}))
 
 
+def delete_checkpoint(path: Path) -> None:
+    """Remove a checkpoint and its hash record (either may be absent)."""
+    Path(path).unlink(missing_ok=True)
+    _hashes_path(path).unlink(missing_ok=True)
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Load a checkpoint as data only (``weights_only=True``: no code in it is run), after
     checking its SHA-256 against ``<name>.sha256.json`` when that exists.

@@ -27,6 +27,7 @@ from .calibration import (
     sweep_counts,
     write_threshold,
 )
+from .checkpoints import delete_checkpoint
 from .config import CHECKPOINT_FILE, TrainConfig, TrainEvent
 from .loop import iter_fit
 from .networks import run_input_planes
@@ -255,7 +256,7 @@ def drop_checkpoint(work: str | Path) -> None:
     it empty. A stopped run keeps it. Failures are only logged."""
     work = Path(work)
     try:
-        (work / CHECKPOINT_FILE).unlink(missing_ok=True)
+        delete_checkpoint(work / CHECKPOINT_FILE)
         work.rmdir()
     except OSError as exc:
         logger.debug("kept %s: %s", work, exc)
