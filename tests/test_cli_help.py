@@ -10,7 +10,7 @@ import pytest
 from napari_dendrite_panoptic.cli import main, sample
 from napari_dendrite_panoptic.cli.main import build_parser
 
-COMMANDS = ("segment", "train", "evaluate", "sample", "track")
+COMMANDS = ("segment", "train", "fine-tune", "evaluate", "sample", "track")
 
 
 def _commands() -> dict[str, argparse.ArgumentParser]:

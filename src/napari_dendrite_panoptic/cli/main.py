@@ -1,9 +1,9 @@
-"""Command line: ``dendrite-panoptic segment | train | evaluate | sample | track`` over the same engine
-as the dock widgets.
+"""Command line: ``dendrite-panoptic segment | train | fine-tune | evaluate | sample | track`` over
+the same engine as the dock widgets.
 
 This module holds the argument parser (:func:`build_parser`) and the entry point (:func:`main`);
 each command lives in its own module: :mod:`.segment` (with :mod:`.batch` for several files),
-:mod:`.evaluate`, :mod:`.train`, :mod:`.sample`, :mod:`.track`.
+:mod:`.evaluate`, :mod:`.train`, :mod:`.fine_tune`, :mod:`.sample`, :mod:`.track`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 
 from .. import __version__
 from ..errors import DendritePanopticError
-from . import evaluate, sample, segment, track, train
+from . import evaluate, fine_tune, sample, segment, track, train
 from .options import HelpFormatter
 
 EXIT_CODES = """\
@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="log what the commands do, and show the traceback of an internal error",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in (segment, train, evaluate, sample, track):
+    for command in (segment, train, fine_tune, evaluate, sample, track):
         command.add_parser(sub)
     return parser
 

@@ -79,7 +79,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "train or fine-tune the spine and dendrite networks",
         "Train the spine (Mask R-CNN) and dendrite (FCN) networks, or fine-tune a model "
         "(--base-model), on a weighted mix of sources: the synthetic generator and the real data "
-        "sets (found through the DENDRITE_PANOPTIC_DATA setting) or your own annotated TIFFs. "
+        "sets (found through the DENDRITE_PANOPTIC_DATA setting); to fine-tune on your own "
+        "corrected images, use 'fine-tune'. "
         "Checkpoints in --work let a stopped run resume; the new model folder, with its model "
         "card, is written to --out at the end.",
         "  dendrite-panoptic train --out my_model --work ckpt --steps 2000\n"

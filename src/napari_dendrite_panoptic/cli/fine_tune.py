@@ -1,0 +1,350 @@
+"""``dendrite-panoptic fine-tune``: what the "Train on corrections" dock does, for corrected
+label TIFFs on disk: check each (image, dendrite labels, spine labels) triple, fine-tune a
+model on them for some minutes or epochs, choose its thresholds on them, and write the new
+model folder (with the corrections saved in it first). Ctrl-C stops after the current batch
+and saves the model reached so far; a second Ctrl-C aborts.
+
+Heavy modules (torch via the engine, tqdm) are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from .options import command_parser
+
+LABEL_SUFFIXES = {"dendrite": "_dendrite.tif", "spines": "_spines.tif"}
+"""The corrected labels of ``<stem>.tif`` are ``<stem>_dendrite.tif`` and ``<stem>_spines.tif``,
+the names ``segment`` writes."""
+
+
+def cmd_fine_tune(args: argparse.Namespace) -> int:
+    """Run the command (see :func:`add_parser`); 0 when a model folder was written."""
+    from ..models import ModelCard, bundled_model_dir
+    from ..training import fine_tune_config, iter_fine_tune
+
+    out = _new_model_folder(args)
+    base = Path(args.base_model) if args.base_model else bundled_model_dir()
+    native = ModelCard.load(base).pixel_size_um
+    train, held, raw, notes = _corrections(args, native)
+    config = fine_tune_config(
+        str(base),
+        out,
+        train,
+        native,
+        which=args.which,
+        lr=args.lr,
+        minutes=None if args.epochs else args.minutes,
+        epochs=args.epochs,
+        name=args.name or out.name,
+        held_out=[v.name for v in held],
+        freeze_norm=args.freeze_norm,
+        layers=args.layers,
+    )
+    for note in notes:
+        print(note, file=sys.stderr)
+    with _stop_on_ctrl_c() as stop:
+        events = iter_fine_tune(config, train, held, raw, stop.is_set, args.thresholds)
+        outcome, calibration = _follow(events, config)
+    _report(outcome, calibration, config, train)
+    return 0
+
+
+def _new_model_folder(args: argparse.Namespace) -> Path:
+    """``--out``, or ``--name`` in the user models folder; refused when it exists."""
+    from ..models import user_models_dir
+
+    name = args.name or datetime.now().strftime("fine-tuned-%Y%m%d-%H%M%S")
+    if not args.out and (any(c in name for c in '/\\:*?"<>|') or name.startswith(".")):
+        raise InputError(f"--name '{name}' cannot be a folder name: use letters, digits, - and _")
+    out = Path(args.out) if args.out else user_models_dir() / name
+    if out.exists():
+        raise InputError(
+            f"'{out}' exists already; name a new model folder (a model folder is never overwritten)"
+        )
+    return out
+
+
+def _corrections(args: argparse.Namespace, native_px_um: float) -> tuple[list, list, list, list]:
+    """The training volumes, the held-out volumes, the training triples' arrays (saved with the
+    model) and notes for the user, from the images and their labels on disk."""
+    from ..data import resample_note
+
+    paths = [Path(p).resolve() for p in (*args.images, *args.held_out)]
+    if len(set(paths)) < len(paths):
+        raise InputError("an image is given twice (to train on and held out, or twice)")
+    train, held, raw, notes = [], [], [], []
+    for path in args.images:
+        volume, arrays, more = _corrected(Path(path), args)
+        train.append(volume)
+        raw.append(arrays)
+        notes += more
+    for path in args.held_out:
+        volume, _, more = _corrected(Path(path), args)
+        held.append(volume)
+        notes += more
+    note = resample_note([*train, *held], native_px_um)
+    if note:
+        notes.append(note)
+    if any(v.pixel_size_um is None for v in train):
+        notes.append(
+            f"Images without a pixel size in their metadata (and no --pixel-size) are taken at "
+            f"the model's {native_px_um:g} µm."
+        )
+    return train, held, raw, notes
+
+
+def _corrected(path: Path, args: argparse.Namespace) -> tuple[Any, dict[str, Any], list[str]]:
+    """One image and its corrected labels as a checked volume, the arrays saved with the model,
+    and notes (what the reader chose, ids read as one dendrite)."""
+    import numpy as np
+
+    from ..core import mask_to_instances
+    from ..data import SemanticSpinesError, prepare_volume
+    from ..io import read_tiff, stack_zyx
+
+    labels = {role: _label_path(path, args.labels, role) for role in LABEL_SUFFIXES}
+    stack = read_tiff(path)
+    if "C" not in stack.axes and args.channel not in (0, -1):
+        raise InputError(f"Channel {args.channel} does not exist in '{path}': it has one (0).")
+    image = np.asarray(stack_zyx(stack, channel=args.channel))
+    dendrite = np.asarray(stack_zyx(read_tiff(labels["dendrite"])))
+    spines = np.asarray(stack_zyx(read_tiff(labels["spines"])))
+    z_um, px_um = _voxel(stack, args)
+    image, dendrite, spines = (a[0] if a.shape[0] == 1 else a for a in (image, dendrite, spines))
+    notes = list(stack.notes)
+    if args.split_components and spines.max() == 1:
+        spines = mask_to_instances(spines)
+        notes.append(f"'{labels['spines'].name}': split into {spines.max()} connected components")
+    try:
+        volume, more = prepare_volume(
+            path.name, image, dendrite, spines, px_um, args.which, z_step_um=z_um
+        )
+    except SemanticSpinesError as exc:
+        raise InputError(f"{exc} (--split-components does)") from None
+    voxel = (z_um or 1.0, px_um, px_um) if px_um else None
+    arrays = {
+        "name": path.stem,
+        "image": image,
+        "dendrite": dendrite,
+        "spines": spines,
+        "voxel_size_um": voxel,
+    }
+    return volume, arrays, [*notes, *more]
+
+
+def _label_path(image: Path, folder: str | None, role: str) -> Path:
+    """Where the corrected ``role`` labels of ``image`` are; refused when absent."""
+    where = Path(folder) if folder else image.parent
+    path = where / f"{image.stem}{LABEL_SUFFIXES[role]}"
+    if not path.is_file():
+        raise InputError(
+            f"no corrected {role} labels for '{image.name}': expected {path} (the names "
+            "'segment' writes; --labels names the folder)"
+        )
+    return path
+
+
+def _voxel(stack: Any, args: argparse.Namespace) -> tuple[float | None, float | None]:
+    """(z-step, pixel size) in µm: the flags, else the file's metadata, else None (unknown)."""
+    known = stack.voxel_size_source != "none"
+    px = args.pixel_size or (stack.voxel_size_um[1] if known else None)
+    z = args.z_step or (stack.voxel_size_um[0] if known and "Z" in stack.axes else None)
+    return z, px
+
+
+@contextlib.contextmanager
+def _stop_on_ctrl_c() -> Iterator[threading.Event]:
+    """An event set by the first Ctrl-C (the run then stops after the current batch and saves
+    the model reached so far); a second Ctrl-C interrupts at once. Outside the main thread
+    (where signals cannot be caught) the event is only set by the caller."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def on_interrupt(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("stopping after this batch (Ctrl-C again to abort)", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _follow(events: Iterator[Any], config: Any) -> tuple[Any, Any]:
+    """Show a run's events on a progress bar; return its last event (None when it ended without
+    a model folder) and its threshold choices (None when not chosen)."""
+    from tqdm import tqdm
+
+    from ..training import progress_text
+
+    timed = config.max_seconds is not None
+    bar = tqdm(total=int(config.max_seconds) if timed else config.steps, desc="fine-tuning")
+    bar.set_postfix_str("saving the corrections")
+    outcome = calibration = None
+    for event in events:
+        if isinstance(event, tuple):
+            if event[0] == "calibrated":
+                calibration = event[1]
+            continue
+        outcome = event
+        bar.n = min(bar.total, int(event.elapsed_s) if timed else event.step)
+        text = progress_text(event)
+        if event.kind == "validation":
+            tqdm.write(text)
+        elif text:
+            bar.set_postfix_str(text)
+        bar.refresh()
+    bar.close()
+    return outcome, calibration
+
+
+def _report(outcome: Any, calibration: Any, config: Any, train: list) -> None:
+    """Print how the run ended, where its model is, its passes, thresholds and verdict."""
+    from ..data import steps_per_epoch
+    from ..training import (
+        calibration_text,
+        drop_checkpoint,
+        held_out_verdict,
+        passes_text,
+        saved_text,
+    )
+
+    if outcome is None or not outcome.model_folder:
+        raise InputError("the run ended before a model was saved")
+    if outcome.kind == "done":
+        drop_checkpoint(Path(config.work_dir))
+    per_epoch = steps_per_epoch(train, config.crop_size, config.pixel_size_um, config.batch_size)
+    kept, worse = held_out_verdict(outcome, config.which)
+    print(saved_text(outcome))
+    for line in (passes_text(outcome.step, per_epoch), calibration_text(calibration), kept):
+        if line:
+            print(line)
+    if worse:
+        print(f"warning: {worse}", file=sys.stderr)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``fine-tune`` command and its options."""
+    ft = command_parser(
+        sub,
+        "fine-tune",
+        "fine-tune a model on your corrected labels",
+        "Fine-tune the spine and dendrite networks on images whose labels you corrected, as "
+        "napari's 'Train on corrections' dock does: each IMAGE.tif needs IMAGE_dendrite.tif "
+        "and IMAGE_spines.tif (the names 'segment' writes) beside it or in --labels. The "
+        "corrections are saved in the new model folder first; after training, the spine "
+        "threshold (and, on corrected --held-out images, the dendrite threshold) is chosen on "
+        "them and written into the new model's card, which 'segment --model' then uses. "
+        "Ctrl-C stops after the current batch and saves the model reached so far.",
+        "  dendrite-panoptic segment a.tif b.tif --out results\n"
+        "  (correct results/a_spines.tif, results/b_spines.tif ... in napari or Fiji)\n"
+        "  dendrite-panoptic fine-tune a.tif b.tif --labels results --out my_lab --minutes 5\n"
+        "  dendrite-panoptic segment c.tif --out results --model my_lab",
+    )
+    ft.add_argument("images", nargs="+", help="corrected images to train on (TIFF)")
+    ft.add_argument(
+        "--labels",
+        default=None,
+        help="folder with the corrected labels (default: each image's own folder)",
+    )
+    ft.add_argument(
+        "--held-out",
+        action="append",
+        default=[],
+        metavar="IMAGE",
+        help="a corrected image scored while training, not trained on (repeat for several); "
+        "with 100 corrected spines or more in all they choose the step kept and the "
+        "thresholds (default: none)",
+    )
+    ft.add_argument(
+        "--out",
+        default=None,
+        help="the new model folder (default: --name in the user models folder, where napari's "
+        "model pickers find it)",
+    )
+    ft.add_argument(
+        "--name",
+        default=None,
+        help="the new model's name (default: the --out folder's name, else fine-tuned-DATE-TIME)",
+    )
+    ft.add_argument(
+        "--base-model",
+        default=None,
+        help="model folder to start from (default: the bundled model)",
+    )
+    length = ft.add_mutually_exclusive_group()
+    length.add_argument(
+        "--minutes",
+        type=float,
+        default=5.0,
+        help="training time; the learning rate decays over it (about a minute and a quarter "
+        "per corrected 512² image on a 2-core CPU did well)",
+    )
+    length.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="passes over the corrected planes instead of minutes (about 45 did well) "
+        "(default: use --minutes)",
+    )
+    ft.add_argument(
+        "--which",
+        default="both",
+        choices=["both", "spines", "dendrites"],
+        help="the networks to train",
+    )
+    ft.add_argument(
+        "--layers",
+        default="all",
+        choices=["all", "upper", "heads"],
+        help="all layers; all but each network's stem and first stage; or all but the trunks",
+    )
+    ft.add_argument("--lr", type=float, default=3e-4, help="peak learning rate")
+    ft.add_argument(
+        "--freeze-norm",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="keep the base model's normalisation statistics (batches of 2 are too few to "
+        "re-estimate them)",
+    )
+    ft.add_argument(
+        "--thresholds",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="choose the spine score and dendrite thresholds on the corrections after training",
+    )
+    ft.add_argument(
+        "--split-components",
+        action="store_true",
+        help="split spine labels that are a 0/1 mask into instances (connected components)",
+    )
+    ft.add_argument("--channel", type=int, default=0, help="channel of the images to train on")
+    ft.add_argument(
+        "--pixel-size",
+        type=float,
+        default=None,
+        help="pixel size in µm (default: the image's metadata, else the model's)",
+    )
+    ft.add_argument(
+        "--z-step",
+        type=float,
+        default=None,
+        help="distance between a stack's planes in µm (default: the image's metadata, else "
+        "slabs of 4 planes)",
+    )
+    ft.set_defaults(func=cmd_fine_tune)

@@ -1,0 +1,100 @@
+"""``dendrite-panoptic fine-tune``: corrected label TIFFs on disk train a new model folder that
+``segment`` then uses, with the corrections saved in it; bad input is refused in one line
+before anything is written; Ctrl-C stops after the batch."""
+
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from napari_dendrite_panoptic.cli import main
+from napari_dendrite_panoptic.io import write_tiff_atomic
+from napari_dendrite_panoptic.models import load_models
+
+
+@pytest.fixture
+def corrected(tmp_path, small_plane):
+    """A generated plane with its truth as corrected labels, named as ``segment`` names them,
+    the labels in their own folder."""
+    voxel = small_plane.voxel_size_um
+    image = tmp_path / "images" / "field.tif"
+    labels = tmp_path / "results"
+    image.parent.mkdir()
+    labels.mkdir()
+    write_tiff_atomic(image, (small_plane.image[0] * 1000).astype(np.uint16), voxel)
+    write_tiff_atomic(labels / "field_dendrite.tif", small_plane.dendrite[0], voxel)
+    write_tiff_atomic(labels / "field_spines.tif", small_plane.spines[0].astype(np.uint16), voxel)
+    return image, labels
+
+
+def test_fine_tune_writes_a_model_folder_that_segment_uses(
+    tiny_model_dir, tmp_path, corrected, capsys
+):
+    image, labels = corrected
+    out = tmp_path / "my_lab"
+    args = ["fine-tune", str(image), "--labels", str(labels), "--out", str(out)]
+    assert main([*args, "--base-model", str(tiny_model_dir), "--epochs", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert f"saved in {out}" in printed and "pass" in printed
+    models = load_models(out, "cpu")
+    assert models.card.name == "my_lab"
+    assert models.card.provenance["base_model"] == str(tiny_model_dir)
+    assert "'field.tif'" in models.card.provenance["data"]
+    assert (out / "corrections").is_dir() and any((out / "corrections").iterdir())
+    assert not (out / "training").exists()  # a finished run drops its checkpoint
+    # the new model segments
+    again = tmp_path / "again"
+    assert main(["segment", str(image), "--out", str(again), "--model", str(out)]) == 0
+    assert (again / "field_spines.tif").is_file()
+
+
+def test_fine_tune_refuses_what_it_cannot_use_and_writes_nothing(
+    tiny_model_dir, tmp_path, corrected, capsys
+):
+    image, labels = corrected
+    base = ["--base-model", str(tiny_model_dir), "--epochs", "1"]
+    out = tmp_path / "m"
+    # labels not where they are looked for: the expected path is named
+    assert main(["fine-tune", str(image), "--out", str(out), *base]) == 2
+    err = capsys.readouterr().err
+    assert "no corrected dendrite labels for 'field.tif'" in err
+    assert str(image.parent / "field_dendrite.tif") in err
+    assert not out.exists()
+    # an existing model folder is never overwritten
+    out.mkdir()
+    (out / "card.json").write_text("{}")
+    assert main(["fine-tune", str(image), "--labels", str(labels), "--out", str(out), *base]) == 2
+    assert "exists already" in capsys.readouterr().err
+    assert (out / "card.json").read_text() == "{}"
+    # the same image to train on and held out
+    args = ["fine-tune", str(image), "--labels", str(labels), "--held-out", str(image)]
+    assert main([*args, "--out", str(tmp_path / "m2"), *base]) == 2
+    assert "given twice" in capsys.readouterr().err
+
+
+def test_a_semantic_spine_mask_is_refused_or_split(tiny_model_dir, tmp_path, corrected, capsys):
+    image, labels = corrected
+    spines = labels / "field_spines.tif"
+    from napari_dendrite_panoptic.io import read_tiff
+
+    semantic = (np.asarray(read_tiff(spines).data) > 0).astype(np.uint8)
+    write_tiff_atomic(spines, semantic, (1.0, 0.1, 0.1))
+    args = ["fine-tune", str(image), "--labels", str(labels), "--base-model", str(tiny_model_dir)]
+    args += ["--epochs", "1", "--no-thresholds"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert "semantic mask" in err and "--split-components" in err
+    assert main([*args, "--out", str(tmp_path / "b"), "--split-components"]) == 0
+    assert "split into" in capsys.readouterr().err
+
+
+def test_the_first_ctrl_c_asks_to_stop_the_second_interrupts():
+    from napari_dendrite_panoptic.cli.fine_tune import _stop_on_ctrl_c
+
+    with _stop_on_ctrl_c() as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.is_set()  # the run stops after its batch and saves the model
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
