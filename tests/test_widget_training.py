@@ -313,9 +313,9 @@ def test_held_out_rows_score_the_base_and_a_worse_model_is_said_plainly(
     widget.start_button.click()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
 
-    assert any(s.startswith("Base model on the held-out rows: spine F1 0.900") for s in statuses)
+    assert any(s.startswith("Base model on the held-out images: spine F1 0.900") for s in statuses)
     status = widget.status_label.text()
-    assert "scores below its base model on the held-out rows" in status
+    assert "scores below its base model on the held-out images" in status
     assert f"weights of step {widget.last_kept_step}" in status
     assert widget.last_kept_step == 1  # the first trained step scored best
     assert len(warnings) == 1 and "below its base model" in warnings[0]

@@ -35,14 +35,14 @@ from .networks import run_input_planes
 logger = logging.getLogger(__name__)
 
 NO_HELD_OUT_PLANES = (
-    "Thresholds kept: no held-out row to choose them on (the new model scores the planes it "
+    "Thresholds kept: no held-out image to choose them on (the new model scores the planes it "
     "trained on too well); mark a corrected image 'held out' to choose them"
 )
 """Why thresholds stay when :func:`recalibrate_model` had no corrected volume at all (a run
 always has training volumes, so it chooses the spine threshold by count at least)."""
 CHOSEN_BY_COUNT = (
-    "No held-out row: the spine threshold is the one at which the new model keeps about as "
-    "many spines on the training rows as you corrected there; the dendrite threshold kept"
+    "No held-out image: the spine threshold is the one at which the new model keeps about as "
+    "many spines on the images it trained on as you corrected there; the dendrite threshold kept"
 )
 """How a fine-tuning run without held-out volumes chooses its thresholds."""
 SHAFTS_AS_DRAWN = "the dendrite threshold kept: the held-out dendrites are as the model drew them"
@@ -69,9 +69,9 @@ no more than 47 (``docs/fine_tuning_measurements.md``)."""
 
 def _few_held_out(spines: float) -> str:
     return (
-        f"The held-out rows hold {spines:.0f} corrected spines, fewer than the "
+        f"The held-out images hold {spines:.0f} corrected spines, fewer than the "
         f"{HELD_OUT_MIN_SPINES} needed to choose the spine threshold by spine F1: it is the one "
-        f"at which the new model keeps about as many spines on every corrected row as you "
+        f"at which the new model keeps about as many spines on every corrected image as you "
         f"corrected there"
     )
 

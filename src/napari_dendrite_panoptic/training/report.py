@@ -36,7 +36,7 @@ def progress_text(event: Any) -> str:
     if event.kind == "validation":
         scores = ", ".join(f"{SCORE_NAMES.get(k, k)} {v:.3f}" for k, v in event.metrics.items())
         if event.step == 0:
-            return f"Base model on the held-out rows: {scores}; training…"
+            return f"Base model on the held-out images: {scores}; training…"
         return f"Held-out scores at step {event.step}: {scores}"
     return ""
 
@@ -77,9 +77,9 @@ def passes_text(steps: int, steps_per_epoch: int) -> str:
 
 def held_out_verdict(outcome: Any, which: str) -> tuple[str, str]:
     """(which step's weights the model folder holds, a warning when that model still scores
-    below its base on the held-out rows); "" for each that does not apply. ``which``: the
+    below its base on the held-out images); "" for each that does not apply. ``which``: the
     models trained ("both", "spines", "dendrites"). A run that kept its last weights because
-    the held-out rows hold too few spines gets no warning, only the advice to compare: on one
+    the held-out images hold too few spines gets no warning, only the advice to compare: on one
     held-out field of about 40 spines, a model that gained +0.041 spine F1 on the lab's 45
     other fields scored below its base model (``docs/fine_tuning_measurements.md``)."""
     if outcome.best_step is None or not outcome.base_metrics:
@@ -88,12 +88,12 @@ def held_out_verdict(outcome: Any, which: str) -> tuple[str, str]:
     base = held_out_score(outcome.base_metrics, which)
     scores = f"{_score_name(outcome.metrics, which)} {new:.3f}; base model {base:.3f}"
     kept = (
-        f"It holds the weights of step {outcome.best_step}, the best on the held-out rows "
+        f"It holds the weights of step {outcome.best_step}, the best on the held-out images "
         f"({scores})."
     )
     if outcome.kept_last:
         kept = (
-            f"It holds the last weights (step {outcome.best_step}): the held-out rows hold "
+            f"It holds the last weights (step {outcome.best_step}): the held-out images hold "
             f"fewer than {HELD_OUT_MIN_SPINES} corrected spines, too few to choose a step "
             f"({scores})."
         )
@@ -105,7 +105,7 @@ def held_out_verdict(outcome: Any, which: str) -> tuple[str, str]:
         return kept, ""
     if new < base:
         return kept, (
-            "The new model scores below its base model on the held-out rows: keep using "
+            "The new model scores below its base model on the held-out images: keep using "
             "the base model, or correct more images and train again."
         )
     return kept, ""
