@@ -98,3 +98,20 @@ def test_the_first_ctrl_c_asks_to_stop_the_second_interrupts():
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_an_image_without_a_pixel_size_is_named_and_taken_at_the_models(
+    tiny_model_dir, tmp_path, small_plane, capsys
+):
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    write_tiff_atomic(folder / "raw.tif", (small_plane.image[0] * 1000).astype(np.uint16), None)
+    write_tiff_atomic(folder / "raw_dendrite.tif", small_plane.dendrite[0], None)
+    write_tiff_atomic(folder / "raw_spines.tif", small_plane.spines[0].astype(np.uint16), None)
+    args = ["fine-tune", str(folder / "raw.tif"), "--base-model", str(tiny_model_dir)]
+    assert main([*args, "--out", str(tmp_path / "m"), "--epochs", "1", "--no-thresholds"]) == 0
+    assert "'raw.tif' without a pixel size: taken at the model's 0.1 µm" in capsys.readouterr().err
+    # --pixel-size gives it one: resampled to the model's, and said so
+    args += ["--out", str(tmp_path / "m2"), "--epochs", "1", "--no-thresholds"]
+    assert main([*args, "--pixel-size", "0.2"]) == 0
+    assert "Resampling 'raw.tif' (0.2 µm)" in capsys.readouterr().err

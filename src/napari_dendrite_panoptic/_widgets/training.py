@@ -298,7 +298,7 @@ class TrainOnCorrectionsWidget(QWidget):
         self._start_worker(config, train, held, raw)
 
     def _prepare(self) -> tuple[Any, list[Any], list[Any], list[dict[str, Any]], list[str]]:
-        from ..data import resample_note
+        from ..data import pixel_size_notes
         from ..errors import InputError
         from ..models import ModelCard, user_models_dir
         from ..training import fine_tune_config
@@ -317,13 +317,7 @@ class TrainOnCorrectionsWidget(QWidget):
             )
         train, held, raw, notes = self._collect()
         native = ModelCard.load(Path(base)).pixel_size_um
-        note = resample_note([*train, *held], native)
-        if note:
-            notes.append(note)
-        if any(v.pixel_size_um is None for v in train):
-            notes.append(
-                f"Images without a pixel size (scale 1) are taken at the model's {native:g} µm."
-            )
+        notes += pixel_size_notes(train, held, native)
         minutes = self.duration_unit.currentText() == "minutes"
         config = fine_tune_config(
             base,

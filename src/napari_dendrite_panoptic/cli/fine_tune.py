@@ -77,7 +77,7 @@ def _new_model_folder(args: argparse.Namespace) -> Path:
 def _corrections(args: argparse.Namespace, native_px_um: float) -> tuple[list, list, list, list]:
     """The training volumes, the held-out volumes, the training triples' arrays (saved with the
     model) and notes for the user, from the images and their labels on disk."""
-    from ..data import resample_note
+    from ..data import pixel_size_notes
 
     paths = [Path(p).resolve() for p in (*args.images, *args.held_out)]
     if len(set(paths)) < len(paths):
@@ -92,14 +92,7 @@ def _corrections(args: argparse.Namespace, native_px_um: float) -> tuple[list, l
         volume, _, more = _corrected(Path(path), args)
         held.append(volume)
         notes += more
-    note = resample_note([*train, *held], native_px_um)
-    if note:
-        notes.append(note)
-    if any(v.pixel_size_um is None for v in train):
-        notes.append(
-            f"Images without a pixel size in their metadata (and no --pixel-size) are taken at "
-            f"the model's {native_px_um:g} µm."
-        )
+    notes += pixel_size_notes(train, held, native_px_um)
     return train, held, raw, notes
 
 

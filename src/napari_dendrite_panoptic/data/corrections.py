@@ -217,19 +217,29 @@ def prepare_volume(
     return volume, notes
 
 
-def resample_note(volumes: Sequence[CorrectedVolume], native_px_um: float) -> str | None:
-    """A sentence saying which volumes are resampled to the model's pixel size, or None."""
+def pixel_size_notes(
+    train: Sequence[CorrectedVolume], held_out: Sequence[CorrectedVolume], native_px_um: float
+) -> list[str]:
+    """Sentences on the pixel sizes of a fine-tuning run's volumes: which are resampled to the
+    model's ``native_px_um`` (µm) for training, and that training volumes without a pixel size
+    are taken at the model's."""
     moved = [
         f"'{v.name}' ({v.pixel_size_um:g} µm)"
-        for v in volumes
+        for v in (*train, *held_out)
         if v.pixel_size_um is not None and abs(v.pixel_size_um / native_px_um - 1) > 0.02
     ]
-    if not moved:
-        return None
-    return (
-        f"Resampling {', '.join(moved)} to the model's pixel size of {native_px_um:g} µm "
-        "for training."
-    )
+    notes = []
+    if moved:
+        notes.append(
+            f"Resampling {', '.join(moved)} to the model's pixel size of {native_px_um:g} µm "
+            "for training."
+        )
+    unknown = [f"'{v.name}'" for v in train if v.pixel_size_um is None]
+    if unknown:
+        notes.append(
+            f"{', '.join(unknown)} without a pixel size: taken at the model's {native_px_um:g} µm."
+        )
+    return notes
 
 
 def steps_per_epoch(
