@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from .options import command_parser
+from .options import add_training_choices, command_parser
 
 LABEL_SUFFIXES = {"dendrite": "_dendrite.tif", "spines": "_spines.tif"}
 """The corrected labels of ``<stem>.tif`` are ``<stem>_dendrite.tif`` and ``<stem>_spines.tif``,
@@ -295,18 +295,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="passes over the corrected planes instead of minutes (about 45 did well) "
         "(default: use --minutes)",
     )
-    ft.add_argument(
-        "--which",
-        default="both",
-        choices=["both", "spines", "dendrites"],
-        help="the networks to train",
-    )
-    ft.add_argument(
-        "--layers",
-        default="all",
-        choices=["all", "upper", "heads"],
-        help="all layers; all but each network's stem and first stage; or all but the trunks",
-    )
+    add_training_choices(ft)
     ft.add_argument("--lr", type=float, default=3e-4, help="peak learning rate")
     ft.add_argument(
         "--freeze-norm",

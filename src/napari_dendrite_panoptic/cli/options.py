@@ -64,3 +64,22 @@ def planes_or_off(text: str) -> float | None:
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"expected a number of planes >= 0, got {value}")
     return value
+
+
+def add_training_choices(parser: argparse.ArgumentParser) -> None:
+    """``--which`` and ``--layers``, the networks and the layers a training run trains (``train``
+    and ``fine-tune``)."""
+    parser.add_argument(
+        "--which",
+        default="both",
+        choices=["both", "spines", "dendrites"],
+        help="the networks to train",
+    )
+    parser.add_argument(
+        "--layers",
+        default="all",
+        choices=["all", "upper", "heads"],
+        help="all; upper: keep each network's stem and first ResNet stage as the base model "
+        "has them and train the rest (faster steps); heads: keep the whole ResNet trunk "
+        "(fastest); upper and heads need a base model",
+    )

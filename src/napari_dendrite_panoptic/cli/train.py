@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from .options import DEVICE_HELP, command_parser
+from .options import DEVICE_HELP, add_training_choices, command_parser
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -109,12 +109,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--crop", type=int, default=256, help="crop size in px")
     tr.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
     tr.add_argument("--warmup", type=int, default=100, help="steps of learning-rate warm-up")
-    tr.add_argument(
-        "--which",
-        default="both",
-        choices=["both", "spines", "dendrites"],
-        help="the networks to train",
-    )
+    add_training_choices(tr)
     tr.add_argument(
         "--base-model", default=None, help="model folder to fine-tune (default: train anew)"
     )
@@ -168,14 +163,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         choices=["auto", "float32", "bfloat16"],
         help="forward arithmetic while training: auto is bfloat16 where the CPU (AVX512-BF16, "
         "AMX) or GPU computes it natively, else float32; weights stay float32",
-    )
-    tr.add_argument(
-        "--layers",
-        default="all",
-        choices=["all", "upper", "heads"],
-        help="all; upper: keep each network's stem and first ResNet stage as the base model "
-        "has them and train the rest (faster steps); heads: keep the whole ResNet trunk "
-        "(fastest); upper and heads need --base-model",
     )
     tr.add_argument("--name", default="dendrite-panoptic", help="the new model's name")
     tr.add_argument("--model-version", default="0.1", help="the new model's version")
