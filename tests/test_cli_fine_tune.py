@@ -115,3 +115,37 @@ def test_an_image_without_a_pixel_size_is_named_and_taken_at_the_models(
     args += ["--out", str(tmp_path / "m2"), "--epochs", "1", "--no-thresholds"]
     assert main([*args, "--pixel-size", "0.2"]) == 0
     assert "Resampling 'raw.tif' (0.2 µm)" in capsys.readouterr().err
+
+
+def test_a_corrected_stack_trains_with_its_z_step(
+    tiny_model_dir, tmp_path, small_stack, monkeypatch
+):
+    """A stack's z-step comes from its metadata and reaches the run (its slabs are cut at it);
+    the corrections saved in the model folder keep the stack's voxel size."""
+    from napari_dendrite_panoptic import training
+    from napari_dendrite_panoptic.io import read_tiff
+
+    seen = []
+    real = training.iter_fine_tune
+
+    def spy(config, volumes, *rest):
+        seen.extend(volumes)
+        return real(config, volumes, *rest)
+
+    monkeypatch.setattr(training, "iter_fine_tune", spy)
+
+    voxel = small_stack.voxel_size_um
+    folder = tmp_path / "stack"
+    folder.mkdir()
+    write_tiff_atomic(folder / "s.tif", (small_stack.image * 1000).astype(np.uint16), voxel)
+    write_tiff_atomic(folder / "s_dendrite.tif", small_stack.dendrite, voxel)
+    write_tiff_atomic(folder / "s_spines.tif", small_stack.spines.astype(np.uint16), voxel)
+    out = tmp_path / "m"
+    args = ["fine-tune", str(folder / "s.tif"), "--base-model", str(tiny_model_dir)]
+    assert main([*args, "--out", str(out), "--epochs", "1", "--no-thresholds"]) == 0
+    saved = read_tiff(out / "corrections" / "s_image.tif")
+    assert saved.data.shape == small_stack.image.shape
+    assert saved.voxel_size_um == pytest.approx(voxel)
+    assert load_models(out, "cpu").card.provenance["steps"] >= 1
+    (volume,) = seen
+    assert volume.z_step_um == pytest.approx(voxel[0]) and volume.planes == tuple(range(4))
