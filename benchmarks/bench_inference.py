@@ -21,7 +21,10 @@ ratios of (a) to the others in planes/s.
     (``--only a,f``).
 
 ``--backbones`` also times the spine network's trunk options on one 512x512 tile; ``--big``
-segments one 4096x4096 plane with (a) and reports time and peak memory.
+segments one 4096x4096 plane with (a) and reports time and peak memory; ``--profile`` says
+where (a)'s time goes on one plane after a warm-up: the operators that take most of it
+(``torch.profiler``, the device's own time on a GPU) and the plugin's Python functions
+(``cProfile``, cumulative), to find what keeps a GPU from 30 planes/s.
 """
 
 from __future__ import annotations
@@ -164,6 +167,32 @@ def child(key: str, path: Path, device: str, runs: int, model: str | None) -> No
     print(json.dumps({"key": key, "seconds": seconds, "peak_mib": _peak_mib(device)}))
 
 
+def profile_ours(path: Path, device: str, model: str | None, rows: int = 15) -> None:
+    """Print where one plane of pipeline (a) spends its time, after a warm-up run: the top
+    operators by self time (on the device with CUDA) and the plugin's functions by cumulative
+    time."""
+    import cProfile
+    import pstats
+
+    from torch.profiler import ProfilerActivity, profile
+
+    run = pipeline_ours(path, device, model)
+    run()  # warm-up: model loading, kernel choice
+    _sync(device)
+    cuda = device.startswith("cuda")
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        run()
+        _sync(device)
+    key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    print(f"\noperators of one plane, by {key}:")
+    print(prof.key_averages().table(sort_by=key, row_limit=rows))
+    stats = cProfile.Profile()
+    stats.runcall(lambda: (run(), _sync(device)))
+    print("the plugin's functions of one plane, by cumulative time:")
+    pstats.Stats(stats).sort_stats("cumulative").print_stats("napari_dendrite_panoptic", rows)
+
+
 def bench_backbones(runs: int, device: str) -> list[tuple[str, float]]:
     from napari_dendrite_panoptic.models import build_spine_model
     from napari_dendrite_panoptic.models.builders import count_parameters
@@ -199,6 +228,7 @@ def main() -> None:
     parser.add_argument("--big", action="store_true")
     parser.add_argument("--backbones", action="store_true")
     parser.add_argument("--check-deepd3", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="where (a)'s time goes")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--plane", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -239,6 +269,9 @@ def main() -> None:
         print("|---|---|")
         for name, t in bench_backbones(args.runs, args.device):
             print(f"| {name} | {t:.3f} |")
+    if args.profile:
+        with tempfile.TemporaryDirectory() as tmp:
+            profile_ours(_write_plane(args.size, Path(tmp)), args.device, args.model)
     if args.big:
         from napari_dendrite_panoptic.data import synthetic
         from napari_dendrite_panoptic.inference import InferenceConfig, predict
