@@ -149,3 +149,46 @@ def test_a_corrected_stack_trains_with_its_z_step(
     assert load_models(out, "cpu").card.provenance["steps"] >= 1
     (volume,) = seen
     assert volume.z_step_um == pytest.approx(voxel[0]) and volume.planes == tuple(range(4))
+
+
+def test_only_edited_trains_on_the_planes_changed_since_segment_wrote_them(
+    tiny_model_dir, tmp_path, small_stack, monkeypatch, capsys
+):
+    """``segment``'s run record keeps a hash of each plane of the labels it wrote;
+    ``--only-edited`` trains on the planes the user changed since, and refuses when none was."""
+    import json
+
+    from napari_dendrite_panoptic import training
+    from napari_dendrite_panoptic.io import read_tiff
+
+    image = tmp_path / "s.tif"
+    write_tiff_atomic(
+        image, (small_stack.image * 1000).astype(np.uint16), small_stack.voxel_size_um
+    )
+    out = tmp_path / "results"
+    seg = ["segment", str(image), "--out", str(out), "--model", str(tiny_model_dir)]
+    assert main(seg) == 0
+    record = json.loads((out / "s_run.json").read_text())
+    assert len(record["label_plane_hashes"]["spines"]) == small_stack.image.shape[0]
+    seen = []
+    real = training.iter_fine_tune
+    monkeypatch.setattr(
+        training, "iter_fine_tune", lambda c, v, *r: seen.extend(v) or real(c, v, *r)
+    )
+    base = ["fine-tune", str(image), "--labels", str(out), "--base-model", str(tiny_model_dir)]
+    base += ["--epochs", "1", "--no-thresholds", "--only-edited", "--which", "spines"]
+    # nothing edited yet: refused, nothing written
+    assert main([*base, "--out", str(tmp_path / "m0")]) == 2
+    assert "no plane was edited" in capsys.readouterr().err
+    assert not (tmp_path / "m0").exists()
+    # plane 2 corrected: a spine painted there (saved as another dtype: the same plane elsewhere)
+    spines = np.asarray(read_tiff(out / "s_spines.tif").data).astype(np.uint32)
+    spines[2, 40:44, 40:44] = spines.max() + 1
+    write_tiff_atomic(out / "s_spines.tif", spines, small_stack.voxel_size_um)
+    assert main([*base, "--out", str(tmp_path / "m1")]) == 0
+    assert seen[-1].planes == (2,)
+    # without the run record every plane is used, and the user is told
+    (out / "s_run.json").unlink()
+    assert main([*base, "--out", str(tmp_path / "m2")]) == 0
+    assert seen[-1].planes == (0, 1, 2, 3)
+    assert "every plane is used" in capsys.readouterr().err

@@ -133,7 +133,14 @@ def test_low_memory_segment_writes_the_same_labels(tiny_model_dir, tmp_path, mod
     with open(low / "stack_spines.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == len(np.unique(a)) - 1
-    assert json.loads((low / "stack_run.json").read_text())["low_memory"] is True
+    record = json.loads((low / "stack_run.json").read_text())
+    assert record["low_memory"] is True
+    # both runs record the same hash of each plane written (fine-tune --only-edited reads them)
+    same = json.loads((tmp_path / "mem" / "stack_run.json").read_text())["label_plane_hashes"]
+    assert record["label_plane_hashes"] == same
+    from napari_dendrite_panoptic.data import plane_hashes
+
+    assert same["spines"] == plane_hashes(np.asarray(read_tiff(low / "stack_spines.tif").data))
     names = sorted(p.name for p in low.iterdir() if p.name != ".stack.lock")
     assert names == ["stack_dendrite.tif", "stack_run.json", "stack_spines.csv", "stack_spines.tif"]
 

@@ -89,16 +89,19 @@ def _corrections(args: argparse.Namespace, native_px_um: float) -> tuple[list, l
         raw.append(arrays)
         notes += more
     for path in args.held_out:
-        volume, _, more = _corrected(Path(path), args)
+        volume, _, more = _corrected(Path(path), args, held_out=True)
         held.append(volume)
         notes += more
     notes += pixel_size_notes(train, held, native_px_um)
     return train, held, raw, notes
 
 
-def _corrected(path: Path, args: argparse.Namespace) -> tuple[Any, dict[str, Any], list[str]]:
-    """One image and its corrected labels as a checked volume, the arrays saved with the model,
-    and notes (what the reader chose, ids read as one dendrite)."""
+def _corrected(
+    path: Path, args: argparse.Namespace, held_out: bool = False
+) -> tuple[Any, dict[str, Any], list[str]]:
+    """One image and its corrected labels as a checked volume (with ``--only-edited``, of the
+    planes edited since ``segment`` wrote them, unless ``held_out``), the arrays saved with the
+    model, and notes (what the reader chose, ids read as one dendrite, every plane used)."""
     import numpy as np
 
     from ..core import mask_to_instances
@@ -113,14 +116,19 @@ def _corrected(path: Path, args: argparse.Namespace) -> tuple[Any, dict[str, Any
     dendrite = np.asarray(stack_zyx(read_tiff(labels["dendrite"])))
     spines = np.asarray(stack_zyx(read_tiff(labels["spines"])))
     z_um, px_um = _voxel(stack, args)
-    image, dendrite, spines = (a[0] if a.shape[0] == 1 else a for a in (image, dendrite, spines))
     notes = list(stack.notes)
     if args.split_components and spines.max() == 1:
         spines = mask_to_instances(spines)
         notes.append(f"'{labels['spines'].name}': split into {spines.max()} connected components")
+    planes = None
+    if args.only_edited and not held_out:
+        folder = labels["dendrite"].parent
+        planes, note = _edited_planes(path, folder, {"dendrite": dendrite, "spines": spines}, args)
+        notes += [note] if note else []
+    image, dendrite, spines = (a[0] if a.shape[0] == 1 else a for a in (image, dendrite, spines))
     try:
         volume, more = prepare_volume(
-            path.name, image, dendrite, spines, px_um, args.which, z_step_um=z_um
+            path.name, image, dendrite, spines, px_um, args.which, planes, z_step_um=z_um
         )
     except SemanticSpinesError as exc:
         raise InputError(f"{exc} (--split-components does)") from None
@@ -133,6 +141,41 @@ def _corrected(path: Path, args: argparse.Namespace) -> tuple[Any, dict[str, Any
         "voxel_size_um": voxel,
     }
     return volume, arrays, [*notes, *more]
+
+
+def _edited_planes(
+    image: Path, folder: Path, layers: dict[str, Any], args: argparse.Namespace
+) -> tuple[list[int] | None, str | None]:
+    """The planes of ``layers`` ((Z, Y, X) "dendrite" and "spines" labels; those whose network
+    trains) that differ from what ``segment`` wrote, by the plane hashes of its run record
+    ``<stem>_run.json`` in ``folder``; (None, a note) without such a record (every plane is then
+    used). Refused when no plane was edited."""
+    import json
+
+    from ..data import edited_planes
+    from .segment_outputs import LABEL_HASHES
+
+    record = folder / f"{image.stem}_run.json"
+    try:
+        hashes = json.loads(record.read_text(encoding="utf-8")).get(LABEL_HASHES)
+    except FileNotFoundError:
+        hashes = None
+    except (OSError, ValueError, AttributeError) as exc:
+        raise InputError(f"cannot read the run record '{record}': {exc}") from None
+    if not isinstance(hashes, dict):
+        return None, (
+            f"'{image.name}': no run record of 'segment' with its labels' plane hashes in "
+            f"{folder}, so every plane is used."
+        )
+    roles = {"both": ("dendrite", "spines"), "spines": ("spines",)}.get(args.which, ("dendrite",))
+    found = [edited_planes(layers[r], list(hashes.get(r) or [])) for r in roles]
+    planes = sorted(set().union(*found))
+    if not planes:
+        raise InputError(
+            f"'{image.name}': no plane was edited since 'segment' wrote its labels; correct "
+            "some planes first, or leave out --only-edited"
+        )
+    return planes, None
 
 
 def _label_path(image: Path, folder: str | None, role: str) -> Path:
@@ -309,6 +352,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="choose the spine score and dendrite thresholds on the corrections after training",
+    )
+    ft.add_argument(
+        "--only-edited",
+        action="store_true",
+        help="train only on the planes whose labels you changed since 'segment' wrote them (its "
+        "run record <stem>_run.json beside the labels keeps a hash of each plane), so untouched "
+        "planes of a stack don't teach the model its own mistakes; held-out images use every "
+        "plane",
     )
     ft.add_argument(
         "--split-components",

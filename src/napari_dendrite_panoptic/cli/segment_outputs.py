@@ -22,6 +22,12 @@ if TYPE_CHECKING:
     from ..inference import PanopticResult
 
 
+LABEL_HASHES = "label_plane_hashes"
+"""The run record's key for one hash per plane of the labels written (``dendrite``, ``spines``;
+:func:`~napari_dendrite_panoptic.data.plane_hashes`), from which ``fine-tune --only-edited``
+tells the planes a user corrected from those left as the model drew them."""
+
+
 def output_paths(out: Path, stem: str, overlay: bool) -> dict[str, Path]:
     """The outputs of ``stem`` in ``out`` by kind, in the order they are listed to the user; the
     analysis files are named by :func:`..analysis.analysis_paths`."""
@@ -114,9 +120,13 @@ def write_low_memory(
     import json
 
     from ..core import atomic_write_text
+    from ..data import plane_hash
     from ..io import write_labels_tiff, write_table_csv
 
     meta["low_memory"] = True
+    meta[LABEL_HASHES] = {
+        role: [plane_hash(p) for p in sink.stream(role).planes()] for role in ("dendrite", "spines")
+    }
     write_labels_tiff(outputs["dendrite"], sink.stream("dendrite"), result.voxel_size_um, meta)
     write_labels_tiff(outputs["spines"], sink.stream("spines"), result.voxel_size_um, meta)
     write_table_csv(outputs["csv"], result.table)
@@ -147,10 +157,12 @@ def write_outputs(
 
     from ..analysis import write_analysis_outputs
     from ..core import atomic_write_text
+    from ..data import plane_hashes
     from ..io import overlay_rgb, save_png, write_labels_tiff
 
     dendrite = result.dendrite[0] if squeeze else result.dendrite
     spines = result.spines[0] if squeeze else result.spines
+    meta[LABEL_HASHES] = {"dendrite": plane_hashes(dendrite), "spines": plane_hashes(spines)}
     write_labels_tiff(outputs["dendrite"], dendrite.astype(np.uint8), result.voxel_size_um, meta)
     write_labels_tiff(outputs["spines"], spines, result.voxel_size_um, meta)
     write_analysis_outputs(

@@ -78,16 +78,20 @@ class CorrectedVolume:
     unedited: tuple[str, ...] = ()
 
 
-def plane_hashes(labels: Any) -> list[str]:
-    """One short hash per plane of a (Y, X) or (Z, Y, X) label array (a plane: one entry).
+def plane_hash(plane: Any) -> str:
+    """A short hash of the values of one (Y, X) label plane, whatever its integer dtype (a file
+    saved as uint16 that held uint8 labels hashes the same)."""
+    values = np.ascontiguousarray(plane, dtype=np.int64)
+    return hashlib.blake2b(values.tobytes(), digest_size=12).hexdigest()
 
-    Stored with the plugin's result layers so that :func:`edited_planes` can tell which planes
-    the user changed afterwards.
+
+def plane_hashes(labels: Any) -> list[str]:
+    """One :func:`plane_hash` per plane of a (Y, X) or (Z, Y, X) label array (a plane: one entry).
+
+    Stored with the plugin's result layers and in ``segment``'s run records so that
+    :func:`edited_planes` can tell which planes the user changed afterwards.
     """
-    arr = as_zyx(np.asarray(labels))
-    return [
-        hashlib.blake2b(np.ascontiguousarray(p).tobytes(), digest_size=12).hexdigest() for p in arr
-    ]
+    return [plane_hash(p) for p in as_zyx(np.asarray(labels))]
 
 
 def edited_planes(labels: Any, hashes: Sequence[str]) -> list[int]:
