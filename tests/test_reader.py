@@ -152,3 +152,32 @@ def test_viewer_opens_and_saves_through_the_manifest(make_napari_viewer, tmp_pat
     assert stack.dtype == np.uint16
     assert stack.voxel_size_um == pytest.approx((1.5, 0.25, 0.2))
     assert stack.metadata == {"source": "test"}
+
+
+def test_labels_segment_wrote_open_as_labels_that_know_their_edited_planes(
+    make_napari_viewer, tiny_model_dir, tmp_path: Path
+) -> None:
+    """``segment``'s label TIFFs open as Labels layers carrying the record of what the model
+    wrote, so the training dock's "Only planes I edited" works on them; a plane painted on is
+    the one it finds; other TIFFs still open as images."""
+    from napari_dendrite_panoptic._widgets._common import edited_planes_of
+    from napari_dendrite_panoptic.cli import main
+
+    image = tmp_path / "s.tif"
+    stack = np.random.default_rng(2).integers(0, 3000, size=(3, 64, 64)).astype(np.uint16)
+    io.write_tiff_atomic(image, stack, (0.5, 0.1, 0.1))
+    out = tmp_path / "out"
+    assert main(["segment", str(image), "--out", str(out), "--model", str(tiny_model_dir)]) == 0
+    viewer = make_napari_viewer()
+    [spines] = viewer.open(str(out / "s_spines.tif"), plugin=PLUGIN)
+    [raw] = viewer.open(str(image), plugin=PLUGIN)
+    assert type(spines).__name__ == "Labels" and type(raw).__name__ == "Image"
+    np.testing.assert_allclose(spines.scale, [0.5, 0.1, 0.1])
+    assert edited_planes_of(spines) == []  # as the model wrote it
+    spines.data[1, 10:14, 10:14] = 99  # a spine painted on plane 1
+    assert edited_planes_of(spines) == [1]
+    # saved with napari and opened again, it still knows what the model wrote
+    viewer.layers.selection = {spines}
+    viewer.layers.save(str(tmp_path / "corrected.tif"), selected=True, plugin=PLUGIN)
+    [again] = viewer.open(str(tmp_path / "corrected.tif"), plugin=PLUGIN)
+    assert type(again).__name__ == "Labels" and edited_planes_of(again) == [1]

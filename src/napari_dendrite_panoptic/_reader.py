@@ -1,4 +1,7 @@
-"""napari reader: opens TIFF stacks with their voxel size as one image layer per channel.
+"""napari reader: opens TIFF stacks with their voxel size as one image layer per channel; label
+TIFFs this plugin wrote (``segment``'s, or a Labels layer saved with napari) open as a Labels
+layer that keeps the record of what the model wrote, so the training dock can tell the planes
+a user edited.
 
 A thin adapter over :func:`napari_dendrite_panoptic.io.read_tiff`; napari is imported only
 inside functions, when a notification is shown or the layer keywords are checked.
@@ -15,6 +18,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from . import io
+from .core import LABEL_HASHES, LAYER_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +88,7 @@ def _layers_of(stack: io.ImageStack) -> list[LayerData]:
     scale = [_axis_scale(a, stack.voxel_size_um) for a in spatial]
     units = ["pixel" if a == "T" else "µm" for a in spatial]
     channels = stack.channel_names or ("",)
+    written = _written_labels(stack) if len(channels) == 1 else None
     layers: list[LayerData] = []
     for index, channel_name in enumerate(channels):
         data = io.channel_data(stack, index)
@@ -102,8 +107,33 @@ def _layers_of(stack: io.ImageStack) -> list[LayerData]:
         }
         if stack.voxel_size_source != "none" and _layers_take_units():
             kwargs["units"] = units
+        if written is not None:  # labels this plugin wrote: a Labels layer, ready to correct
+            kwargs["metadata"].update(written)
+            del kwargs["rgb"]
+            layers.append((data, kwargs, "labels"))
+            continue
         layers.append((data, kwargs, "image"))
     return layers
+
+
+def _written_labels(stack: io.ImageStack) -> dict[str, Any] | None:
+    """For a labels TIFF this plugin wrote, the layer metadata that lets the training dock tell
+    the planes a user edited (``{LAYER_KEY: {"plane_hashes": [...]}}``), else None. A Labels
+    layer saved with napari keeps its own record; ``segment``'s label files carry both roles'
+    hashes in their run record, the role read from the name's ``_dendrite``/``_spines``."""
+    import numpy as np
+
+    if not np.issubdtype(stack.dtype, np.integer):
+        return None
+    record = stack.metadata or {}
+    ours = record.get(LAYER_KEY)
+    if isinstance(ours, dict) and isinstance(ours.get("plane_hashes"), list):
+        return {LAYER_KEY: ours}
+    hashes = record.get(LABEL_HASHES)
+    role = next((r for r in ("dendrite", "spines") if stack.path.stem.endswith(f"_{r}")), None)
+    if isinstance(hashes, dict) and role and isinstance(hashes.get(role), list):
+        return {LAYER_KEY: {"plane_hashes": [str(h) for h in hashes[role]]}}
+    return None
 
 
 def _axis_scale(axis: str, voxel_size_um: tuple[float, float, float]) -> float:

@@ -29,6 +29,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..core import LAYER_KEY
 from ..errors import ModelError
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-OURS = "dendrite_panoptic"
+OURS = LAYER_KEY
 """Metadata key that marks a layer as written by this plugin."""
 BROWSE = "Browse…"
 NONE = "(none)"

@@ -152,8 +152,8 @@ def _edited_planes(
     used). Refused when no plane was edited."""
     import json
 
+    from ..core import LABEL_HASHES
     from ..data import edited_planes
-    from .segment_outputs import LABEL_HASHES
 
     record = folder / f"{image.stem}_run.json"
     try:

@@ -16,16 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..core import LABEL_HASHES
 from ..errors import InputError, OutputExistsError
 
 if TYPE_CHECKING:
     from ..inference import PanopticResult
-
-
-LABEL_HASHES = "label_plane_hashes"
-"""The run record's key for one hash per plane of the labels written (``dendrite``, ``spines``;
-:func:`~napari_dendrite_panoptic.data.plane_hashes`), from which ``fine-tune --only-edited``
-tells the planes a user corrected from those left as the model drew them."""
 
 
 def output_paths(out: Path, stem: str, overlay: bool) -> dict[str, Path]:
