@@ -181,3 +181,13 @@ def test_labels_segment_wrote_open_as_labels_that_know_their_edited_planes(
     viewer.layers.save(str(tmp_path / "corrected.tif"), selected=True, plugin=PLUGIN)
     [again] = viewer.open(str(tmp_path / "corrected.tif"), plugin=PLUGIN)
     assert type(again).__name__ == "Labels" and edited_planes_of(again) == [1]
+    # the training dock takes the files' layers for the image's row and trains on plane 1 only
+    viewer.open(str(out / "s_dendrite.tif"), plugin=PLUGIN)
+    _, dock = viewer.window.add_plugin_dock_widget(PLUGIN, "Train on corrections")
+    dock.set_row(0, "s")
+    assert dock.table.row_names(0) == ("s", "s_dendrite", "s_spines", False)
+    from napari_dendrite_panoptic._widgets.training_inputs import collect_training_data
+
+    rows = dock.table.all_names()
+    train, *_ = collect_training_data(viewer, rows, "spines", True, lambda row: None)
+    assert train[0].planes == (1,)

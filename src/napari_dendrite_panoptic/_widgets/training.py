@@ -223,7 +223,8 @@ class TrainOnCorrectionsWidget(QWidget):
         spines: str | None = None,
         held_out: bool = False,
     ) -> None:
-        """Choose the layers of one triple (labels default to the inference dock's names)."""
+        """Choose the layers of one triple (labels default to the inference dock's names, else
+        to those of `segment`'s files)."""
         self.table.set_row(row, image, dendrite, spines, held_out)
 
     def row_names(self, row: int) -> tuple[str, str, str, bool]:

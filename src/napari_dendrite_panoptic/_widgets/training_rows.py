@@ -74,16 +74,17 @@ class CorrectionRows(QTableWidget):
         self, row: int, image: str, dendrite: str | None, spines: str | None, held_out: bool
     ) -> None:
         """Choose the layers of one triple; a label layer left None is the inference dock's
-        (``<image> dendrites`` / ``<image> spines``) where the viewer has it."""
+        (``<image> dendrites`` / ``<image> spines``), else the files ``segment`` writes as the
+        reader names them (``<image>_dendrite`` / ``<image>_spines``), where the viewer has
+        it."""
         pickers = self.pickers[row]
         pickers[0].value = self.viewer.layers[image]
         labels = self._names("labels")
-        for picker, name, role in (
-            (pickers[1], dendrite, "dendrites"),
-            (pickers[2], spines, "spines"),
+        for picker, name, defaults in (
+            (pickers[1], dendrite, (f"{image} dendrites", f"{image}_dendrite")),
+            (pickers[2], spines, (f"{image} spines", f"{image}_spines")),
         ):
-            default = f"{image} {role}"
-            name = name or (default if default in labels else None)
+            name = name or next((d for d in defaults if d in labels), None)
             if name:
                 picker.value = self.viewer.layers[name]
         self.cellWidget(row, 3).setChecked(held_out)
