@@ -224,7 +224,7 @@ class TrainOnCorrectionsWidget(QWidget):
         held_out: bool = False,
     ) -> None:
         """Choose the layers of one triple (labels default to the inference dock's names, else
-        to those of `segment`'s files)."""
+        to those of ``segment``'s files)."""
         self.table.set_row(row, image, dendrite, spines, held_out)
 
     def row_names(self, row: int) -> tuple[str, str, str, bool]:
