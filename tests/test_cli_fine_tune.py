@@ -187,6 +187,17 @@ def test_only_edited_trains_on_the_planes_changed_since_segment_wrote_them(
     write_tiff_atomic(out / "s_spines.tif", spines, small_stack.voxel_size_um)
     assert main([*base, "--out", str(tmp_path / "m1")]) == 0
     assert seen[-1].planes == (2,)
+    # a held-out image whose labels are as segment wrote them cannot judge: refused
+    other = tmp_path / "t.tif"
+    other.write_bytes(image.read_bytes())
+    assert main(["segment", str(other), "--out", str(out), "--model", str(tiny_model_dir)]) == 0
+    held = [*base, "--held-out", str(other)]
+    assert main([*held, "--out", str(tmp_path / "h0")]) == 2
+    assert "'t.tif' is held out, but its spine labels are as the model drew them" in (
+        capsys.readouterr().err
+    )
+    write_tiff_atomic(out / "t_spines.tif", spines, small_stack.voxel_size_um)  # corrected
+    assert main([*held, "--out", str(tmp_path / "h1")]) == 0
     # without the run record every plane is used, and the user is told
     (out / "s_run.json").unlink()
     assert main([*base, "--out", str(tmp_path / "m2")]) == 0

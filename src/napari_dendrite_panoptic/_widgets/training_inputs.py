@@ -6,7 +6,6 @@ with the new model."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -105,7 +104,7 @@ def collect_training_data(
             raise
         notes += more
         if held_out:
-            volume, note = _judged_layers(image_name, volume, den_layer, spi_layer, which)
+            volume, note = _judged_layers(volume, den_layer, spi_layer, which)
             notes += [note] if note else []
         (held if held_out else train).append(volume)
         if not held_out:
@@ -123,36 +122,16 @@ def collect_training_data(
     return train, held, raw, notes
 
 
-_ROLES = {"spines": "spine", "dendrites": "dendrite"}
-
-
 def _judged_layers(
-    name: str, volume: Any, den_layer: Any, spi_layer: Any, which: str
+    volume: Any, den_layer: Any, spi_layer: Any, which: str
 ) -> tuple[Any, str | None]:
     """A held-out row's volume with its ``unedited`` layers (those still as the model drew
-    them, which would only score the base model on its own answer), and a note when one of
-    the trained networks is not judged; raises
-    :class:`~napari_dendrite_panoptic.errors.InputError` when none of them can be."""
-    from ..errors import InputError
+    them), by :func:`~napari_dendrite_panoptic.data.judged_held_out`."""
+    from ..data import judged_held_out
 
     layers = {"spines": spi_layer, "dendrites": den_layer}
-    unedited = tuple(role for role, layer in layers.items() if not edited_by_user(layer))
-    trained = ("spines", "dendrites") if which == "both" else (which,)
-    left = [role for role in trained if role in unedited]
-    if len(left) == len(trained):
-        what = " and ".join(f"{_ROLES[r]} labels" for r in left)
-        raise InputError(
-            f"'{name}' is held out, but its {what} are as the model drew them, so they cannot "
-            "judge the new model: correct them first, or untick 'Held out'."
-        )
-    note = None
-    if left:
-        judged = next(role for role in trained if role not in unedited)
-        note = (
-            f"'{name}': its {_ROLES[left[0]]} labels are as the model drew them, so the "
-            f"held-out scores judge the {_ROLES[judged]} network only."
-        )
-    return replace(volume, unedited=unedited), note
+    unedited = [role for role, layer in layers.items() if not edited_by_user(layer)]
+    return judged_held_out(volume, unedited, which)
 
 
 def edited_planes(

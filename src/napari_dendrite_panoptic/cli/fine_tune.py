@@ -102,28 +102,19 @@ def _corrected(
     """One image and its corrected labels as a checked volume (with ``--only-edited``, of the
     planes edited since ``segment`` wrote them, unless ``held_out``), the arrays saved with the
     model, and notes (what the reader chose, ids read as one dendrite, every plane used)."""
-    import numpy as np
-
     from ..core import mask_to_instances
-    from ..data import SemanticSpinesError, prepare_volume
-    from ..io import read_tiff, stack_zyx
+    from ..data import SemanticSpinesError, judged_held_out, prepare_volume
 
-    labels = {role: _label_path(path, args.labels, role) for role in LABEL_SUFFIXES}
-    stack = read_tiff(path)
-    if "C" not in stack.axes and args.channel not in (0, -1):
-        raise InputError(f"Channel {args.channel} does not exist in '{path}': it has one (0).")
-    image = np.asarray(stack_zyx(stack, channel=args.channel))
-    dendrite = np.asarray(stack_zyx(read_tiff(labels["dendrite"])))
-    spines = np.asarray(stack_zyx(read_tiff(labels["spines"])))
+    stack, image, dendrite, spines, folder = _read_triple(path, args)
     z_um, px_um = _voxel(stack, args)
     notes = list(stack.notes)
     if args.split_components and spines.max() == 1:
         spines = mask_to_instances(spines)
-        notes.append(f"'{labels['spines'].name}': split into {spines.max()} connected components")
+        notes.append(f"'{path.stem}_spines.tif': split into {spines.max()} connected components")
+    edited = _edited_since_segment(path, folder, dendrite, spines)
     planes = None
     if args.only_edited and not held_out:
-        folder = labels["dendrite"].parent
-        planes, note = _edited_planes(path, folder, {"dendrite": dendrite, "spines": spines}, args)
+        planes, note = _only_edited(path, edited, args.which)
         notes += [note] if note else []
     image, dendrite, spines = (a[0] if a.shape[0] == 1 else a for a in (image, dendrite, spines))
     try:
@@ -132,6 +123,10 @@ def _corrected(
         )
     except SemanticSpinesError as exc:
         raise InputError(f"{exc} (--split-components does)") from None
+    if held_out and edited is not None:  # labels left as segment wrote them judge nothing
+        unedited = [role for role, found in edited.items() if not found]
+        volume, note = judged_held_out(volume, unedited, args.which)
+        more += [note] if note else []
     voxel = (z_um or 1.0, px_um, px_um) if px_um else None
     arrays = {
         "name": path.stem,
@@ -143,13 +138,29 @@ def _corrected(
     return volume, arrays, [*notes, *more]
 
 
-def _edited_planes(
-    image: Path, folder: Path, layers: dict[str, Any], args: argparse.Namespace
-) -> tuple[list[int] | None, str | None]:
-    """The planes of ``layers`` ((Z, Y, X) "dendrite" and "spines" labels; those whose network
-    trains) that differ from what ``segment`` wrote, by the plane hashes of its run record
-    ``<stem>_run.json`` in ``folder``; (None, a note) without such a record (every plane is then
-    used). Refused when no plane was edited."""
+def _read_triple(path: Path, args: argparse.Namespace) -> tuple[Any, Any, Any, Any, Path]:
+    """The read image stack, its ``--channel`` and its two label files as (Z, Y, X) arrays, and
+    the folder the labels are in."""
+    import numpy as np
+
+    from ..io import read_tiff, stack_zyx
+
+    labels = {role: _label_path(path, args.labels, role) for role in LABEL_SUFFIXES}
+    stack = read_tiff(path)
+    if "C" not in stack.axes and args.channel not in (0, -1):
+        raise InputError(f"Channel {args.channel} does not exist in '{path}': it has one (0).")
+    image = np.asarray(stack_zyx(stack, channel=args.channel))
+    dendrite = np.asarray(stack_zyx(read_tiff(labels["dendrite"])))
+    spines = np.asarray(stack_zyx(read_tiff(labels["spines"])))
+    return stack, image, dendrite, spines, labels["dendrite"].parent
+
+
+def _edited_since_segment(
+    image: Path, folder: Path, dendrite: Any, spines: Any
+) -> dict[str, list[int]] | None:
+    """The planes of the (Z, Y, X) ``dendrite`` and ``spines`` labels of ``image`` that differ
+    from what ``segment`` wrote (keys "dendrites", "spines"), by the plane hashes of its run
+    record ``<stem>_run.json`` in ``folder``; None without such a record."""
     import json
 
     from ..core import LABEL_HASHES
@@ -159,17 +170,31 @@ def _edited_planes(
     try:
         hashes = json.loads(record.read_text(encoding="utf-8")).get(LABEL_HASHES)
     except FileNotFoundError:
-        hashes = None
+        return None
     except (OSError, ValueError, AttributeError) as exc:
         raise InputError(f"cannot read the run record '{record}': {exc}") from None
     if not isinstance(hashes, dict):
+        return None
+    layers = {"dendrites": (dendrite, "dendrite"), "spines": (spines, "spines")}
+    return {
+        role: edited_planes(labels, list(hashes.get(key) or []))
+        for role, (labels, key) in layers.items()
+    }
+
+
+def _only_edited(
+    image: Path, edited: dict[str, list[int]] | None, which: str
+) -> tuple[list[int] | None, str | None]:
+    """The planes to train on with ``--only-edited``: those edited in the labels whose network
+    trains (``which``); (None, a note) without ``segment``'s record, every plane then used.
+    Refused when no plane was edited."""
+    if edited is None:
         return None, (
-            f"'{image.name}': no run record of 'segment' with its labels' plane hashes in "
-            f"{folder}, so every plane is used."
+            f"'{image.name}': no run record of 'segment' with its labels' plane hashes beside "
+            "the labels, so every plane is used."
         )
-    roles = {"both": ("dendrite", "spines"), "spines": ("spines",)}.get(args.which, ("dendrite",))
-    found = [edited_planes(layers[r], list(hashes.get(r) or [])) for r in roles]
-    planes = sorted(set().union(*found))
+    roles = ("dendrites", "spines") if which == "both" else (which,)
+    planes = sorted(set().union(*(edited[r] for r in roles)))
     if not planes:
         raise InputError(
             f"'{image.name}': no plane was edited since 'segment' wrote its labels; correct "

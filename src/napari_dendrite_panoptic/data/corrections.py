@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +76,34 @@ class CorrectedVolume:
     planes: tuple[int, ...]
     z_step_um: float | None = None
     unedited: tuple[str, ...] = ()
+
+
+_ROLES = {"spines": "spine", "dendrites": "dendrite"}
+
+
+def judged_held_out(
+    volume: CorrectedVolume, unedited: Sequence[str], which: str
+) -> tuple[CorrectedVolume, str | None]:
+    """A held-out volume marked with its ``unedited`` layers ("spines", "dendrites": those still
+    as the model drew them, which would only score the base model on its own answer), and a
+    note when one of the networks that train (``which``) is therefore not judged. Raises
+    :class:`InputError` when none of them can be."""
+    trained = ("spines", "dendrites") if which == "both" else (which,)
+    left = [role for role in trained if role in unedited]
+    if len(left) == len(trained):
+        what = " and ".join(f"{_ROLES[r]} labels" for r in left)
+        raise InputError(
+            f"'{volume.name}' is held out, but its {what} are as the model drew them, so they "
+            "cannot judge the new model: correct them first, or do not hold it out."
+        )
+    note = None
+    if left:
+        judged = next(role for role in trained if role not in unedited)
+        note = (
+            f"'{volume.name}': its {_ROLES[left[0]]} labels are as the model drew them, so the "
+            f"held-out scores judge the {_ROLES[judged]} network only."
+        )
+    return replace(volume, unedited=tuple(unedited)), note
 
 
 def plane_hash(plane: Any) -> str:
