@@ -67,6 +67,13 @@ def test_fine_tune_refuses_what_it_cannot_use_and_writes_nothing(
     assert main(["fine-tune", str(image), "--labels", str(labels), "--out", str(out), *base]) == 2
     assert "exists already" in capsys.readouterr().err
     assert (out / "card.json").read_text() == "{}"
+    # an aborted run's folder (its corrections, no model) is named as such, and kept
+    aborted = tmp_path / "aborted"
+    (aborted / "corrections").mkdir(parents=True)
+    args = ["fine-tune", str(image), "--labels", str(labels), "--out", str(aborted), *base]
+    assert main(args) == 2
+    assert "a run that did not finish: its corrections are in it" in capsys.readouterr().err
+    assert (aborted / "corrections").is_dir()
     # the same image to train on and held out
     args = ["fine-tune", str(image), "--labels", str(labels), "--held-out", str(image)]
     assert main([*args, "--out", str(tmp_path / "m2"), *base]) == 2

@@ -68,8 +68,11 @@ def _new_model_folder(args: argparse.Namespace) -> Path:
         raise InputError(f"--name '{name}' cannot be a folder name: use letters, digits, - and _")
     out = Path(args.out) if args.out else user_models_dir() / name
     if out.exists():
+        unfinished = (out / "corrections").is_dir() and not (out / "card.json").exists()
+        why = " (a run that did not finish: its corrections are in it)" if unfinished else ""
         raise InputError(
-            f"'{out}' exists already; name a new model folder (a model folder is never overwritten)"
+            f"'{out}' exists already{why}; name a new model folder (a model folder is never "
+            "overwritten)"
         )
     return out
 
