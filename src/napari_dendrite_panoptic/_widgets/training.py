@@ -6,8 +6,8 @@ optionally one or more held out for validation (turned into training data by
 data, :func:`napari_dendrite_panoptic.training.iter_fine_tune` for the run) works in a napari
 worker thread: it first saves the corrections as TIFFs into the new model folder, then trains;
 every step drives the progress bar, the loss curve (:mod:`.loss_plot`) and the status line
-(:mod:`napari_dendrite_panoptic.training.report`). Stop ends after the current batch, keeps the last checkpoint and saves
-the weights reached so far as a model folder.
+(its text from :mod:`napari_dendrite_panoptic.training.report`). Stop ends after the current
+batch, keeps the last checkpoint and saves the weights reached so far as a model folder.
 """
 
 from __future__ import annotations
