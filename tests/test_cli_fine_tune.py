@@ -211,3 +211,34 @@ def test_only_edited_trains_on_the_planes_changed_since_segment_wrote_them(
     assert main([*base, "--out", str(tmp_path / "m2")]) == 0
     assert seen[-1].planes == (0, 1, 2, 3)
     assert "every plane is used" in capsys.readouterr().err
+
+
+def test_a_folder_of_images_with_their_labels_beside_them_trains_on_the_images(
+    tiny_model_dir, tmp_path, small_plane, monkeypatch, capsys
+):
+    """A folder given as input, as ``segment`` takes one: its images train, their label files
+    beside them are not taken for images."""
+    from napari_dendrite_panoptic import training
+
+    folder = tmp_path / "lab"
+    folder.mkdir()
+    voxel = small_plane.voxel_size_um
+    for stem in ("a", "b"):
+        write_tiff_atomic(
+            folder / f"{stem}.tif", (small_plane.image[0] * 900).astype(np.uint16), voxel
+        )
+        write_tiff_atomic(folder / f"{stem}_dendrite.tif", small_plane.dendrite[0], voxel)
+        spines = small_plane.spines[0].astype(np.uint16)
+        write_tiff_atomic(folder / f"{stem}_spines.tif", spines, voxel)
+    seen = []
+    real = training.iter_fine_tune
+    monkeypatch.setattr(
+        training, "iter_fine_tune", lambda c, v, *r: seen.extend(v) or real(c, v, *r)
+    )
+    args = ["fine-tune", str(folder), "--base-model", str(tiny_model_dir), "--epochs", "1"]
+    assert main([*args, "--no-thresholds", "--out", str(tmp_path / "m")]) == 0
+    assert sorted(v.name for v in seen) == ["a.tif", "b.tif"]
+    # an image that is not there is named
+    missing = ["fine-tune", str(tmp_path / "nope.tif"), "--out", str(tmp_path / "m2")]
+    assert main(missing) == 2
+    assert "nope.tif' does not exist" in capsys.readouterr().err

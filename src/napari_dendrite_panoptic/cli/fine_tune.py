@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from .batch import OWN_OUTPUT_SUFFIXES
 from .options import add_training_choices, command_parser
 
-LABEL_SUFFIXES = {"dendrite": "_dendrite.tif", "spines": "_spines.tif"}
+LABEL_SUFFIXES = dict(zip(("dendrite", "spines"), OWN_OUTPUT_SUFFIXES, strict=True))
 """The corrected labels of ``<stem>.tif`` are ``<stem>_dendrite.tif`` and ``<stem>_spines.tif``,
 the names ``segment`` writes."""
 
@@ -82,21 +83,36 @@ def _corrections(args: argparse.Namespace, native_px_um: float) -> tuple[list, l
     model) and notes for the user, from the images and their labels on disk."""
     from ..data import pixel_size_notes
 
-    paths = [Path(p).resolve() for p in (*args.images, *args.held_out)]
+    images, held_out = _images(args.images), _images(args.held_out)
+    paths = [p.resolve() for p in (*images, *held_out)]
     if len(set(paths)) < len(paths):
         raise InputError("an image is given twice (to train on and held out, or twice)")
     train, held, raw, notes = [], [], [], []
-    for path in args.images:
-        volume, arrays, more = _corrected(Path(path), args)
+    for path in images:
+        volume, arrays, more = _corrected(path, args)
         train.append(volume)
         raw.append(arrays)
         notes += more
-    for path in args.held_out:
-        volume, _, more = _corrected(Path(path), args, held_out=True)
+    for path in held_out:
+        volume, _, more = _corrected(path, args, held_out=True)
         held.append(volume)
         notes += more
     notes += pixel_size_notes(train, held, native_px_um)
     return train, held, raw, notes
+
+
+def _images(items: list[str]) -> list[Path]:
+    """The images ``items`` name (files, folders' TIFFs, glob patterns, as ``segment`` takes
+    them), without the label files of an image among them."""
+    from .batch import expand_inputs
+
+    paths = expand_inputs(items) if items else []
+    stems = {p.stem for p in paths}
+
+    def of_an_image(p: Path) -> bool:
+        return any(p.name.endswith(s) and p.name[: -len(s)] in stems for s in OWN_OUTPUT_SUFFIXES)
+
+    return [p for p in paths if not of_an_image(p)]
 
 
 def _corrected(
@@ -148,6 +164,8 @@ def _read_triple(path: Path, args: argparse.Namespace) -> tuple[Any, Any, Any, A
 
     from ..io import read_tiff, stack_zyx
 
+    if not path.is_file():
+        raise InputError(f"'{path}' does not exist or is not a file")
     labels = {role: _label_path(path, args.labels, role) for role in LABEL_SUFFIXES}
     stack = read_tiff(path)
     if "C" not in stack.axes and args.channel not in (0, -1):
@@ -320,7 +338,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "  dendrite-panoptic fine-tune a.tif b.tif --labels results --out my_lab --minutes 5\n"
         "  dendrite-panoptic segment c.tif --out results --model my_lab",
     )
-    ft.add_argument("images", nargs="+", help="corrected images to train on (TIFF)")
+    ft.add_argument(
+        "images",
+        nargs="+",
+        help="corrected images to train on: TIFF files, folders (their TIFFs, without the "
+        "label files of an image among them) or glob patterns",
+    )
     ft.add_argument(
         "--labels",
         default=None,
