@@ -19,7 +19,8 @@ best on it by spine F1 at each model's best threshold there, since its dendrite 
 model's own; the thresholds chosen as the dock chooses them). ``--curves`` adds, for the base model and the model
 fine-tuned on all fields, spine F1 on the other fields at every threshold 0.30-0.95 (each field
 segmented once, spines kept by score, as ``score_ranking.py`` does): the best there is chosen
-by looking at the answers, the most any threshold rule could give each model. ``--runs all``
+by looking at the answers, the most any threshold rule could give each model; with
+``--real yolo11``, spine F1 at mask IoU 0.5 on the ``val`` images at 0.30-0.975. ``--runs all``
 runs only the first fine-tuning (every corrected field trained on), ``--runs held`` only the
 second; ``--which`` and ``--layers`` set the dock's "Train" and "Layers", ``--lr`` its
 learning rate, ``--keep`` keeps the fine-tuned models.
@@ -170,14 +171,15 @@ def _threshold_curve(models, items) -> list[float]:
     return f1_curve(spines_of(models, items), "score", THRESHOLDS)
 
 
-def _print_curves(curves: dict[str, list[float]]) -> None:
-    """The ``--curves`` table: one column per model, its best threshold in bold."""
+def _print_curves(curves: dict[str, list[float]], thresholds=None) -> None:
+    """The ``--curves`` table: one column per model, its best threshold in bold (``thresholds``:
+    those of the curves, ``score_ranking.THRESHOLDS`` by default)."""
     from score_ranking import THRESHOLDS
 
     print("\n| spine threshold | " + " | ".join(curves) + " |")
     print("|---" * (len(curves) + 1) + "|")
     best = {name: int(np.argmax(curve)) for name, curve in curves.items()}
-    for i, threshold in enumerate(THRESHOLDS):
+    for i, threshold in enumerate(thresholds or THRESHOLDS):
         cells = [
             f"**{curve[i]:.3f}**" if best[name] == i else f"{curve[i]:.3f}"
             for name, curve in curves.items()
@@ -425,6 +427,34 @@ def _mask_scores(models, items, spine: float | None = None, dendrite: float | No
     return evaluate_masks(models, items, cfg)
 
 
+OUTLINE_THRESHOLDS = tuple(round(float(t), 3) for t in np.arange(0.30, 0.9751, 0.025))
+"""The spine thresholds of ``--real yolo11 --curves``: up to 0.975, above the dock's sweep."""
+
+
+def _mask_curve(models, items) -> list[float]:
+    """Spine F1 at mask IoU 0.5 on mask-annotated ``items`` at each of
+    :data:`OUTLINE_THRESHOLDS`: each item segmented once at the lowest, its spines then kept by
+    score."""
+    cfg = InferenceConfig(
+        model=str(models.folder), device="cpu", spine_score_threshold=OUTLINE_THRESHOLDS[0]
+    )
+    found = []
+    for item in items:
+        px = float(item.pixel_size_um)
+        result = predict(item.image, (1.0, px, px), cfg, models=models)
+        scores = dict(zip(result.table["id"], result.table["score"], strict=True))
+        found.append((result.spines[0], scores, item.spines))
+    curve = []
+    for threshold in OUTLINE_THRESHOLDS:
+        parts = []
+        for spines, scores, truth in found:
+            low = [i for i, score in scores.items() if score < threshold]
+            kept = np.where(np.isin(spines, low), 0, spines)
+            parts.append(match_instances(kept, truth, 0.5)[0])
+        curve.append(pool_instance_scores(parts).f1)
+    return curve
+
+
 def main_outlines(args: argparse.Namespace) -> None:
     """The correct-and-retrain loop on the outlined lab (YOLO11): ``--fields`` images of its
     ``train`` split corrected exactly (each spine's outline, the neuron around them as the
@@ -442,6 +472,7 @@ def main_outlines(args: argparse.Namespace) -> None:
     test = real.load_yolo11("val")
     label = "bundled" if args.model is None else f"base {base.card.version}"
     rows = {label: _mask_scores(base, test)}
+    curves = {label: _mask_curve(base, test)} if args.curves else {}
     spine, dendrite = choose_thresholds(base, volumes)
     rows[
         f"{label}, thresholds chosen on the {len(volumes)} corrected images (spine "
@@ -471,6 +502,8 @@ def main_outlines(args: argparse.Namespace) -> None:
                     f"(spine {spine.base_threshold:.2f}, dendrite {dendrite.base_threshold:.2f})"
                 ] = _mask_scores(tuned, test, spine.base_threshold, dendrite.base_threshold)
                 name = f"fine-tuned on the {len(train)}, as the dock chooses ({chosen})"
+                if args.curves:
+                    curves[f"fine-tuned on the {len(train)}"] = _mask_curve(tuned, test)
             else:
                 name = f"fine-tuned on {len(train)}, 1 held out, as the dock chooses ({chosen})"
             rows[name] = _mask_scores(tuned, test)
@@ -497,6 +530,9 @@ def main_outlines(args: argparse.Namespace) -> None:
             f"| {name} | {m['spine_f1_iou25']:.3f} | {m['spine_f1_iou50']:.3f} | "
             f"{m['spine_pq_iou50']:.3f} | {m['foreground_iou']:.3f} |"
         )
+    if curves:
+        print("\nspine F1 at mask IoU 0.5 on the val images, by spine threshold:")
+        _print_curves(curves, OUTLINE_THRESHOLDS)
 
 
 def main_stacks(args: argparse.Namespace) -> None:
@@ -644,7 +680,8 @@ def main() -> None:
     parser.add_argument(
         "--curves",
         action="store_true",
-        help="with --real: F1 at every threshold for the base and the fine-tuned model",
+        help="with --real: F1 at every threshold for the base and the fine-tuned model (with "
+        "yolo11: at mask IoU 0.5, thresholds up to 0.975)",
     )
     parser.add_argument(
         "--keep",
@@ -662,8 +699,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.real == "yolo11":
-        if args.keep or args.curves:
-            parser.error("--keep and --curves work with --real findspines or smirnov only")
+        if args.keep:
+            parser.error("--keep works with --real findspines or smirnov only")
         main_outlines(args)
         return
     if args.real:
