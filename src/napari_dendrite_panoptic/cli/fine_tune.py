@@ -130,7 +130,8 @@ def _corrected(
     if args.split_components and spines.max() == 1:
         spines = mask_to_instances(spines)
         notes.append(f"'{path.stem}_spines.tif': split into {spines.max()} connected components")
-    edited = _edited_since_segment(path, folder, dendrite, spines)
+    needed = held_out or args.only_edited  # hashing every plane costs a pass over the labels
+    edited = _edited_since_segment(path, folder, dendrite, spines) if needed else None
     planes = None
     if args.only_edited and not held_out:
         planes, note = _only_edited(path, edited, args.which)
