@@ -67,6 +67,9 @@ def test_fine_tune_refuses_what_it_cannot_use_and_writes_nothing(
     assert main(["fine-tune", str(image), "--labels", str(labels), "--out", str(out), *base]) == 2
     assert "exists already" in capsys.readouterr().err
     assert (out / "card.json").read_text() == "{}"
+    # a model name that cannot be a folder in the user models folder, as in the dock
+    assert main(["fine-tune", str(image), "--labels", str(labels), "--name", "a/b", *base]) == 2
+    assert "'a/b' cannot be a folder name" in capsys.readouterr().err
     # an aborted run's folder (its corrections, no model) is named as such, and kept
     aborted = tmp_path / "aborted"
     (aborted / "corrections").mkdir(parents=True)

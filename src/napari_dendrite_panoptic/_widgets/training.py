@@ -301,16 +301,14 @@ class TrainOnCorrectionsWidget(QWidget):
     def _prepare(self) -> tuple[Any, list[Any], list[Any], list[dict[str, Any]], list[str]]:
         from ..data import pixel_size_notes
         from ..errors import InputError
-        from ..models import ModelCard, user_models_dir
+        from ..models import ModelCard, user_model_folder
         from ..training import fine_tune_config
 
         base = self.model_combo.folder()
         if base is None:
             raise InputError("Choose the model to start from.")
         name = self.name_edit.text().strip()
-        if not name or any(c in name for c in '/\\:*?"<>|') or name.startswith("."):
-            raise InputError(f"'{name}' cannot be a folder name: use letters, digits, - and _.")
-        folder = user_models_dir() / name
+        folder = user_model_folder(name)
         if folder.exists():
             raise InputError(
                 f"A model folder named '{name}' exists already in {folder.parent}; "

@@ -62,12 +62,10 @@ def cmd_fine_tune(args: argparse.Namespace) -> int:
 
 def _new_model_folder(args: argparse.Namespace) -> Path:
     """``--out``, or ``--name`` in the user models folder; refused when it exists."""
-    from ..models import user_models_dir
+    from ..models import user_model_folder
 
     name = args.name or datetime.now().strftime("fine-tuned-%Y%m%d-%H%M%S")
-    if not args.out and (any(c in name for c in '/\\:*?"<>|') or name.startswith(".")):
-        raise InputError(f"--name '{name}' cannot be a folder name: use letters, digits, - and _")
-    out = Path(args.out) if args.out else user_models_dir() / name
+    out = Path(args.out) if args.out else user_model_folder(name)
     if out.exists():
         unfinished = (out / "corrections").is_dir() and not (out / "card.json").exists()
         why = " (a run that did not finish: its corrections are in it)" if unfinished else ""

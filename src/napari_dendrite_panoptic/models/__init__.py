@@ -24,6 +24,7 @@ from .store import (
     resolve_device,
     save_models,
     sha256_file,
+    user_model_folder,
     user_models_dir,
 )
 
@@ -44,6 +45,7 @@ __all__ = [
     "save_models",
     "sha256_file",
     "trunk_modules",
+    "user_model_folder",
     "user_models_dir",
     "widen_input_planes",
 ]

@@ -19,7 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..core import atomic_path
-from ..errors import ModelError
+from ..errors import InputError, ModelError
 from .builders import build_dendrite_model, build_spine_model
 from .card import CARD_FILE, ModelCard
 
@@ -54,6 +54,15 @@ def user_models_dir() -> Path:
     import platformdirs
 
     return platformdirs.user_data_path("napari-dendrite-panoptic") / "models"
+
+
+def user_model_folder(name: str) -> Path:
+    """The folder of a new model named ``name`` in :func:`user_models_dir`; InputError when the
+    name cannot be a folder name (empty, a path separator or other character a file system
+    refuses, or a leading dot)."""
+    if not name or any(c in name for c in '/\\:*?"<>|') or name.startswith("."):
+        raise InputError(f"'{name}' cannot be a folder name: use letters, digits, - and _.")
+    return user_models_dir() / name
 
 
 def list_model_folders() -> list[Path]:
