@@ -67,6 +67,10 @@ def test_fine_tune_refuses_what_it_cannot_use_and_writes_nothing(
     assert main(["fine-tune", str(image), "--labels", str(labels), "--out", str(out), *base]) == 2
     assert "exists already" in capsys.readouterr().err
     assert (out / "card.json").read_text() == "{}"
+    # a channel the image does not have, as segment refuses it
+    args = ["fine-tune", str(image), "--labels", str(labels), "--out", str(tmp_path / "c")]
+    assert main([*args, "--channel", "3", *base]) == 2
+    assert "Channel 3 does not exist" in capsys.readouterr().err
     # a model name that cannot be a folder in the user models folder, as in the dock
     assert main(["fine-tune", str(image), "--labels", str(labels), "--name", "a/b", *base]) == 2
     assert "'a/b' cannot be a folder name" in capsys.readouterr().err

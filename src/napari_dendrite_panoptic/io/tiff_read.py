@@ -219,6 +219,16 @@ def stack_zyx(stack: ImageStack, channel: int = 0, time: int = 0) -> Any:
     return data
 
 
+def require_channel(stack: ImageStack, channel: int) -> None:
+    """Refuse (:class:`InputError`) a channel other than 0 of a stack without a C axis, which
+    :func:`stack_zyx` ignores; a channel out of range of a stack with channels is refused by
+    :func:`stack_zyx` itself. For commands that name a channel to read."""
+    if "C" not in stack.axes and channel not in (0, -1):
+        raise InputError(
+            f"Channel {channel} does not exist in '{stack.path}': it has one channel (0)."
+        )
+
+
 def channel_data(stack: ImageStack, channel: int) -> Any:
     """Return one channel of a stack, with the other axes in order ("TZYX" minus absent ones).
 
