@@ -14,8 +14,8 @@ from napari_dendrite_panoptic.data import (
     plane_hashes,
     prepare_volume,
     save_corrections,
+    steps_per_epoch,
 )
-from napari_dendrite_panoptic.data.corrections import steps_per_epoch
 from napari_dendrite_panoptic.errors import InputError
 from napari_dendrite_panoptic.training import TrainConfig, iter_fit, load_checkpoint
 from napari_dendrite_panoptic.training.config import CHECKPOINT_FILE

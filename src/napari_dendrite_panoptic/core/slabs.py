@@ -1,6 +1,6 @@
 """How a stack is cut into slabs for projection: the one rule shared by the stack path
 (``inference/slabs.py``) and the training crops drawn from corrected stacks
-(``data/corrections.py``), so that fine-tuning sees the projections inference segments."""
+(``data/correction_crops.py``), so that fine-tuning sees the projections inference segments."""
 
 from __future__ import annotations
 

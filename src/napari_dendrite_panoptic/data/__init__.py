@@ -1,10 +1,14 @@
 """Layer 2: training data: the synthetic generator, training samples and augmentation, the real annotated sets, the training mix, and user corrections."""
 
-from .corrections import (
+from .correction_crops import (
     STACK_SLAB_SHARE,
+    correction_source,
+    stack_projections,
+    steps_per_epoch,
+)
+from .corrections import (
     CorrectedVolume,
     SemanticSpinesError,
-    correction_source,
     edited_planes,
     judged_held_out,
     pixel_size_notes,
@@ -12,8 +16,6 @@ from .corrections import (
     plane_hashes,
     prepare_volume,
     save_corrections,
-    stack_projections,
-    steps_per_epoch,
 )
 from .mix import DEFAULT_MIX, data_fingerprints, training_source
 from .samples import (
