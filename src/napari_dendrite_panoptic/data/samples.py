@@ -168,9 +168,9 @@ def _generated_stack(
 def projected_spines(light: np.ndarray, labels: np.ndarray, slab: slice) -> np.ndarray:
     """(H, W) int32 spine ids of a slab's maximum projection (also the truth of a corrected
     stack's slab crops, :func:`.correction_crops.correction_source`): in each column the spine
-    whose voxel in the slab is brightest in ``light`` ((planes, H, W), the slab's planes); spines with less
-    than :data:`SLAB_SPINE_SHARE` of their voxels (of the whole (Z, H, W) ``labels``) in the
-    slab are left out."""
+    whose voxel in the slab is brightest in ``light`` ((planes, H, W), the slab's planes);
+    spines with less than :data:`SLAB_SPINE_SHARE` of their voxels (of the whole (Z, H, W)
+    ``labels``) in the slab are left out."""
     inside = labels[slab]
     ids, in_slab = np.unique(inside[inside > 0], return_counts=True)
     total = ndi.sum_labels(np.ones_like(labels, dtype=np.int32), labels, ids)
