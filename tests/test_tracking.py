@@ -213,3 +213,21 @@ def test_hand_split_and_merge_follow_in_labels_and_tables(series):
     assert np.array_equal(merged.turnover["n_gained"], result.turnover["n_gained"])
     with pytest.raises(InputError, match="both in session 1"):
         merge_ids(result, everywhere[0], everywhere[1])
+
+
+def test_cli_track_refuses_a_channel_an_image_lacks_before_segmenting(series, tmp_path, capsys):
+    import tifffile
+
+    from napari_dendrite_panoptic.cli.main import main
+
+    files = []
+    for k, s in enumerate(series.sessions):
+        path = tmp_path / f"day{k}.tif"
+        tifffile.imwrite(path, s.image, imagej=True, metadata={"axes": "ZYX"})
+        files.append(str(path))
+    out = tmp_path / "out"
+    assert main(["track", *files, "--out", str(out), "--channel", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "Channel 1 does not exist" in err and "day0.tif" in err
+    assert "segmenting" not in err
+    assert not out.exists() or not any(out.iterdir())

@@ -100,12 +100,22 @@ def _from_segment_run(stem: Path):
     return session, source or spines_path
 
 
-def _segmented(path: Path, args: argparse.Namespace, state: dict[str, Any]):
-    """A session from an image, segmented with the model (loaded once)."""
+def _read_image(path: Path, channel: int):
+    """The (Z, Y, X) pixels of ``channel`` of an image to segment and its voxel size (µm);
+    a channel the file does not have is refused, as ``segment`` refuses it."""
     import numpy as np
 
+    from ..io import read_tiff, require_channel, stack_zyx
+
+    stack = read_tiff(path)
+    require_channel(stack, channel)
+    return np.asarray(stack_zyx(stack, channel=channel)), stack.voxel_size_um
+
+
+def _segmented(path: Path, image, args: argparse.Namespace, state: dict[str, Any]):
+    """A session from an image read by :func:`_read_image`, segmented with the model (loaded
+    once)."""
     from ..inference import InferenceConfig, predict
-    from ..io import read_tiff, stack_zyx
     from ..tracking import Session
 
     cfg = InferenceConfig(
@@ -117,9 +127,7 @@ def _segmented(path: Path, args: argparse.Namespace, state: dict[str, Any]):
         from ..models import load_models
 
         state["models"] = load_models(cfg.model, cfg.device)
-    stack = read_tiff(path)
-    volume = np.asarray(stack_zyx(stack, channel=args.channel))
-    voxel = stack.voxel_size_um
+    volume, voxel = image
     result = predict(volume, voxel, cfg, models=state["models"])
     state["model"] = result.model_name
     table = result.table
@@ -174,12 +182,16 @@ def cmd_track(args: argparse.Namespace) -> int:
             from ..errors import OutputExistsError
 
             raise OutputExistsError(f"{taken[0]} exists (use --overwrite to replace it)")
+    stems = [_segment_stem(p) for p in paths]
+    # every image is read (and its channel checked) before the first is segmented
+    images = [
+        None if stem else _read_image(p, args.channel) for p, stem in zip(paths, stems, strict=True)
+    ]
     state: dict[str, Any] = {}
     sessions, sources, inputs = [], [], []
-    for k, p in enumerate(paths):
-        stem = _segment_stem(p)
+    for k, (p, stem, image) in enumerate(zip(paths, stems, images, strict=True)):
         print(f"session {k + 1}: {'reading' if stem else 'segmenting'} {p}", file=sys.stderr)
-        session, source = _from_segment_run(stem) if stem else _segmented(p, args, state)
+        session, source = _from_segment_run(stem) if stem else _segmented(p, image, args, state)
         sessions.append(session)
         sources.append(source)
         inputs.append({"path": str(p), "how": "segment outputs" if stem else "segmented"})
@@ -270,6 +282,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=float,
         help="pixel size in µm when the TIFF has none (default: the model's)",
     )
-    trk.add_argument("--channel", type=int, default=0, help="channel to segment")
+    trk.add_argument(
+        "--channel", type=int, default=0, help="channel of the images to segment (default 0)"
+    )
     trk.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     trk.set_defaults(func=cmd_track)
