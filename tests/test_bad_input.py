@@ -124,6 +124,12 @@ def test_5d_tzcyx_picks_one_channel_and_time_point(tmp_path, tiny_model_dir):
     with pytest.raises(InputError) as info:
         io.stack_zyx(stack, channel=2)
     assert str(info.value) == (f"Channel 2 does not exist in '{path}': it has 2 channels (0 to 1).")
+    one = tmp_path / "one.tif"
+    tifffile.imwrite(one, data[0, :, 0], imagej=True, metadata={"axes": "ZYX"})
+    with pytest.raises(InputError) as info:
+        io.stack_zyx(io.read_tiff(one), channel=1)
+    assert str(info.value) == f"Channel 1 does not exist in '{one}': it has one channel (0)."
+    assert io.stack_zyx(io.read_tiff(one), channel=-1).shape == (3, 48, 48)
 
 
 # --- pixel values ---------------------------------------------------------------------------

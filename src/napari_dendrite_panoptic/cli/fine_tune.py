@@ -161,13 +161,12 @@ def _read_triple(path: Path, args: argparse.Namespace) -> tuple[Any, Any, Any, A
     the folder the labels are in."""
     import numpy as np
 
-    from ..io import read_tiff, require_channel, stack_zyx
+    from ..io import read_tiff, stack_zyx
 
     if not path.is_file():
         raise InputError(f"'{path}' does not exist or is not a file")
     labels = {role: _label_path(path, args.labels, role) for role in LABEL_SUFFIXES}
     stack = read_tiff(path)
-    require_channel(stack, args.channel)
     image = np.asarray(stack_zyx(stack, channel=args.channel))
     dendrite = np.asarray(stack_zyx(read_tiff(labels["dendrite"])))
     spines = np.asarray(stack_zyx(read_tiff(labels["spines"])))

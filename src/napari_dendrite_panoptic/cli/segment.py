@@ -191,11 +191,10 @@ def _open_input(
     import numpy as np
 
     from ..inference import ReleasingPlanes, result_bytes
-    from ..io import read_tiff, require_channel, stack_zyx
+    from ..io import read_tiff, stack_zyx
 
     stack = read_tiff(path, lazy=True)  # planes are read as the engine needs them
     channel = getattr(args, "channel", None) or 0
-    require_channel(stack, channel)
     volume = stack_zyx(stack, channel=channel)
     voxel = stack.voxel_size_um if stack.voxel_size_source != "none" else None
     low_memory = getattr(args, "low_memory", False) or result_bytes(volume.shape) > LOW_MEMORY_BYTES

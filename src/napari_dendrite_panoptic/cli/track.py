@@ -105,10 +105,9 @@ def _read_image(path: Path, channel: int):
     a channel the file does not have is refused, as ``segment`` refuses it."""
     import numpy as np
 
-    from ..io import read_tiff, require_channel, stack_zyx
+    from ..io import read_tiff, stack_zyx
 
     stack = read_tiff(path)
-    require_channel(stack, channel)
     return np.asarray(stack_zyx(stack, channel=channel)), stack.voxel_size_um
 
 

@@ -3,7 +3,7 @@
 from ._lazy import LazyArray, physical_memory
 from .overlay import overlay_rgb, save_png
 from .tables import spreadsheet_safe, write_table_csv
-from .tiff_read import ImageStack, channel_data, read_tiff, require_channel, stack_zyx
+from .tiff_read import ImageStack, channel_data, read_tiff, stack_zyx
 from .tiff_write import PlaneStream, write_labels_tiff, write_tiff_atomic
 
 __all__ = [
@@ -15,7 +15,6 @@ __all__ = [
     "overlay_rgb",
     "physical_memory",
     "read_tiff",
-    "require_channel",
     "save_png",
     "spreadsheet_safe",
     "write_labels_tiff",

@@ -188,7 +188,7 @@ def stack_zyx(stack: ImageStack, channel: int = 0, time: int = 0) -> Any:
     stack : ImageStack
         A stack from :func:`read_tiff`.
     channel : int, optional
-        Channel index, ignored when the stack has no C axis.
+        Channel index; a stack without a C axis has one channel (0, or -1).
     time : int, optional
         Time-point index, ignored when the stack has no T axis.
 
@@ -214,19 +214,13 @@ def stack_zyx(stack: ImageStack, channel: int = 0, time: int = 0) -> Any:
                 )
             data = take_axis(data, axes.index(letter), index)
             axes = axes.replace(letter, "")
-    if "Z" not in axes:
-        data = expand_axis(data, 0)
-    return data
-
-
-def require_channel(stack: ImageStack, channel: int) -> None:
-    """Refuse (:class:`InputError`) a channel other than 0 of a stack without a C axis, which
-    :func:`stack_zyx` ignores; a channel out of range of a stack with channels is refused by
-    :func:`stack_zyx` itself. For commands that name a channel to read."""
     if "C" not in stack.axes and channel not in (0, -1):
         raise InputError(
             f"Channel {channel} does not exist in '{stack.path}': it has one channel (0)."
         )
+    if "Z" not in axes:
+        data = expand_axis(data, 0)
+    return data
 
 
 def channel_data(stack: ImageStack, channel: int) -> Any:
