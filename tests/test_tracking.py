@@ -231,3 +231,23 @@ def test_cli_track_refuses_a_channel_an_image_lacks_before_segmenting(series, tm
     assert "Channel 1 does not exist" in err and "day0.tif" in err
     assert "segmenting" not in err
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_cli_track_refuses_a_segment_run_missing_its_dendrite_before_segmenting(
+    series, tmp_path, capsys
+):
+    import tifffile
+
+    from napari_dendrite_panoptic.cli.main import main
+    from napari_dendrite_panoptic.io import write_labels_tiff
+
+    image = tmp_path / "day0.tif"
+    tifffile.imwrite(image, series.sessions[0].image, imagej=True, metadata={"axes": "ZYX"})
+    s = series.sessions[1]
+    write_labels_tiff(tmp_path / "day2_spines.tif", s.spines, s.voxel_size_um)
+    out = tmp_path / "out"
+    assert main(["track", str(image), str(tmp_path / "day2_spines.tif"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "day2_dendrite.tif is missing" in err
+    assert "segmenting" not in err
+    assert not out.exists() or not any(out.iterdir())

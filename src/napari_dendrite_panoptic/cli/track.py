@@ -182,15 +182,17 @@ def cmd_track(args: argparse.Namespace) -> int:
 
             raise OutputExistsError(f"{taken[0]} exists (use --overwrite to replace it)")
     stems = [_segment_stem(p) for p in paths]
-    # every image is read (and its channel checked) before the first is segmented
-    images = [
-        None if stem else _read_image(p, args.channel) for p, stem in zip(paths, stems, strict=True)
+    # every input is read and checked (a segment run's label files, an image's channel)
+    # before the first image is segmented, so bad input costs no segmentation
+    loaded = [
+        _from_segment_run(stem) if stem else _read_image(p, args.channel)
+        for p, stem in zip(paths, stems, strict=True)
     ]
     state: dict[str, Any] = {}
     sessions, sources, inputs = [], [], []
-    for k, (p, stem, image) in enumerate(zip(paths, stems, images, strict=True)):
+    for k, (p, stem, item) in enumerate(zip(paths, stems, loaded, strict=True)):
         print(f"session {k + 1}: {'reading' if stem else 'segmenting'} {p}", file=sys.stderr)
-        session, source = _from_segment_run(stem) if stem else _segmented(p, image, args, state)
+        session, source = item if stem else _segmented(p, item, args, state)
         sessions.append(session)
         sources.append(source)
         inputs.append({"path": str(p), "how": "segment outputs" if stem else "segmented"})
