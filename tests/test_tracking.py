@@ -251,3 +251,36 @@ def test_cli_track_refuses_a_segment_run_missing_its_dendrite_before_segmenting(
     assert "day2_dendrite.tif is missing" in err
     assert "segmenting" not in err
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_cli_track_checks_days_and_distance_before_segmenting(series, tmp_path, capsys):
+    import tifffile
+
+    from napari_dendrite_panoptic.cli.main import main
+
+    files = []
+    for k, s in enumerate(series.sessions):
+        path = tmp_path / f"day{k}.tif"
+        tifffile.imwrite(path, s.image, imagej=True, metadata={"axes": "ZYX"})
+        files.append(str(path))
+    out = tmp_path / "out"
+    assert main(["track", *files, "--out", str(out), "--days", "0,2"]) == 2
+    assert main(["track", *files, "--out", str(out), "--max-distance", "0"]) == 2
+    assert main(["track", *files, "--out", str(out), "--max-gap", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert "--days gives 2 days for 3 sessions" in err
+    assert "must be a positive number of µm, not 0.0" in err
+    assert "a whole number, 0 or more, not -1" in err
+    assert "segmenting" not in err
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_track_config_refuses_settings_that_match_nothing():
+    from napari_dendrite_panoptic.tracking import TrackConfig
+
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(InputError, match="positive number of µm"):
+            TrackConfig(max_distance_um=bad)
+    with pytest.raises(InputError, match="0 or more"):
+        TrackConfig(max_gap=-1)
+    assert TrackConfig(max_distance_um=2, max_gap=0).max_gap == 0

@@ -139,7 +139,7 @@ def _segmented(path: Path, image, args: argparse.Namespace, state: dict[str, Any
         name=path.stem,
         scores=scores,
     )
-    return session, path
+    return session
 
 
 def _days(args: argparse.Namespace, files: list[Path]) -> tuple[list[float | None], str]:
@@ -182,24 +182,24 @@ def cmd_track(args: argparse.Namespace) -> int:
 
             raise OutputExistsError(f"{taken[0]} exists (use --overwrite to replace it)")
     stems = [_segment_stem(p) for p in paths]
-    # every input is read and checked (a segment run's label files, an image's channel)
-    # before the first image is segmented, so bad input costs no segmentation
+    # every input and setting is read and checked (a segment run's label files, an image's
+    # channel, the days, the matching distance) before the first image is segmented, so bad
+    # input costs no segmentation
     loaded = [
         _from_segment_run(stem) if stem else _read_image(p, args.channel)
         for p, stem in zip(paths, stems, strict=True)
     ]
-    state: dict[str, Any] = {}
-    sessions, sources, inputs = [], [], []
-    for k, (p, stem, item) in enumerate(zip(paths, stems, loaded, strict=True)):
-        print(f"session {k + 1}: {'reading' if stem else 'segmenting'} {p}", file=sys.stderr)
-        session, source = item if stem else _segmented(p, item, args, state)
-        sessions.append(session)
-        sources.append(source)
-        inputs.append({"path": str(p), "how": "segment outputs" if stem else "segmented"})
+    sources = [item[1] if stem else p for p, stem, item in zip(paths, stems, loaded, strict=True)]
     days, day_source = _days(args, sources)
-    for s, d in zip(sessions, days, strict=True):
-        s.day = d
     cfg = TrackConfig(max_distance_um=args.max_distance, max_gap=args.max_gap)
+    state: dict[str, Any] = {}
+    sessions, inputs = [], []
+    for k, (p, stem, item, day) in enumerate(zip(paths, stems, loaded, days, strict=True)):
+        print(f"session {k + 1}: {'reading' if stem else 'segmenting'} {p}", file=sys.stderr)
+        session = item[0] if stem else _segmented(p, item, args, state)
+        session.day = day
+        sessions.append(session)
+        inputs.append({"path": str(p), "how": "segment outputs" if stem else "segmented"})
     result = None
     for event in iter_track(sessions, cfg):
         if isinstance(event, TrackResult):

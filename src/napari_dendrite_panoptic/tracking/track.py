@@ -53,6 +53,19 @@ class TrackConfig:
     border_um: float = 1.0
     max_gap: int = 1
 
+    def __post_init__(self) -> None:
+        d = self.max_distance_um
+        if not (isinstance(d, int | float) and np.isfinite(d) and d > 0):
+            raise InputError(
+                f"the farthest a spine may move between sessions must be a positive "
+                f"number of µm, not {d!r}"
+            )
+        g = self.max_gap
+        if isinstance(g, bool) or not isinstance(g, int | np.integer) or g < 0:
+            raise InputError(
+                f"the sessions a spine may be missed must be a whole number, 0 or more, not {g!r}"
+            )
+
 
 @dataclass(frozen=True)
 class TrackProgress:
