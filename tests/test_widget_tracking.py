@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from napari_dendrite_panoptic.data.synthetic import SeriesConfig, generate_series
+from napari_dendrite_panoptic.errors import OutputExistsError
 
 PLUGIN = "napari-dendrite-panoptic"
 WAIT_MS = 120_000
@@ -83,3 +85,61 @@ def test_dock_refuses_one_session(make_napari_viewer):
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Spines over time")
     widget.run()
     assert widget.worker is None and "two" in widget.status_label.text()
+
+
+def test_dock_keeps_the_users_layers_and_tables(make_napari_viewer, qtbot, tmp_path):
+    series = generate_series(3, SeriesConfig(shape=(8, 128, 128), n_sessions=2))
+    viewer = make_napari_viewer()
+    for k, s in enumerate(series.sessions):
+        viewer.add_labels(s.dendrite, name=f"day{k} dendrites", scale=s.voxel_size_um)
+        viewer.add_labels(s.spines, name=f"day{k} spines", scale=s.voxel_size_um)
+    mine = np.ones((4, 4), dtype=np.uint8)
+    viewer.add_labels(mine, name="spines over time")
+    viewer.add_image(mine.astype(float), name="sessions registered")
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Spines over time")
+    widget.select(["day0 spines", "day1 spines"])
+    widget.days_edit.setText("0,two")
+    widget.run()
+    assert widget.worker is None and "numbers separated by commas" in widget.status_label.text()
+    widget.days_edit.setText("")
+
+    def track():
+        widget.result = None
+        widget.run()
+        qtbot.waitUntil(
+            lambda: widget.worker is None and widget.result is not None, timeout=WAIT_MS
+        )
+
+    track()
+    # the user's own layers of those names are kept as they were; the result goes beside them
+    assert np.array_equal(viewer.layers["spines over time"].data, mine)
+    assert np.array_equal(viewer.layers["sessions registered"].data, mine)
+    result = viewer.layers["spines over time [2]"]
+    assert widget.labels_name == "spines over time [2]" and result.data.ndim == 4
+
+    def split_one():
+        t = widget.result.spines
+        stable = t["id"][(t["session"] == 2) & (t["call"] == "stable")]
+        return widget.split(int(stable[0]), [2])
+
+    # a split is the dock's own change: tracking again updates the same layer
+    new = split_one()
+    assert new in result.data[1]
+    track()
+    assert "spines over time [3]" not in viewer.layers
+    assert "sessions registered [3]" not in viewer.layers
+    assert "gained and lost [2]" not in viewer.layers
+    # painted on by the user, the result is kept and the next one goes beside it
+    painted = result.data.copy()
+    painted[0, 0, 0, 0] = 999
+    result.data = painted
+    track()
+    assert viewer.layers["spines over time [2]"].data[0, 0, 0, 0] == 999
+    assert widget.labels_name == "spines over time [3]"
+    # exported tables are never replaced
+    first = widget.export_csv(tmp_path)
+    before = [p.read_bytes() for p in first]
+    split_one()
+    with pytest.raises(OutputExistsError, match="spines_over_time.csv exists already"):
+        widget.export_csv(tmp_path)
+    assert [p.read_bytes() for p in first] == before

@@ -271,35 +271,69 @@ def add_or_update_labels(
     from ..data import plane_hashes
 
     layer_metadata = {OURS: {**dict(metadata), "plane_hashes": plane_hashes(_planes(data))}}
+
+    def unedited_result(layer: Any) -> bool:
+        return isinstance(layer, Labels) and is_ours(layer) and not edited_by_user(layer)
+
+    existing, candidate = reusable_layer(viewer, name, unedited_result, "the result goes")
+    if existing is None:
+        return _new_labels(
+            viewer, candidate, data, scale, translate, layer_metadata, features, units
+        )
+    if existing.ndim == data.ndim:
+        existing.data = data
+        existing.scale = list(scale)
+        existing.translate = list(translate)
+        if units is not None:
+            existing.units = list(units)
+        existing.metadata = layer_metadata
+        if features is not None:
+            existing.features = features
+        return existing
+    position = viewer.layers.index(existing)
+    viewer.layers.remove(existing)
+    layer = _new_labels(viewer, candidate, data, scale, translate, layer_metadata, features, units)
+    viewer.layers.move(viewer.layers.index(layer), position)
+    return layer
+
+
+def reusable_layer(
+    viewer: napari.viewer.Viewer, name: str, ours: Callable[[Any], bool], what: str
+) -> tuple[Any | None, str]:
+    """The layer named ``name`` (or ``"<name> [2]"``, ``"<name> [3]"``, ...) that ``ours`` says
+    this plugin may replace, with its name; else ``None`` and the first free name of those.
+
+    A layer that ``ours`` refuses (the user's own, or our result with the user's edits) is never
+    touched; when ``name`` is taken so, a warning says where ``what`` (e.g. "the result goes")
+    instead.
+    """
     candidate, k = name, 1
     while candidate in viewer.layers:
-        existing = viewer.layers[candidate]
-        if isinstance(existing, Labels) and is_ours(existing) and not edited_by_user(existing):
-            if existing.ndim == data.ndim:
-                existing.data = data
-                existing.scale = list(scale)
-                existing.translate = list(translate)
-                if units is not None:
-                    existing.units = list(units)
-                existing.metadata = layer_metadata
-                if features is not None:
-                    existing.features = features
-                return existing
-            position = viewer.layers.index(existing)
-            viewer.layers.remove(existing)
-            layer = _new_labels(
-                viewer, candidate, data, scale, translate, layer_metadata, features, units
-            )
-            viewer.layers.move(viewer.layers.index(layer), position)
-            return layer
+        if ours(viewer.layers[candidate]):
+            return viewer.layers[candidate], candidate
         k += 1
         candidate = f"{name} [{k}]"
     if candidate != name:
         show_warning(
-            f"A layer named '{name}' exists already and holds your own labels or edits: "
-            f"the result goes into '{candidate}' instead."
+            f"A layer named '{name}' exists already and holds your own data or edits: "
+            f"{what} into '{candidate}' instead."
         )
-    return _new_labels(viewer, candidate, data, scale, translate, layer_metadata, features, units)
+    return None, candidate
+
+
+def relabel_in_place(layer: Any, data: np.ndarray) -> None:
+    """Give one of our Labels layers new ``data`` that this plugin made (an id merged or split),
+    keeping the record of what was written up to date, so that a later run may still replace the
+    layer; a layer the user has painted on stays marked as edited."""
+    from ..data import plane_hashes
+
+    clean = is_ours(layer) and not edited_by_user(layer)
+    layer.data = data
+    if clean:
+        layer.metadata = {
+            **layer.metadata,
+            OURS: {**layer.metadata[OURS], "plane_hashes": plane_hashes(_planes(data))},
+        }
 
 
 def edited_planes_of(layer: Any) -> list[int] | None:

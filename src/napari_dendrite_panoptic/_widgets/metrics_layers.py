@@ -6,11 +6,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from napari.utils.notifications import show_warning
 
 from .. import evaluation as cmp
 from ..evaluation import Table
-from ._common import OURS, add_or_update_labels, is_ours, placement
+from ._common import OURS, add_or_update_labels, is_ours, placement, reusable_layer
 
 if TYPE_CHECKING:
     import napari
@@ -99,21 +98,19 @@ def _add_or_update_points(viewer, name, data, features, colours, ndim, place) ->
 
     data = np.zeros((0, ndim)) if data is None else data
     meta = {OURS: {"role": "matches", "colours": cmp.STATUS_COLOURS}}
-    candidate, k = name, 1
-    while candidate in viewer.layers:
-        existing = viewer.layers[candidate]
-        if isinstance(existing, Points) and is_ours(existing) and existing.ndim == ndim:
-            existing.data = data
-            existing.features = features
-            existing.face_color = colours if len(data) else "transparent"
-            existing.scale, existing.translate = place["scale"], place["translate"]
-            if "units" in place:
-                existing.units = place["units"]
-            return existing
-        k += 1
-        candidate = f"{name} [{k}]"
-    if candidate != name:
-        show_warning(f"A layer named '{name}' exists already: the matches go into '{candidate}'.")
+
+    def our_points(layer: Any) -> bool:
+        return isinstance(layer, Points) and is_ours(layer) and layer.ndim == ndim
+
+    existing, candidate = reusable_layer(viewer, name, our_points, "the matches go")
+    if existing is not None:
+        existing.data = data
+        existing.features = features
+        existing.face_color = colours if len(data) else "transparent"
+        existing.scale, existing.translate = place["scale"], place["translate"]
+        if "units" in place:
+            existing.units = place["units"]
+        return existing
     return viewer.add_points(
         data,
         name=candidate,

@@ -34,12 +34,26 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..errors import DendritePanopticError, InputError
-from ._common import button_row, camera, scrolling_layout, voxel_size_from_scale
+from ..errors import DendritePanopticError, InputError, OutputExistsError
+from ._common import (
+    OURS,
+    add_or_update_labels,
+    button_row,
+    camera,
+    is_ours,
+    relabel_in_place,
+    reusable_layer,
+    scrolling_layout,
+    voxel_size_from_scale,
+)
 
 logger = logging.getLogger(__name__)
 
 EVENT_COLOURS = {"gained": "lime", "lost": "red", "missed": "orange"}
+LABELS, IMAGES, EVENTS = "spines over time", "sessions registered", "gained and lost"
+"""The dock's result layers; a layer of that name that is not this dock's unedited result is
+kept, and the result goes into "<name> [2]" instead."""
+TABLES = ("spines_over_time.csv", "turnover.csv")
 TABLE_COLUMNS = ("id", "session", "fate", "call", "branch_id", "z_um", "y_um", "x_um")
 
 
@@ -80,6 +94,7 @@ class SpinesOverTimeWidget(QWidget):
         self.viewer = napari_viewer
         self.worker = None
         self.result = None
+        self.labels_name = LABELS
         layout = scrolling_layout(self)
         layout.addWidget(QLabel("Spine layers, one per session, in time order:"))
         self.session_list = QListWidget()
@@ -179,7 +194,12 @@ class SpinesOverTimeWidget(QWidget):
         if len(names) < 2:
             raise InputError("choose at least two spine layers (one per session)")
         days_text = self.days_edit.text().strip()
-        days = [float(v) for v in days_text.split(",")] if days_text else [None] * len(names)
+        try:
+            days = [float(v) for v in days_text.split(",")] if days_text else [None] * len(names)
+        except ValueError:
+            raise InputError(
+                f"days must be numbers separated by commas (e.g. 0,2,7), not {days_text!r}"
+            ) from None
         if len(days) != len(names):
             raise InputError(f"{len(days)} days for {len(names)} sessions")
         sessions = []
@@ -218,7 +238,7 @@ class SpinesOverTimeWidget(QWidget):
             return
         try:
             sessions = self._sessions()
-        except (DendritePanopticError, ValueError) as exc:
+        except DendritePanopticError as exc:
             show_error(str(exc))
             self.status_label.setText(str(exc))
             return
@@ -261,11 +281,22 @@ class SpinesOverTimeWidget(QWidget):
         self.progress.setValue(self.progress.maximum())
         voxel = result.sessions[0].voxel_size_um
         scale = (1.0, *voxel)
-        for name in ("sessions registered", "spines over time", "gained and lost"):
-            if name in self.viewer.layers:
-                self.viewer.layers.remove(name)
-        self.viewer.add_image(images, name="sessions registered", scale=scale, blending="additive")
-        self.viewer.add_labels(labels, name="spines over time", scale=scale)
+        self.viewer.add_image(
+            images,
+            name=self._take_name(IMAGES, "the registered sessions go", "Image"),
+            scale=scale,
+            blending="additive",
+            metadata={OURS: {"role": IMAGES}},
+        )
+        layer = add_or_update_labels(
+            self.viewer,
+            LABELS,
+            labels,
+            scale=scale,
+            translate=(0.0,) * labels.ndim,
+            metadata={"role": LABELS},
+        )
+        self.labels_name = layer.name
         self.viewer.dims.axis_labels = ("session", "z", "y", "x")
         self._show(result)
         self.export_button.setEnabled(True)
@@ -284,8 +315,6 @@ class SpinesOverTimeWidget(QWidget):
         """The "gained and lost" points and the table, from ``result``'s spine table."""
         self.result = result
         t = result.spines
-        if "gained and lost" in self.viewer.layers:
-            self.viewer.layers.remove("gained and lost")
         ev = np.isin(t["call"], list(EVENT_COLOURS))
         pts = (
             np.column_stack(
@@ -302,7 +331,8 @@ class SpinesOverTimeWidget(QWidget):
         colours = [EVENT_COLOURS[c] for c in t["call"][ev]]
         self.viewer.add_points(
             pts,
-            name="gained and lost",
+            name=self._take_name(EVENTS, "the gained and lost spines go", "Points"),
+            metadata={OURS: {"role": EVENTS}},
             scale=(1.0, 1.0, 1.0, 1.0),
             size=1.0,
             face_color=colours if colours else "white",
@@ -311,14 +341,33 @@ class SpinesOverTimeWidget(QWidget):
         )
         self._fill(t)
 
+    def _take_name(self, name: str, what: str, kind: str) -> str:
+        """The name for this dock's new ``kind`` layer ("Image", "Points") ``name``: its earlier
+        one is removed; a layer of the user's of that name is kept, and a warning says where
+        ``what`` instead."""
+
+        def earlier_result(layer: Any) -> bool:
+            import napari
+
+            return (
+                isinstance(layer, getattr(napari.layers, kind))
+                and is_ours(layer)
+                and layer.ndim == 4
+            )
+
+        earlier, free = reusable_layer(self.viewer, name, earlier_result, what)
+        if earlier is not None:
+            self.viewer.layers.remove(earlier)
+        return free
+
     def _relabel_layer(self, old: int, new: int, sessions=None) -> None:
-        if "spines over time" not in self.viewer.layers:
+        if self.labels_name not in self.viewer.layers:
             return
-        layer = self.viewer.layers["spines over time"]
+        layer = self.viewer.layers[self.labels_name]
         data = np.asarray(layer.data).copy()
         for k in range(data.shape[0]) if sessions is None else [s - 1 for s in sessions]:
             data[k][data[k] == old] = new
-        layer.data = data
+        relabel_in_place(layer, data)
 
     def merge(self, a: int, b: int) -> int:
         """Give spines ``a`` and ``b`` one id (the smaller) in every session; returns it."""
@@ -399,21 +448,29 @@ class SpinesOverTimeWidget(QWidget):
             step[1] = int(round(z / vz))
         self.viewer.dims.current_step = tuple(step)
         camera(self.viewer).center = (z, y, x)
-        if "spines over time" in self.viewer.layers:
-            self.viewer.layers["spines over time"].selected_label = sid
+        if self.labels_name in self.viewer.layers:
+            self.viewer.layers[self.labels_name].selected_label = sid
 
     def export_csv(self, folder: str | Path) -> list[Path]:
-        """Write ``spines_over_time.csv`` and ``turnover.csv`` into ``folder``."""
+        """Write ``spines_over_time.csv`` and ``turnover.csv`` into ``folder``; tables already
+        there are refused (nothing is written), not replaced."""
         from ..io import write_table_csv
 
-        folder = Path(folder)
-        return [
-            write_table_csv(folder / "spines_over_time.csv", self.result.spines),
-            write_table_csv(folder / "turnover.csv", self.result.turnover),
-        ]
+        paths = [Path(folder) / name for name in TABLES]
+        taken = [p for p in paths if p.exists()]
+        if taken:
+            raise OutputExistsError(f"{taken[0]} exists already: choose another folder")
+        tables = (self.result.spines, self.result.turnover)
+        return [write_table_csv(p, t) for p, t in zip(paths, tables, strict=True)]
 
     def _export_clicked(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Folder for the CSV tables")
-        if folder:
+        if not folder:
+            return
+        try:
             written = self.export_csv(folder)
-            self.status_label.setText(f"Wrote {', '.join(p.name for p in written)} to {folder}")
+        except (OSError, DendritePanopticError) as exc:
+            show_error(f"Export failed: {exc}")
+            self.status_label.setText(f"Export failed: {exc}")
+            return
+        self.status_label.setText(f"Wrote {', '.join(p.name for p in written)} to {folder}")
