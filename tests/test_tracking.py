@@ -284,3 +284,32 @@ def test_track_config_refuses_settings_that_match_nothing():
     with pytest.raises(InputError, match="0 or more"):
         TrackConfig(max_gap=-1)
     assert TrackConfig(max_distance_um=2, max_gap=0).max_gap == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("d1_run.json", "{not json", "cannot read run record"),
+        ("d1_run.json", '{"plugin": "napari-dendrite-panoptic", "input": "x"}', None),
+        ("d1_spines.csv", "label,score\n1,0.9\n", "has no 'id' column"),
+        ("d1_spines.csv", "id,score\n1,high\n", "line 2: could not convert"),
+    ],
+)
+def test_cli_track_says_what_is_wrong_with_a_segment_runs_files(
+    series, tmp_path, capsys, name, text, message
+):
+    from napari_dendrite_panoptic.cli.main import main
+    from napari_dendrite_panoptic.io import write_labels_tiff
+
+    files = []
+    for k, s in enumerate(series.sessions[:2]):
+        write_labels_tiff(tmp_path / f"d{k}_dendrite.tif", s.dendrite, s.voxel_size_um)
+        write_labels_tiff(tmp_path / f"d{k}_spines.tif", s.spines, s.voxel_size_um)
+        files.append(str(tmp_path / f"d{k}_spines.tif"))
+    (tmp_path / name).write_text(text, encoding="utf-8")
+    code = main(["track", *files, "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    if message is None:  # a record without the input's path is read without its image
+        assert code == 0
+    else:
+        assert code == 2 and message in err and "internal error" not in err

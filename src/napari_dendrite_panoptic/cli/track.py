@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import logging
 import sys
 import time
@@ -53,13 +52,23 @@ def _scores_and_types(csv_path: Path) -> tuple[dict[int, float], dict[int, str]]
     types: dict[int, str] = {}
     if not csv_path.is_file():
         return scores, types
-    with open(csv_path, newline="", encoding="utf-8") as fh:
-        for row in csv.DictReader(fh):
-            i = int(row["id"])
-            if row.get("score") not in (None, "", "nan"):
-                scores[i] = float(row["score"])
-            if row.get("type"):
-                types[i] = row["type"]
+    reader = None
+    try:
+        with open(csv_path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            for row in reader:
+                i = int(row["id"])
+                if row.get("score") not in (None, "", "nan"):
+                    scores[i] = float(row["score"])
+                if row.get("type"):
+                    types[i] = row["type"]
+    except KeyError:
+        raise InputError(f"{csv_path} has no 'id' column: is it a segment run's table?") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{csv_path} is not UTF-8 text") from None
+    except (TypeError, ValueError) as exc:
+        line = reader.line_num if reader is not None else 1
+        raise InputError(f"{csv_path}, line {line}: {exc}") from None
     return scores, types
 
 
@@ -67,6 +76,7 @@ def _from_segment_run(stem: Path):
     """A session from the files of an earlier ``segment`` run; the image path it was made from."""
     import numpy as np
 
+    from ..inference import load_record
     from ..io import read_tiff, stack_zyx
     from ..tracking import Session
     from .segment_outputs import output_paths
@@ -81,8 +91,9 @@ def _from_segment_run(stem: Path):
     image, source = None, None
     run = files["run"]
     if run.is_file():
-        recorded = (json.loads(run.read_text()).get("input") or {}).get("path")
-        if recorded and Path(recorded).is_file():
+        given = load_record(run).get("input")
+        recorded = given.get("path") if isinstance(given, dict) else None
+        if isinstance(recorded, str) and Path(recorded).is_file():
             source = Path(recorded)
             image = np.asarray(stack_zyx(read_tiff(source)))
             if image.shape != dendrite.shape:
