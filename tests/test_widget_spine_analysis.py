@@ -136,3 +136,25 @@ def test_legend_export_names_and_tables_cleared_when_the_layer_is_deleted(
     viewer.layers.remove("img spines")
     assert widget.spine_table.rowCount() == 0 and widget.branch_table.rowCount() == 0
     assert widget.result is None
+
+
+def test_skeleton_never_replaces_the_users_shapes(dock, qtbot, small_plane):
+    from napari_dendrite_panoptic._widgets._common import is_ours
+
+    viewer, widget = dock(small_plane, 2)
+    mine = np.array([[1.0, 1.0], [5.0, 5.0]])
+    viewer.add_shapes([mine], shape_type="path", name="img spines skeleton")
+    _recompute(qtbot, widget)
+    user = viewer.layers["img spines skeleton"]
+    assert len(user.data) == 1 and np.allclose(user.data[0], mine) and not is_ours(user)
+    ours = viewer.layers["img spines skeleton [2]"]
+    assert is_ours(ours) and len(ours.data) >= 1
+    assert np.allclose(ours.scale, viewer.layers["img spines"].scale)
+    # a recompute refills our unedited layer; once the user draws on it, it is kept too
+    n = len(ours.data)
+    _recompute(qtbot, widget)
+    assert viewer.layers["img spines skeleton [2]"] is ours and len(ours.data) == n
+    ours.add_paths([mine])
+    _recompute(qtbot, widget)
+    assert len(ours.data) == n + 1
+    assert is_ours(viewer.layers["img spines skeleton [3]"])

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._common import placement
+from ._common import OURS, is_ours, placement, reusable_layer
 from .spine_analysis_view import TYPE_COLOURS
 
 if TYPE_CHECKING:
@@ -35,29 +35,56 @@ def spine_features(layer: Any, table: dict[str, np.ndarray]) -> pd.DataFrame:
 
 def show_skeleton(viewer: napari.viewer.Viewer, spines_layer: Any, skeleton: Any) -> None:
     """Add (or refill) ``<spines> skeleton``: one cyan path per dendrite branch of ``skeleton``,
-    placed like ``spines_layer``, with a ``branch_id`` feature per path."""
+    placed like ``spines_layer``, with a ``branch_id`` feature per path.
+
+    Only our own skeleton layer, with no paths drawn or changed by the user since, is refilled;
+    else the skeleton goes into ``"<spines> skeleton [2]"`` (see :func:`reusable_layer`)."""
     from napari.layers import Shapes
 
     name = f"{spines_layer.name} skeleton"
     is2d = spines_layer.ndim == 2
     paths = [b.voxels[:, 1:] if is2d else b.voxels for b in skeleton.branches if len(b.voxels) > 1]
-    if name in viewer.layers and isinstance(viewer.layers[name], Shapes):
-        layer = viewer.layers[name]
+
+    def our_skeleton(layer: Any) -> bool:
+        return (
+            isinstance(layer, Shapes)
+            and is_ours(layer)
+            and layer.ndim == spines_layer.ndim
+            and layer.metadata[OURS].get("paths_hash") == _paths_hash(layer.data)
+        )
+
+    layer, free = reusable_layer(viewer, name, our_skeleton, "the skeleton goes")
+    place = placement(spines_layer)
+    if layer is not None:
         layer.data = []
         if paths:
             layer.add_paths(paths, edge_color="cyan", edge_width=1.0)
+        layer.scale, layer.translate = place["scale"], place["translate"]
+        if "units" in place:
+            layer.units = place["units"]
     elif paths:
         layer = viewer.add_shapes(
-            paths,
-            shape_type="path",
-            name=name,
-            edge_color="cyan",
-            edge_width=1.0,
-            **placement(spines_layer),
+            paths, shape_type="path", name=free, edge_color="cyan", edge_width=1.0, **place
         )
     else:
         return
     layer.features = {"branch_id": [b.id for b in skeleton.branches if len(b.voxels) > 1]}
+    layer.metadata = {
+        **layer.metadata,
+        OURS: {"role": "skeleton", "paths_hash": _paths_hash(layer.data)},
+    }
+
+
+def _paths_hash(data: list[np.ndarray]) -> str:
+    """A digest of a Shapes layer's paths: tells later whether the user changed our skeleton."""
+    import hashlib
+
+    digest = hashlib.sha1()
+    for path in data:
+        arr = np.ascontiguousarray(np.asarray(path, dtype=np.float64))
+        digest.update(str(arr.shape).encode())
+        digest.update(arr.tobytes())
+    return digest.hexdigest()
 
 
 def spine_colormap(table: dict[str, np.ndarray], what: str) -> Any:
