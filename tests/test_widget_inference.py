@@ -288,6 +288,21 @@ def test_all_time_points_segments_every_time_point_into_4d_layers(open_widget, q
     assert widget.status_label.text().startswith("Done: all 3 time points")
 
 
+def test_all_time_points_result_survives_renaming_the_image(open_widget, qtbot, small_stack):
+    viewer, widget = open_widget()
+    movie = _movie(small_stack)[:2, :1, :32, :32]
+    viewer.add_image(movie, name="movie", scale=(2, 0.5, 0.1, 0.1), translate=(3, 0, 0, 0))
+    widget.all_time_points.setChecked(True)
+    widget.run_button.click()
+    viewer.layers["movie"].name = "renamed"  # before the run returns
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
+    spines = viewer.layers["movie spines"]
+    assert spines.data.shape == viewer.layers["movie dendrites"].data.shape == (2, 1, 32, 32)
+    np.testing.assert_allclose(spines.scale, (2, 0.5, 0.1, 0.1))
+    assert spines.translate[0] == 3
+    assert widget.status_label.text().startswith("Done: all 2 time points")
+
+
 def test_all_time_points_can_be_cancelled(open_widget, qtbot, small_stack):
     viewer, widget = open_widget()
     viewer.add_image(_movie(small_stack), name="movie", scale=(2, 0.5, 0.1, 0.1))

@@ -287,6 +287,13 @@ class PanopticInferenceWidget(QWidget):
             if self.all_time_points.isChecked():
                 job["indices"] = [(t, *index[1:]) for t in range(job["n_time"])]
                 job["series_data"] = data
+                # the time axis's placement, kept: the layer may be renamed or removed by then
+                units = layer_units(layer)
+                job["lead"] = {
+                    "scale": float(layer.scale[0]),
+                    "translate": float(layer.translate[0]),
+                    "unit": None if units is None else units[0],
+                }
         job["started"], job["t0"] = datetime.now(timezone.utc), time.perf_counter()
         job["input"] = {
             "path": str(layer.source.path) if getattr(layer.source, "path", None) else None,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from ._common import add_or_update_labels, layer_units
+from ._common import add_or_update_labels
 
 if TYPE_CHECKING:
     import napari
@@ -53,7 +53,8 @@ def show_result(viewer: napari.viewer.Viewer, result: Any, job: dict[str, Any]) 
 def show_series(viewer: napari.viewer.Viewer, results: list[Any], job: dict[str, Any]) -> str:
     """Every time point's result as 4D+ Labels layers (leading axes as the image's); spine
     ids are made unique across time points, and each spine's row names its time point.
-    Returns the dock's status line; ``job`` as for :func:`show_result`, with ``indices``."""
+    Returns the dock's status line; ``job`` as for :func:`show_result`, with ``indices`` and
+    ``lead`` (``scale``, ``translate``, ``unit`` of the image's time axis)."""
     import numpy as np
     import pandas as pd
 
@@ -69,13 +70,15 @@ def show_series(viewer: napari.viewer.Viewer, results: list[Any], job: dict[str,
         offset = max(offset, int(spines[t].max()))
     features = pd.concat(tables, ignore_index=True)
     features.insert(0, "index", features["id"].astype(int))
-    # the time axis is the layer's first; other leading axes (a channel) stay as viewed
-    layer = viewer.layers[job["image_name"]]
-    units = layer_units(layer)
+    # the time axis is the layer's first (as recorded when the run started: the image may have
+    # been renamed or removed since); other leading axes (a channel) stay as viewed
+    lead = job["lead"]
     place = {
-        "scale": [float(layer.scale[0]), *job["scale"]],
-        "translate": [float(layer.translate[0]), *job["translate"]],
-        "units": None if job["units"] is None or units is None else [units[0], *job["units"]],
+        "scale": [lead["scale"], *job["scale"]],
+        "translate": [lead["translate"], *job["translate"]],
+        "units": (
+            None if job["units"] is None or lead["unit"] is None else [lead["unit"], *job["units"]]
+        ),
     }
     records = [run_record(r, job) for r in results]
     info = _info(job, results[0], [list(i) for i in job["indices"]], run_records=records)
