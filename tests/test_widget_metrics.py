@@ -221,3 +221,29 @@ def test_export_writes_figures_and_objects_csv_without_overwriting(dock, qtbot, 
     with pytest.raises(OutputExistsError):
         widget.export_csv(tmp_path / "scores.csv")
     assert not list(tmp_path.glob(".*"))
+
+
+def test_export_dialog_replaces_only_the_file_it_confirmed(dock, qtbot, tmp_path, monkeypatch):
+    viewer, widget, messages = dock
+    viewer.add_labels(PRED, name="pred")
+    viewer.add_labels(TRUTH, name="truth")
+    _choose(widget, pred_spines="pred", truth_spines="truth")
+    assert _compute(qtbot, widget)
+    chosen: list[str] = []
+    monkeypatch.setattr(
+        widget_module.QFileDialog, "getSaveFileName", lambda *a, **k: (chosen[-1], "")
+    )
+    (tmp_path / "cli_objects.csv").write_text("from the CLI\n")  # e.g. evaluate --csv
+    (tmp_path / "typed.csv").write_text("mine\n")
+    for name in ("cli.csv", "typed"):  # the objects file, and the ".csv" added after the dialog
+        chosen.append(str(tmp_path / name))
+        widget._export_dialog()
+        assert "exists already" in messages["error"][-1]
+    assert (tmp_path / "cli_objects.csv").read_text() == "from the CLI\n"
+    assert (tmp_path / "typed.csv").read_text() == "mine\n"
+    assert not (tmp_path / "cli.csv").exists() and not (tmp_path / "typed_objects.csv").exists()
+    # the file the dialog asked about may be replaced
+    (tmp_path / "ok.csv").write_text("old\n")
+    chosen.append(str(tmp_path / "ok.csv"))
+    widget._export_dialog()
+    assert (tmp_path / "ok.csv").read_text() != "old\n" and (tmp_path / "ok_objects.csv").exists()

@@ -396,19 +396,26 @@ class MetricsWidget(QWidget):
         show_info(f"'{new.name}': {int(split.max())} spines from the regions of '{name}'.")
 
     # --- export ----------------------------------------------------------------------------
-    def export_csv(self, path: str | Path, overwrite: bool = False) -> tuple[Path, Path]:
-        """Write the figures to ``path`` and the per-object table to ``<stem>_objects.csv``
-        beside it (atomic writes). Raises :class:`OutputExistsError` for an existing file unless
-        ``overwrite``."""
+    def export_csv(
+        self, path: str | Path, confirmed: str | Path | None = None
+    ) -> tuple[Path, Path]:
+        """Write the figures to ``path`` (``.csv`` added when missing) and the per-object table to
+        ``<stem>_objects.csv`` beside it (atomic writes). Raises :class:`OutputExistsError`, and
+        writes nothing, when either file exists, except the figures file when it is exactly
+        ``confirmed`` (the path whose replacing the user confirmed in the save dialog)."""
         if not self.figures:
             raise DendritePanopticError("Nothing to export yet: press Compute first.")
         path = Path(path)
         if path.suffix.lower() != ".csv":
             path = path.with_name(path.name + ".csv")
         objects_path = path.with_name(f"{path.stem}_objects.csv")
-        for p in (path, objects_path):
-            if p.exists() and not overwrite:
-                raise OutputExistsError(f"{p} exists already: choose another name.")
+        if path.exists() and (confirmed is None or path != Path(confirmed)):
+            raise OutputExistsError(f"{path} exists already: choose another name.")
+        if objects_path.exists():
+            raise OutputExistsError(
+                f"{objects_path} (the per-spine table of '{path.name}') exists already: "
+                "choose another name."
+            )
         cmp.write_csv(path, self.figures)
         cmp.write_csv(objects_path, self.objects)
         self.status_label.setText(f"Wrote {path.name} and {objects_path.name} in {path.parent}.")
@@ -418,11 +425,14 @@ class MetricsWidget(QWidget):
         path, _ = QFileDialog.getSaveFileName(
             self, "Export figures (the spine table goes to <name>_objects.csv)", "", "CSV (*.csv)"
         )
-        if not path:
-            return
+        if path:
+            self._export_to(path)
+
+    def _export_to(self, path: str) -> None:
+        """Export to ``path`` as chosen in the save dialog, which has asked about replacing that
+        exact file (and no other); a failure is shown as one line."""
         try:
-            # the dialog has asked about replacing the figures file; the objects file goes along
-            self.export_csv(path, overwrite=True)
+            self.export_csv(path, confirmed=path)
         except (DendritePanopticError, OSError) as exc:
             self._fail(f"Export failed: {exc}")
 
