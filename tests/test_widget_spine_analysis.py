@@ -158,3 +158,32 @@ def test_skeleton_never_replaces_the_users_shapes(dock, qtbot, small_plane):
     _recompute(qtbot, widget)
     assert len(ours.data) == n + 1
     assert is_ours(viewer.layers["img spines skeleton [3]"])
+
+
+def test_rename_keeps_row_clicks_and_export_of_the_analysed_labels(
+    dock, qtbot, small_plane, tmp_path, monkeypatch
+):
+    import zipfile
+
+    import pandas as pd
+
+    from napari_dendrite_panoptic._widgets import spine_analysis as widget_module
+
+    viewer, widget = dock(small_plane, 2)
+    widget.auto_update.setChecked(False)
+    _recompute(qtbot, widget)
+    layer = viewer.layers["img spines"]
+    n = widget.spine_table.rowCount()
+    layer.name = "renamed"
+    layer.data[layer.data == int(np.unique(layer.data)[1])] = 0  # painted, not re-analysed
+    widget._on_spine_clicked(0, 0)
+    assert layer.selected_label == int(widget.result.spines["id"][0])
+    monkeypatch.setattr(
+        widget_module.QFileDialog, "getExistingDirectory", lambda *a, **k: str(tmp_path)
+    )
+    widget._export_dialog()  # named as at analysis time; every file from that analysis
+    assert len(pd.read_csv(tmp_path / "img_spines.csv")) == n
+    with zipfile.ZipFile(tmp_path / "img_spines_roi.zip") as zf:
+        assert len(zf.namelist()) == n
+    viewer.layers.remove(layer)
+    assert widget.result is None and widget.spine_table.rowCount() == 0

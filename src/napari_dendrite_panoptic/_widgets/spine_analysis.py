@@ -89,6 +89,11 @@ class SpineAnalysisWidget(QWidget):
         self._pending = False
         self._watched: list[Any] = []
         self._job_layers: tuple[str, str, str] | None = None
+        """Names (spines, dendrites, image) of the shown analysis's layers when it started."""
+        self._running: dict[str, Any] | None = None
+        self._analysed: dict[str, Any] | None = None
+        """The shown analysis's job: its ``spines_layer`` and ``dend_layer`` objects (renaming
+        them does not lose them), the ``spines`` array it measured and the layer ``names``."""
 
         from napari.layers import Image, Labels
 
@@ -175,11 +180,14 @@ class SpineAnalysisWidget(QWidget):
 
     def _on_layer_removed(self, event: Any) -> None:
         """Clear the tables when the spine or dendrite layer they describe is deleted."""
-        name = getattr(getattr(event, "value", None), "name", None)
-        if self._job_layers is None or name not in self._job_layers[:2]:
+        removed = getattr(event, "value", None)
+        job = self._analysed
+        if job is None or not any(removed == job[k] for k in ("spines_layer", "dend_layer")):
             return
+        name = removed.name
         self.result = None
         self._job_layers = None
+        self._analysed = None
         for table in (self.spine_table, self.branch_table):
             table.clear()
             table.setRowCount(0)
@@ -251,7 +259,7 @@ class SpineAnalysisWidget(QWidget):
         if spines_layer is None or dend_layer is None:
             show_error("Choose a dendrite Labels layer and a spine Labels layer first.")
             return
-        spines = np.asarray(spines_layer.data)
+        spines = np.array(spines_layer.data)  # a copy: painting changes the layer's in place
         dend = np.asarray(dend_layer.data)
         if spines.shape != dend.shape or spines.ndim not in (2, 3):
             show_error(
@@ -263,7 +271,12 @@ class SpineAnalysisWidget(QWidget):
         if image_layer is not None and tuple(image_layer.data.shape) == spines.shape:
             image = np.asarray(image_layer.data)
         voxel = voxel_size_from_scale(spines_layer.scale)
-        self._job_layers = (spines_layer.name, dend_layer.name, getattr(image_layer, "name", ""))
+        self._running = {
+            "spines_layer": spines_layer,
+            "dend_layer": dend_layer,
+            "spines": spines,
+            "names": (spines_layer.name, dend_layer.name, getattr(image_layer, "name", "")),
+        }
         self.status_label.setText("Analysing…")
         self.recompute_button.setEnabled(False)
         method = self.method_combo.currentText()
@@ -289,11 +302,13 @@ class SpineAnalysisWidget(QWidget):
             self.recompute()
 
     def _on_returned(self, result: Any) -> None:
-        if self._job_layers is None or self._job_layers[0] not in self.viewer.layers:
+        job = self._running
+        if job is None or job["spines_layer"] not in self.viewer.layers:
             self.status_label.setText("The spine layer was removed: nothing to show.")
             return
         self.result = result
-        spines_layer = self.viewer.layers[self._job_layers[0]]
+        self._analysed, self._job_layers = job, job["names"]
+        spines_layer = job["spines_layer"]
         spines_layer.features = spine_features(spines_layer, result.spines)
         fill_table(self.spine_table, result.spines)
         fill_table(self.branch_table, result.branches)
@@ -318,11 +333,9 @@ class SpineAnalysisWidget(QWidget):
     # --- display ---------------------------------------------------------------------------
     def colour_spines(self, *_: Any) -> None:
         """Colour the spine layer by type or by the chosen measurement (viridis)."""
-        if self.result is None or self._job_layers is None:
+        layer = self._analysed_layer()
+        if self.result is None or layer is None:
             return
-        if self._job_layers[0] not in self.viewer.layers:
-            return
-        layer = self.viewer.layers[self._job_layers[0]]
         what = self.colour_combo.currentText() or "type"
         self.legend.setVisible(what == "type")
         layer.colormap = spine_colormap(self.result.spines, what)
@@ -332,16 +345,16 @@ class SpineAnalysisWidget(QWidget):
             self.spine_table.horizontalHeaderItem(j).text()
             for j in range(self.spine_table.columnCount())
         ]
-        if "id" not in header or self._job_layers is None:
+        if "id" not in header or self._analysed is None:
             return
         sid = int(float(self.spine_table.item(row, header.index("id")).text()))
         self.select_spine(sid)
 
     def select_spine(self, spine_id: int) -> None:
         """Select spine ``spine_id`` in its layer and centre the camera (and z) on it."""
-        if self.result is None or self._job_layers is None:
+        layer = self._analysed_layer()
+        if self.result is None or layer is None:
             return
-        layer = self.viewer.layers[self._job_layers[0]]
         layer.selected_label = int(spine_id)
         t = self.result.spines
         k = int(np.flatnonzero(np.asarray(t["id"]) == spine_id)[0])
@@ -357,17 +370,25 @@ class SpineAnalysisWidget(QWidget):
         if layer.ndim == 3:
             self.viewer.dims.set_point(self.viewer.dims.ndim - 3, float(world[0]))
 
+    def _analysed_layer(self) -> Any:
+        """The spine layer of the shown analysis (also when renamed since); None once gone."""
+        job = self._analysed
+        if job is None or job["spines_layer"] not in self.viewer.layers:
+            return None
+        return job["spines_layer"]
+
     # --- export ----------------------------------------------------------------------------
     def export(self, folder: str | Path, stem: str) -> dict[str, Path]:
         """Write ``<stem>_spines.csv``, ``<stem>_dendrites.csv`` and ``<stem>_spines_roi.zip``
-        from the last analysis into ``folder``; returns the paths."""
+        from the last analysis (the spine labels it measured, not the layer's data since) into
+        ``folder``; returns the paths."""
         from ..analysis import analysis_paths, write_roi_zip, write_tables
 
-        if self.result is None:
+        if self.result is None or self._analysed is None:
             raise DendritePanopticError("Nothing to export: run the analysis first.")
         paths = analysis_paths(folder, stem)
         written = write_tables(paths, self.result)
-        spines = np.asarray(self.viewer.layers[self._job_layers[0]].data)
+        spines = self._analysed["spines"]
         types = {
             int(i): str(t)
             for i, t in zip(self.result.spines["id"], self.result.spines["type"], strict=True)
@@ -382,7 +403,7 @@ class SpineAnalysisWidget(QWidget):
         folder = QFileDialog.getExistingDirectory(self, "Folder for the spine tables")
         if not folder:
             return
-        stem = export_stem(self._job_layers[0])
+        stem = export_stem(self._analysed["names"][0])
         existing = [p for p in self._paths(folder, stem).values() if p.exists()]
         if existing:
             show_error(f"{existing[0]} exists already: choose another folder.")
