@@ -121,6 +121,24 @@ def test_evaluate_files_prints_known_scores(tmp_path, capsys):
     assert only["instance_tp"] == 3 and only["pixel_iou"] == pytest.approx(48 / 80)
 
 
+def test_evaluate_keeps_an_existing_json_without_overwrite(tmp_path, capsys):
+    from napari_dendrite_panoptic.io import write_labels_tiff
+
+    labels = np.zeros((40, 40), np.uint16)
+    labels[2:6, 2:6] = 1
+    write_labels_tiff(tmp_path / "p.tif", labels, (1, 0.1, 0.1))
+    kept = tmp_path / "s.json"
+    kept.write_text("precious")
+    args = ["evaluate", "--pred-spines", str(tmp_path / "p.tif")]
+    args += ["--truth-spines", str(tmp_path / "p.tif"), "--json", str(kept)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{kept} exists already; pass --overwrite to replace it" in err
+    assert kept.read_text() == "precious"
+    assert main([*args, "--overwrite"]) == 0
+    assert kept.read_text().startswith("{")
+
+
 def test_evaluate_model_takes_the_dendrite_threshold(tiny_model_dir, tmp_path, capsys):
     import json
 

@@ -134,6 +134,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     if args.json and Path(args.json).is_dir():
         raise InputError(f"--json '{args.json}' is a folder; name a .json file")
+    if args.json and Path(args.json).exists() and not args.overwrite:
+        raise OutputExistsError(f"{args.json} exists already; pass --overwrite to replace it")
     rows: list[tuple[str, dict]] = []
     if args.pred_spines or args.pred_dendrite or args.truth_points:
         rows = _evaluate_files(args)
@@ -299,5 +301,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="split 0/1 spine masks into instances (connected components)",
     )
-    ev.add_argument("--overwrite", action="store_true", help="replace existing CSV outputs")
+    ev.add_argument(
+        "--overwrite", action="store_true", help="replace existing --csv and --json outputs"
+    )
     ev.set_defaults(func=cmd_evaluate)
