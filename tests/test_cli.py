@@ -139,6 +139,18 @@ def test_evaluate_keeps_an_existing_json_without_overwrite(tmp_path, capsys):
     assert kept.read_text().startswith("{")
 
 
+def test_sample_keeps_existing_ground_truth_without_overwrite(tmp_path, capsys):
+    out = tmp_path / "s.tif"
+    kept = tmp_path / "s_gt_spines.tif"
+    kept.write_text("precious")
+    assert main(["sample", str(out), "--plane", "--ground-truth"]) == 2
+    assert f"{kept} exists already; pass --overwrite" in capsys.readouterr().err
+    assert kept.read_text() == "precious"
+    assert not out.exists() and not (tmp_path / "s_gt_dendrite.tif").exists()
+    assert main(["sample", str(out), "--plane", "--ground-truth", "--overwrite"]) == 0
+    assert read_tiff(kept).data.shape == read_tiff(out).data.shape
+
+
 def test_evaluate_model_takes_the_dendrite_threshold(tiny_model_dir, tmp_path, capsys):
     import json
 

@@ -16,15 +16,18 @@ def cmd_sample(args: argparse.Namespace) -> int:
     out = Path(args.path)
     if out.is_dir():
         raise InputError(f"'{out}' is a folder; name the .tif file to write")
-    if out.exists() and not args.overwrite:
-        raise OutputExistsError(f"{out} exists already; pass --overwrite to replace it")
+    stem = out.with_suffix("")
+    truth = (
+        [Path(f"{stem}_gt_{k}.tif") for k in ("dendrite", "spines")] if args.ground_truth else []
+    )
+    existing = [p for p in (out, *truth) if p.exists()]
+    if existing and not args.overwrite:
+        raise OutputExistsError(f"{existing[0]} exists already; pass --overwrite to replace it")
     sample = synthetic.sample_plane() if args.plane else synthetic.sample_stack()
     squeeze = 0 if args.plane else slice(None)
-    write_tiff_atomic(out, sample.image[squeeze], sample.voxel_size_um)
-    if args.ground_truth:
-        stem = out.with_suffix("")
-        write_labels_tiff(f"{stem}_gt_dendrite.tif", sample.dendrite[squeeze], sample.voxel_size_um)
-        write_labels_tiff(f"{stem}_gt_spines.tif", sample.spines[squeeze], sample.voxel_size_um)
+    write_tiff_atomic(out, sample.image[squeeze], sample.voxel_size_um, overwrite=args.overwrite)
+    for path, labels in zip(truth, (sample.dendrite, sample.spines), strict=False):
+        write_labels_tiff(path, labels[squeeze], sample.voxel_size_um, overwrite=args.overwrite)
     print(out)
     return 0
 
@@ -44,5 +47,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     smp.add_argument("path", help="output TIFF path")
     smp.add_argument("--plane", action="store_true", help="a 2D plane instead of a 3D stack")
     smp.add_argument("--ground-truth", action="store_true", help="also write the exact labels")
-    smp.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    smp.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing outputs (the TIFF and its ground truth)",
+    )
     smp.set_defaults(func=cmd_sample)
