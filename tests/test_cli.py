@@ -139,6 +139,25 @@ def test_evaluate_keeps_an_existing_json_without_overwrite(tmp_path, capsys):
     assert kept.read_text().startswith("{")
 
 
+def test_evaluate_refuses_match_numbers_out_of_range(tmp_path, capsys):
+    from napari_dendrite_panoptic.io import write_labels_tiff
+
+    labels = np.zeros((40, 40), np.uint16)
+    labels[2:6, 2:6] = 1
+    write_labels_tiff(tmp_path / "p.tif", labels, (1, 0.1, 0.1))
+    args = ["evaluate", "--pred-spines", str(tmp_path / "p.tif")]
+    args += ["--truth-spines", str(tmp_path / "p.tif"), "--json", str(tmp_path / "s.json")]
+    for flag, value, words in (
+        ("--iou", "0", "--iou must be more than 0 and at most 1, not 0.0"),
+        ("--iou", "1.5", "--iou must be more than 0 and at most 1, not 1.5"),
+        ("--distance-um", "0", "--distance-um must be more than 0, not 0.0"),
+        ("--distance-um", "-1", "--distance-um must be more than 0, not -1.0"),
+    ):
+        assert main([*args, flag, value]) == 2
+        assert words in capsys.readouterr().err
+    assert not (tmp_path / "s.json").exists()
+
+
 def test_sample_keeps_existing_ground_truth_without_overwrite(tmp_path, capsys):
     out = tmp_path / "s.tif"
     kept = tmp_path / "s_gt_spines.tif"
@@ -149,6 +168,22 @@ def test_sample_keeps_existing_ground_truth_without_overwrite(tmp_path, capsys):
     assert not out.exists() and not (tmp_path / "s_gt_dendrite.tif").exists()
     assert main(["sample", str(out), "--plane", "--ground-truth", "--overwrite"]) == 0
     assert read_tiff(kept).data.shape == read_tiff(out).data.shape
+
+
+def test_train_refuses_numbers_out_of_range(tmp_path, capsys):
+    args = ["train", "--out", str(tmp_path / "m"), "--work", str(tmp_path / "w")]
+    args += ["--data", "generator", "--steps", "1", "--crop", "64", "--batch-size", "1"]
+    for flag, value, words in (
+        ("--max-minutes", "0", "--max-minutes must be more than 0, not 0.0"),
+        ("--max-minutes", "-2", "--max-minutes must be more than 0, not -2.0"),
+        ("--checkpoint-every", "0", "checkpoint_every must be >= 1, not 0"),
+        ("--pixel-size", "0", "pixel_size_um must be > 0, not 0.0"),
+        ("--warmup", "-1", "warmup_steps must be >= 0, not -1"),
+    ):
+        assert main([*args, flag, value]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and words in lines[0]
+    assert not (tmp_path / "m").exists() and not (tmp_path / "w").exists()
 
 
 def test_evaluate_model_takes_the_dendrite_threshold(tiny_model_dir, tmp_path, capsys):

@@ -87,6 +87,37 @@ def test_fine_tune_refuses_what_it_cannot_use_and_writes_nothing(
     assert "given twice" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "flag, value, words",
+    [
+        ("--minutes", "0", "--minutes must be more than 0, not 0.0"),
+        ("--epochs", "0", "--epochs must be at least 1, not 0"),
+        ("--pixel-size", "0", "--pixel-size must be more than 0, not 0.0"),
+        ("--z-step", "-1", "--z-step must be more than 0, not -1.0"),
+    ],
+)
+def test_numbers_not_above_0_are_refused_in_one_line(
+    tiny_model_dir, tmp_path, corrected, capsys, flag, value, words
+):
+    image, labels = corrected
+    out = tmp_path / "m"
+    args = ["fine-tune", str(image), "--labels", str(labels), "--out", str(out)]
+    assert main([*args, "--base-model", str(tiny_model_dir), flag, value]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [f"dendrite-panoptic: {words}"]
+    assert not out.exists()
+
+
+def test_fine_tune_config_refuses_a_length_not_above_0(tmp_path):
+    from napari_dendrite_panoptic.errors import InputError
+    from napari_dendrite_panoptic.training import fine_tune_config
+
+    with pytest.raises(InputError, match="minutes must be more than 0, not 0"):
+        fine_tune_config("base", tmp_path / "m", [], 0.1, minutes=0)
+    with pytest.raises(InputError, match="epochs must be at least 1, not 0"):
+        fine_tune_config("base", tmp_path / "m", [], 0.1, epochs=0)
+
+
 def test_a_semantic_spine_mask_is_refused_or_split(tiny_model_dir, tmp_path, corrected, capsys):
     image, labels = corrected
     spines = labels / "field_spines.tif"

@@ -154,6 +154,20 @@ def test_bad_device_or_workers_are_refused(tmp_path):
         TrainConfig(work_dir=str(tmp_path), output_model=str(tmp_path / "m"), workers=-1)
 
 
+@pytest.mark.parametrize(
+    "field, value, words",
+    [
+        ("checkpoint_every", 0, "checkpoint_every must be >= 1, not 0"),
+        ("pixel_size_um", 0.0, "pixel_size_um must be > 0, not 0.0"),
+        ("pixel_size_um", -0.1, "pixel_size_um must be > 0, not -0.1"),
+        ("warmup_steps", -1, "warmup_steps must be >= 0, not -1"),
+    ],
+)
+def test_numbers_out_of_range_are_refused(tmp_path, field, value, words):
+    with pytest.raises(InputError, match=words):
+        TrainConfig(work_dir=str(tmp_path), output_model=str(tmp_path / "m"), **{field: value})
+
+
 @pytest.mark.parametrize(("trained", "kept"), [("spines", "dendrites"), ("dendrites", "spines")])
 def test_training_one_network_leaves_the_other_as_the_base_model_had_it(
     tmp_path, tiny_model_dir, trained, kept

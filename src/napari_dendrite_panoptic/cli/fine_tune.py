@@ -33,6 +33,7 @@ def cmd_fine_tune(args: argparse.Namespace) -> int:
     from ..models import ModelCard, bundled_model_dir
     from ..training import fine_tune_config, iter_fine_tune
 
+    _check_numbers(args)
     out = _new_model_folder(args)
     base = Path(args.base_model) if args.base_model else bundled_model_dir()
     native = ModelCard.load(base).pixel_size_um
@@ -44,7 +45,7 @@ def cmd_fine_tune(args: argparse.Namespace) -> int:
         native,
         which=args.which,
         lr=args.lr,
-        minutes=None if args.epochs else args.minutes,
+        minutes=None if args.epochs is not None else args.minutes,
         epochs=args.epochs,
         name=args.name or out.name,
         held_out=[v.name for v in held],
@@ -58,6 +59,19 @@ def cmd_fine_tune(args: argparse.Namespace) -> int:
         outcome, calibration = _follow(events, config)
     _report(outcome, calibration, config, train)
     return 0
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    """Refuse a length, pixel size or z-step that is not above 0, before any file is read."""
+    if args.epochs is not None and args.epochs < 1:
+        raise InputError(f"--epochs must be at least 1, not {args.epochs}")
+    for flag, value in (
+        ("--minutes", args.minutes),
+        ("--pixel-size", args.pixel_size),
+        ("--z-step", args.z_step),
+    ):
+        if value is not None and not value > 0:
+            raise InputError(f"{flag} must be more than 0, not {value}")
 
 
 def _new_model_folder(args: argparse.Namespace) -> Path:
@@ -236,8 +250,12 @@ def _label_path(image: Path, folder: str | None, role: str) -> Path:
 def _voxel(stack: Any, args: argparse.Namespace) -> tuple[float | None, float | None]:
     """(z-step, pixel size) in µm: the flags, else the file's metadata, else None (unknown)."""
     known = stack.voxel_size_source != "none"
-    px = args.pixel_size or (stack.voxel_size_um[1] if known else None)
-    z = args.z_step or (stack.voxel_size_um[0] if known and "Z" in stack.axes else None)
+    px = args.pixel_size
+    if px is None and known:
+        px = stack.voxel_size_um[1]
+    z = args.z_step
+    if z is None and known and "Z" in stack.axes:
+        z = stack.voxel_size_um[0]
     return z, px
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 
+from ..errors import InputError
 from .options import DEVICE_HELP, add_training_choices, command_parser
 
 
@@ -15,8 +17,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..models import resolve_device
     from ..training import TrainConfig, iter_fit, loader_plan, run_input_planes
 
+    if args.max_minutes is not None and not args.max_minutes > 0:
+        raise InputError(f"--max-minutes must be more than 0, not {args.max_minutes}")
     planes = run_input_planes(args.input_planes, args.base_model)
-    source, description = training_source(args.data, args.crop, args.pixel_size, planes)
     on_gpu = resolve_device(args.device).type == "cuda"
     cpus = os.cpu_count() or 1
     workers, threads = loader_plan(args.workers, args.threads, on_gpu, cpus, args.which)
@@ -36,16 +39,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         model_name=args.name,
         model_version=args.model_version,
         threads=threads,
-        data_description=description,
         validate_images=args.validate,
         device=args.device,
         workers=workers,
-        max_seconds=args.max_minutes * 60 if args.max_minutes else None,
+        max_seconds=args.max_minutes * 60 if args.max_minutes is not None else None,
         input_planes=args.input_planes,
         freeze_norm=args.freeze_norm,
         precision=args.precision,
         layers=args.layers,
     )
+    # the data sets are read once the settings are known to be usable
+    source, description = training_source(args.data, args.crop, args.pixel_size, planes)
+    cfg = dataclasses.replace(cfg, data_description=description)
     bar = tqdm(total=cfg.steps, desc="training", unit="step")
 
     def stop() -> bool:

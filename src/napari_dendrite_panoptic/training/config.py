@@ -79,6 +79,12 @@ class TrainConfig:
             raise InputError("steps and batch_size must be >= 1 and crop_size >= 64")
         if not (self.lr > 0):
             raise InputError("learning rate must be > 0")
+        if self.warmup_steps < 0:
+            raise InputError(f"warmup_steps must be >= 0, not {self.warmup_steps}")
+        if self.checkpoint_every < 1:
+            raise InputError(f"checkpoint_every must be >= 1, not {self.checkpoint_every}")
+        if not (self.pixel_size_um > 0):
+            raise InputError(f"pixel_size_um must be > 0, not {self.pixel_size_um}")
         if self.max_seconds is not None and not (self.max_seconds > 0):
             raise InputError("a time budget must be > 0 seconds")
         if self.device not in ("cpu", "cuda", "auto"):

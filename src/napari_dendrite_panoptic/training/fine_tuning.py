@@ -348,9 +348,15 @@ def fine_tune_config(
 
     if (minutes is None) == (epochs is None):
         raise InputError("give the training length either in minutes or in epochs")
+    if minutes is not None and not minutes > 0:
+        raise InputError(f"fine-tuning minutes must be more than 0, not {minutes}")
+    if epochs is not None and epochs < 1:
+        raise InputError(f"fine-tuning epochs must be at least 1, not {epochs}")
     crop, batch = FINE_TUNE_CROP, FINE_TUNE_BATCH
     steps = (
-        100_000 if minutes else int(epochs) * steps_per_epoch(volumes, crop, native_px_um, batch)
+        100_000
+        if minutes is not None
+        else int(epochs) * steps_per_epoch(volumes, crop, native_px_um, batch)
     )
     described = ", ".join(f"'{v.name}' ({len(v.planes)} plane(s))" for v in volumes)
     output = Path(output_model)
@@ -370,7 +376,7 @@ def fine_tune_config(
         model_version="1",
         data_description=f"user corrections: {described}; held out: "
         + (", ".join(f"'{n}'" for n in held_out) or "none"),
-        max_seconds=minutes * 60.0 if minutes else None,
+        max_seconds=minutes * 60.0 if minutes is not None else None,
         freeze_norm=freeze_norm,
         layers=layers,
     )
