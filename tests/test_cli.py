@@ -148,8 +148,8 @@ def test_evaluate_refuses_match_numbers_out_of_range(tmp_path, capsys):
     args = ["evaluate", "--pred-spines", str(tmp_path / "p.tif")]
     args += ["--truth-spines", str(tmp_path / "p.tif"), "--json", str(tmp_path / "s.json")]
     for flag, value, words in (
-        ("--iou", "0", "--iou must be more than 0 and at most 1, not 0.0"),
-        ("--iou", "1.5", "--iou must be more than 0 and at most 1, not 1.5"),
+        ("--iou", "0", "--iou must be more than 0 and less than 1, not 0.0"),
+        ("--iou", "1", "--iou must be more than 0 and less than 1, not 1.0"),
         ("--distance-um", "0", "--distance-um must be more than 0, not 0.0"),
         ("--distance-um", "-1", "--distance-um must be more than 0, not -1.0"),
     ):

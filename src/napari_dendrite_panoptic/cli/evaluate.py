@@ -136,8 +136,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise InputError(f"--json '{args.json}' is a folder; name a .json file")
     if args.json and Path(args.json).exists() and not args.overwrite:
         raise OutputExistsError(f"{args.json} exists already; pass --overwrite to replace it")
-    if not 0.0 < args.iou <= 1.0:
-        raise InputError(f"--iou must be more than 0 and at most 1, not {args.iou}")
+    if not 0.0 < args.iou < 1.0:
+        # a match needs an IoU above this, so 1 would match nothing
+        raise InputError(f"--iou must be more than 0 and less than 1, not {args.iou}")
     if not args.distance_um > 0.0:
         raise InputError(f"--distance-um must be more than 0, not {args.distance_um}")
     rows: list[tuple[str, dict]] = []
