@@ -215,16 +215,22 @@ def test_hand_split_and_merge_follow_in_labels_and_tables(series):
         merge_ids(result, everywhere[0], everywhere[1])
 
 
-def test_cli_track_refuses_a_channel_an_image_lacks_before_segmenting(series, tmp_path, capsys):
+def _image_files(series, folder) -> list[str]:
+    """Each session's image as ``day<k>.tif`` (ImageJ ZYX) in ``folder``."""
     import tifffile
-
-    from napari_dendrite_panoptic.cli.main import main
 
     files = []
     for k, s in enumerate(series.sessions):
-        path = tmp_path / f"day{k}.tif"
+        path = folder / f"day{k}.tif"
         tifffile.imwrite(path, s.image, imagej=True, metadata={"axes": "ZYX"})
         files.append(str(path))
+    return files
+
+
+def test_cli_track_refuses_a_channel_an_image_lacks_before_segmenting(series, tmp_path, capsys):
+    from napari_dendrite_panoptic.cli.main import main
+
+    files = _image_files(series, tmp_path)
     out = tmp_path / "out"
     assert main(["track", *files, "--out", str(out), "--channel", "1"]) == 2
     err = capsys.readouterr().err
@@ -236,17 +242,14 @@ def test_cli_track_refuses_a_channel_an_image_lacks_before_segmenting(series, tm
 def test_cli_track_refuses_a_segment_run_missing_its_dendrite_before_segmenting(
     series, tmp_path, capsys
 ):
-    import tifffile
-
     from napari_dendrite_panoptic.cli.main import main
     from napari_dendrite_panoptic.io import write_labels_tiff
 
-    image = tmp_path / "day0.tif"
-    tifffile.imwrite(image, series.sessions[0].image, imagej=True, metadata={"axes": "ZYX"})
+    image = _image_files(series, tmp_path)[0]
     s = series.sessions[1]
     write_labels_tiff(tmp_path / "day2_spines.tif", s.spines, s.voxel_size_um)
     out = tmp_path / "out"
-    assert main(["track", str(image), str(tmp_path / "day2_spines.tif"), "--out", str(out)]) == 2
+    assert main(["track", image, str(tmp_path / "day2_spines.tif"), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "day2_dendrite.tif is missing" in err
     assert "segmenting" not in err
@@ -254,15 +257,9 @@ def test_cli_track_refuses_a_segment_run_missing_its_dendrite_before_segmenting(
 
 
 def test_cli_track_checks_days_and_distance_before_segmenting(series, tmp_path, capsys):
-    import tifffile
-
     from napari_dendrite_panoptic.cli.main import main
 
-    files = []
-    for k, s in enumerate(series.sessions):
-        path = tmp_path / f"day{k}.tif"
-        tifffile.imwrite(path, s.image, imagej=True, metadata={"axes": "ZYX"})
-        files.append(str(path))
+    files = _image_files(series, tmp_path)
     out = tmp_path / "out"
     assert main(["track", *files, "--out", str(out), "--days", "0,2"]) == 2
     assert main(["track", *files, "--out", str(out), "--max-distance", "0"]) == 2

@@ -12,13 +12,21 @@ PLUGIN = "napari-dendrite-panoptic"
 WAIT_MS = 120_000
 
 
-def test_dock_tracks_shows_layers_table_and_exports(make_napari_viewer, qtbot, tmp_path):
-    series = generate_series(2, SeriesConfig(shape=(8, 160, 160), n_sessions=2))
+def _viewer_with(make_napari_viewer, series, images: bool):
+    """A viewer with each session's layers as the inference dock names them: "day<k>"
+    (with ``images``), "day<k> dendrites", "day<k> spines"."""
     viewer = make_napari_viewer()
     for k, s in enumerate(series.sessions):
-        viewer.add_image(s.image, name=f"day{k}", scale=s.voxel_size_um)
+        if images:
+            viewer.add_image(s.image, name=f"day{k}", scale=s.voxel_size_um)
         viewer.add_labels(s.dendrite, name=f"day{k} dendrites", scale=s.voxel_size_um)
         viewer.add_labels(s.spines, name=f"day{k} spines", scale=s.voxel_size_um)
+    return viewer
+
+
+def test_dock_tracks_shows_layers_table_and_exports(make_napari_viewer, qtbot, tmp_path):
+    series = generate_series(2, SeriesConfig(shape=(8, 160, 160), n_sessions=2))
+    viewer = _viewer_with(make_napari_viewer, series, images=True)
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Spines over time")
     assert {"day0 spines", "day1 spines"} <= {
         widget.session_list.item(i).text() for i in range(widget.session_list.count())
@@ -89,10 +97,7 @@ def test_dock_refuses_one_session(make_napari_viewer):
 
 def test_dock_keeps_the_users_layers_and_tables(make_napari_viewer, qtbot, tmp_path):
     series = generate_series(3, SeriesConfig(shape=(8, 128, 128), n_sessions=2))
-    viewer = make_napari_viewer()
-    for k, s in enumerate(series.sessions):
-        viewer.add_labels(s.dendrite, name=f"day{k} dendrites", scale=s.voxel_size_um)
-        viewer.add_labels(s.spines, name=f"day{k} spines", scale=s.voxel_size_um)
+    viewer = _viewer_with(make_napari_viewer, series, images=False)
     mine = np.ones((4, 4), dtype=np.uint8)
     viewer.add_labels(mine, name="spines over time")
     viewer.add_image(mine.astype(float), name="sessions registered")
