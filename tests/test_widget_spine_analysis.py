@@ -123,7 +123,7 @@ def test_legend_export_names_and_tables_cleared_when_the_layer_is_deleted(
     assert widget.legend.isHidden()
     # exports of "img spines" are img_spines.csv, never img_spines_spines.csv
     assert export_stem("img spines") == "img" and export_stem("my cell") == "my_cell"
-    written = widget.export(tmp_path, export_stem(widget._job_layers[0]))
+    written = widget.export(tmp_path, export_stem(widget._analysed["names"][0]))
     assert sorted(p.name for p in written.values()) == [
         "img_dendrites.csv",
         "img_spines.csv",

@@ -88,8 +88,6 @@ class SpineAnalysisWidget(QWidget):
         self.worker: Any = None
         self._pending = False
         self._watched: list[Any] = []
-        self._job_layers: tuple[str, str, str] | None = None
-        """Names (spines, dendrites, image) of the shown analysis's layers when it started."""
         self._running: dict[str, Any] | None = None
         self._analysed: dict[str, Any] | None = None
         """The shown analysis's job: its ``spines_layer`` and ``dend_layer`` objects (renaming
@@ -186,7 +184,6 @@ class SpineAnalysisWidget(QWidget):
             return
         name = removed.name
         self.result = None
-        self._job_layers = None
         self._analysed = None
         for table in (self.spine_table, self.branch_table):
             table.clear()
@@ -307,7 +304,7 @@ class SpineAnalysisWidget(QWidget):
             self.status_label.setText("The spine layer was removed: nothing to show.")
             return
         self.result = result
-        self._analysed, self._job_layers = job, job["names"]
+        self._analysed = job
         spines_layer = job["spines_layer"]
         spines_layer.features = spine_features(spines_layer, result.spines)
         fill_table(self.spine_table, result.spines)
