@@ -120,7 +120,7 @@ def test_dock_keeps_the_users_layers_and_tables(make_napari_viewer, qtbot, tmp_p
     assert np.array_equal(viewer.layers["spines over time"].data, mine)
     assert np.array_equal(viewer.layers["sessions registered"].data, mine)
     result = viewer.layers["spines over time [2]"]
-    assert widget.labels_name == "spines over time [2]" and result.data.ndim == 4
+    assert widget.labels_layer.name == "spines over time [2]" and result.data.ndim == 4
 
     def split_one():
         t = widget.result.spines
@@ -140,7 +140,7 @@ def test_dock_keeps_the_users_layers_and_tables(make_napari_viewer, qtbot, tmp_p
     result.data = painted
     track()
     assert viewer.layers["spines over time [2]"].data[0, 0, 0, 0] == 999
-    assert widget.labels_name == "spines over time [3]"
+    assert widget.labels_layer.name == "spines over time [3]"
     # exported tables are never replaced
     first = widget.export_csv(tmp_path)
     before = [p.read_bytes() for p in first]

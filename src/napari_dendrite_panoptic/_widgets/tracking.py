@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from napari.layers import Image, Points
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
 from qtpy.QtCore import Qt
@@ -94,7 +95,8 @@ class SpinesOverTimeWidget(QWidget):
         self.viewer = napari_viewer
         self.worker = None
         self.result = None
-        self.labels_name = LABELS
+        self.labels_layer: Any = None
+        """The tracked labels (the layer itself: renaming it does not lose it)."""
         layout = scrolling_layout(self)
         layout.addWidget(QLabel("Spine layers, one per session, in time order:"))
         self.session_list = QListWidget()
@@ -283,7 +285,7 @@ class SpinesOverTimeWidget(QWidget):
         scale = (1.0, *voxel)
         self.viewer.add_image(
             images,
-            name=self._take_name(IMAGES, "the registered sessions go", "Image"),
+            name=self._take_name(IMAGES, "the registered sessions go", Image),
             scale=scale,
             blending="additive",
             metadata={OURS: {"role": IMAGES}},
@@ -296,7 +298,7 @@ class SpinesOverTimeWidget(QWidget):
             translate=(0.0,) * labels.ndim,
             metadata={"role": LABELS},
         )
-        self.labels_name = layer.name
+        self.labels_layer = layer
         self.viewer.dims.axis_labels = ("session", "z", "y", "x")
         self._show(result)
         self.export_button.setEnabled(True)
@@ -331,7 +333,7 @@ class SpinesOverTimeWidget(QWidget):
         colours = [EVENT_COLOURS[c] for c in t["call"][ev]]
         self.viewer.add_points(
             pts,
-            name=self._take_name(EVENTS, "the gained and lost spines go", "Points"),
+            name=self._take_name(EVENTS, "the gained and lost spines go", Points),
             metadata={OURS: {"role": EVENTS}},
             scale=(1.0, 1.0, 1.0, 1.0),
             size=1.0,
@@ -341,19 +343,13 @@ class SpinesOverTimeWidget(QWidget):
         )
         self._fill(t)
 
-    def _take_name(self, name: str, what: str, kind: str) -> str:
-        """The name for this dock's new ``kind`` layer ("Image", "Points") ``name``: its earlier
+    def _take_name(self, name: str, what: str, kind: type) -> str:
+        """The name for this dock's new ``kind`` layer (Image, Points) ``name``: its earlier
         one is removed; a layer of the user's of that name is kept, and a warning says where
         ``what`` instead."""
 
         def earlier_result(layer: Any) -> bool:
-            import napari
-
-            return (
-                isinstance(layer, getattr(napari.layers, kind))
-                and is_ours(layer)
-                and layer.ndim == 4
-            )
+            return isinstance(layer, kind) and is_ours(layer) and layer.ndim == 4
 
         earlier, free = reusable_layer(self.viewer, name, earlier_result, what)
         if earlier is not None:
@@ -361,9 +357,9 @@ class SpinesOverTimeWidget(QWidget):
         return free
 
     def _relabel_layer(self, old: int, new: int, sessions=None) -> None:
-        if self.labels_name not in self.viewer.layers:
+        layer = self._labels()
+        if layer is None:
             return
-        layer = self.viewer.layers[self.labels_name]
         data = np.asarray(layer.data).copy()
         for k in range(data.shape[0]) if sessions is None else [s - 1 for s in sessions]:
             data[k][data[k] == old] = new
@@ -448,8 +444,14 @@ class SpinesOverTimeWidget(QWidget):
             step[1] = int(round(z / vz))
         self.viewer.dims.current_step = tuple(step)
         camera(self.viewer).center = (z, y, x)
-        if self.labels_name in self.viewer.layers:
-            self.viewer.layers[self.labels_name].selected_label = sid
+        layer = self._labels()
+        if layer is not None:
+            layer.selected_label = sid
+
+    def _labels(self) -> Any:
+        """The tracked labels layer, None before tracking or once the user removed it."""
+        layer = self.labels_layer
+        return layer if layer is not None and layer in self.viewer.layers else None
 
     def export_csv(self, folder: str | Path) -> list[Path]:
         """Write ``spines_over_time.csv`` and ``turnover.csv`` into ``folder``; tables already
